@@ -1,0 +1,33 @@
+# Two entry points for a fresh machine with Python 3.11: `make start` and `make test`.
+PY ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: start test install lint typecheck check bench record-cassettes clean
+
+$(STAMP): pyproject.toml constraints.txt
+	@command -v $(PY) >/dev/null 2>&1 || { echo "error: $(PY) not found; install Python 3.11 or run make PY=python3"; exit 1; }
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -c constraints.txt -e '.[llm,knowledge,api,dev]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+## Set up, create/migrate the database, load the demo company and knowledge, start the service.
+start: $(STAMP)
+	$(BIN)/valuechain init
+	$(BIN)/valuechain status
+
+## Set up and run the whole test suite (PostgreSQL tests run when TEST_DATABASE_URL is set).
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+	$(BIN)/pytest -q
+
+bench: $(STAMP)
+	$(BIN)/python -m bench.run_all
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,376 @@
+"""SQLAlchemy 2 typed models for the CRM database (SPEC §4).
+
+Money is stored as float in the account currency and rounded only for display.
+Dates without a time of day are `date`; audit timestamps are `datetime` (UTC, naive).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Date,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+ACCOUNT_STATUSES = ("active", "churned")
+SEGMENTS = ("SMB", "Mid-Market", "Enterprise")
+PORTER_CATEGORIES = (
+    "inbound_logistics",
+    "operations",
+    "outbound_logistics",
+    "marketing_sales",
+    "service",
+    "firm_infrastructure",
+    "human_resources",
+    "technology_development",
+    "procurement",
+)
+PRIMARY_CATEGORIES = PORTER_CATEGORIES[:5]
+INITIATIVE_TYPES = ("automate", "streamline", "renegotiate", "invest", "eliminate")
+RECOMMENDATION_STATUSES = ("pending", "approved", "rejected", "expired")
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class Account(Base):
+    __tablename__ = "accounts"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    segment: Mapped[str | None] = mapped_column(String(32), index=True)
+    industry: Mapped[str | None] = mapped_column(String(64))
+    region: Mapped[str | None] = mapped_column(String(32))
+    plan: Mapped[str | None] = mapped_column(String(32))
+    arr: Mapped[float] = mapped_column(Float, default=0.0)
+    created_at: Mapped[dt.date | None] = mapped_column(Date)
+    owner: Mapped[str | None] = mapped_column(String(100))
+    status: Mapped[str] = mapped_column(String(16), default="active", index=True)
+    churned_at: Mapped[dt.date | None] = mapped_column(Date)
+    attributes: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+    contacts: Mapped[list[Contact]] = relationship(back_populates="account")
+
+
+class Contact(Base):
+    __tablename__ = "contacts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    email: Mapped[str | None] = mapped_column(String(200))
+    role: Mapped[str | None] = mapped_column(String(64))
+    is_champion: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[dt.date | None] = mapped_column(Date)
+    left_at: Mapped[dt.date | None] = mapped_column(Date)
+
+    account: Mapped[Account] = relationship(back_populates="contacts")
+
+
+class Subscription(Base):
+    __tablename__ = "subscriptions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), index=True)
+    plan: Mapped[str] = mapped_column(String(32))
+    seats: Mapped[int] = mapped_column(Integer)
+    mrr: Mapped[float] = mapped_column(Float)
+    start_date: Mapped[dt.date] = mapped_column(Date)
+    renewal_date: Mapped[dt.date] = mapped_column(Date)
+    discount: Mapped[float] = mapped_column(Float, default=0.0)  # fraction 0..1
+    status: Mapped[str] = mapped_column(String(16), default="active")  # active / ended
+
+
+class UsageWeekly(Base):
+    __tablename__ = "usage_weekly"
+
+    account_id: Mapped[str] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True
+    )
+    week_start: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    active_users: Mapped[int] = mapped_column(Integer)
+    sessions: Mapped[int] = mapped_column(Integer)
+    features_adopted: Mapped[int] = mapped_column(Integer)
+
+
+class SupportTicket(Base):
+    __tablename__ = "support_tickets"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), index=True)
+    priority: Mapped[str] = mapped_column(String(16))  # low / medium / high / urgent
+    category: Mapped[str | None] = mapped_column(String(32))
+    opened_at: Mapped[dt.date] = mapped_column(Date)
+    closed_at: Mapped[dt.date | None] = mapped_column(Date)
+    csat: Mapped[int | None] = mapped_column(Integer)  # 1..5
+
+
+class Invoice(Base):
+    __tablename__ = "invoices"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), index=True)
+    issued_at: Mapped[dt.date] = mapped_column(Date)
+    due_date: Mapped[dt.date] = mapped_column(Date)
+    paid_at: Mapped[dt.date | None] = mapped_column(Date)
+    amount: Mapped[float] = mapped_column(Float)
+    status: Mapped[str] = mapped_column(String(16))  # paid / late / failed / open
+
+
+class Interaction(Base):
+    __tablename__ = "interactions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), index=True)
+    type: Mapped[str] = mapped_column(String(16))  # email / call / meeting / qbr
+    occurred_at: Mapped[dt.date] = mapped_column(Date)
+    sentiment: Mapped[float | None] = mapped_column(Float)  # -1..1
+
+
+class NpsResponse(Base):
+    __tablename__ = "nps_responses"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), index=True)
+    contact_id: Mapped[int | None] = mapped_column(ForeignKey("contacts.id", ondelete="SET NULL"))
+    responded_at: Mapped[dt.date] = mapped_column(Date)
+    score: Mapped[int] = mapped_column(Integer)  # 0..10
+
+
+class Opportunity(Base):
+    __tablename__ = "opportunities"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), index=True)
+    type: Mapped[str] = mapped_column(String(16))  # new / upsell / renewal
+    stage: Mapped[str] = mapped_column(String(32))  # prospecting .. closed_won / closed_lost
+    amount: Mapped[float] = mapped_column(Float)
+    created_at: Mapped[dt.date] = mapped_column(Date)
+    close_date: Mapped[dt.date] = mapped_column(Date)
+
+
+class ValueChainActivity(Base):
+    __tablename__ = "value_chain_activities"
+    __table_args__ = (UniqueConstraint("name", "period", name="uq_activity_name_period"),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(16))  # primary / support
+    porter_category: Mapped[str] = mapped_column(String(32))
+    owner_team: Mapped[str | None] = mapped_column(String(100))
+    systems: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    period: Mapped[str] = mapped_column(String(16), index=True)  # e.g. "2026"
+    annual_cost: Mapped[float] = mapped_column(Float)
+    value_score: Mapped[float] = mapped_column(Float)  # 0..10 customer-value contribution
+    perf_metric: Mapped[str | None] = mapped_column(String(100))
+    perf_actual: Mapped[float | None] = mapped_column(Float)
+    perf_target: Mapped[float | None] = mapped_column(Float)
+    perf_direction: Mapped[str | None] = mapped_column(String(20))  # higher_is_better / lower_is_better
+    enables: Mapped[list[Any]] = mapped_column(JSON, default=list)  # activity ids (support only)
+    # Activity-based costing: the cost driver of the activity, if known.
+    cost_driver: Mapped[str | None] = mapped_column(String(100))
+    std_quantity: Mapped[float | None] = mapped_column(Float)
+    actual_quantity: Mapped[float | None] = mapped_column(Float)
+    std_price: Mapped[float | None] = mapped_column(Float)
+    necessary: Mapped[bool | None] = mapped_column(Boolean)
+
+
+class Initiative(Base):
+    __tablename__ = "initiatives"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    activity_id: Mapped[str] = mapped_column(
+        ForeignKey("value_chain_activities.id", ondelete="CASCADE"), index=True
+    )
+    description: Mapped[str] = mapped_column(Text)
+    type: Mapped[str] = mapped_column(String(16))  # automate / streamline / renegotiate / invest / eliminate
+    advantage: Mapped[str | None] = mapped_column(String(16))  # cost / differentiation / None
+    est_cost: Mapped[float] = mapped_column(Float)
+    est_annual_benefit: Mapped[float] = mapped_column(Float)
+    owner: Mapped[str | None] = mapped_column(String(100))
+    due: Mapped[dt.date | None] = mapped_column(Date)
+    status: Mapped[str] = mapped_column(String(16), default="proposed")
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    email: Mapped[str | None] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(16))  # viewer / analyst / approver / admin
+    slack_user_id: Mapped[str | None] = mapped_column(String(32), unique=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime)
+
+
+class ApiKey(Base):
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    prefix: Mapped[str] = mapped_column(String(16), unique=True)
+    key_hash: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    last_used_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+
+
+class Conversation(Base):
+    __tablename__ = "conversations"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    channel: Mapped[str] = mapped_column(String(16), default="cli")  # cli / web / slack / api
+    title: Mapped[str | None] = mapped_column(String(200))
+
+
+class AgentRun(Base):
+    __tablename__ = "agent_runs"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    conversation_id: Mapped[str] = mapped_column(
+        ForeignKey("conversations.id", ondelete="CASCADE"), index=True
+    )
+    started_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    model: Mapped[str | None] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(16), default="running")  # running / ok / error
+    error: Mapped[str | None] = mapped_column(Text)
+    question: Mapped[str] = mapped_column(Text)
+    answer: Mapped[str | None] = mapped_column(Text)
+    llm_calls: Mapped[int] = mapped_column(Integer, default=0)
+    prompt_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    completion_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    latency_ms: Mapped[float | None] = mapped_column(Float)
+
+
+class Message(Base):
+    __tablename__ = "messages"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    conversation_id: Mapped[str] = mapped_column(
+        ForeignKey("conversations.id", ondelete="CASCADE"), index=True
+    )
+    run_id: Mapped[str | None] = mapped_column(ForeignKey("agent_runs.id", ondelete="CASCADE"))
+    seq: Mapped[int] = mapped_column(Integer)
+    role: Mapped[str] = mapped_column(String(16))  # user / assistant / tool / system
+    content: Mapped[str] = mapped_column(Text)
+    tool_calls: Mapped[list[Any] | None] = mapped_column(JSON)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime)
+
+
+class LlmCall(Base):
+    __tablename__ = "llm_calls"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("agent_runs.id", ondelete="CASCADE"), index=True)
+    seq: Mapped[int] = mapped_column(Integer)
+    model: Mapped[str | None] = mapped_column(String(200))
+    prompt_tokens: Mapped[int | None] = mapped_column(Integer)
+    completion_tokens: Mapped[int | None] = mapped_column(Integer)
+    latency_ms: Mapped[float] = mapped_column(Float)
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+class ToolCall(Base):
+    __tablename__ = "tool_calls"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("agent_runs.id", ondelete="CASCADE"), index=True)
+    seq: Mapped[int] = mapped_column(Integer)
+    name: Mapped[str] = mapped_column(String(64))
+    args: Mapped[dict[str, Any]] = mapped_column(JSON)
+    result: Mapped[Any | None] = mapped_column(JSON)
+    error: Mapped[str | None] = mapped_column(Text)
+    ok: Mapped[bool] = mapped_column(Boolean)
+    latency_ms: Mapped[float] = mapped_column(Float)
+
+
+class Recommendation(Base):
+    __tablename__ = "recommendations"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    account_id: Mapped[str | None] = mapped_column(ForeignKey("accounts.id"), index=True)
+    activity_id: Mapped[str | None] = mapped_column(ForeignKey("value_chain_activities.id"))
+    action: Mapped[str] = mapped_column(String(64), index=True)
+    rationale: Mapped[str] = mapped_column(Text)
+    evidence: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    expected_value: Mapped[float | None] = mapped_column(Float)
+    status: Mapped[str] = mapped_column(String(16), default="pending", index=True)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    content_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    created_by: Mapped[str] = mapped_column(String(100))  # "agent" or a user name
+    run_id: Mapped[str | None] = mapped_column(ForeignKey("agent_runs.id", ondelete="SET NULL"))
+    decided_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    decided_by: Mapped[str | None] = mapped_column(String(100))
+
+
+class RecommendationEvent(Base):
+    """Append-only audit trail of a recommendation: proposed, approved, rejected, expired."""
+
+    __tablename__ = "recommendation_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    recommendation_id: Mapped[int] = mapped_column(
+        ForeignKey("recommendations.id", ondelete="CASCADE"), index=True
+    )
+    event: Mapped[str] = mapped_column(String(16))
+    actor: Mapped[str] = mapped_column(String(100))
+    at: Mapped[dt.datetime] = mapped_column(DateTime)
+    reason_code: Mapped[str | None] = mapped_column(String(64))
+    note: Mapped[str | None] = mapped_column(Text)
+    data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class ChurnModel(Base):
+    """A trained, versioned churn model: coefficients and the metrics it was judged by."""
+
+    __tablename__ = "churn_models"
+
+    version: Mapped[str] = mapped_column(String(64), primary_key=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    method: Mapped[str] = mapped_column(String(32))  # logistic_regression / rule_based
+    source: Mapped[str] = mapped_column(String(16))  # history / attributes
+    as_of: Mapped[dt.date | None] = mapped_column(Date)
+    active: Mapped[bool] = mapped_column(Boolean, default=False)
+    params: Mapped[dict[str, Any]] = mapped_column(JSON)  # features, means, scales, coefs, intercept
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class ChurnScore(Base):
+    """A kept score snapshot, so an account that churned keeps the score it had."""
+
+    __tablename__ = "churn_scores"
+    __table_args__ = (Index("ix_churn_scores_account_asof", "account_id", "as_of"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    as_of: Mapped[dt.date] = mapped_column(Date)
+    model_version: Mapped[str] = mapped_column(String(64))
+    probability: Mapped[float] = mapped_column(Float)
+    band: Mapped[str] = mapped_column(String(8))
+    drivers: Mapped[list[Any]] = mapped_column(JSON, default=list)
+
+
+class AppMeta(Base):
+    """Small key/value facts about the database: data as-of date, demo seed, index hashes."""
+
+    __tablename__ = "app_meta"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)

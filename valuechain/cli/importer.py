@@ -1,0 +1,7 @@
+"""`valuechain import <table> FILE --mapping M.yaml` (being written)."""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(no_args_is_help=True)

@@ -1,0 +1,32 @@
+"""The `valuechain` command-line program. Each command group lives in its own module."""
+
+from __future__ import annotations
+
+import typer
+
+from valuechain.cli import db as db_cmd
+from valuechain.cli import demo as demo_cmd
+from valuechain.cli import importer as import_cmd
+from valuechain.cli import setup as setup_cmd
+
+app = typer.Typer(
+    name="valuechain",
+    help="Value Chain Copilot: value-chain analysis and CRM actions from a chat agent.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+app.command("init", help="Create or migrate the database and load the demo company on first start.")(
+    setup_cmd.init
+)
+app.command("status", help="Show configuration and what the database holds.")(setup_cmd.status)
+app.command("demo", help="Generate the deterministic demo company into the database.")(
+    demo_cmd.demo
+)
+app.add_typer(import_cmd.app, name="import", help="Import CSV files with a column mapping.")
+app.add_typer(db_cmd.app, name="db", help="Database maintenance: migrate, canonical hash.")
+
+
+if __name__ == "__main__":
+    app()

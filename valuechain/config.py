@@ -1,0 +1,62 @@
+"""The one settings class. Every configurable value is read here and nowhere else."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PLACEHOLDER_SECRETS = {"", "changeme", "change-me", "secret", "xxx"}
+
+
+class Settings(BaseSettings):
+    """Configuration from the environment and an optional `.env` file."""
+
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    environment: str = Field(default="development", description="development | production")
+    data_dir: Path = Field(default=Path("data"), description="Where the SQLite file, Chroma and models live")
+    database_url: str | None = Field(default=None, description="SQLAlchemy URL; default SQLite in data_dir")
+
+    chroma_path: Path | None = Field(default=None, description="Embedded Chroma folder; default data_dir/chroma")
+    chroma_host: str | None = Field(default=None, description="Chroma server host; switches to HttpClient")
+    chroma_port: int = 8000
+
+    llm_base_url: str | None = Field(default=None, description="OpenAI-compatible endpoint; unset = embedded")
+    llm_api_key: str | None = None
+    llm_model: str | None = None
+    llm_gguf_path: Path | None = Field(default=None, description="Use this GGUF instead of the packaged one")
+    llm_timeout_s: float = 120.0
+
+    slack_bot_token: str | None = None
+    slack_signing_secret: str | None = None
+
+    demo_accounts: int = Field(default=2000, description="Accounts generated on first start")
+    demo_seed: int = 7
+    demo_as_of: str = Field(default="2026-09-30", description="Fixed end date of generated history")
+
+    @model_validator(mode="after")
+    def _refuse_placeholder_secrets(self) -> Settings:
+        if self.environment == "production":
+            for name in ("slack_signing_secret", "llm_api_key"):
+                value = getattr(self, name)
+                if value is not None and value.strip().lower() in PLACEHOLDER_SECRETS:
+                    raise ValueError(f"{name} holds a placeholder value; set a real secret")
+        return self
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'valuechain.db').resolve()}"
+
+    @property
+    def resolved_chroma_path(self) -> Path:
+        return self.chroma_path or (self.data_dir / "chroma")
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
