@@ -18,7 +18,7 @@ def _canonical(value: object) -> object:
     if isinstance(value, float):
         return repr(round(value, 9))
     if hasattr(value, "isoformat"):
-        return value.isoformat()  # type: ignore[no-any-return]
+        return value.isoformat()
     return value
 
 
@@ -33,9 +33,7 @@ def table_hashes(engine: Engine, tables: Iterable[str] | None = None) -> dict[st
             digest = hashlib.sha256()
             count = 0
             order = list(table.primary_key.columns) or list(table.columns)
-            result = conn.execution_options(yield_per=10_000).execute(
-                select(table).order_by(*order)
-            )
+            result = conn.execution_options(yield_per=10_000).execute(select(table).order_by(*order))
             for row in result:
                 record = [_canonical(v) for v in row]
                 digest.update(json.dumps(record, sort_keys=True, default=str).encode())

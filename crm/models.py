@@ -7,7 +7,7 @@ Dates without a time of day are `date`; audit timestamps are `datetime` (UTC, na
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import (
     JSON,
@@ -43,7 +43,7 @@ RECOMMENDATION_STATUSES = ("pending", "approved", "rejected", "expired")
 
 
 class Base(DeclarativeBase):
-    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
+    type_annotation_map: ClassVar[dict[Any, Any]] = {dict[str, Any]: JSON, list[Any]: JSON}
 
 
 class Account(Base):
@@ -97,9 +97,7 @@ class Subscription(Base):
 class UsageWeekly(Base):
     __tablename__ = "usage_weekly"
 
-    account_id: Mapped[str] = mapped_column(
-        ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True
-    )
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True)
     week_start: Mapped[dt.date] = mapped_column(Date, primary_key=True)
     active_users: Mapped[int] = mapped_column(Integer)
     sessions: Mapped[int] = mapped_column(Integer)

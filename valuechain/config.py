@@ -20,7 +20,9 @@ class Settings(BaseSettings):
     data_dir: Path = Field(default=Path("data"), description="Where the SQLite file, Chroma and models live")
     database_url: str | None = Field(default=None, description="SQLAlchemy URL; default SQLite in data_dir")
 
-    chroma_path: Path | None = Field(default=None, description="Embedded Chroma folder; default data_dir/chroma")
+    chroma_path: Path | None = Field(
+        default=None, description="Embedded Chroma folder; default data_dir/chroma"
+    )
     chroma_host: str | None = Field(default=None, description="Chroma server host; switches to HttpClient")
     chroma_port: int = 8000
 

@@ -21,9 +21,7 @@ app.command("init", help="Create or migrate the database and load the demo compa
     setup_cmd.init
 )
 app.command("status", help="Show configuration and what the database holds.")(setup_cmd.status)
-app.command("demo", help="Generate the deterministic demo company into the database.")(
-    demo_cmd.demo
-)
+app.command("demo", help="Generate the deterministic demo company into the database.")(demo_cmd.demo)
 app.add_typer(import_cmd.app, name="import", help="Import CSV files with a column mapping.")
 app.add_typer(db_cmd.app, name="db", help="Database maintenance: migrate, canonical hash.")
 

@@ -58,9 +58,9 @@ def status(database_url: str | None = DatabaseUrlOption, as_json: bool = JsonOpt
         return
     console.print(f"database: {payload['database_url']}  (revision {revision or 'none: run init'})")
     if counts:
-        table = Table("table", "rows")
+        grid = Table("table", "rows")
         for name, count in counts.items():
-            table.add_row(name, f"{count:,}")
-        console.print(table)
+            grid.add_row(name, f"{count:,}")
+        console.print(grid)
     for key, value in sorted(meta.items()):
         console.print(f"{key}: {value}")
