@@ -7,6 +7,7 @@ import typer
 from valuechain.cli import db as db_cmd
 from valuechain.cli import demo as demo_cmd
 from valuechain.cli import importer as import_cmd
+from valuechain.cli import knowledge as knowledge_cmd
 from valuechain.cli import setup as setup_cmd
 
 app = typer.Typer(
@@ -24,6 +25,7 @@ app.command("status", help="Show configuration and what the database holds.")(se
 app.command("demo", help="Generate the deterministic demo company into the database.")(demo_cmd.demo)
 app.add_typer(import_cmd.app, name="import", help="Import CSV files with a column mapping.")
 app.add_typer(db_cmd.app, name="db", help="Database maintenance: migrate, canonical hash.")
+app.add_typer(knowledge_cmd.app, name="knowledge", help="Knowledge base: ingest, search, build, eval.")
 
 
 if __name__ == "__main__":

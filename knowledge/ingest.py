@@ -1,0 +1,241 @@
+"""Put documents into the knowledge store, idempotently.
+
+A chunk's id is the hash of its content, so re-ingesting an unchanged file embeds
+nothing. When a source changes, its new chunks are added first and then the ones no
+longer produced are deleted, so a search in between never finds the source empty.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from knowledge.chunking import CHUNKER_VERSION, Chunk, chunk_document
+from knowledge.embeddings import MODEL_ID
+from knowledge.loaders import SUPPORTED_SUFFIXES, Document, UnsupportedDocument, load_document
+from knowledge.store import KnowledgeStore, Origin
+
+log = logging.getLogger(__name__)
+
+CORPUS_DIR = Path(__file__).resolve().parent / "corpus"
+FINGERPRINT_KEY = "corpus_fingerprint"
+EMBED_BATCH = 32
+
+#: Called as progress(done, total) while chunks are embedded.
+ProgressFn = Callable[[int, int], None]
+
+
+class SourceReport(BaseModel):
+    """What one ingest did to one source."""
+
+    source: str
+    path: str
+    title: str
+    chunks: int
+    added: int
+    removed: int
+
+
+class IngestReport(BaseModel):
+    """What an ingest run did. `embedded` counts chunks sent through the model."""
+
+    files: int
+    chunks: int
+    added: int
+    removed: int
+    unchanged: int
+    embedded: int
+    sources: list[SourceReport]
+
+
+class CorpusIndexReport(BaseModel):
+    """Result of `ensure_corpus_index`: whether it built, updated or reused the index."""
+
+    status: str  # "built" | "updated" | "unchanged" | "empty"
+    fingerprint: str
+    documents: int
+    chunks: int
+    ingest: IngestReport | None = None
+
+
+def collect_files(paths: Iterable[Path]) -> list[Path]:
+    """Supported files among `paths`; folders are searched recursively.
+
+    Raises:
+        FileNotFoundError: a path does not exist.
+        UnsupportedDocument: a file named explicitly has an unsupported type.
+    """
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            files.extend(
+                p
+                for p in sorted(path.rglob("*"))
+                if p.is_file()
+                and p.suffix.lower() in SUPPORTED_SUFFIXES
+                and not any(part.startswith(".") for part in p.relative_to(path).parts)
+            )
+        elif path.is_file():
+            if path.suffix.lower() not in SUPPORTED_SUFFIXES:
+                raise UnsupportedDocument(
+                    f"{str(path)!r}: unsupported file type {path.suffix or '(none)'!r}; "
+                    f"supported: {', '.join(sorted(SUPPORTED_SUFFIXES))}"
+                )
+            files.append(path)
+        else:
+            raise FileNotFoundError(f"no such file or folder: {str(path)!r}")
+    unique: dict[Path, Path] = {}
+    for f in files:
+        unique.setdefault(f.resolve(), f)
+    return list(unique.values())
+
+
+def load_documents(files: Sequence[Path], *, base: Path | None = None) -> list[Document]:
+    """Load files; two files may not claim the same source id."""
+    docs: list[Document] = []
+    seen: dict[str, Path] = {}
+    for f in files:
+        shown = str(f.resolve().relative_to(base)) if base else str(f)
+        doc = load_document(f, display_path=shown)
+        if doc.source in seen:
+            raise ValueError(
+                f"{str(f)!r} and {str(seen[doc.source])!r} both have source id {doc.source!r}; "
+                "give one an `id:` in its front matter or rename it"
+            )
+        seen[doc.source] = f
+        docs.append(doc)
+    return docs
+
+
+def ingest_documents(
+    docs: Sequence[Document],
+    *,
+    store: KnowledgeStore,
+    origin: Origin = "user",
+    progress: ProgressFn | None = None,
+) -> IngestReport:
+    """Bring the store in line with `docs`: add new chunks, drop each source's stale ones."""
+    plans: list[tuple[Document, list[Chunk], list[Chunk], set[str]]] = []
+    for doc in docs:
+        chunks = chunk_document(doc)
+        existing = store.ids_for_source(doc.source, origin)
+        new_ids = {c.id for c in chunks}
+        plans.append((doc, chunks, [c for c in chunks if c.id not in existing], existing - new_ids))
+
+    to_embed = [c for _, _, new, _ in plans for c in new]
+    total = len(to_embed)
+    if progress:
+        progress(0, total)
+    for start in range(0, total, EMBED_BATCH):
+        part = to_embed[start : start + EMBED_BATCH]
+        store.add_chunks(part, store.embed([c.embed_text for c in part]), origin=origin)
+        if progress:
+            progress(start + len(part), total)
+    stale = [cid for _, _, _, old in plans for cid in old]
+    store.delete_ids(stale)
+    if to_embed or stale:
+        store.update_metadata()
+
+    sources = [
+        SourceReport(
+            source=doc.source,
+            path=doc.path,
+            title=doc.title,
+            chunks=len(chunks),
+            added=len(new),
+            removed=len(old),
+        )
+        for doc, chunks, new, old in plans
+    ]
+    all_chunks = sum(s.chunks for s in sources)
+    return IngestReport(
+        files=len(docs),
+        chunks=all_chunks,
+        added=len(to_embed),
+        removed=len(stale),
+        unchanged=all_chunks - len(to_embed),
+        embedded=len(to_embed),
+        sources=sources,
+    )
+
+
+def ingest(
+    paths: Iterable[Path | str],
+    *,
+    store: KnowledgeStore,
+    origin: Origin = "user",
+    progress: ProgressFn | None = None,
+) -> IngestReport:
+    """Ingest Markdown, text, HTML and PDF files (folders recursively) into `store`.
+
+    Idempotent: unchanged chunks are neither re-embedded nor rewritten; a changed
+    source's stale chunks are deleted. The source id is the front-matter `id` or the
+    file name without its extension, so re-ingesting an edited file replaces it.
+    """
+    files = collect_files(Path(p) for p in paths)
+    return ingest_documents(load_documents(files), store=store, origin=origin, progress=progress)
+
+
+def corpus_files(corpus_dir: Path = CORPUS_DIR) -> list[Path]:
+    if not corpus_dir.is_dir():
+        return []
+    return collect_files([corpus_dir])
+
+
+def corpus_fingerprint(files: Sequence[Path], corpus_dir: Path = CORPUS_DIR) -> str:
+    """Hash of the corpus files, the chunker and the model: any change means re-index."""
+    digest = hashlib.sha256(f"chunker={CHUNKER_VERSION};model={MODEL_ID}".encode())
+    for f in sorted(files, key=lambda p: str(p.relative_to(corpus_dir))):
+        digest.update(b"\x00" + str(f.relative_to(corpus_dir)).encode() + b"\x00")
+        digest.update(f.read_bytes())
+    return digest.hexdigest()
+
+
+def ensure_corpus_index(
+    store: KnowledgeStore | None = None,
+    *,
+    corpus_dir: Path = CORPUS_DIR,
+    progress: ProgressFn | None = None,
+    force: bool = False,
+) -> CorpusIndexReport:
+    """Index the product's framework corpus: build on first start, reuse after.
+
+    Compares a fingerprint of the corpus files (kept in the collection metadata) with
+    the files on disk; only a difference (or `force`) triggers an ingest, which itself
+    embeds only changed chunks. Corpus documents that were deleted from disk are
+    removed from the store; users' own documents are never touched.
+    """
+    store = store or KnowledgeStore.from_settings()
+    files = corpus_files(corpus_dir)
+    fingerprint = corpus_fingerprint(files, corpus_dir)
+    if not files:
+        log.warning("knowledge corpus folder %r holds no documents", str(corpus_dir))
+    stored = store.metadata().get(FINGERPRINT_KEY)
+    if stored == fingerprint and not force:
+        return CorpusIndexReport(
+            status="unchanged",
+            fingerprint=fingerprint,
+            documents=len(files),
+            chunks=sum(len(ids) for ids in store.ids_by_source("corpus").values()),
+        )
+    base = corpus_dir.resolve().parent.parent  # paths recorded relative to the repository
+    docs = load_documents(files, base=base)
+    report = ingest_documents(docs, store=store, origin="corpus", progress=progress)
+    current = {d.source for d in docs}
+    gone = [
+        cid for source, ids in store.ids_by_source("corpus").items() if source not in current for cid in ids
+    ]
+    store.delete_ids(gone)
+    report.removed += len(gone)
+    store.update_metadata(**{FINGERPRINT_KEY: fingerprint})
+    return CorpusIndexReport(
+        status="built" if stored is None else ("empty" if not files else "updated"),
+        fingerprint=fingerprint,
+        documents=len(files),
+        chunks=report.chunks,
+        ingest=report,
+    )

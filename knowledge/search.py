@@ -1,0 +1,63 @@
+"""The knowledge retrieval tool core, shared by the agent, the API, the CLI and evals."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+from knowledge.store import KnowledgeStore
+
+MAX_K = 20
+
+
+class KnowledgeHit(BaseModel):
+    """A retrieved chunk to cite as `source` § `section`."""
+
+    source: str = Field(description="Document id to cite")
+    title: str = Field(description="Document title")
+    section: str = Field(description="Section heading within the document")
+    text: str = Field(description="The chunk text")
+    score: float = Field(description="Relevance in [0, 1]; higher is better")
+
+
+class KnowledgeResults(BaseModel):
+    """Chunks retrieved for a query, best first."""
+
+    query: str
+    results: list[KnowledgeHit]
+
+
+def search_knowledge(*, store: KnowledgeStore, query: str, k: int = 5) -> KnowledgeResults:
+    """Search the value-chain framework knowledge base and return passages to cite.
+
+    Covers Porter's value chain (primary and support activities), the steps of
+    value-chain analysis, cost-vs-value quadrants, opportunity identification, value
+    chain vs supply chain and clusters, CRM's functional areas, churn drivers,
+    playbook actions and how each analysis tool computes its figures. Cite results
+    by `source` and `section`.
+
+    Args:
+        query: A question or key phrase in plain language, e.g. "what are the support
+            activities in Porter's value chain".
+        k: How many passages to return (1-20, default 5).
+
+    Raises:
+        ValueError: the query is empty.
+    """
+    query = query.strip()
+    if not query:
+        raise ValueError("query is empty: pass a question or key phrase to search for")
+    k = max(1, min(int(k), MAX_K))
+    hits = store.search(query, k)
+    return KnowledgeResults(
+        query=query,
+        results=[
+            KnowledgeHit(
+                source=h.source,
+                title=h.title,
+                section=h.section,
+                text=h.text,
+                score=round(h.score, 4),
+            )
+            for h in hits
+        ],
+    )
