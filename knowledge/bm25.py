@@ -31,7 +31,7 @@ def _stem(token: str) -> str:
         if token.endswith("s") and not token.endswith(("ss", "us", "is")):
             token = token[:-1]
     # "price"/"pricing"/"prices" and "manage"/"managed" meet at "pric", "manag".
-    if token.endswith("e") and len(token) > 4:
+    if token.endswith("e") and len(token) >= 4:
         token = token[:-1]
     return token
 
