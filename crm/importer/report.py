@@ -1,0 +1,51 @@
+"""The result of an import: what was read, what was written, every error with its line."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+from crm.importer.convert import AttributeType
+
+MAX_STORED_ERRORS = 10_000
+
+
+class ImportIssue(BaseModel):
+    """One problem: where it is and what is wrong."""
+
+    line: int | None = Field(
+        description="Physical line of the CSV where the record starts (1 = header); null for the mapping"
+    )
+    column: str | None = Field(description="CSV column (or mapping key) the problem is about")
+    message: str
+
+
+class ImportReport(BaseModel):
+    """Outcome of `valuechain import <table>`: all rows were written, or none were."""
+
+    table: str
+    file: str
+    mapping: str | None
+    ok: bool = Field(description="True when the file was valid (and, unless dry_run, written)")
+    dry_run: bool = False
+    upsert: bool = False
+    rows_read: int = Field(0, description="Data records read (blank lines are skipped and not counted)")
+    rows_inserted: int = 0
+    rows_updated: int = Field(0, description="Existing rows overwritten (only with --upsert)")
+    blank_lines_skipped: int = 0
+    error_count: int = Field(0, description="All errors found, even beyond the stored list")
+    errors: list[ImportIssue] = Field(default_factory=list)
+    errors_truncated: bool = Field(False, description=f"More than {MAX_STORED_ERRORS} errors; list cut")
+    attribute_types: dict[str, AttributeType] = Field(
+        default_factory=dict, description="accounts: attribute column -> inferred (or declared) type"
+    )
+    ignored_columns: list[str] = Field(
+        default_factory=list, description="CSV columns that fed nothing (not mapped, not attributes)"
+    )
+    seconds: float = 0.0
+
+    def add_error(self, line: int | None, column: str | None, message: str) -> None:
+        self.error_count += 1
+        if len(self.errors) < MAX_STORED_ERRORS:
+            self.errors.append(ImportIssue(line=line, column=column, message=message))
+        else:
+            self.errors_truncated = True
