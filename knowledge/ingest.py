@@ -18,6 +18,7 @@ from knowledge.chunking import CHUNKER_VERSION, Chunk, chunk_document
 from knowledge.embeddings import MODEL_ID
 from knowledge.loaders import SUPPORTED_SUFFIXES, Document, UnsupportedDocument, load_document
 from knowledge.store import KnowledgeStore, Origin
+from valuechain.config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -198,6 +199,7 @@ def corpus_fingerprint(files: Sequence[Path], corpus_dir: Path = CORPUS_DIR) -> 
 def ensure_corpus_index(
     store: KnowledgeStore | None = None,
     *,
+    settings: Settings | None = None,
     corpus_dir: Path = CORPUS_DIR,
     progress: ProgressFn | None = None,
     force: bool = False,
@@ -206,10 +208,11 @@ def ensure_corpus_index(
 
     Compares a fingerprint of the corpus files (kept in the collection metadata) with
     the files on disk; only a difference (or `force`) triggers an ingest, which itself
-    embeds only changed chunks. Corpus documents that were deleted from disk are
+    embeds only changed chunks. Without `store`, the store configured by `settings`
+    (default: the environment) is used. Corpus documents that were deleted from disk are
     removed from the store; users' own documents are never touched.
     """
-    store = store or KnowledgeStore.from_settings()
+    store = store or KnowledgeStore.from_settings(settings)
     files = corpus_files(corpus_dir)
     fingerprint = corpus_fingerprint(files, corpus_dir)
     if not files:

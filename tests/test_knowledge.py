@@ -250,3 +250,16 @@ def test_cli_ingest_and_search_json(cli_env: Path, docs: Path) -> None:
 
     result = runner.invoke(app, ["knowledge", "ingest", str(docs / "nope.md")])
     assert result.exit_code == 1 and "no such file" in result.output
+
+
+def test_langchain_embeddings_adapter_matches_chroma_function() -> None:
+    from knowledge.langchain_adapter import ValueChainEmbeddings
+
+    lc = ValueChainEmbeddings()
+    query = lc.embed_query("value chain")
+    docs = lc.embed_documents(["value chain", "supply chain"])
+    assert len(query) == 384 and isinstance(query[0], float)
+    assert np.allclose(query, docs[0], atol=1e-6)
+    assert np.allclose(
+        docs, np.asarray(ValueChainEmbeddingFunction()(["value chain", "supply chain"])), atol=1e-6
+    )
