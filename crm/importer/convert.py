@@ -7,7 +7,7 @@ import json
 import math
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 AttributeType = Literal["int", "float", "bool", "str", "empty"]
@@ -137,22 +137,27 @@ class AttributeInference:
     floats: bool = True
     seen: int = 0
     blanks: int = 0
-    _examples: list[str] = field(default_factory=list)
+    numeric: int = 0
+    first_text: tuple[int, str] | None = None  # (line, value) of the first non-number
 
-    def add(self, text: str) -> None:
+    def add(self, text: str, line: int = 0) -> None:
         if not text:
             self.blanks += 1
             return
         self.seen += 1
-        if self.ints and not (_INT.fullmatch(text) and not _INT_LEADING_ZERO.match(text)):
+        leading_zero = bool(_INT_LEADING_ZERO.match(text))
+        if self.ints and not (_INT.fullmatch(text) and not leading_zero):
             self.ints = False
-        if self.floats and not self.ints:
-            try:
-                ok = bool(_FLOAT.fullmatch(text)) and math.isfinite(float(text))
-            except OverflowError:
-                ok = False
-            if not ok or _INT_LEADING_ZERO.match(text):
-                self.floats = False
+        try:
+            is_number = bool(_FLOAT.fullmatch(text)) and math.isfinite(float(text))
+        except OverflowError:
+            is_number = False
+        if is_number:
+            self.numeric += 1
+        elif self.first_text is None:
+            self.first_text = (line, text)
+        if not is_number or leading_zero:
+            self.floats = False
 
     @property
     def type(self) -> AttributeType:
@@ -163,3 +168,7 @@ class AttributeInference:
         if self.floats:
             return "float"
         return "str"
+
+    def mostly_numeric(self, share: float = 0.9) -> bool:
+        """Text column whose values are nearly all numbers: probably a typo in the export."""
+        return self.type == "str" and self.first_text is not None and self.numeric >= share * self.seen

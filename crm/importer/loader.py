@@ -11,6 +11,7 @@ Two passes over the file keep memory flat for large exports:
 
 from __future__ import annotations
 
+import json
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
@@ -36,8 +37,9 @@ from crm.importer.mapping import (
     check_mapping,
     implicit_templates,
     scalar_text,
+    template_fields,
 )
-from crm.importer.report import ImportReport
+from crm.importer.report import ImportIssue, ImportReport
 from crm.importer.tables import TableSpec, normalise_choice, table_spec
 from crm.models import PRIMARY_CATEGORIES, Base
 
@@ -177,8 +179,19 @@ def _run(
         report.add_error(exc.line, None, exc.message)
         return
     report.attribute_types = _attribute_types(plan, scan)
-    if report.error_count:
-        return
+    for column, inference in scan.attributes.items():
+        if inference.mostly_numeric() and inference.first_text is not None:
+            line, value = inference.first_text
+            report.warnings.append(
+                ImportIssue(
+                    line=line,
+                    column=column,
+                    message=f"attribute {column!r} is kept as text because {inference.seen - inference.numeric} "
+                    f"of {inference.seen} values are not numbers (first: {value!r}); declare "
+                    f"`attribute_types: {{{column}: float}}` to have them reported as errors",
+                )
+            )
+    # Database checks run even when the file already has errors, so one run reports everything.
     try:
         with engine.begin() as conn:
             existing = _check_database(conn, plan, scan, report, upsert=upsert)
@@ -281,12 +294,17 @@ def _translate(mapping: ImportMapping, name: str, cell: str) -> str:
     return cell
 
 
-def _convert_row(plan: _Plan, record: Record, report: ImportReport) -> dict[str, Any] | None:
-    """The full row for the table (all columns but `attributes`), or None after adding errors."""
+def _convert_row(plan: _Plan, record: Record, report: ImportReport) -> tuple[dict[str, Any], bool]:
+    """The row for the table (all columns but `attributes`) and whether it is free of errors.
+
+    A row with errors is still returned with the fields that did convert, so that its key and
+    references are checked too and one run reports every problem.
+    """
     spec, mapping, line, cells = plan.spec, plan.mapping, record.line, record.cells
     before = report.error_count
     row: dict[str, Any] = {}
     texts: dict[str, str] = {}
+    failed: set[str] = set()  # fields whose cell did not convert (already reported)
     for name, (idx, column) in plan.sources.items():
         cell = _translate(mapping, name, cells[idx].strip())
         if not cell:
@@ -295,6 +313,7 @@ def _convert_row(plan: _Plan, record: Record, report: ImportReport) -> dict[str,
             row[name] = convert(spec.fields[name].kind, cell, mapping.date_formats)
         except ConversionError as exc:
             report.add_error(line, column, f"{name}: {exc}")
+            failed.add(name)
             continue
         texts[name] = cell
     for name, (idx, column, factor) in plan.derived.items():
@@ -305,33 +324,35 @@ def _convert_row(plan: _Plan, record: Record, report: ImportReport) -> dict[str,
             number = round(parse_float(cell) * factor, 9)
         except ConversionError as exc:
             report.add_error(line, column, f"{name} (derived): {exc}")
+            failed.add(name)
             continue
         row[name] = round(number) if spec.fields[name].kind == "int" else number
         texts[name] = str(row[name])
     for name, value in plan.constants.items():
-        if row.get(name) is None:
+        if row.get(name) is None and name not in failed:
             row[name] = list(value) if isinstance(value, list) else value
     for name, template in plan.templates.items():
-        if row.get(name) is not None:
+        if row.get(name) is not None or name in failed:
             continue
         try:
             rendered = template.format_map(texts)
         except (KeyError, IndexError):
-            continue  # a placeholder's cell is blank in this row: treat the field as blank
+            # A placeholder's cell is blank (the field is then blank too) or failed (reported).
+            if any(p in failed for p in template_fields(template)):
+                failed.add(name)
+            continue
         try:
             row[name] = convert(spec.fields[name].kind, rendered, mapping.date_formats)
         except ConversionError as exc:
             report.add_error(line, plan.column_of(name), f"{name}: {exc}")
-    if report.error_count > before:
-        return None
-
+            failed.add(name)
     if spec.name == "value_chain_activities" and row.get("kind") is None and row.get("porter_category"):
         category = normalise_choice(str(row["porter_category"]))
         row["kind"] = "primary" if category in PRIMARY_CATEGORIES else "support"
 
     for name in spec.mappable_fields:
         fs = spec.fields[name]
-        if row.get(name) is not None:
+        if row.get(name) is not None or name in failed:
             continue
         if fs.primary_key and spec.generated_key:
             row.pop(name, None)  # the database assigns it
@@ -347,7 +368,7 @@ def _convert_row(plan: _Plan, record: Record, report: ImportReport) -> dict[str,
         _check_value(plan, name, value, row, line, report)
     if report.error_count == before:
         _check_row(plan, row, line, report)
-    return row if report.error_count == before else None
+    return row, report.error_count == before
 
 
 def _check_value(
@@ -365,7 +386,7 @@ def _check_value(
                 line,
                 column,
                 f"{name}: {value!r} is not one of {', '.join(fs.choices)}; translate it under "
-                f"`values: {{{name}: {{{value!r}: ...}}}}` in the mapping",
+                f"`values: {{{name}: {{{json.dumps(str(value))}: ...}}}}` in the mapping",
             )
             return
         row[name] = found
@@ -443,11 +464,9 @@ def _scan(plan: _Plan, records: Iterator[Record], scan: _Scan, report: ImportRep
                     except ConversionError as exc:
                         report.add_error(record.line, column, f"attribute {column}: {exc}")
             else:
-                scan.attributes[column].add(cell)
-        row = _convert_row(plan, record, report)
-        if row is None:
-            continue
-        if all(k in row for k in spec.key):
+                scan.attributes[column].add(cell, record.line)
+        row, _ = _convert_row(plan, record, report)
+        if all(row.get(k) is not None for k in spec.key):
             key = tuple(row[k] for k in spec.key)
             first = scan.keys.setdefault(key, record.line)
             if first != record.line:
@@ -461,6 +480,8 @@ def _scan(plan: _Plan, records: Iterator[Record], scan: _Scan, report: ImportRep
             if value is not None:
                 scan.references[name].setdefault(value, []).append(record.line)
         for fields in spec.unique_together:
+            if any(row.get(f) is None for f in fields):
+                continue
             values = tuple(row[f] for f in fields)
             seen = scan.unique.setdefault(fields, {})
             own_key = tuple(row.get(k) for k in spec.key)
@@ -615,8 +636,9 @@ def _write(
             report.add_error(None, None, "the file changed while importing; nothing was written")
             return 0, 0
         for record in csv_file.records():
-            row = _convert_row(plan, record, report) if len(record.cells) == len(plan.header) else None
-            if row is None:
+            ok = len(record.cells) == len(plan.header)
+            row, ok = _convert_row(plan, record, report) if ok else ({}, False)
+            if not ok:
                 report.add_error(record.line, None, "the file changed while importing; nothing was written")
                 return 0, 0
             if with_attributes:

@@ -38,6 +38,9 @@ class ImportReport(BaseModel):
     attribute_types: dict[str, AttributeType] = Field(
         default_factory=dict, description="accounts: attribute column -> inferred (or declared) type"
     )
+    warnings: list[ImportIssue] = Field(
+        default_factory=list, description="Not errors, but worth a look (e.g. a mostly numeric text column)"
+    )
     ignored_columns: list[str] = Field(
         default_factory=list, description="CSV columns that fed nothing (not mapped, not attributes)"
     )

@@ -62,6 +62,10 @@ def _render(report: ImportReport) -> None:
             for column, kind in report.attribute_types.items():
                 grid.add_row(Text(column), kind)
             console.print(grid)
+        for issue in report.warnings:
+            console.print(
+                Text(f"warning: line {issue.line}, column {issue.column!r}: {issue.message}"), soft_wrap=True
+            )
         if report.ignored_columns:
             console.print(
                 Text(f"ignored columns (not mapped): {', '.join(report.ignored_columns)}"), soft_wrap=True
