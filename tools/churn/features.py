@@ -1,0 +1,543 @@
+"""Point-in-time churn features for many accounts at once.
+
+Every feature is computed *as of* a date ``d`` and never looks at a row dated after it:
+
+- ``usage_trend``: mean ``active_users`` of the last 4 *complete* weeks relative to the
+  previous 8 (``last4 / prev8 − 1``). A week starting on ``w`` is complete once ``w + 6 ≤ d``,
+  so a week still in progress on ``d`` is not used.
+- ``seat_utilisation``: mean active users of the last 4 complete weeks / seats of the
+  subscription in force on ``d`` (the one with the latest ``start_date ≤ d``, ties by id).
+- ``days_since_interaction``: ``d`` − the latest interaction on or before ``d``.
+- ``open_tickets_<priority>``: tickets opened ``≤ d`` and not closed by ``d``
+  (``closed_at`` null or ``> d``).
+- ``csat_median``: median CSAT of tickets closed in ``(d − 180, d]``.
+- ``invoices_failed_180d`` / ``invoices_late_180d``: invoices issued ``≤ d`` and due in
+  ``[d − 180, d)`` that failed, or were not paid by their due date (paid later or not yet).
+- ``nps_last``: the latest NPS score answered ``≤ d`` (ties by id).
+- ``champion_left``: 1 when a champion contact left in ``(d − 180, d]``.
+- ``tenure_days``, ``days_to_renewal``, ``discount``; ``plan`` (of the subscription in force,
+  else the account's) and ``segment`` as categories.
+- ``attributes``: custom fields from the account's ``attributes`` JSON, taken as static.
+
+All work is done with a handful of grouped SQL queries per call and numpy; there is no
+per-account ORM access, so the same code serves one account and a million.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from sqlalchemy import ColumnElement, and_, case, func, or_, select
+from sqlalchemy.orm import Session
+
+from crm.models import (
+    Account,
+    Contact,
+    Interaction,
+    Invoice,
+    NpsResponse,
+    Subscription,
+    SupportTicket,
+    UsageWeekly,
+)
+
+PRIORITIES = ("urgent", "high", "medium", "low")
+WINDOW_DAYS = 180
+NUMERIC_FEATURES: tuple[str, ...] = (
+    "usage_trend",
+    "seat_utilisation",
+    "days_since_interaction",
+    "open_tickets_urgent",
+    "open_tickets_high",
+    "open_tickets_medium",
+    "open_tickets_low",
+    "csat_median",
+    "invoices_failed_180d",
+    "invoices_late_180d",
+    "nps_last",
+    "champion_left",
+    "tenure_days",
+    "days_to_renewal",
+    "discount",
+)
+CATEGORICAL_FEATURES: tuple[str, ...] = ("plan", "segment")
+# Carried for explanations and evidence, never modelled directly.
+INFO_FEATURES: tuple[str, ...] = (
+    "usage_last4",
+    "usage_prev8",
+    "seats",
+    "champion_left_days",
+    "arr",
+)
+ATTR_PREFIX = "attr:"
+_MISSING_STRINGS = {"", "na", "n/a", "nan", "none", "null"}
+_IN_CLAUSE_MAX = 500
+
+
+@dataclass
+class FeatureTable:
+    """Features for a set of accounts (rows sorted by account id within one as-of date).
+
+    ``numeric`` holds float arrays (NaN = unknown), ``categorical`` object arrays of
+    ``str | None``. ``as_of`` holds each row's date ordinal, so snapshots can be stacked.
+    """
+
+    ids: np.ndarray
+    as_of: np.ndarray
+    numeric: dict[str, np.ndarray] = field(default_factory=dict)
+    categorical: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def take(self, index: np.ndarray | Sequence[int]) -> FeatureTable:
+        idx = np.asarray(index, dtype=np.int64)
+        return FeatureTable(
+            ids=self.ids[idx],
+            as_of=self.as_of[idx],
+            numeric={k: v[idx] for k, v in self.numeric.items()},
+            categorical={k: v[idx] for k, v in self.categorical.items()},
+        )
+
+    def row(self, i: int) -> dict[str, Any]:
+        """One account's raw features as plain Python values (None for unknown)."""
+        out: dict[str, Any] = {}
+        for name, values in self.numeric.items():
+            value = float(values[i])
+            out[name] = None if math.isnan(value) else value
+        for name, cats in self.categorical.items():
+            out[name] = cats[i]
+        return out
+
+    @staticmethod
+    def concat(tables: Sequence[FeatureTable]) -> FeatureTable:
+        if not tables:
+            return FeatureTable(ids=np.array([], dtype=object), as_of=np.array([], dtype=np.int64))
+        numeric_keys = sorted(set().union(*(t.numeric for t in tables)))
+        cat_keys = sorted(set().union(*(t.categorical for t in tables)))
+        return FeatureTable(
+            ids=np.concatenate([t.ids for t in tables]),
+            as_of=np.concatenate([t.as_of for t in tables]),
+            numeric={
+                k: np.concatenate([t.numeric.get(k, np.full(len(t), np.nan)) for t in tables])
+                for k in numeric_keys
+            },
+            categorical={
+                k: np.concatenate([t.categorical.get(k, np.full(len(t), None, dtype=object)) for t in tables])
+                for k in cat_keys
+            },
+        )
+
+
+@dataclass(frozen=True)
+class AccountScope:
+    """Which accounts to compute features for: SQL conditions over `accounts`, or explicit ids."""
+
+    where: tuple[ColumnElement[bool], ...] = ()
+    ids: tuple[str, ...] | None = None
+
+    def conditions(self) -> list[ColumnElement[bool]]:
+        conds = list(self.where)
+        if self.ids is not None:
+            conds.append(Account.id.in_(self.ids))
+        return conds
+
+    def restrict(self, account_col: Any) -> list[ColumnElement[bool]]:
+        """Conditions restricting an event table's `account_id` column to this scope."""
+        if self.ids is not None and len(self.ids) <= _IN_CLAUSE_MAX and not self.where:
+            return [account_col.in_(self.ids)]
+        conds = self.conditions()
+        if not conds:
+            return []
+        return [account_col.in_(select(Account.id).where(*conds))]
+
+
+def active_on(day: dt.date) -> tuple[ColumnElement[bool], ...]:
+    """Accounts that were customers on `day`: created by then and not churned by then."""
+    return (
+        or_(Account.created_at.is_(None), Account.created_at <= day),
+        or_(Account.churned_at.is_(None), Account.churned_at > day),
+    )
+
+
+def _ordinal(value: dt.date | None) -> float:
+    return float(value.toordinal()) if value is not None else math.nan
+
+
+def _scatter(index: Mapping[str, int], n: int, rows: Iterable[tuple[Any, ...]], width: int) -> np.ndarray:
+    """Place per-account SQL rows (account_id, v1..v_width) into an (n, width) NaN array."""
+    out = np.full((n, width), np.nan)
+    for row in rows:
+        i = index.get(row[0])
+        if i is None:
+            continue
+        for j in range(width):
+            value = row[1 + j]
+            if value is None:
+                continue
+            out[i, j] = _ordinal(value) if isinstance(value, dt.date) else float(value)
+    return out
+
+
+def _group_median(idx: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
+    """Median of `values` per group index `idx` (0..n-1); NaN for empty groups."""
+    out = np.full(n, np.nan)
+    if idx.size == 0:
+        return out
+    order = np.lexsort((values, idx))
+    idx_s, val_s = idx[order], values[order]
+    groups, starts, counts = np.unique(idx_s, return_index=True, return_counts=True)
+    lo = starts + (counts - 1) // 2
+    hi = starts + counts // 2
+    out[groups] = (val_s[lo] + val_s[hi]) / 2.0
+    return out
+
+
+def parse_number(value: Any) -> float:
+    """A custom field as a number: bools and numbers as is, numeric strings parsed, else NaN."""
+    if value is None:
+        return math.nan
+    if isinstance(value, bool):
+        return 1.0 if value else 0.0
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        text = value.strip().replace(",", "")
+        if text.lower() in _MISSING_STRINGS:
+            return math.nan
+        try:
+            return float(text)
+        except ValueError:
+            return math.nan
+    return math.nan
+
+
+def parse_category(value: Any) -> str | None:
+    """A custom field as a category label; blanks are missing."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    text = str(value).strip()
+    if text.lower() in _MISSING_STRINGS:
+        return None
+    return text
+
+
+def is_number_like(value: Any) -> bool:
+    """True when a custom field value reads as a number (or is blank)."""
+    if value is None or isinstance(value, bool | int | float):
+        return True
+    if isinstance(value, str):
+        return parse_category(value) is None or not math.isnan(parse_number(value))
+    return False
+
+
+def load_attributes(
+    session: Session, scope: AccountScope, index: Mapping[str, int], n: int
+) -> list[dict[str, Any]]:
+    """The `attributes` JSON of each account in scope, in row order."""
+    out: list[dict[str, Any]] = [{} for _ in range(n)]
+    stmt = select(Account.id, Account.attributes).where(*scope.conditions())
+    for account_id, attrs in session.execute(stmt):
+        i = index.get(account_id)
+        if i is not None and isinstance(attrs, dict):
+            out[i] = attrs
+    return out
+
+
+def attribute_columns(
+    attrs: Sequence[Mapping[str, Any]], kinds: Mapping[str, str]
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Parse custom fields into numeric and categorical arrays named ``attr:<key>``."""
+    numeric: dict[str, np.ndarray] = {}
+    categorical: dict[str, np.ndarray] = {}
+    for key, kind in sorted(kinds.items()):
+        if kind == "numeric":
+            numeric[ATTR_PREFIX + key] = np.array([parse_number(a.get(key)) for a in attrs], dtype=np.float64)
+        else:
+            categorical[ATTR_PREFIX + key] = np.array(
+                [parse_category(a.get(key)) for a in attrs], dtype=object
+            )
+    return numeric, categorical
+
+
+def account_frame(
+    session: Session, scope: AccountScope
+) -> tuple[np.ndarray, dict[str, int], dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Ids (sorted), id → row index, and the account-level columns of the accounts in scope."""
+    stmt = (
+        select(
+            Account.id,
+            Account.segment,
+            Account.plan,
+            Account.arr,
+            Account.created_at,
+            Account.churned_at,
+            Account.status,
+        )
+        .where(*scope.conditions())
+        .order_by(Account.id)
+    )
+    rows = session.execute(stmt).all()
+    ids = np.array([r[0] for r in rows], dtype=object)
+    index = {r[0]: i for i, r in enumerate(rows)}
+    numeric = {
+        "arr": np.array([float(r[3] or 0.0) for r in rows], dtype=np.float64),
+        "created_at": np.array([_ordinal(r[4]) for r in rows], dtype=np.float64),
+        "churned_at": np.array([_ordinal(r[5]) for r in rows], dtype=np.float64),
+    }
+    categorical = {
+        "segment": np.array([r[1] for r in rows], dtype=object),
+        "account_plan": np.array([r[2] for r in rows], dtype=object),
+        "status": np.array([r[6] for r in rows], dtype=object),
+    }
+    return ids, index, numeric, categorical
+
+
+def compute_features(
+    session: Session,
+    as_of: dt.date | None,
+    scope: AccountScope | None = None,
+    *,
+    history: bool = True,
+    attribute_kinds: Mapping[str, str] | None = None,
+) -> FeatureTable:
+    """Features as of `as_of` for every account in `scope` (default: all accounts).
+
+    Args:
+        session: database session.
+        as_of: the point in time; nothing dated after it is read.
+        scope: which accounts; rows come back sorted by account id.
+        history: compute the usage/ticket/invoice/... features (False for attribute-only models).
+        attribute_kinds: custom fields to parse, ``{key: "numeric" | "categorical"}``.
+    """
+    scope = scope or AccountScope()
+    ids, index, acc_num, acc_cat = account_frame(session, scope)
+    n = len(ids)
+    numeric: dict[str, np.ndarray] = {
+        "arr": acc_num["arr"],
+        "account_created_at": acc_num["created_at"],
+        "account_churned_at": acc_num["churned_at"],
+    }
+    categorical: dict[str, np.ndarray] = {"segment": acc_cat["segment"], "status": acc_cat["status"]}
+    if history and as_of is None:
+        raise ValueError("history features need an as-of date")
+    if history and as_of is not None and n:
+        day = float(as_of.toordinal())
+        _history_features(session, scope, index, n, as_of, day, acc_num, acc_cat, numeric, categorical)
+    if attribute_kinds and n:
+        attrs = load_attributes(session, scope, index, n)
+        a_num, a_cat = attribute_columns(attrs, attribute_kinds)
+        numeric.update(a_num)
+        categorical.update(a_cat)
+    stamp = as_of.toordinal() if as_of is not None else 0
+    return FeatureTable(
+        ids=ids, as_of=np.full(n, stamp, dtype=np.int64), numeric=numeric, categorical=categorical
+    )
+
+
+def _history_features(
+    session: Session,
+    scope: AccountScope,
+    index: Mapping[str, int],
+    n: int,
+    d: dt.date,
+    day: float,
+    acc_num: Mapping[str, np.ndarray],
+    acc_cat: Mapping[str, np.ndarray],
+    numeric: dict[str, np.ndarray],
+    categorical: dict[str, np.ndarray],
+) -> None:
+    days = dt.timedelta
+    # Usage: complete weeks only (week_start + 6 ≤ d).
+    last_week = d - days(days=6)
+    last4_lo = last_week - days(days=28)
+    prev8_lo = last_week - days(days=84)
+    u = UsageWeekly
+    recent = u.week_start > last4_lo
+    earlier = u.week_start <= last4_lo
+    usage = _scatter(
+        index,
+        n,
+        session.execute(
+            select(
+                u.account_id,
+                func.sum(case((recent, u.active_users), else_=None)),
+                func.count(case((recent, 1), else_=None)),
+                func.sum(case((earlier, u.active_users), else_=None)),
+                func.count(case((earlier, 1), else_=None)),
+            )
+            .where(u.week_start > prev8_lo, u.week_start <= last_week, *scope.restrict(u.account_id))
+            .group_by(u.account_id)
+        ),
+        4,
+    )
+    with np.errstate(divide="ignore", invalid="ignore"):
+        last4 = np.where(usage[:, 1] > 0, usage[:, 0] / usage[:, 1], np.nan)
+        prev8 = np.where(usage[:, 3] > 0, usage[:, 2] / usage[:, 3], np.nan)
+        trend = np.where(prev8 > 0, last4 / prev8 - 1.0, np.nan)
+
+    # Subscription in force on d: latest start_date ≤ d, ties by id.
+    s = Subscription
+    ranked = (
+        select(
+            s.account_id,
+            s.seats,
+            s.discount,
+            s.renewal_date,
+            s.plan,
+            func.row_number()
+            .over(partition_by=s.account_id, order_by=(s.start_date.desc(), s.id.desc()))
+            .label("rn"),
+        )
+        .where(s.start_date <= d, *scope.restrict(s.account_id))
+        .subquery()
+    )
+    sub_rows = session.execute(
+        select(
+            ranked.c.account_id, ranked.c.seats, ranked.c.discount, ranked.c.renewal_date, ranked.c.plan
+        ).where(ranked.c.rn == 1)
+    ).all()
+    sub = _scatter(index, n, (r[:4] for r in sub_rows), 3)
+    plan = acc_cat["account_plan"].copy()
+    for r in sub_rows:
+        i = index.get(r[0])
+        if i is not None and r[4] is not None:
+            plan[i] = r[4]
+    seats = sub[:, 0]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        seat_util = np.where(seats > 0, last4 / seats, np.nan)
+
+    it = Interaction
+    last_touch = _scatter(
+        index,
+        n,
+        session.execute(
+            select(it.account_id, func.max(it.occurred_at))
+            .where(it.occurred_at <= d, *scope.restrict(it.account_id))
+            .group_by(it.account_id)
+        ),
+        1,
+    )[:, 0]
+
+    t = SupportTicket
+    open_counts = {p: np.zeros(n) for p in PRIORITIES}
+    for account_id, priority, count in session.execute(
+        select(t.account_id, t.priority, func.count())
+        .where(
+            t.opened_at <= d,
+            or_(t.closed_at.is_(None), t.closed_at > d),
+            *scope.restrict(t.account_id),
+        )
+        .group_by(t.account_id, t.priority)
+    ):
+        i = index.get(account_id)
+        key = str(priority).lower()
+        if i is not None and key in open_counts:
+            open_counts[key][i] += count
+    csat_rows = session.execute(
+        select(t.account_id, t.csat).where(
+            t.csat.is_not(None),
+            t.closed_at <= d,
+            t.closed_at > d - days(days=WINDOW_DAYS),
+            *scope.restrict(t.account_id),
+        )
+    ).all()
+    csat_idx = np.array([index.get(r[0], -1) for r in csat_rows], dtype=np.int64)
+    csat_val = np.array([float(r[1] or 0) for r in csat_rows], dtype=np.float64)
+    keep = csat_idx >= 0
+    csat = _group_median(csat_idx[keep], csat_val[keep], n)
+
+    inv = Invoice
+    failed = inv.status == "failed"
+    invoices = _scatter(
+        index,
+        n,
+        session.execute(
+            select(
+                inv.account_id,
+                func.sum(case((failed, 1), else_=0)),
+                func.sum(
+                    case(
+                        (and_(~failed, or_(inv.paid_at.is_(None), inv.paid_at > inv.due_date)), 1),
+                        else_=0,
+                    )
+                ),
+            )
+            .where(
+                inv.issued_at <= d,
+                inv.due_date < d,
+                inv.due_date >= d - days(days=WINDOW_DAYS),
+                *scope.restrict(inv.account_id),
+            )
+            .group_by(inv.account_id)
+        ),
+        2,
+    )
+
+    nps = NpsResponse
+    nps_ranked = (
+        select(
+            nps.account_id,
+            nps.score,
+            func.row_number()
+            .over(partition_by=nps.account_id, order_by=(nps.responded_at.desc(), nps.id.desc()))
+            .label("rn"),
+        )
+        .where(nps.responded_at <= d, *scope.restrict(nps.account_id))
+        .subquery()
+    )
+    nps_last = _scatter(
+        index,
+        n,
+        session.execute(select(nps_ranked.c.account_id, nps_ranked.c.score).where(nps_ranked.c.rn == 1)),
+        1,
+    )[:, 0]
+
+    c = Contact
+    champ = _scatter(
+        index,
+        n,
+        session.execute(
+            select(c.account_id, func.max(c.left_at))
+            .where(
+                c.is_champion.is_(True),
+                c.left_at <= d,
+                c.left_at > d - days(days=WINDOW_DAYS),
+                *scope.restrict(c.account_id),
+            )
+            .group_by(c.account_id)
+        ),
+        1,
+    )[:, 0]
+
+    numeric.update(
+        {
+            "usage_trend": trend,
+            "seat_utilisation": seat_util,
+            "days_since_interaction": day - last_touch,
+            "open_tickets_urgent": open_counts["urgent"],
+            "open_tickets_high": open_counts["high"],
+            "open_tickets_medium": open_counts["medium"],
+            "open_tickets_low": open_counts["low"],
+            "csat_median": csat,
+            "invoices_failed_180d": np.nan_to_num(invoices[:, 0], nan=0.0),
+            "invoices_late_180d": np.nan_to_num(invoices[:, 1], nan=0.0),
+            "nps_last": nps_last,
+            "champion_left": (~np.isnan(champ)).astype(np.float64),
+            "tenure_days": day - acc_num["created_at"],
+            "days_to_renewal": sub[:, 2] - day,
+            "discount": sub[:, 1],
+            "usage_last4": last4,
+            "usage_prev8": prev8,
+            "seats": seats,
+            "champion_left_days": day - champ,
+        }
+    )
+    categorical["plan"] = plan

@@ -1,0 +1,140 @@
+"""Result models of the churn tools, shared by the CLI, the API, the agent and the evals."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+Band = Literal["low", "medium", "high"]
+Method = Literal["logistic_regression", "rule_based"]
+Source = Literal["history", "attributes"]
+DriverUnit = Literal["log_odds", "health_points"]
+
+
+class Driver(BaseModel):
+    """One reason an account scores the way it does."""
+
+    feature: str = Field(description="Driver group: a feature, or a category such as plan or attr:Contract")
+    value: float | str | None = Field(description="The account's raw value of the feature as of the date")
+    contribution: float = Field(
+        description="log_odds: Σ coef_j·(x_j − mean_j)/scale_j over the group's columns; "
+        "health_points: points the rule subtracted from health"
+    )
+    unit: DriverUnit
+    phrase: str = Field(description="Plain-language statement of the evidence")
+
+
+class AccountChurnRisk(BaseModel):
+    """Churn risk of one account as of a date."""
+
+    account_id: str
+    name: str
+    segment: str | None
+    plan: str | None
+    status: str
+    arr: float
+    probability: float = Field(description="Probability of churning within 90 days")
+    band: Band
+    arr_at_risk: float = Field(description="arr × probability")
+    health: float = Field(description="0–100; 100 × (1 − probability)")
+    drivers: list[Driver] = Field(description="Top risk-raising drivers, largest contribution first")
+    protective: list[Driver] = Field(description="Strongest risk-lowering factors (model method only)")
+
+
+class ModelInfo(BaseModel):
+    """Which model produced the scores, and why."""
+
+    method: Method
+    source: Source
+    version: str
+    trained_as_of: dt.date | None = None
+    reason: str | None = Field(default=None, description="Why the rule-based fallback is in use, if it is")
+    auc: float | None = Field(
+        default=None, description="Holdout (history) or cross-validated (attributes) AUC"
+    )
+
+
+class ChurnRiskInputs(BaseModel):
+    account_id: str | None
+    filters: dict[str, list[str]] | None
+    as_of: dt.date | None
+    limit: int
+    band_thresholds: tuple[float, float]
+    top_drivers: int
+
+
+class ChurnRiskResult(BaseModel):
+    """Per-account churn probability, band, ARR at risk and drivers."""
+
+    as_of: dt.date | None = Field(description="None only for an attribute-only model on undated data")
+    model: ModelInfo
+    accounts: list[AccountChurnRisk]
+    matched: int = Field(description="Accounts that matched and were scored (before the limit)")
+    band_counts: dict[str, int] = Field(description="Matched accounts per band")
+    total_arr: float = Field(description="Σ arr over matched accounts")
+    total_arr_at_risk: float = Field(description="Σ arr × probability over matched accounts")
+    explanation: str
+    inputs: ChurnRiskInputs
+
+
+class CalibrationBin(BaseModel):
+    decile: int = Field(description="1 = lowest predicted probabilities, 10 = highest")
+    n: int
+    mean_predicted: float
+    observed_rate: float
+
+
+class EvaluationMetrics(BaseModel):
+    """How well a set of predictions matched outcomes."""
+
+    n: int
+    positives: int
+    base_rate: float
+    auc: float | None
+    brier: float
+    top_decile_lift: float | None = Field(description="Churn rate in the top 10 % by probability / base rate")
+    calibration: list[CalibrationBin]
+
+
+class ChurnModelReport(BaseModel):
+    """What `churn train` produced and `churn report` shows."""
+
+    model_version: str
+    method: Method
+    source: Source
+    as_of: dt.date | None
+    reason: str | None = None
+    auc: float | None = None
+    auc_std: float | None = None
+    brier: float | None = None
+    top_decile_lift: float | None = None
+    folds: int | None = None
+    n_train: int
+    n_test: int | None = None
+    positives: int
+    c: float | None = Field(default=None, description="Inverse L2 strength of the logistic regression")
+    evaluation: str = Field(description="How the metrics were obtained")
+    features: int
+    snapshots: list[dt.date] = Field(default_factory=list)
+    train_snapshots: list[dt.date] = Field(default_factory=list)
+    test_snapshots: list[dt.date] = Field(default_factory=list)
+    fold_aucs: list[float] = Field(default_factory=list)
+    rule_based_auc: float | None = Field(
+        default=None, description="The rule-based score on the same evaluation rows"
+    )
+    calibration: list[CalibrationBin] = Field(default_factory=list)
+    top_coefficients: list[tuple[str, float]] = Field(default_factory=list)
+    skipped_attributes: list[str] = Field(default_factory=list)
+
+
+class ScoreSnapshotResult(BaseModel):
+    """A churn_scores snapshot written for all active accounts as of a date."""
+
+    as_of: dt.date
+    model_version: str
+    method: Method
+    accounts: int
+    replaced: int = Field(description="Rows of an earlier run for the same date and model that were replaced")
+    band_counts: dict[str, int]
