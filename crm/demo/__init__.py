@@ -1,11 +1,32 @@
-"""Deterministic demo company generator (being written; see generator module)."""
+"""Deterministic demo company generator (SPEC §4): `generate_demo(engine, accounts=..., seed=...)`.
+
+See docs/DEMO.md for what is generated, the hidden churn mechanism and how the
+history is trimmed above 50,000 accounts.
+"""
 
 from __future__ import annotations
 
-import datetime as dt
+from crm.demo.generator import (
+    DEFAULT_AS_OF,
+    GENERATOR_VERSION,
+    DemoDatabaseNotEmptyError,
+    DemoSummary,
+    count_rows,
+    database_has_data,
+    generate_demo,
+    reset_demo_data,
+)
+from crm.demo.simulate import CHUNK, TRIM_THRESHOLD
 
-from sqlalchemy import Engine
-
-
-def generate_demo(engine: Engine, *, accounts: int, seed: int, as_of: dt.date) -> None:
-    raise NotImplementedError("demo generator not written yet")
+__all__ = [
+    "CHUNK",
+    "DEFAULT_AS_OF",
+    "GENERATOR_VERSION",
+    "TRIM_THRESHOLD",
+    "DemoDatabaseNotEmptyError",
+    "DemoSummary",
+    "count_rows",
+    "database_has_data",
+    "generate_demo",
+    "reset_demo_data",
+]
