@@ -684,9 +684,10 @@ def _update(
     table = spec.table
     if "attributes" in fields:
         ids = [r[spec.key[0]] for r in rows]
-        current = dict(
-            conn.execute(select(table.c.id, table.c.attributes).where(table.c.id.in_(ids))).tuples()
-        )
+        current: dict[Any, Any] = {
+            key: attrs
+            for key, attrs in conn.execute(select(table.c.id, table.c.attributes).where(table.c.id.in_(ids)))
+        }
         for r in rows:
             # Keys from this file's columns replace (a blank cell removes); other keys are kept.
             merged = {k: v for k, v in (current.get(r["id"]) or {}).items() if k not in attr_columns}

@@ -47,13 +47,15 @@ def _render(report: ImportReport) -> None:
         if report.dry_run:
             console.print(
                 f"[green]valid:[/] {report.rows_read:,} rows of {name} fit {report.table}; "
-                "nothing written (dry run)"
+                "nothing written (dry run)",
+                soft_wrap=True,
             )
         else:
             console.print(
                 f"[green]imported[/] {name} into {report.table} in {report.seconds:.2f} s: "
                 f"{report.rows_read:,} rows read, {report.rows_inserted:,} inserted, "
-                f"{report.rows_updated:,} updated"
+                f"{report.rows_updated:,} updated",
+                soft_wrap=True,
             )
         if report.blank_lines_skipped:
             console.print(f"{report.blank_lines_skipped:,} blank lines skipped")
