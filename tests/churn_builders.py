@@ -90,8 +90,8 @@ def build_history(
                 {
                     "account_id": aid,
                     "week_start": week,
-                    "active_users": int(round(level)),
-                    "sessions": int(round(level * 5)),
+                    "active_users": round(level),
+                    "sessions": round(level * 5),
                     "features_adopted": 3,
                 }
             )

@@ -235,7 +235,8 @@ def _model_sentence(model: ActiveModel) -> str:
     if model.method == "rule_based":
         return f"Rule-based health score (fallback, not a trained model): {model.reason}."
     auc = f", AUC {model.auc:.3f}" if model.auc is not None else ""
-    return f"Logistic regression {model.version} trained on {model.source} as of {model.as_of}{auc}."
+    when = f" as of {model.as_of}" if model.as_of else ""
+    return f"Logistic regression {model.version} trained on {model.source}{when}{auc}."
 
 
 def churn_risk(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from valuechain.cli import churn as churn_cmd
 from valuechain.cli import db as db_cmd
 from valuechain.cli import demo as demo_cmd
 from valuechain.cli import importer as import_cmd
@@ -26,6 +27,7 @@ app.command("demo", help="Generate the deterministic demo company into the datab
 app.add_typer(import_cmd.app, name="import", help="Import CSV files with a column mapping.")
 app.add_typer(db_cmd.app, name="db", help="Database maintenance: migrate, canonical hash.")
 app.add_typer(knowledge_cmd.app, name="knowledge", help="Knowledge base: ingest, search, build, eval.")
+app.add_typer(churn_cmd.app, name="churn", help="Churn model: train, report, keep score snapshots.")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,157 @@
+"""`valuechain tools churn-risk` and `valuechain tools next-best-action`.
+
+The `tools` command group registers these with `register(app)`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import typer
+from rich.table import Table
+
+from valuechain.cli.common import DatabaseUrlOption, JsonOption, console, fail, print_json, settings_for
+from valuechain.runtime import get_sessionmaker
+
+
+def _date(value: str | None) -> dt.date | None:
+    if value is None:
+        return None
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError as exc:
+        raise fail(f"--as-of must be a date like 2026-09-30; got {value!r}", code=2) from exc
+
+
+def _filters(items: list[str]) -> dict[str, str | list[str]]:
+    out: dict[str, str | list[str]] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise fail(f"--filter takes key=value (e.g. segment=Enterprise); got {item!r}", code=2)
+        values = [v.strip() for v in value.split(",") if v.strip()]
+        previous = out.get(key.strip())
+        merged = ([previous] if isinstance(previous, str) else previous or []) + values
+        out[key.strip()] = merged
+    return out
+
+
+def churn_risk_cmd(
+    account_id: str | None = typer.Argument(None, help="One account id; omit to rank accounts"),
+    filters: list[str] = typer.Option(
+        [], "--filter", help="key=value[,value] on segment/region/plan/industry/owner/status (repeatable)"
+    ),
+    as_of: str | None = typer.Option(
+        None, "--as-of", help="Date (YYYY-MM-DD); default: the data's as-of date"
+    ),
+    limit: int = typer.Option(20, "--limit", help="Accounts to list"),
+    bands: str = typer.Option("0.2,0.5", "--bands", help="Band thresholds: medium_from,high_from"),
+    top_drivers: int = typer.Option(3, "--top-drivers", help="Drivers per account"),
+    database_url: str | None = DatabaseUrlOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Churn probability, band, ARR at risk and drivers for one account or a filtered ranking."""
+    from tools.churn.scoring import churn_risk
+    from tools.errors import ToolInputError
+
+    try:
+        low, high = (float(v) for v in bands.split(","))
+    except ValueError as exc:
+        raise fail(f"--bands takes two probabilities like 0.2,0.5; got {bands!r}", code=2) from exc
+    with get_sessionmaker(settings_for(database_url))() as session:
+        try:
+            result = churn_risk(
+                session=session,
+                account_id=account_id,
+                filters=_filters(filters) or None,
+                as_of=_date(as_of),
+                limit=limit,
+                band_thresholds=(low, high),
+                top_drivers=top_drivers,
+            )
+        except ToolInputError as exc:
+            raise fail(str(exc), code=2) from exc
+    if as_json:
+        print_json(result)
+        return
+    model = result.model
+    if model.method == "rule_based":
+        console.print(f"[bold yellow]rule-based health score (fallback):[/] {model.reason}")
+    table = Table("account", "name", "segment", "p(churn 90d)", "band", "ARR", "ARR at risk", "top drivers")
+    for a in result.accounts:
+        table.add_row(
+            a.account_id,
+            a.name,
+            a.segment or "",
+            f"{a.probability:.1%}",
+            a.band,
+            f"{a.arr:,.0f}",
+            f"{a.arr_at_risk:,.0f}",
+            "; ".join(d.phrase for d in a.drivers),
+        )
+    console.print(table)
+    console.print(result.explanation)
+
+
+def next_best_action_cmd(
+    account_id: str = typer.Argument(..., help="The account id"),
+    limit: int = typer.Option(3, "--limit", help="Actions to return"),
+    as_of: str | None = typer.Option(
+        None, "--as-of", help="Date (YYYY-MM-DD); default: the data's as-of date"
+    ),
+    playbook: str | None = typer.Option(
+        None, "--playbook", help="Playbook YAML to use instead of the shipped one"
+    ),
+    cooldown_days: int = typer.Option(
+        30, "--cooldown-days", help="Suppress actions proposed/approved this recently"
+    ),
+    rejection_days: int = typer.Option(
+        90, "--rejection-days", help="Suppress actions rejected this recently"
+    ),
+    database_url: str | None = DatabaseUrlOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Rank playbook actions for one account by expected value, with evidence and suppressions."""
+    from tools.errors import ToolInputError
+    from tools.nba import next_best_action
+
+    with get_sessionmaker(settings_for(database_url))() as session:
+        try:
+            result = next_best_action(
+                session=session,
+                account_id=account_id,
+                limit=limit,
+                as_of=_date(as_of),
+                playbook_path=playbook,
+                cooldown_days=cooldown_days,
+                rejection_days=rejection_days,
+            )
+        except ToolInputError as exc:
+            raise fail(str(exc), code=2) from exc
+    if as_json:
+        print_json(result)
+        return
+    table = Table("#", "action", "kind", "activity", "expected value", "cost", "evidence")
+    for rank, a in enumerate(result.actions, start=1):
+        table.add_row(
+            str(rank),
+            a.action,
+            a.kind,
+            a.activity,
+            f"{a.expected_value:,.0f}",
+            f"{a.cost:,.0f}",
+            "; ".join(dict.fromkeys(e.phrase for e in a.evidence)),
+        )
+    console.print(table)
+    if result.suppressed:
+        sup = Table("suppressed action", "eligible", "reason")
+        for s in result.suppressed:
+            sup.add_row(s.action, "yes" if s.eligible else "no", s.reason)
+        console.print(sup)
+    console.print(result.explanation)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the churn tools to a `tools` command group."""
+    app.command("churn-risk")(churn_risk_cmd)
+    app.command("next-best-action")(next_best_action_cmd)
