@@ -374,17 +374,15 @@ def _convert_row(plan: _Plan, record: Record, report: ImportReport) -> tuple[dic
 def _check_value(
     plan: _Plan, name: str, value: Any, row: dict[str, Any], line: int, report: ImportReport
 ) -> None:
-    fs = plan.spec.fields[name]
-    column = plan.column_of(name)
     if value is None:
         return
-    if fs.choices is not None:
-        canonical = {normalise_choice(c): c for c in fs.choices}
-        found = canonical.get(normalise_choice(str(value)))
+    fs = plan.spec.fields[name]
+    if fs.choices is not None and value not in fs.choices:
+        found = fs.choice_lookup.get(normalise_choice(str(value)))
         if found is None:
             report.add_error(
                 line,
-                column,
+                plan.column_of(name),
                 f"{name}: {value!r} is not one of {', '.join(fs.choices)}; translate it under "
                 f"`values: {{{name}: {{{json.dumps(str(value))}: ...}}}}` in the mapping",
             )
@@ -392,15 +390,17 @@ def _check_value(
         row[name] = found
     if fs.kind in ("int", "float"):
         if fs.minimum is not None and value < fs.minimum:
-            report.add_error(line, column, f"{name}: {value!r} is below the minimum {fs.minimum:g}")
+            report.add_error(
+                line, plan.column_of(name), f"{name}: {value!r} is below the minimum {fs.minimum:g}"
+            )
         elif fs.maximum is not None and value > fs.maximum:
-            report.add_error(line, column, f"{name}: {value!r} is above the maximum {fs.maximum:g}")
-    if fs.max_length is not None and len(value) > fs.max_length:
-        report.add_error(line, column, f"{name}: {len(value)} characters, longer than {fs.max_length}")
-    if fs.kind == "list":
-        for item in value:
-            if len(item) > 64:
-                report.add_error(line, column, f"{name}: item {item[:20]!r}... is longer than 64 characters")
+            report.add_error(
+                line, plan.column_of(name), f"{name}: {value!r} is above the maximum {fs.maximum:g}"
+            )
+    elif fs.max_length is not None and len(value) > fs.max_length:
+        report.add_error(
+            line, plan.column_of(name), f"{name}: {len(value)} characters, longer than {fs.max_length}"
+        )
 
 
 def _check_row(plan: _Plan, row: dict[str, Any], line: int, report: ImportReport) -> None:
@@ -682,6 +682,8 @@ def _update(
     conn: Connection, spec: TableSpec, rows: list[dict[str, Any]], fields: list[str], attr_columns: set[str]
 ) -> None:
     table = spec.table
+    if not fields:
+        return  # the mapping supplies only the key: nothing to overwrite
     if "attributes" in fields:
         ids = [r[spec.key[0]] for r in rows]
         current: dict[Any, Any] = {

@@ -194,7 +194,10 @@ def check_mapping(mapping: ImportMapping, spec: TableSpec) -> list[str]:
             )
         targets[target] = column
     for name in mapping.values:
-        check_field(f"values.{name}", name)
+        if check_field(f"values.{name}", name) and name not in targets:
+            problems.append(
+                f"values.{name}: no column feeds {name!r}; translations apply to mapped columns only"
+            )
     for name, derivation in mapping.derive.items():
         if not check_field(f"derive.{name}", name):
             continue

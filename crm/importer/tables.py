@@ -8,6 +8,7 @@ silently ignored downstream, so the importer refuses it up front).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Literal
 
 from sqlalchemy import JSON, Boolean, Date, Float, Integer, String, Table, Text, UniqueConstraint
@@ -108,11 +109,9 @@ class FieldSpec:
     maximum: float | None
 
     @property
-    def type_label(self) -> str:
-        label = {"str": "text", "list": "list"}.get(self.kind, self.kind)
-        if self.max_length:
-            label = f"text ≤{self.max_length}"
-        return label
+    def choice_lookup(self) -> dict[str, str]:
+        """Normalised spelling -> canonical value ("Mid market" -> "Mid-Market")."""
+        return _choice_lookup(self.choices or ())
 
     def model_default(self) -> Any:
         """A fresh copy of the model's default (lists and dicts are built per row)."""
@@ -245,3 +244,8 @@ def table_spec(command_or_table: str) -> TableSpec:
 
 def normalise_choice(value: str) -> str:
     return value.strip().lower().replace("-", "_").replace(" ", "_")
+
+
+@lru_cache(maxsize=64)
+def _choice_lookup(choices: tuple[str, ...]) -> dict[str, str]:
+    return {normalise_choice(c): c for c in choices}
