@@ -279,22 +279,35 @@ def test_activity_rules(engine: Engine, tmp_path: Path) -> None:
     path = tmp_path / "acts.csv"
     path.write_text(
         "Activity ID,Activity,Type,Porter category,Period,Annual cost,Value score (0-10),Enables,"
-        "Std qty,Actual qty,Std price\n"
-        "A1,Ops,Support,Operations,2026,10,5,,1,2,3\n"
-        "A2,Tech,,Technology Development,2026,10,11,A1;A9,,,\n"
-        "A3,Billing,,Firm Infrastructure,2026,10,5,,,2,\n"
-        "A4,Ops,,Operations,2026,10,5,,,,\n",
+        "Std qty,Actual qty,Std price,KPI actual,KPI target\n"
+        "A1,Ops,Support,Operations,2026,10,5,,1,2,3,,\n"
+        "A2,Tech,,Technology Development,2026,10,11,A1;A9,,,,,\n"
+        "A3,Billing,,Firm Infrastructure,2026,10,5,,,2,,,\n"
+        "A4,Ops,,Operations,2026,10,5,,,,,,\n"
+        "A5,Service desk,,Service,2026,10,5,,,,,5,0\n",
         encoding="utf-8",
     )
     mapping = tmp_path / "acts.yaml"
     mapping.write_text(
-        (MAPPINGS / "activities.yaml")
-        .read_text(encoding="utf-8")
-        .replace("  Owner team: owner_team\n", "")
-        .replace("  Systems: systems", "  # Systems: systems")
-        .replace("  KPI", "  # KPI")
-        .replace("  Cost driver: cost_driver\n", "")
-        .replace("  Necessary: necessary", "  # Necessary: necessary"),
+        "columns:\n"
+        + "".join(
+            f"  {c}: {f}\n"
+            for c, f in [
+                ("Activity ID", "id"),
+                ("Activity", "name"),
+                ("Type", "kind"),
+                ("Porter category", "porter_category"),
+                ("Period", "period"),
+                ("Annual cost", "annual_cost"),
+                ("Value score (0-10)", "value_score"),
+                ("Enables", "enables"),
+                ("Std qty", "std_quantity"),
+                ("Actual qty", "actual_quantity"),
+                ("Std price", "std_price"),
+                ("KPI actual", "perf_actual"),
+                ("KPI target", "perf_target"),
+            ]
+        ),
         encoding="utf-8",
     )
     report = _import(engine, "activities", path, mapping)
@@ -309,6 +322,11 @@ def test_activity_rules(engine: Engine, tmp_path: Path) -> None:
             "missing std_quantity, std_price",
         ),
         (5, "name + period ('Ops', '2026') repeats line 2; must be unique"),
+        (
+            6,
+            "performance fields come together: perf_actual, perf_target, perf_direction; missing perf_direction",
+        ),
+        (6, "perf_target is 0: the performance gap divides by the target"),
     ]
 
 
@@ -334,6 +352,7 @@ def test_unknown_field_lists_valid_ones() -> None:
         ("accounts", "columns: {a: id}\ndefaults: {arr: lots}\n", "defaults.arr: not a number: 'lots'"),
         ("accounts", "columns: {a: id}\ndefaults: {name: 'X {owner}'}\n", "placeholder {owner}"),
         ("accounts", "columns: {a: id}\nderive: {segment: {from: a}}\n", "only numeric fields"),
+        ("accounts", "columns: {a: id}\nvalues: {segment: {x: SMB}}\n", "no column feeds 'segment'"),
     ],
 )
 def test_mapping_problems_are_explained(table: str, text: str, needle: str) -> None:

@@ -54,6 +54,7 @@ DATE_ORDER: dict[str, tuple[tuple[str, str], ...]] = {
     "invoices": (("issued_at", "due_date"), ("issued_at", "paid_at")),
 }
 COST_DRIVER_QUANTITIES = ("std_quantity", "actual_quantity", "std_price")
+PERFORMANCE_FIELDS = ("perf_actual", "perf_target", "perf_direction")  # the performance gap needs all three
 
 Key = tuple[Any, ...]
 
@@ -430,6 +431,18 @@ def _check_row(plan: _Plan, row: dict[str, Any], line: int, report: ImportReport
             plan.column_of(missing[0]),
             f"cost driver fields come together: {', '.join(COST_DRIVER_QUANTITIES)}; "
             f"missing {', '.join(missing)}",
+        )
+    given = [q for q in PERFORMANCE_FIELDS if row.get(q) is not None]
+    if given and len(given) < len(PERFORMANCE_FIELDS):
+        missing = [q for q in PERFORMANCE_FIELDS if q not in given]
+        report.add_error(
+            line,
+            plan.column_of(missing[0]),
+            f"performance fields come together: {', '.join(PERFORMANCE_FIELDS)}; missing {', '.join(missing)}",
+        )
+    if row.get("perf_target") == 0:
+        report.add_error(
+            line, plan.column_of("perf_target"), "perf_target is 0: the performance gap divides by the target"
         )
     if row["kind"] == "primary" and row.get("enables"):
         report.add_error(
