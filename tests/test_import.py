@@ -275,6 +275,50 @@ def test_many_errors_show_the_first_twenty_and_json_lists_all(engine: Engine) ->
     }
 
 
+def test_blank_id_in_a_mapped_id_column_is_refused(engine: Engine, tmp_path: Path) -> None:
+    assert _import(engine, "accounts", TELCO, TELCO_MAPPING).ok
+    path = tmp_path / "t.csv"
+    path.write_text(
+        "Ticket #,Customer,Priority,Category,Subject,Opened,Closed,CSAT\n"
+        "1,7590-VHVEG,P1,x,s,2026-01-01,,\n"
+        ",7590-VHVEG,P1,x,s,2026-01-02,,\n",
+        encoding="utf-8",
+    )
+    report = _import(engine, "tickets", path, MAPPINGS / "tickets.yaml")
+    assert [(e.line, e.column) for e in report.errors] == [(3, "Ticket #")]
+    assert "id is blank" in report.errors[0].message
+
+
+def test_usage_composite_key(engine: Engine, tmp_path: Path) -> None:
+    assert _import(engine, "accounts", TELCO, TELCO_MAPPING).ok
+    path = tmp_path / "usage.csv"
+    path.write_text(
+        "account;week;users;sessions;features\n"
+        "7590-VHVEG;06/04/2026;3;40;2\n"
+        "7590-VHVEG;13/04/2026;2;31;2\n"
+        "7590-VHVEG;06/04/2026;3;40;2\n",
+        encoding="utf-8",
+    )
+    mapping = tmp_path / "usage.yaml"
+    mapping.write_text(
+        "table: usage\ndelimiter: ';'\ndate_formats: ['%d/%m/%Y']\n"
+        "columns: {account: account_id, week: week_start, users: active_users, sessions: sessions, "
+        "features: features_adopted}\n",
+        encoding="utf-8",
+    )
+    report = _import(engine, "usage", path, mapping)
+    assert [(e.line, e.message) for e in report.errors] == [
+        (
+            4,
+            "duplicate account_id '7590-VHVEG' + week_start 2026-04-06 in the file (first on line 2)",
+        )
+    ]
+    path.write_text("\n".join(path.read_text(encoding="utf-8").splitlines()[:3]) + "\n", encoding="utf-8")
+    assert _import(engine, "usage", path, mapping).rows_inserted == 2
+    again = _import(engine, "usage", path, mapping)
+    assert again.error_count == 2 and "already exists in the database" in again.errors[0].message
+
+
 def test_activity_rules(engine: Engine, tmp_path: Path) -> None:
     path = tmp_path / "acts.csv"
     path.write_text(

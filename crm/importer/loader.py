@@ -11,6 +11,7 @@ Two passes over the file keep memory flat for large exports:
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import time
 from collections import defaultdict
@@ -356,6 +357,14 @@ def _convert_row(plan: _Plan, record: Record, report: ImportReport) -> tuple[dic
         if row.get(name) is not None or name in failed:
             continue
         if fs.primary_key and spec.generated_key:
+            if name in plan.sources:
+                # Mixing given and database-assigned ids in one file hides re-imports; refuse.
+                report.add_error(
+                    line,
+                    plan.column_of(name),
+                    f"{name} is blank; give every row an id, or leave `{name}` unmapped to let "
+                    "the database number the rows",
+                )
             row.pop(name, None)  # the database assigns it
         elif fs.has_default:
             row[name] = fs.model_default()
@@ -512,10 +521,15 @@ def _scan(plan: _Plan, records: Iterator[Record], scan: _Scan, report: ImportRep
     return count
 
 
+def _show(value: Any) -> str:
+    """A value as a user wrote it: quoted text and numbers, ISO dates."""
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    return repr(value)
+
+
 def _key_text(spec: TableSpec, key: Key) -> str:
-    if len(spec.key) == 1:
-        return f"{spec.key[0]} {key[0]!r}"
-    return " + ".join(f"{k} {v!r}" for k, v in zip(spec.key, key, strict=True))
+    return " + ".join(f"{k} {_show(v)}" for k, v in zip(spec.key, key, strict=True))
 
 
 def _attribute_types(plan: _Plan, scan: _Scan) -> dict[str, AttributeType]:
