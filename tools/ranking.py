@@ -1,0 +1,634 @@
+"""The `rank` tool: order accounts, activities or initiatives by a metric (SPEC §5.2).
+
+Each entity has a registry of metrics with a natural order (the end to look at first).
+Account metrics are either a SQL expression (filtered, sorted and limited in the database,
+so ranking 100k+ accounts loads only the rows shown) or a Python function computing values
+for the filtered set. Other modules add account metrics with `register_account_metric`;
+the modules named in `ACCOUNT_METRIC_PLUGINS` are imported on first use so that their
+metrics (churn_probability, arr_at_risk, health) are there without the caller importing them.
+
+Ties break by id; missing values (null) are listed last in either order.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, cast, get_args
+
+from pydantic import BaseModel
+from sqlalchemy import ColumnElement, Date, Integer, and_, case, func, literal, select
+from sqlalchemy import cast as sql_cast
+from sqlalchemy.orm import QueryableAttribute, Session
+
+from crm.models import Account, Initiative, Subscription, SupportTicket, ValueChainActivity
+from tools.activities import ActivityScore, resolve_period, score_activities
+from tools.common import data_as_of
+from tools.errors import ToolInputError, unknown
+from tools.filters import FilterColumn, Normalised, conditions, describe, normalise_filters
+
+Entity = Literal["accounts", "activities", "initiatives"]
+ENTITIES: tuple[Entity, ...] = get_args(Entity)
+Order = Literal["desc", "asc"]
+Unit = Literal["currency", "ratio", "days", "count", "score", "probability", "years", "points"]
+Scalar = str | int | float | bool | None
+MetricValue = int | float | None
+MAX_LIMIT = 1000
+SqlExpr = ColumnElement[Any] | QueryableAttribute[Any]
+
+_SINGULAR = {"account": "accounts", "activity": "activities", "initiative": "initiatives"}
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """A rankable metric: its name, meaning, natural order and unit."""
+
+    name: str
+    description: str
+    order: Order
+    unit: Unit
+
+
+# ---------------------------------------------------------------------------- accounts
+
+
+@dataclass(frozen=True)
+class AccountMetricContext:
+    """What an account metric gets: the session, the as-of date and the filtered set.
+
+    `conditions` are SQL conditions over `accounts` selecting the filtered set (already
+    validated; status defaults to active). Use `ids()` when a list is easier than SQL.
+    """
+
+    session: Session
+    as_of: dt.date
+    conditions: tuple[ColumnElement[bool], ...]
+
+    def ids(self) -> list[str]:
+        """Ids of the filtered accounts, sorted."""
+        return list(self.session.scalars(select(Account.id).where(*self.conditions).order_by(Account.id)))
+
+    def days_between(self, later: SqlExpr, earlier: SqlExpr) -> ColumnElement[int]:
+        """SQL for whole days from `earlier` to `later` (dates), on SQLite and PostgreSQL."""
+        return days_between(self.session, later, earlier)
+
+    @property
+    def as_of_sql(self) -> ColumnElement[dt.date]:
+        return literal(self.as_of, Date)
+
+
+SqlMetric = Callable[[AccountMetricContext], SqlExpr]
+ComputeMetric = Callable[[AccountMetricContext], Mapping[str, MetricValue]]
+ContextHook = Callable[[AccountMetricContext, Sequence[str]], Mapping[str, Mapping[str, Scalar]]]
+
+
+@dataclass(frozen=True)
+class AccountMetric(MetricSpec):
+    """An account metric: exactly one of `sql` (a per-account SQL expression correlated to
+    `accounts`) or `compute` (values for the filtered set, keyed by account id; ids left out
+    count as null). `context`, if given, adds fields to the shown items."""
+
+    sql: SqlMetric | None = None
+    compute: ComputeMetric | None = None
+    context: ContextHook | None = None
+
+    def __post_init__(self) -> None:
+        if (self.sql is None) == (self.compute is None):
+            raise ValueError(f"account metric {self.name!r} needs exactly one of sql= or compute=")
+
+
+def days_between(session: Session, later: SqlExpr, earlier: SqlExpr) -> ColumnElement[int]:
+    """SQL for whole days from `earlier` to `later`; portable over SQLite and PostgreSQL."""
+    dialect = session.get_bind().dialect.name
+    if dialect == "sqlite":
+        return sql_cast(func.julianday(later) - func.julianday(earlier), Integer)
+    if dialect == "postgresql":
+        return cast(ColumnElement[int], later - earlier)  # date − date is an integer of days
+    raise NotImplementedError(f"days_between is not implemented for {dialect!r}")
+
+
+def _renewal_date() -> ColumnElement[dt.date]:
+    """The soonest renewal date of the account's active subscriptions (correlated subquery)."""
+    return (
+        select(func.min(Subscription.renewal_date))
+        .where(Subscription.account_id == Account.id, Subscription.status == "active")
+        .correlate(Account)
+        .scalar_subquery()
+    )
+
+
+def _days_to_renewal(ctx: AccountMetricContext) -> ColumnElement[Any]:
+    return ctx.days_between(_renewal_date(), ctx.as_of_sql)
+
+
+def _tenure_days(ctx: AccountMetricContext) -> ColumnElement[Any]:
+    # Tenure runs to the churn date for churned accounts, else to as_of.
+    end = case(
+        (and_(Account.churned_at.is_not(None), Account.churned_at < ctx.as_of_sql), Account.churned_at),
+        else_=ctx.as_of_sql,
+    )
+    return ctx.days_between(end, Account.created_at)
+
+
+def _open_tickets(ctx: AccountMetricContext) -> ColumnElement[Any]:
+    return (
+        select(func.count(SupportTicket.id))
+        .where(
+            SupportTicket.account_id == Account.id,
+            SupportTicket.opened_at <= ctx.as_of_sql,
+            (SupportTicket.closed_at.is_(None)) | (SupportTicket.closed_at > ctx.as_of_sql),
+        )
+        .correlate(Account)
+        .scalar_subquery()
+    )
+
+
+ACCOUNT_METRICS: dict[str, AccountMetric] = {
+    m.name: m
+    for m in (
+        AccountMetric("arr", "annual recurring revenue", "desc", "currency", sql=lambda ctx: Account.arr),
+        AccountMetric(
+            "days_to_renewal",
+            "days from as_of to the active subscription's renewal date (negative = overdue)",
+            "asc",
+            "days",
+            sql=_days_to_renewal,
+        ),
+        AccountMetric(
+            "tenure_days",
+            "days as a customer (to the churn date for churned accounts)",
+            "desc",
+            "days",
+            sql=_tenure_days,
+        ),
+        AccountMetric(
+            "open_tickets",
+            "support tickets open on as_of",
+            "desc",
+            "count",
+            sql=_open_tickets,
+        ),
+    )
+}
+
+# Modules that register more account metrics when imported (churn_probability, arr_at_risk,
+# health). Imported once, on first use; a module that does not exist yet is skipped.
+ACCOUNT_METRIC_PLUGINS: list[str] = ["tools.churn.rank_metrics"]
+_loaded_plugins: set[str] = set()
+
+
+def register_account_metric(metric: AccountMetric, *, replace: bool = False) -> None:
+    """Make `metric` rankable for accounts (e.g. from the churn module)."""
+    if metric.name in ACCOUNT_METRICS and not replace and ACCOUNT_METRICS[metric.name] != metric:
+        raise ValueError(f"account metric {metric.name!r} is already registered")
+    ACCOUNT_METRICS[metric.name] = metric
+
+
+def _load_plugins() -> None:
+    for module in ACCOUNT_METRIC_PLUGINS:
+        if module in _loaded_plugins:
+            continue
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            # Only "this plugin is not installed" is skipped; a broken import inside it raises.
+            if exc.name is None or not (module == exc.name or module.startswith(exc.name + ".")):
+                raise
+        _loaded_plugins.add(module)
+
+
+def account_metrics() -> dict[str, AccountMetric]:
+    """The account metrics, including those registered by plugins."""
+    _load_plugins()
+    return dict(sorted(ACCOUNT_METRICS.items()))
+
+
+ACCOUNT_FILTERS: dict[str, FilterColumn] = {
+    "segment": Account.segment,
+    "region": Account.region,
+    "plan": Account.plan,
+    "industry": Account.industry,
+    "owner": Account.owner,
+    "status": Account.status,
+}
+ACCOUNT_DEFAULT_FILTERS = {"status": ["active"]}
+
+# ---------------------------------------------------------------------------- activities
+
+_ActivityGetter = Callable[[ActivityScore], MetricValue]
+
+ACTIVITY_METRICS: dict[str, tuple[MetricSpec, _ActivityGetter]] = {
+    spec.name: (spec, getter)
+    for spec, getter in (
+        (
+            MetricSpec(
+                "margin_leak",
+                "max(0, C − ΣC·value_share): spend above its share of value",
+                "desc",
+                "currency",
+            ),
+            lambda s: s.margin_leak,
+        ),
+        (
+            MetricSpec(
+                "value_cost_index",
+                "value_share / cost_share (value per unit of cost)",
+                "asc",
+                "ratio",
+            ),
+            lambda s: s.value_cost_index,
+        ),
+        (
+            MetricSpec(
+                "performance_gap",
+                "relative shortfall against target (positive = underperforming)",
+                "desc",
+                "ratio",
+            ),
+            lambda s: s.performance_gap,
+        ),
+        (MetricSpec("cost", "annual cost", "desc", "currency"), lambda s: s.annual_cost),
+        (MetricSpec("value_score", "customer-value score 0–10", "desc", "score"), lambda s: s.value_score),
+        (
+            MetricSpec("non_value_added_cost", "(AQ − SQ)·SP, or AQ·SP if unnecessary", "desc", "currency"),
+            lambda s: s.non_value_added_cost,
+        ),
+    )
+}
+ACTIVITY_FILTERS: dict[str, FilterColumn] = {
+    "kind": ValueChainActivity.kind,
+    "porter_category": ValueChainActivity.porter_category,
+    "owner_team": ValueChainActivity.owner_team,
+    "period": ValueChainActivity.period,
+}
+
+# ---------------------------------------------------------------------------- initiatives
+
+_InitiativeGetter = Callable[[Initiative], MetricValue]
+
+
+def _ratio(num: float, den: float) -> float | None:
+    return num / den if den > 0 else None
+
+
+INITIATIVE_METRICS: dict[str, tuple[MetricSpec, _InitiativeGetter]] = {
+    spec.name: (spec, getter)
+    for spec, getter in (
+        (
+            MetricSpec("roi", "est_annual_benefit / est_cost (null if est_cost = 0)", "desc", "ratio"),
+            lambda i: _ratio(i.est_annual_benefit, i.est_cost),
+        ),
+        (
+            MetricSpec("net_benefit", "est_annual_benefit − est_cost (first year)", "desc", "currency"),
+            lambda i: i.est_annual_benefit - i.est_cost,
+        ),
+        (
+            MetricSpec("payback_years", "est_cost / est_annual_benefit", "asc", "years"),
+            lambda i: _ratio(i.est_cost, i.est_annual_benefit),
+        ),
+        (MetricSpec("est_cost", "estimated one-off cost", "desc", "currency"), lambda i: i.est_cost),
+        (
+            MetricSpec("est_annual_benefit", "estimated benefit per year", "desc", "currency"),
+            lambda i: i.est_annual_benefit,
+        ),
+    )
+}
+INITIATIVE_FILTERS: dict[str, FilterColumn] = {
+    "status": Initiative.status,
+    "type": Initiative.type,
+    "advantage": Initiative.advantage,
+    "activity_id": Initiative.activity_id,
+    "porter_category": ValueChainActivity.porter_category,
+    "period": ValueChainActivity.period,
+}
+
+# ---------------------------------------------------------------------------- result
+
+
+class RankItem(BaseModel):
+    rank: int
+    id: str
+    name: str
+    value: MetricValue
+    context: dict[str, Scalar]
+
+
+class RankInputs(BaseModel):
+    entity: Entity
+    metric: str
+    order: Order
+    filters: dict[str, list[str]]
+    limit: int
+    as_of: dt.date | None
+    period: str | None
+
+
+class RankResult(BaseModel):
+    """Entities ordered by a metric; ties by id, nulls last."""
+
+    entity: Entity
+    metric: str
+    metric_description: str
+    unit: Unit
+    order: Order
+    filters: dict[str, list[str]]
+    as_of: dt.date | None
+    period: str | None
+    items: list[RankItem]
+    total_matching: int
+    missing_values: int
+    explanation: str
+    inputs: RankInputs
+
+
+def metric_specs(entity: str) -> dict[str, MetricSpec]:
+    """The metrics rankable for `entity`, by name."""
+    entity = _entity(entity)
+    if entity == "accounts":
+        return dict(account_metrics())
+    if entity == "activities":
+        return {k: v[0] for k, v in sorted(ACTIVITY_METRICS.items())}
+    return {k: v[0] for k, v in sorted(INITIATIVE_METRICS.items())}
+
+
+def filter_keys(entity: str) -> list[str]:
+    """The filter keys accepted for `entity`."""
+    table = {"accounts": ACCOUNT_FILTERS, "activities": ACTIVITY_FILTERS, "initiatives": INITIATIVE_FILTERS}
+    return sorted(table[_entity(entity)])
+
+
+def _entity(entity: str) -> Entity:
+    key = entity.strip().lower()
+    key = _SINGULAR.get(key, key)
+    if key not in ENTITIES:
+        raise unknown("entity", entity, ENTITIES)
+    return cast(Entity, key)
+
+
+def _sort_key(value: MetricValue, item_id: str, order: Order) -> tuple[bool, float, str]:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return (True, 0.0, item_id)
+    return (False, -value if order == "desc" else value, item_id)
+
+
+def _fmt(value: MetricValue, unit: Unit) -> str:
+    if value is None:
+        return "n/a"
+    if unit == "currency":
+        return f"{value:,.0f}"
+    if unit in ("days", "count"):
+        return f"{value:,.0f}"
+    if unit == "probability":
+        return f"{value:.1%}"
+    return f"{value:,.3g}"
+
+
+@dataclass
+class _Ranked:
+    items: list[RankItem]
+    total: int
+    missing: int
+    as_of: dt.date | None = None
+    period: str | None = None
+
+
+def _rank_accounts(
+    session: Session, spec: AccountMetric, filters: Normalised, order: Order, limit: int, as_of: dt.date
+) -> _Ranked:
+    conds = tuple(conditions(filters, ACCOUNT_FILTERS))
+    ctx = AccountMetricContext(session=session, as_of=as_of, conditions=conds)
+    shown: list[tuple[str, MetricValue]]
+    if spec.sql is not None:
+        inner = select(Account.id.label("id"), spec.sql(ctx).label("value")).where(*conds).subquery()
+        value_col = inner.c.value
+        stmt = (
+            select(inner.c.id, value_col)
+            .order_by(
+                value_col.is_(None), value_col.desc() if order == "desc" else value_col.asc(), inner.c.id
+            )
+            .limit(limit)
+        )
+        shown = [(row[0], row[1]) for row in session.execute(stmt)]
+        counts = session.execute(select(func.count(), func.count(value_col)).select_from(inner)).one()
+        total, missing = counts[0], counts[0] - counts[1]
+    elif spec.compute is not None:
+        values = spec.compute(ctx)
+        ids = ctx.ids()
+        total = len(ids)
+        ordered = sorted(((i, values.get(i)) for i in ids), key=lambda p: _sort_key(p[1], p[0], order))
+        shown = ordered[:limit]
+        missing = sum(1 for _, v in ordered if _sort_key(v, "", order)[0])
+    else:  # pragma: no cover - AccountMetric.__post_init__ requires one of them
+        raise ValueError(f"account metric {spec.name!r} has neither sql nor compute")
+    ids_shown = [i for i, _ in shown]
+    rows = {
+        a.id: a
+        for a in session.execute(
+            select(
+                Account.id,
+                Account.name,
+                Account.segment,
+                Account.region,
+                Account.plan,
+                Account.industry,
+                Account.owner,
+                Account.status,
+                Account.arr,
+            ).where(Account.id.in_(ids_shown))
+        )
+    }
+    extra = spec.context(ctx, ids_shown) if spec.context is not None and ids_shown else {}
+    items = []
+    for n, (account_id, value) in enumerate(shown, start=1):
+        a = rows[account_id]
+        context: dict[str, Scalar] = {
+            "segment": a.segment,
+            "region": a.region,
+            "plan": a.plan,
+            "industry": a.industry,
+            "owner": a.owner,
+            "status": a.status,
+            "arr": a.arr,
+        }
+        context.update(extra.get(account_id, {}))
+        items.append(RankItem(rank=n, id=account_id, name=a.name, value=value, context=context))
+    return _Ranked(items=items, total=total, missing=missing, as_of=as_of)
+
+
+def _rank_activities(
+    session: Session, metric: str, filters: Normalised, order: Order, limit: int
+) -> tuple[_Ranked, Normalised]:
+    periods = filters.get("period")
+    if periods is not None and len(periods) > 1:
+        raise ToolInputError(f"rank activities within one period; got periods {', '.join(periods)}")
+    period, _ = resolve_period(session, periods[0] if periods else None)
+    filters = {**filters, "period": [period]}
+    scored = score_activities(session=session, period=period).activities
+    keep = [
+        s
+        for s in scored
+        if ("kind" not in filters or s.kind in filters["kind"])
+        and ("porter_category" not in filters or s.porter_category in filters["porter_category"])
+        and ("owner_team" not in filters or s.owner_team in filters["owner_team"])
+    ]
+    getter = ACTIVITY_METRICS[metric][1]
+    ordered = sorted(keep, key=lambda s: _sort_key(getter(s), s.id, order))
+    items = [
+        RankItem(
+            rank=n,
+            id=s.id,
+            name=s.name,
+            value=getter(s),
+            context={
+                "kind": s.kind,
+                "porter_category": s.porter_category,
+                "owner_team": s.owner_team,
+                "period": period,
+                "annual_cost": s.annual_cost,
+                "value_score": s.value_score,
+                "cost_share": s.cost_share,
+                "value_share": s.value_share,
+                "margin_leak": s.margin_leak,
+                "quadrant": s.quadrant,
+            },
+        )
+        for n, s in enumerate(ordered[:limit], start=1)
+    ]
+    missing = sum(1 for s in keep if getter(s) is None)
+    return _Ranked(items=items, total=len(keep), missing=missing, period=period), dict(
+        sorted(filters.items())
+    )
+
+
+def _rank_initiatives(
+    session: Session, metric: str, filters: Normalised, order: Order, limit: int
+) -> _Ranked:
+    stmt = (
+        select(
+            Initiative, ValueChainActivity.name, ValueChainActivity.porter_category, ValueChainActivity.period
+        )
+        .join(ValueChainActivity, ValueChainActivity.id == Initiative.activity_id)
+        .where(*conditions(filters, INITIATIVE_FILTERS))
+        .order_by(Initiative.id)
+    )
+    rows = list(session.execute(stmt).tuples())
+    getter = INITIATIVE_METRICS[metric][1]
+    ordered = sorted(rows, key=lambda r: _sort_key(getter(r[0]), r[0].id, order))
+    items = [
+        RankItem(
+            rank=n,
+            id=ini.id,
+            name=ini.description,
+            value=getter(ini),
+            context={
+                "activity_id": ini.activity_id,
+                "activity": activity_name,
+                "porter_category": category,
+                "period": period,
+                "type": ini.type,
+                "advantage": ini.advantage,
+                "status": ini.status,
+                "est_cost": ini.est_cost,
+                "est_annual_benefit": ini.est_annual_benefit,
+                "owner": ini.owner,
+                "due": ini.due.isoformat() if ini.due else None,
+            },
+        )
+        for n, (ini, activity_name, category, period) in enumerate(ordered[:limit], start=1)
+    ]
+    missing = sum(1 for r in rows if getter(r[0]) is None)
+    return _Ranked(items=items, total=len(rows), missing=missing)
+
+
+def rank(
+    *,
+    session: Session,
+    entity: Entity,
+    metric: str,
+    filters: dict[str, str | list[str]] | None = None,
+    limit: int = 10,
+    order: Order | None = None,
+    as_of: dt.date | None = None,
+) -> RankResult:
+    """Rank accounts, value-chain activities or initiatives by a metric, best candidates first.
+
+    Metrics — accounts: arr, days_to_renewal (soonest first), tenure_days, open_tickets, and
+    churn metrics when available (churn_probability, arr_at_risk, health); activities:
+    margin_leak, value_cost_index (lowest first), performance_gap, cost, value_score,
+    non_value_added_cost; initiatives: roi = est_annual_benefit/est_cost, net_benefit =
+    est_annual_benefit − est_cost, payback_years, est_cost, est_annual_benefit. Each metric has
+    a natural order; ties break by id and missing values come last.
+
+    Args:
+        entity: "accounts", "activities" or "initiatives".
+        metric: the metric to rank by (see above).
+        filters: e.g. {"segment": "Enterprise", "region": ["EMEA", "NA"]}. Accounts: segment,
+            region, plan, industry, owner, status (default "active"); activities: kind,
+            porter_category, owner_team, period (default latest); initiatives: status, type,
+            advantage, activity_id, porter_category, period.
+        limit: how many items to return (1–1000); total_matching counts them all.
+        order: "desc" or "asc" to override the metric's natural order.
+        as_of: date for day-based account metrics (YYYY-MM-DD); defaults to the data's date.
+    """
+    ent = _entity(entity)
+    specs = metric_specs(ent)
+    key = metric.strip().lower()
+    if key not in specs:
+        raise unknown("metric", metric, list(specs), ent)
+    spec = specs[key]
+    if not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
+        raise ToolInputError(f"limit must be between 1 and {MAX_LIMIT}; got {limit!r}")
+    if order is not None and order not in ("desc", "asc"):
+        raise unknown("order", order, ["desc", "asc"])
+    resolved_order: Order = order or spec.order
+    if ent == "accounts":
+        norm = normalise_filters(
+            session, filters, ACCOUNT_FILTERS, entity="accounts", defaults=ACCOUNT_DEFAULT_FILTERS
+        )
+        day = as_of or data_as_of(session)
+        ranked = _rank_accounts(session, cast(AccountMetric, spec), norm, resolved_order, limit, day)
+    elif ent == "activities":
+        norm = normalise_filters(session, filters, ACTIVITY_FILTERS, entity="activities")
+        ranked, norm = _rank_activities(session, key, norm, resolved_order, limit)
+    else:
+        norm = normalise_filters(session, filters, INITIATIVE_FILTERS, entity="initiatives")
+        ranked = _rank_initiatives(session, key, norm, resolved_order, limit)
+
+    direction = "highest first" if resolved_order == "desc" else "lowest first"
+    when = f" as of {ranked.as_of}" if ranked.as_of else ""
+    text = (
+        f"{len(ranked.items)} of {ranked.total:,} {ent} ({describe(norm)}){when} ranked by {key} "
+        f"({spec.description}), {direction}; ties by id."
+    )
+    if ranked.items:
+        top = ranked.items[0]
+        text += f" #1 {top.id} {top.name}: {_fmt(top.value, spec.unit)}."
+    if ranked.missing:
+        verb = "has" if ranked.missing == 1 else "have"
+        text += f" {ranked.missing:,} {verb} no {key} value (listed last)."
+    return RankResult(
+        entity=ent,
+        metric=key,
+        metric_description=spec.description,
+        unit=spec.unit,
+        order=resolved_order,
+        filters=norm,
+        as_of=ranked.as_of,
+        period=ranked.period,
+        items=ranked.items,
+        total_matching=ranked.total,
+        missing_values=ranked.missing,
+        explanation=text,
+        inputs=RankInputs(
+            entity=ent,
+            metric=key,
+            order=resolved_order,
+            filters=norm,
+            limit=limit,
+            as_of=ranked.as_of,
+            period=ranked.period,
+        ),
+    )
