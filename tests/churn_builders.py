@@ -8,15 +8,18 @@ champion may leave. `build_attributes` makes an attribute-only export with a kno
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import json
 from typing import Any
 
 import numpy as np
-from sqlalchemy import insert
+from sqlalchemy import insert, update
 from sqlalchemy.orm import Session
 
 from crm.models import (
     Account,
     AppMeta,
+    ChurnModel,
     Contact,
     Interaction,
     Invoice,
@@ -25,6 +28,7 @@ from crm.models import (
     SupportTicket,
     UsageWeekly,
 )
+from tools.churn.design import LinearModel
 
 AS_OF = dt.date(2026, 9, 30)
 SEGMENTS = ("SMB", "Mid-Market", "Enterprise")
@@ -222,3 +226,44 @@ def build_attributes(session: Session, *, accounts: int = 600, seed: int = 0) ->
         )
     session.execute(insert(Account), rows)
     session.commit()
+
+
+def store_model(
+    session: Session,
+    model: LinearModel,
+    *,
+    version: str | None = None,
+    source: str = "history",
+    attribute_kinds: dict[str, str] | None = None,
+    as_of: dt.date | None = AS_OF,
+) -> None:
+    """Make a hand-set logistic model the active churn model (version: "hand-" + params hash)."""
+    params = {**model.to_params(), "attribute_kinds": attribute_kinds or {}}
+    version = (
+        version or "hand-" + hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:12]
+    )
+    session.execute(update(ChurnModel).values(active=False))
+    session.add(
+        ChurnModel(
+            version=version,
+            created_at=dt.datetime(2026, 10, 1),
+            method="logistic_regression",
+            source=source,
+            as_of=as_of,
+            active=True,
+            params=params,
+            metrics={"auc": None},
+        )
+    )
+    session.commit()
+
+
+def constant_model(probability_logit: float = 0.0) -> LinearModel:
+    """A model with no features: every account gets sigmoid(intercept) (0.5 for 0.0)."""
+    return LinearModel(
+        columns=(),
+        means=np.zeros(0),
+        scales=np.ones(0),
+        coefs=np.zeros(0),
+        intercept=probability_logit,
+    )

@@ -140,16 +140,22 @@ _CACHE: dict[str, ActiveModel] = {}
 
 
 def load_active_model(session: Session) -> ActiveModel:
-    """The active model (cached by version, which is content-addressed), or the rule-based default."""
-    version = session.scalar(
-        select(ChurnModel.version)
+    """The active model, or the rule-based default.
+
+    Parsed models are cached by (version, created_at): versions are content hashes, so the
+    pair names the same parameters in any database.
+    """
+    head = session.execute(
+        select(ChurnModel.version, ChurnModel.created_at)
         .where(ChurnModel.active.is_(True))
         .order_by(ChurnModel.created_at.desc(), ChurnModel.version)
         .limit(1)
-    )
-    if version is None:
+    ).first()
+    if head is None:
         return DEFAULT_RULES
-    cached = _CACHE.get(version)
+    version = head[0]
+    key = f"{version}@{head[1].isoformat()}"
+    cached = _CACHE.get(key)
     if cached is not None:
         return cached
     row = session.get(ChurnModel, version)
@@ -170,7 +176,7 @@ def load_active_model(session: Session) -> ActiveModel:
     )
     if len(_CACHE) > 32:
         _CACHE.clear()
-    _CACHE[version] = model
+    _CACHE[key] = model
     return model
 
 
