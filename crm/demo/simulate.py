@@ -35,8 +35,8 @@ from crm.demo.timeline import Timeline
 
 CHUNK = 2000  # accounts per chunk: fixed, so results never depend on how work is split
 TRIM_THRESHOLD = 50_000  # above this many accounts, per-account history is trimmed
-TRIM_USAGE_WEEKS = 26
-TRIM_EVENT_DAYS = 365
+TRIM_USAGE_WEEKS = 52
+TRIM_EVENT_DAYS = 480
 TRIM_EMAIL_KEEP = 0.5
 
 SEGMENTS = ("SMB", "Mid-Market", "Enterprise")
@@ -470,17 +470,20 @@ def simulate_chunk(tl: Timeline, spec: ChunkSpec) -> ChunkData:
     all_type = np.concatenate([x_type, np.full(len(qi), 3)])
     all_w = tl.week_of(all_day)
     m = len(all_i)
-    sentiment = np.clip(
-        np.tanh(
-            0.5
-            - 1.3 * trouble[all_i, all_w]
-            - 0.8 * pay[all_i, all_w]
-            - 0.5 * champ_gone[all_i, all_w]
-            + rx.normal(0, 0.35, m)
-        ),
-        -1,
-        1,
-    ).round(2)
+    sentiment = (
+        np.clip(
+            np.tanh(
+                0.5
+                - 1.3 * trouble[all_i, all_w]
+                - 0.8 * pay[all_i, all_w]
+                - 0.5 * champ_gone[all_i, all_w]
+                + rx.normal(0, 0.35, m)
+            ),
+            -1,
+            1,
+        ).round(2)
+        + 0.0
+    )  # + 0.0: no negative zeros (SQLite would store them as 0)
     keep = alive_on(all_i, all_day)
     if spec.trimmed:
         keep &= ~((all_type == 0) & np.concatenate([thin, np.zeros(len(qi), bool)]))
