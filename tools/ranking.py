@@ -514,7 +514,7 @@ def _rank_initiatives(
         .where(*conditions(filters, INITIATIVE_FILTERS))
         .order_by(Initiative.id)
     )
-    rows = list(session.execute(stmt).tuples())
+    rows = [(r[0], r[1], r[2], r[3]) for r in session.execute(stmt)]
     getter = INITIATIVE_METRICS[metric][1]
     ordered = sorted(rows, key=lambda r: _sort_key(getter(r[0]), r[0].id, order))
     items = [
