@@ -134,7 +134,7 @@ def test_cli_churn_risk_json_and_errors(db: Engine) -> None:
         tools, ["churn-risk", "--filter", "segment=SMB", "--limit", "5", "--database-url", url]
     )
     assert listing.exit_code == 0, listing.output
-    assert "by probability" in listing.stdout
+    assert "Scored" in listing.stdout and "T-0" in listing.stdout
     bad = runner.invoke(tools, ["churn-risk", "NOPE-1", "--database-url", url])
     assert bad.exit_code == 2
     nba = runner.invoke(tools, ["next-best-action", "T-0003", "--json", "--database-url", url])

@@ -95,14 +95,21 @@ class Column:
 
 @dataclass(frozen=True)
 class DesignConfig:
-    """How raw features become columns; `log1p="auto"` adds log1p for skew-prone counts."""
+    """How raw features become columns.
+
+    `log1p` lists sources that always get a log1p column; sources in `log1p_auto` ("all" for
+    every numeric source) get one when non-negative with more than 10 distinct values.
+    `winsorize` sources are clipped to their training 1st..99th percentiles.
+    """
 
     numeric: tuple[str, ...]
     categorical: tuple[str, ...]
     groups: Mapping[str, str] = field(default_factory=dict)
     clips: Mapping[str, tuple[float | None, float | None]] = field(default_factory=dict)
-    log1p: tuple[str, ...] | Literal["auto"] = ()
+    log1p: tuple[str, ...] = ()
+    log1p_auto: tuple[str, ...] | Literal["all"] = ()
     bands: Mapping[str, tuple[tuple[float, float], ...]] = field(default_factory=dict)
+    winsorize: tuple[str, ...] | Literal["auto"] = ()
     max_categories: int = 20
 
 
@@ -119,17 +126,18 @@ def fit_design(table: FeatureTable, config: DesignConfig) -> list[Column]:
             continue
         lo, hi = config.clips.get(source, (None, None))
         seen = raw[~np.isnan(raw)]
+        wants_clip = config.winsorize == "auto" or source in config.winsorize
+        if source not in config.clips and wants_clip and np.unique(seen).size > 10:
+            # heavy tails would dominate a linear model: clip to the training 1st..99th percentiles
+            lo, hi = (float(q) for q in np.quantile(seen, [0.01, 0.99]))
         seen = np.clip(seen, lo if lo is not None else -np.inf, hi if hi is not None else np.inf)
         fill = float(np.median(seen))
         group = _group(config, source)
         columns.append(Column(name=source, group=group, source=source, kind="num", fill=fill, lo=lo, hi=hi))
         if np.isnan(raw).any():
             columns.append(Column(name=f"{source}__missing", group=group, source=source, kind="missing"))
-        wants_log = (
-            (config.log1p == "auto" and seen.min() >= 0 and np.unique(seen).size > 10)
-            if isinstance(config.log1p, str)
-            else source in config.log1p
-        )
+        auto = config.log1p_auto == "all" or source in config.log1p_auto
+        wants_log = source in config.log1p or (auto and seen.min() >= 0 and np.unique(seen).size > 10)
         if wants_log:
             columns.append(
                 Column(

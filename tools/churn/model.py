@@ -96,7 +96,9 @@ def history_config(attribute_kinds: Mapping[str, str]) -> DesignConfig:
         categorical=CATEGORICAL_FEATURES + attr_cat,
         clips=HISTORY_CLIPS,
         log1p=("tenure_days",),
+        log1p_auto=attr_num,
         bands={"days_to_renewal": ((0.0, 90.0),)},
+        winsorize=attr_num,
         max_categories=MAX_CATEGORIES,
     )
 
@@ -105,7 +107,8 @@ def attributes_config(attribute_kinds: Mapping[str, str]) -> DesignConfig:
     return DesignConfig(
         numeric=tuple(ATTR_PREFIX + k for k, v in sorted(attribute_kinds.items()) if v == "numeric"),
         categorical=tuple(ATTR_PREFIX + k for k, v in sorted(attribute_kinds.items()) if v == "categorical"),
-        log1p="auto",
+        log1p_auto="all",
+        winsorize="auto",
         max_categories=MAX_CATEGORIES,
     )
 

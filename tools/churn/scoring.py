@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from sqlalchemy import ColumnElement, delete, func, insert, select
+from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session
 
 from crm.models import Account, ChurnScore
@@ -26,9 +26,10 @@ from tools.churn.schemas import (
     ScoreSnapshotResult,
 )
 from tools.common import data_as_of, require_account
-from tools.errors import ToolInputError, unknown
+from tools.errors import ToolInputError
+from tools.filters import conditions, describe, normalise_filters
+from tools.ranking import ACCOUNT_DEFAULT_FILTERS, ACCOUNT_FILTERS
 
-ACCOUNT_FILTERS = ("segment", "region", "plan", "industry", "owner", "status")
 DEFAULT_BANDS = (0.2, 0.5)
 MAX_LIMIT = 1000
 PROTECTIVE_SHOWN = 2
@@ -166,24 +167,6 @@ def model_info(model: ActiveModel) -> ModelInfo:
     )
 
 
-def normalise_filters(filters: Mapping[str, Any] | None) -> dict[str, list[str]]:
-    """Validated account filters as {field: [values]}, with status defaulting to active."""
-    out: dict[str, list[str]] = {}
-    for key, value in sorted((filters or {}).items()):
-        if key not in ACCOUNT_FILTERS:
-            raise unknown("filter", key, ACCOUNT_FILTERS, "accounts")
-        values = [value] if isinstance(value, str) else [str(v) for v in value]
-        if not values:
-            raise ToolInputError(f"filter {key!r} needs at least one value")
-        out[key] = sorted(set(values))
-    out.setdefault("status", ["active"])
-    return dict(sorted(out.items()))
-
-
-def filter_conditions(filters: Mapping[str, Sequence[str]]) -> tuple[ColumnElement[bool], ...]:
-    return tuple(getattr(Account, key).in_(list(values)) for key, values in filters.items())
-
-
 def _fmt_money(value: float) -> str:
     return f"{value:,.0f}"
 
@@ -282,8 +265,10 @@ def churn_risk(
         account_id = account.id
         scope = AccountScope(ids=(account.id,))
     else:
-        norm_filters = normalise_filters(filters)
-        scope = AccountScope(where=filter_conditions(norm_filters))
+        norm_filters = normalise_filters(
+            session, filters, ACCOUNT_FILTERS, entity="accounts", defaults=ACCOUNT_DEFAULT_FILTERS
+        )
+        scope = AccountScope(where=tuple(conditions(norm_filters, ACCOUNT_FILTERS)))
     result = assess(session, as_of=day, scope=scope, model=model)
     n = len(result.table)
     order = np.argsort(-result.probability, kind="stable")  # rows are sorted by id: ties by id
@@ -304,7 +289,7 @@ def churn_risk(
             f"Top drivers: {phrases}. {_model_sentence(model)}"
         )
     else:
-        where = ", ".join(f"{k} in {v}" for k, v in (norm_filters or {}).items())
+        where = describe(norm_filters or {})
         explanation = (
             f"Scored {n:,} accounts ({where}) {_as_of_text(day)}: {band_counts['high']:,} high, "
             f"{band_counts['medium']:,} medium, {band_counts['low']:,} low risk; ARR at risk "

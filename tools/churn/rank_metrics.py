@@ -1,0 +1,100 @@
+"""Account metrics for `rank`: churn_probability, arr_at_risk and health.
+
+`tools.ranking` imports this module on first use (its `ACCOUNT_METRIC_PLUGINS`). The three
+metrics share one bulk scoring of the filtered accounts per ranking call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from tools.churn.features import AccountScope
+from tools.churn.scoring import Assessment, assess, band_of, explain_rows
+from tools.ranking import AccountMetric, AccountMetricContext, MetricValue, Scalar, register_account_metric
+
+_last: tuple[AccountMetricContext, Assessment] | None = None
+
+
+def _assessment(ctx: AccountMetricContext) -> Assessment:
+    """Score the filtered set once per ranking call (the same context object is passed twice)."""
+    global _last
+    if _last is not None and _last[0] is ctx:
+        return _last[1]
+    result = assess(ctx.session, as_of=ctx.as_of, scope=AccountScope(where=tuple(ctx.conditions)))
+    _last = (ctx, result)
+    return result
+
+
+def _values(ctx: AccountMetricContext, values: np.ndarray) -> dict[str, MetricValue]:
+    result = _assessment(ctx)
+    return dict(zip((str(i) for i in result.table.ids), (float(v) for v in values), strict=True))
+
+
+def _probability(ctx: AccountMetricContext) -> Mapping[str, MetricValue]:
+    return _values(ctx, _assessment(ctx).probability)
+
+
+def _arr_at_risk(ctx: AccountMetricContext) -> Mapping[str, MetricValue]:
+    result = _assessment(ctx)
+    return _values(ctx, result.table.numeric["arr"] * result.probability)
+
+
+def _health(ctx: AccountMetricContext) -> Mapping[str, MetricValue]:
+    return _values(ctx, _assessment(ctx).health)
+
+
+def _context(ctx: AccountMetricContext, shown: Sequence[str]) -> Mapping[str, Mapping[str, Scalar]]:
+    """Churn figures and the top driver of each shown account (the last use of the cached scores)."""
+    global _last
+    result = _assessment(ctx)
+    _last = None  # do not keep a large feature table alive between calls
+    position = {str(a): i for i, a in enumerate(result.table.ids)}
+    rows = [position[a] for a in shown if a in position]
+    explained = explain_rows(result.model, result.table.take(rows), top_drivers=1)
+    out: dict[str, dict[str, Scalar]] = {}
+    for k, i in enumerate(rows):
+        prob = float(result.probability[i])
+        drivers = explained[k][0]
+        out[str(result.table.ids[i])] = {
+            "churn_probability": prob,
+            "band": band_of(prob),
+            "arr_at_risk": float(result.table.numeric["arr"][i]) * prob,
+            "health": float(result.health[i]),
+            "top_driver": drivers[0].phrase if drivers else None,
+            "churn_method": result.model.method,
+            "churn_model_version": result.model.version,
+        }
+    return out
+
+
+METRICS = (
+    AccountMetric(
+        "churn_probability",
+        "probability of churning within 90 days (churn model, or the rule-based fallback)",
+        "desc",
+        "probability",
+        compute=_probability,
+        context=_context,
+    ),
+    AccountMetric(
+        "arr_at_risk",
+        "arr × churn_probability",
+        "desc",
+        "currency",
+        compute=_arr_at_risk,
+        context=_context,
+    ),
+    AccountMetric(
+        "health",
+        "100 × (1 − churn_probability); the rule-based health score under the fallback",
+        "asc",
+        "points",
+        compute=_health,
+        context=_context,
+    ),
+)
+
+for _metric in METRICS:
+    register_account_metric(_metric, replace=True)
