@@ -31,7 +31,9 @@ Origin = Literal["corpus", "user"]
 COLLECTION_NAME = "valuechain_knowledge"
 # Chosen on the retrieval eval (docs/KNOWLEDGE.md); `knowledge eval --mode both` re-measures.
 DEFAULT_MODE: SearchMode = "hybrid"
-RRF_K = 60
+# Weight of the (min-max scaled) cosine against the (max-scaled) BM25 score in hybrid
+# ranking. The eval is flat between 0.5 and 0.7 (docs/KNOWLEDGE.md); 0.6 is its middle.
+HYBRID_VECTOR_WEIGHT = 0.6
 _WRITE_BATCH = 256
 
 
@@ -84,7 +86,7 @@ class KnowledgeStore:
         self.mode: SearchMode = mode
         self.embedding_function = embedding_function or ValueChainEmbeddingFunction()
         self._collection: Collection | None = None
-        self._lexical: tuple[str, BM25Index, list[Hit]] | None = None
+        self._lexical: _LexicalView | None = None
         self._lexical_lock = threading.Lock()
 
     @classmethod
@@ -179,10 +181,12 @@ class KnowledgeStore:
 
     def vector_search(self, query: str, k: int) -> list[Hit]:
         """Nearest chunks by cosine similarity of the embeddings."""
+        return self._vector_hits(self.embed([query]), k)
+
+    def _vector_hits(self, vector: np.ndarray, k: int) -> list[Hit]:
         n = min(k, self.count())
         if n <= 0:
             return []
-        vector = self.embedding_function.embedder.embed([query])
         res = self.collection.query(
             query_embeddings=vector, n_results=n, include=["documents", "metadatas", "distances"]
         )
@@ -198,35 +202,53 @@ class KnowledgeStore:
         return hits
 
     def lexical_search(self, query: str, k: int) -> list[Hit]:
-        """Best chunks by BM25 over title, section and text."""
-        index, hits = self._lexical_index()
-        top = index.top(query, k)
+        """Best chunks by BM25 over title, section and text (score: BM25 / best BM25)."""
+        view = self._lexical_index()
+        top = view.index.top(query, k)
         best = top[0][1] if top else 1.0
-        return [_with_score(hits[i], score / best) for i, score in top]
+        return [_with_score(view.hits[i], score / best) for i, score in top]
 
     def hybrid_search(self, query: str, k: int, *, depth: int | None = None) -> list[Hit]:
-        """Reciprocal rank fusion of the vector and BM25 rankings.
+        """Weighted fusion of cosine similarity and BM25 over both rankings' candidates.
 
-        The score is the fused value divided by its maximum (first in both lists), so
-        1.0 means both rankings put the chunk first.
+        Candidates are the top `depth` chunks of each ranking. Each gets
+        HYBRID_VECTOR_WEIGHT x its cosine min-max scaled over the candidates plus the
+        rest x its BM25 divided by the query's best BM25, so the score lies in [0, 1].
+        Chosen over reciprocal rank fusion on the retrieval eval (docs/KNOWLEDGE.md):
+        RRF drops a chunk that is first by BM25 but absent from the vector list below
+        chunks that are mediocre in both.
         """
-        depth = depth or max(4 * k, 20)
-        vector = self.vector_search(query, depth)
-        lexical = self.lexical_search(query, depth)
-        fused: dict[str, float] = {}
-        by_id: dict[str, Hit] = {}
-        for ranking in (vector, lexical):
-            for rank, hit in enumerate(ranking, start=1):
-                fused[hit.id] = fused.get(hit.id, 0.0) + 1.0 / (RRF_K + rank)
-                by_id.setdefault(hit.id, hit)
-        best = 2.0 / (RRF_K + 1)
+        depth = depth or max(4 * k, 40)
+        vector = self.embed([query])
+        by_id = {h.id: h for h in self._vector_hits(vector, depth)}
+        cosine = {cid: h.score for cid, h in by_id.items()}
+        view = self._lexical_index()
+        bm25 = {view.hits[i].id: score for i, score in view.index.scores(query).items()}
+        for cid, _ in sorted(bm25.items(), key=lambda kv: (-kv[1], kv[0]))[:depth]:
+            by_id.setdefault(cid, view.hits[view.position[cid]])
+        missing = [cid for cid in by_id if cid not in cosine]
+        if missing:
+            got = self.collection.get(ids=missing, include=["embeddings"])
+            embeddings = np.asarray(got["embeddings"], dtype=np.float32)
+            for cid, similarity in zip(got["ids"], embeddings @ vector[0], strict=True):
+                cosine[cid] = float(similarity)
+        if not by_id:
+            return []
+        lo, hi = min(cosine.values()), max(cosine.values())
+        best_bm25 = max(bm25.values(), default=0.0) or 1.0
+        fused = {
+            cid: HYBRID_VECTOR_WEIGHT * ((cosine[cid] - lo) / (hi - lo) if hi > lo else 1.0)
+            + (1 - HYBRID_VECTOR_WEIGHT) * bm25.get(cid, 0.0) / best_bm25
+            for cid in by_id
+        }
         order = sorted(fused, key=lambda cid: (-fused[cid], cid))[:k]
-        return [_with_score(by_id[cid], fused[cid] / best) for cid in order]
+        return [_with_score(by_id[cid], fused[cid]) for cid in order]
 
-    def _lexical_index(self) -> tuple[BM25Index, list[Hit]]:
+    def _lexical_index(self) -> _LexicalView:
+        """The BM25 view of the collection, rebuilt when its revision or size changed."""
         revision = f"{self.metadata().get('revision', '')}:{self.count()}"
         with self._lexical_lock:
-            if self._lexical is None or self._lexical[0] != revision:
+            if self._lexical is None or self._lexical.revision != revision:
                 got = self.collection.get(include=["documents", "metadatas"])
                 hits = [
                     _hit(cid, doc, meta, 0.0)
@@ -235,8 +257,16 @@ class KnowledgeStore:
                     )
                 ]
                 index = BM25Index([embed_text(h.title, h.section, h.text) for h in hits])
-                self._lexical = (revision, index, hits)
-            return self._lexical[1], self._lexical[2]
+                self._lexical = _LexicalView(revision, index, hits, {h.id: i for i, h in enumerate(hits)})
+            return self._lexical
+
+
+@dataclass(frozen=True)
+class _LexicalView:
+    revision: str
+    index: BM25Index
+    hits: list[Hit]
+    position: dict[str, int]  # chunk id -> index in `hits`
 
 
 def _hit(cid: str, doc: str | None, meta: Any, score: float) -> Hit:
