@@ -1,0 +1,120 @@
+"""`valuechain tools ...`: tables by default, exactly one JSON document with --json, exit 2 on input errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import factories as f
+import pytest
+from typer.testing import CliRunner
+
+from crm.db import make_engine, make_sessionmaker
+from crm.migrate import upgrade
+from valuechain.cli.main import app
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def db_url(tmp_path: Path) -> str:
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    engine = make_engine(url)
+    upgrade(engine)
+    with make_sessionmaker(engine)() as s:
+        f.golden_activities(s)
+        f.golden_initiatives(s)
+        f.golden_accounts(s)
+        s.commit()
+    engine.dispose()
+    return url
+
+
+def _json(args: list[str]) -> dict[str, object]:
+    result = runner.invoke(app, [*args, "--json"])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)  # exactly one document, or this raises
+
+
+def test_score_activities_table(db_url: str) -> None:
+    result = runner.invoke(app, ["tools", "score-activities", "--database-url", db_url])
+    assert result.exit_code == 0, result.output
+    assert "Order fulfilment" in result.stdout and "eliminate_or_restructure" in result.stdout
+    # Readable on an 80-column terminal: A1's row in the ABM table (gap, driver, VA, NVA, unused).
+    assert "│ A1 │    10.0% │ orders" in result.stdout
+    assert "│         320 │            80 │              0 │" in result.stdout
+    assert "latest period" in result.stdout
+
+
+def test_score_activities_json(db_url: str) -> None:
+    doc = _json(["tools", "score-activities", "--period", "2026", "--database-url", db_url])
+    assert doc["period"] == "2026" and doc["total_margin_leak"] == 300.0
+    assert [a["id"] for a in doc["activities"]] == ["A1", "A2", "A3", "A4"]  # type: ignore[union-attr,index]
+
+
+def test_rank_table_and_json(db_url: str) -> None:
+    args = [
+        "tools",
+        "rank",
+        "accounts",
+        "days_to_renewal",
+        "--filter",
+        "region=EMEA,NA",
+        "--database-url",
+        db_url,
+    ]
+    table = runner.invoke(app, args)
+    assert table.exit_code == 0, table.output
+    assert "ACME-0005" in table.stdout and "-10" in table.stdout
+    doc = _json([*args, "--limit", "2", "--order", "desc"])
+    assert [i["id"] for i in doc["items"]] == ["ACME-0002", "ACME-0001"]  # type: ignore[union-attr,index]
+    assert doc["filters"] == {"region": ["EMEA", "NA"], "status": ["active"]}
+
+
+def test_rank_initiatives_json(db_url: str) -> None:
+    doc = _json(["tools", "rank", "initiatives", "roi", "--database-url", db_url])
+    assert [i["value"] for i in doc["items"]] == [2.5, 2.0, 1.5, None]  # type: ignore[union-attr,index]
+
+
+def test_account_and_accounts_and_timeline(db_url: str) -> None:
+    one = runner.invoke(app, ["tools", "account", "ACME-0001", "--database-url", db_url])
+    assert one.exit_code == 0, one.output
+    assert "renews 2026-04-30" in one.stdout and "2 (urgent 1, high 1, medium 0, low 0)" in one.stdout
+    assert _json(["tools", "account", "ACME-0001", "--database-url", db_url])["days_to_renewal"] == 30
+
+    many = runner.invoke(app, ["tools", "accounts", "-f", "segment=Enterprise", "--database-url", db_url])
+    assert many.exit_code == 0, many.output
+    assert "ACME-0001" in many.stdout and "ACME-0002" not in many.stdout
+    assert _json(["tools", "accounts", "--search", "beta", "--database-url", db_url])["total"] == 1
+
+    tl = runner.invoke(app, ["tools", "timeline", "ACME-0001", "--database-url", db_url])
+    assert tl.exit_code == 0, tl.output
+    assert "ticket_opened" in tl.stdout
+    doc = _json(["tools", "timeline", "ACME-0001", "--limit", "2", "--database-url", db_url])
+    assert len(doc["events"]) == 2  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["tools", "rank", "accounts", "foo"], 'unknown metric "foo" for accounts; valid:'),
+        (["tools", "rank", "accounts", "arr", "--filter", "segment=Enterprize"], 'did you mean "Enterprise"'),
+        (["tools", "rank", "accounts", "arr", "--filter", "segment"], "--filter takes key=value"),
+        (["tools", "score-activities", "--period", "1999"], 'unknown period "1999"'),
+        (["tools", "account", "ACME-9999"], 'no account "ACME-9999"'),
+        (["tools", "timeline", "ACME-0001", "--since", "soon"], "--since must be a date"),
+    ],
+)
+def test_input_errors_exit_2_with_message(db_url: str, args: list[str], message: str) -> None:
+    for extra in ([], ["--json"]):
+        result = runner.invoke(app, [*args, *extra, "--database-url", db_url])
+        assert result.exit_code == 2, result.output
+        assert message in " ".join(result.stderr.split())
+        assert result.stdout == ""
+
+
+def test_uninitialised_database_is_a_clear_error(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'empty.db'}"
+    result = runner.invoke(app, ["tools", "score-activities", "--database-url", url])
+    assert result.exit_code == 1
+    assert "valuechain init" in " ".join(result.stderr.split())
