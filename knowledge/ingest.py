@@ -236,7 +236,7 @@ def ensure_corpus_index(
     report.removed += len(gone)
     store.update_metadata(**{FINGERPRINT_KEY: fingerprint})
     return CorpusIndexReport(
-        status="built" if stored is None else ("empty" if not files else "updated"),
+        status="empty" if not files else ("built" if stored is None else "updated"),
         fingerprint=fingerprint,
         documents=len(files),
         chunks=report.chunks,
