@@ -13,6 +13,7 @@ with the same function instead of Chroma's default (which downloads a model).
 from __future__ import annotations
 
 import importlib.util
+import os
 import threading
 from collections.abc import Sequence
 from functools import lru_cache
@@ -34,7 +35,7 @@ MAX_TOKENS = 256
 DEFAULT_BATCH_SIZE = 16
 # onnxruntime defaults to one thread per core and spins them; two is what a
 # shared small machine can give without starving the API workers.
-DEFAULT_THREADS = 2
+DEFAULT_THREADS = min(2, os.cpu_count() or 1)
 
 _TOKENIZER_PARTS = ("embeddings", "data", "all-MiniLM-L6-v2-onnx-int8", "tokenizer.json")
 
@@ -83,19 +84,17 @@ class MiniLMEmbedder:
     def __init__(self, *, threads: int = DEFAULT_THREADS, max_tokens: int = MAX_TOKENS) -> None:
         self.threads = threads
         self.max_tokens = max_tokens
-        self._session: ort.InferenceSession | None = None
-        self._tokenizer: Tokenizer | None = None
-        self._input_names: frozenset[str] = frozenset()
+        self._loaded: tuple[ort.InferenceSession, Tokenizer, frozenset[str]] | None = None
         self._load_lock = threading.Lock()
         # One inference at a time per embedder: onnxruntime already uses
         # `threads` cores for a single run, and concurrent runs would oversubscribe.
         self._run_lock = threading.Lock()
 
-    def _load(self) -> tuple[ort.InferenceSession, Tokenizer]:
-        if self._session is not None and self._tokenizer is not None:
-            return self._session, self._tokenizer
+    def _load(self) -> tuple[ort.InferenceSession, Tokenizer, frozenset[str]]:
+        if self._loaded is not None:
+            return self._loaded
         with self._load_lock:
-            if self._session is None or self._tokenizer is None:
+            if self._loaded is None:
                 import onnxruntime as ort
                 from tokenizers import Tokenizer
 
@@ -110,26 +109,15 @@ class MiniLMEmbedder:
                 session = ort.InferenceSession(
                     str(model_file()), sess_options=options, providers=["CPUExecutionProvider"]
                 )
-                self._input_names = frozenset(i.name for i in session.get_inputs())
-                self._tokenizer = tokenizer
-                self._session = session
-        assert self._session is not None and self._tokenizer is not None  # set just above
-        return self._session, self._tokenizer
-
-    def count_tokens(self, text: str) -> int:
-        """Tokens the model would see for `text` before truncation (with [CLS]/[SEP])."""
-        _, tokenizer = self._load()
-        tokenizer.no_truncation()
-        try:
-            return len(tokenizer.encode(text).ids)
-        finally:
-            tokenizer.enable_truncation(max_length=self.max_tokens)
+                inputs = frozenset(i.name for i in session.get_inputs())
+                self._loaded = (session, tokenizer, inputs)
+            return self._loaded
 
     def embed(self, texts: Sequence[str], *, batch_size: int = DEFAULT_BATCH_SIZE) -> np.ndarray:
         """Embed `texts` into a float32 array of shape (len(texts), 384)."""
         if not texts:
             return np.zeros((0, DIMENSION), dtype=np.float32)
-        session, tokenizer = self._load()
+        session, tokenizer, input_names = self._load()
         # Batch texts of similar length together so padding stays small.
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         out = np.empty((len(texts), DIMENSION), dtype=np.float32)
@@ -140,7 +128,7 @@ class MiniLMEmbedder:
                 ids = np.array([e.ids for e in encodings], dtype=np.int64)
                 mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
                 feeds = {"input_ids": ids, "attention_mask": mask}
-                if "token_type_ids" in self._input_names:
+                if "token_type_ids" in input_names:
                     feeds["token_type_ids"] = np.zeros_like(ids)
                 hidden = session.run(None, feeds)[0]
             weights = mask[..., None].astype(np.float32)
