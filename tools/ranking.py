@@ -404,16 +404,25 @@ def _rank_accounts(
     if spec.sql is not None:
         inner = select(Account.id.label("id"), spec.sql(ctx).label("value")).where(*conds).subquery()
         value_col = inner.c.value
+        # One pass: the window counts see every filtered row before LIMIT applies.
         stmt = (
-            select(inner.c.id, value_col)
+            select(
+                inner.c.id,
+                value_col,
+                func.count().over().label("total"),
+                func.count(value_col).over().label("valued"),
+            )
             .order_by(
                 value_col.is_(None), value_col.desc() if order == "desc" else value_col.asc(), inner.c.id
             )
             .limit(limit)
         )
-        shown = [(row[0], row[1]) for row in session.execute(stmt)]
-        counts = session.execute(select(func.count(), func.count(value_col)).select_from(inner)).one()
-        total, missing = counts[0], counts[0] - counts[1]
+        result_rows = session.execute(stmt).all()
+        shown = [(row[0], row[1]) for row in result_rows]
+        if result_rows:
+            total, missing = result_rows[0][2], result_rows[0][2] - result_rows[0][3]
+        else:
+            total, missing = 0, 0
     elif spec.compute is not None:
         values = spec.compute(ctx)
         ids = ctx.ids()
