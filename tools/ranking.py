@@ -300,6 +300,7 @@ INITIATIVE_FILTERS: dict[str, FilterColumn] = {
     "status": Initiative.status,
     "type": Initiative.type,
     "advantage": Initiative.advantage,
+    "owner": Initiative.owner,
     "activity_id": Initiative.activity_id,
     "porter_category": ValueChainActivity.porter_category,
     "period": ValueChainActivity.period,
@@ -577,7 +578,7 @@ def rank(
         filters: e.g. {"segment": "Enterprise", "region": ["EMEA", "NA"]}. Accounts: segment,
             region, plan, industry, owner, status (default "active"); activities: kind,
             porter_category, owner_team, period (default latest); initiatives: status, type,
-            advantage, activity_id, porter_category, period.
+            advantage, owner, activity_id, porter_category, period.
         limit: how many items to return (1–1000); total_matching counts them all.
         order: "desc" or "asc" to override the metric's natural order.
         as_of: date for day-based account metrics (YYYY-MM-DD); defaults to the data's date.
