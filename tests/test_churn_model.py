@@ -181,17 +181,20 @@ def test_no_model_means_rule_based_and_says_so(session: Session) -> None:
         assert all(d.unit == "health_points" for d in a.drivers)
 
 
-def test_too_little_history_falls_back_to_rules(session: Session) -> None:
-    build_history(session, accounts=25, seed=1)
-    report = train(session, now=NOW)
-    session.commit()
-    assert report.method == "rule_based"
-    assert report.reason is not None and "too little labelled history" in report.reason
-    result = churn_risk(session=session, limit=3)
-    assert result.model.method == "rule_based"
-    assert result.model.version == report.model_version
-    assert "too little labelled history" in (result.model.reason or "")
-    assert "fallback" in result.explanation
+def test_too_little_history_falls_back_to_rules(any_engine: Engine) -> None:
+    from crm.db import make_sessionmaker
+
+    with make_sessionmaker(any_engine)() as session:
+        build_history(session, accounts=25, seed=1)
+        report = train(session, now=NOW)
+        session.commit()
+        assert report.method == "rule_based"
+        assert report.reason is not None and "too little labelled history" in report.reason
+        result = churn_risk(session=session, limit=3)
+        assert result.model.method == "rule_based"
+        assert result.model.version == report.model_version
+        assert "too little labelled history" in (result.model.reason or "")
+        assert "fallback" in result.explanation
 
 
 @pytest.fixture(scope="module")
@@ -240,27 +243,30 @@ def test_history_training_learns_and_is_versioned(trained_history: tuple[Engine,
         assert load_active_model(session).version == version
 
 
-def test_attribute_only_training_cross_validated(session: Session) -> None:
-    build_attributes(session, accounts=600, seed=0)
-    assert detect_source(session) == "attributes"
-    report = train(session, now=NOW)
-    session.commit()
-    assert report.method == "logistic_regression"
-    assert report.source == "attributes"
-    assert report.folds == 5 and len(report.fold_aucs) == 5
-    assert report.auc is not None and report.auc > 0.7
-    assert report.auc_std is not None and 0 <= report.auc_std < 0.1
-    assert report.n_train == 600
-    result = churn_risk(session=session, limit=5)
-    assert result.model.source == "attributes"
-    top = result.accounts[0]
-    assert {d.feature for d in top.drivers} <= {
-        "attr:Contract",
-        "attr:tenure",
-        "attr:MonthlyCharges",
-        "attr:TotalCharges",
-        "attr:PaperlessBilling",
-    }
+def test_attribute_only_training_cross_validated(any_engine: Engine) -> None:
+    from crm.db import make_sessionmaker
+
+    with make_sessionmaker(any_engine)() as session:
+        build_attributes(session, accounts=600, seed=0)
+        assert detect_source(session) == "attributes"
+        report = train(session, now=NOW)
+        session.commit()
+        assert report.method == "logistic_regression"
+        assert report.source == "attributes"
+        assert report.folds == 5 and len(report.fold_aucs) == 5
+        assert report.auc is not None and report.auc > 0.7
+        assert report.auc_std is not None and 0 <= report.auc_std < 0.1
+        assert report.n_train == 600
+        result = churn_risk(session=session, limit=5)
+        assert result.model.source == "attributes"
+        top = result.accounts[0]
+        assert {d.feature for d in top.drivers} <= {
+            "attr:Contract",
+            "attr:tenure",
+            "attr:MonthlyCharges",
+            "attr:TotalCharges",
+            "attr:PaperlessBilling",
+        }
 
 
 def test_cli_train_and_report_json(trained_history: tuple[Engine, str]) -> None:

@@ -140,3 +140,32 @@ def test_cli_churn_risk_json_and_errors(db: Engine) -> None:
     nba = runner.invoke(tools, ["next-best-action", "T-0003", "--json", "--database-url", url])
     assert nba.exit_code == 0, nba.output
     assert json.loads(nba.stdout)["account_id"] == "T-0003"
+
+
+def test_rank_metrics_registered_and_consistent(db: Engine) -> None:
+    from tools.ranking import account_metrics, rank
+
+    assert {"churn_probability", "arr_at_risk", "health"} <= set(account_metrics())
+    with make_sessionmaker(db)() as session:
+        risk = churn_risk(session=session, filters={"segment": "SMB"}, limit=10)
+        ranked = rank(
+            session=session,
+            entity="accounts",
+            metric="churn_probability",
+            filters={"segment": "SMB"},
+            limit=10,
+        )
+        assert [i.id for i in ranked.items] == [a.account_id for a in risk.accounts]
+        assert [i.value for i in ranked.items] == [a.probability for a in risk.accounts]
+        assert ranked.total_matching == risk.matched
+        first = ranked.items[0].context
+        assert first["band"] == risk.accounts[0].band
+        assert first["top_driver"] == risk.accounts[0].drivers[0].phrase
+        healthiest_last = rank(session=session, entity="accounts", metric="health", limit=3)
+        # lowest health first, over all segments: no healthier than the riskiest SMB account
+        assert healthiest_last.items[0].value is not None
+        assert healthiest_last.items[0].value <= 100 * (1 - risk.accounts[0].probability) + 1e-9
+        at_risk = rank(session=session, entity="accounts", metric="arr_at_risk", limit=5)
+        values = [i.value for i in at_risk.items]
+        assert values == sorted(values, reverse=True)
+        assert at_risk.items[0].context["arr_at_risk"] == at_risk.items[0].value

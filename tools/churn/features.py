@@ -27,12 +27,12 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from sqlalchemy import ColumnElement, and_, case, func, or_, select
+from sqlalchemy import ColumnElement, Date, and_, bindparam, case, func, or_, select
 from sqlalchemy.orm import Session
 
 from crm.models import (
@@ -267,24 +267,31 @@ def attribute_columns(
     return numeric, categorical
 
 
+_ACCOUNT_COLUMNS = (
+    Account.id,
+    Account.segment,
+    Account.plan,
+    Account.arr,
+    Account.created_at,
+    Account.churned_at,
+    Account.status,
+)
+_ACCOUNT_BY_IDS = (
+    select(*_ACCOUNT_COLUMNS).where(Account.id.in_(bindparam("ids", expanding=True))).order_by(Account.id)
+)
+
+
 def account_frame(
     session: Session, scope: AccountScope
 ) -> tuple[np.ndarray, dict[str, int], dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Ids (sorted), id → row index, and the account-level columns of the accounts in scope."""
-    stmt = (
-        select(
-            Account.id,
-            Account.segment,
-            Account.plan,
-            Account.arr,
-            Account.created_at,
-            Account.churned_at,
-            Account.status,
-        )
-        .where(*scope.conditions())
-        .order_by(Account.id)
-    )
-    rows = session.execute(stmt).all()
+    _, extra, key = _restriction(scope)
+    if key == "ids":
+        rows = session.execute(_ACCOUNT_BY_IDS, extra).all()
+    else:
+        rows = session.execute(
+            select(*_ACCOUNT_COLUMNS).where(*scope.conditions()).order_by(Account.id)
+        ).all()
     ids = np.array([r[0] for r in rows], dtype=object)
     index = {r[0]: i for i, r in enumerate(rows)}
     numeric = {
@@ -342,48 +349,43 @@ def compute_features(
     )
 
 
-def _history_features(
-    session: Session,
-    scope: AccountScope,
-    index: Mapping[str, int],
-    n: int,
-    d: dt.date,
-    day: float,
-    acc_num: Mapping[str, np.ndarray],
-    acc_cat: Mapping[str, np.ndarray],
-    numeric: dict[str, np.ndarray],
-    categorical: dict[str, np.ndarray],
-) -> None:
-    days = dt.timedelta
-    # Usage: complete weeks only (week_start + 6 ≤ d).
-    last_week = d - days(days=6)
-    last4_lo = last_week - days(days=28)
-    prev8_lo = last_week - days(days=84)
+Restrict = Callable[[Any], list[ColumnElement[bool]]]
+
+
+def _restriction(scope: AccountScope) -> tuple[Restrict, dict[str, Any], str | None]:
+    """How event queries are limited to the scope: (restrict, extra params, statement cache key).
+
+    The common cases (all accounts; a few ids) use prebuilt statements with bound parameters,
+    which keeps a single-account call to a few milliseconds.
+    """
+    if scope.ids is None and not scope.where:
+        return (lambda col: []), {}, "all"
+    if scope.ids is not None and not scope.where and len(scope.ids) <= _IN_CLAUSE_MAX:
+        return (lambda col: [col.in_(bindparam("ids", expanding=True))]), {"ids": list(scope.ids)}, "ids"
+    return scope.restrict, {}, None
+
+
+def _history_statements(restrict: Restrict) -> dict[str, Any]:
+    """The grouped queries behind the history features, with dates as bound parameters."""
+    d = bindparam("d", type_=Date())
+    last_week = bindparam("last_week", type_=Date())
+    last4_lo = bindparam("last4_lo", type_=Date())
+    prev8_lo = bindparam("prev8_lo", type_=Date())
+    window_lo = bindparam("window_lo", type_=Date())
     u = UsageWeekly
     recent = u.week_start > last4_lo
     earlier = u.week_start <= last4_lo
-    usage = _scatter(
-        index,
-        n,
-        session.execute(
-            select(
-                u.account_id,
-                func.sum(case((recent, u.active_users), else_=None)),
-                func.count(case((recent, 1), else_=None)),
-                func.sum(case((earlier, u.active_users), else_=None)),
-                func.count(case((earlier, 1), else_=None)),
-            )
-            .where(u.week_start > prev8_lo, u.week_start <= last_week, *scope.restrict(u.account_id))
-            .group_by(u.account_id)
-        ),
-        4,
+    usage = (
+        select(
+            u.account_id,
+            func.sum(case((recent, u.active_users), else_=None)),
+            func.count(case((recent, 1), else_=None)),
+            func.sum(case((earlier, u.active_users), else_=None)),
+            func.count(case((earlier, 1), else_=None)),
+        )
+        .where(u.week_start > prev8_lo, u.week_start <= last_week, *restrict(u.account_id))
+        .group_by(u.account_id)
     )
-    with np.errstate(divide="ignore", invalid="ignore"):
-        last4 = np.where(usage[:, 1] > 0, usage[:, 0] / usage[:, 1], np.nan)
-        prev8 = np.where(usage[:, 3] > 0, usage[:, 2] / usage[:, 3], np.nan)
-        trend = np.where(prev8 > 0, last4 / prev8 - 1.0, np.nan)
-
-    # Subscription in force on d: latest start_date ≤ d, ties by id.
     s = Subscription
     ranked = (
         select(
@@ -396,14 +398,112 @@ def _history_features(
             .over(partition_by=s.account_id, order_by=(s.start_date.desc(), s.id.desc()))
             .label("rn"),
         )
-        .where(s.start_date <= d, *scope.restrict(s.account_id))
+        .where(s.start_date <= d, *restrict(s.account_id))
         .subquery()
     )
-    sub_rows = session.execute(
+    subscription = select(
+        ranked.c.account_id, ranked.c.seats, ranked.c.discount, ranked.c.renewal_date, ranked.c.plan
+    ).where(ranked.c.rn == 1)
+    it = Interaction
+    touch = (
+        select(it.account_id, func.max(it.occurred_at))
+        .where(it.occurred_at <= d, *restrict(it.account_id))
+        .group_by(it.account_id)
+    )
+    t = SupportTicket
+    open_tickets = (
+        select(t.account_id, t.priority, func.count())
+        .where(t.opened_at <= d, or_(t.closed_at.is_(None), t.closed_at > d), *restrict(t.account_id))
+        .group_by(t.account_id, t.priority)
+    )
+    csat = select(t.account_id, t.csat).where(
+        t.csat.is_not(None), t.closed_at <= d, t.closed_at > window_lo, *restrict(t.account_id)
+    )
+    inv = Invoice
+    failed = inv.status == "failed"
+    invoices = (
         select(
-            ranked.c.account_id, ranked.c.seats, ranked.c.discount, ranked.c.renewal_date, ranked.c.plan
-        ).where(ranked.c.rn == 1)
-    ).all()
+            inv.account_id,
+            func.sum(case((failed, 1), else_=0)),
+            func.sum(
+                case((and_(~failed, or_(inv.paid_at.is_(None), inv.paid_at > inv.due_date)), 1), else_=0)
+            ),
+        )
+        .where(inv.issued_at <= d, inv.due_date < d, inv.due_date >= window_lo, *restrict(inv.account_id))
+        .group_by(inv.account_id)
+    )
+    nps = NpsResponse
+    nps_ranked = (
+        select(
+            nps.account_id,
+            nps.score,
+            func.row_number()
+            .over(partition_by=nps.account_id, order_by=(nps.responded_at.desc(), nps.id.desc()))
+            .label("rn"),
+        )
+        .where(nps.responded_at <= d, *restrict(nps.account_id))
+        .subquery()
+    )
+    nps_last = select(nps_ranked.c.account_id, nps_ranked.c.score).where(nps_ranked.c.rn == 1)
+    c = Contact
+    champion = (
+        select(c.account_id, func.max(c.left_at))
+        .where(c.is_champion.is_(True), c.left_at <= d, c.left_at > window_lo, *restrict(c.account_id))
+        .group_by(c.account_id)
+    )
+    return {
+        "usage": usage,
+        "subscription": subscription,
+        "touch": touch,
+        "open_tickets": open_tickets,
+        "csat": csat,
+        "invoices": invoices,
+        "nps_last": nps_last,
+        "champion": champion,
+    }
+
+
+_STATEMENTS: dict[str, dict[str, Any]] = {}
+
+
+def _history_features(
+    session: Session,
+    scope: AccountScope,
+    index: Mapping[str, int],
+    n: int,
+    d: dt.date,
+    day: float,
+    acc_num: Mapping[str, np.ndarray],
+    acc_cat: Mapping[str, np.ndarray],
+    numeric: dict[str, np.ndarray],
+    categorical: dict[str, np.ndarray],
+) -> None:
+    restrict, extra, key = _restriction(scope)
+    if key is None:
+        stmts = _history_statements(restrict)
+    else:
+        stmts = _STATEMENTS.get(key) or _STATEMENTS.setdefault(key, _history_statements(restrict))
+    days = dt.timedelta
+    last_week = d - days(days=6)  # usage: complete weeks only (week_start + 6 ≤ d)
+    params = {
+        "d": d,
+        "last_week": last_week,
+        "last4_lo": last_week - days(days=28),
+        "prev8_lo": last_week - days(days=84),
+        "window_lo": d - days(days=WINDOW_DAYS),
+        **extra,
+    }
+
+    def run(name: str) -> Any:
+        return session.execute(stmts[name], params)
+
+    usage = _scatter(index, n, run("usage"), 4)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        last4 = np.where(usage[:, 1] > 0, usage[:, 0] / usage[:, 1], np.nan)
+        prev8 = np.where(usage[:, 3] > 0, usage[:, 2] / usage[:, 3], np.nan)
+        trend = np.where(prev8 > 0, last4 / prev8 - 1.0, np.nan)
+
+    sub_rows = run("subscription").all()
     sub = _scatter(index, n, (r[:4] for r in sub_rows), 3)
     plan = acc_cat["account_plan"].copy()
     for r in sub_rows:
@@ -414,108 +514,23 @@ def _history_features(
     with np.errstate(divide="ignore", invalid="ignore"):
         seat_util = np.where(seats > 0, last4 / seats, np.nan)
 
-    it = Interaction
-    last_touch = _scatter(
-        index,
-        n,
-        session.execute(
-            select(it.account_id, func.max(it.occurred_at))
-            .where(it.occurred_at <= d, *scope.restrict(it.account_id))
-            .group_by(it.account_id)
-        ),
-        1,
-    )[:, 0]
+    last_touch = _scatter(index, n, run("touch"), 1)[:, 0]
 
-    t = SupportTicket
     open_counts = {p: np.zeros(n) for p in PRIORITIES}
-    for account_id, priority, count in session.execute(
-        select(t.account_id, t.priority, func.count())
-        .where(
-            t.opened_at <= d,
-            or_(t.closed_at.is_(None), t.closed_at > d),
-            *scope.restrict(t.account_id),
-        )
-        .group_by(t.account_id, t.priority)
-    ):
+    for account_id, priority, count in run("open_tickets"):
         i = index.get(account_id)
-        key = str(priority).lower()
-        if i is not None and key in open_counts:
-            open_counts[key][i] += count
-    csat_rows = session.execute(
-        select(t.account_id, t.csat).where(
-            t.csat.is_not(None),
-            t.closed_at <= d,
-            t.closed_at > d - days(days=WINDOW_DAYS),
-            *scope.restrict(t.account_id),
-        )
-    ).all()
+        key_p = str(priority).lower()
+        if i is not None and key_p in open_counts:
+            open_counts[key_p][i] += count
+    csat_rows = run("csat").all()
     csat_idx = np.array([index.get(r[0], -1) for r in csat_rows], dtype=np.int64)
     csat_val = np.array([float(r[1] or 0) for r in csat_rows], dtype=np.float64)
     keep = csat_idx >= 0
     csat = _group_median(csat_idx[keep], csat_val[keep], n)
 
-    inv = Invoice
-    failed = inv.status == "failed"
-    invoices = _scatter(
-        index,
-        n,
-        session.execute(
-            select(
-                inv.account_id,
-                func.sum(case((failed, 1), else_=0)),
-                func.sum(
-                    case(
-                        (and_(~failed, or_(inv.paid_at.is_(None), inv.paid_at > inv.due_date)), 1),
-                        else_=0,
-                    )
-                ),
-            )
-            .where(
-                inv.issued_at <= d,
-                inv.due_date < d,
-                inv.due_date >= d - days(days=WINDOW_DAYS),
-                *scope.restrict(inv.account_id),
-            )
-            .group_by(inv.account_id)
-        ),
-        2,
-    )
-
-    nps = NpsResponse
-    nps_ranked = (
-        select(
-            nps.account_id,
-            nps.score,
-            func.row_number()
-            .over(partition_by=nps.account_id, order_by=(nps.responded_at.desc(), nps.id.desc()))
-            .label("rn"),
-        )
-        .where(nps.responded_at <= d, *scope.restrict(nps.account_id))
-        .subquery()
-    )
-    nps_last = _scatter(
-        index,
-        n,
-        session.execute(select(nps_ranked.c.account_id, nps_ranked.c.score).where(nps_ranked.c.rn == 1)),
-        1,
-    )[:, 0]
-
-    c = Contact
-    champ = _scatter(
-        index,
-        n,
-        session.execute(
-            select(c.account_id, func.max(c.left_at))
-            .where(
-                c.is_champion.is_(True),
-                c.left_at <= d,
-                c.left_at > d - days(days=WINDOW_DAYS),
-                *scope.restrict(c.account_id),
-            )
-            .group_by(c.account_id)
-        ),
-        1,
-    )[:, 0]
+    invoices = _scatter(index, n, run("invoices"), 2)
+    nps_last = _scatter(index, n, run("nps_last"), 1)[:, 0]
+    champ = _scatter(index, n, run("champion"), 1)[:, 0]
 
     numeric.update(
         {
