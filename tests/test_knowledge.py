@@ -279,3 +279,21 @@ def test_retrieval_eval_metrics(store: KnowledgeStore, docs: Path) -> None:
         assert mode.mrr == pytest.approx(1.0)
         assert not mode.passed  # recall@5 0.83 is below the 0.95 threshold
     assert report.passed is False
+
+
+def test_chroma_host_setting_selects_the_http_client(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from knowledge.store import make_client
+    from valuechain.config import Settings
+
+    calls: list[dict[str, Any]] = []
+
+    def fake_http_client(**kwargs: Any) -> str:
+        calls.append(kwargs)
+        return "http-client"
+
+    monkeypatch.setattr(chromadb, "HttpClient", fake_http_client)
+    settings = Settings(data_dir=tmp_path, chroma_host="chroma.internal", chroma_port=8123)
+    assert make_client(settings) == "http-client"
+    assert calls[0]["host"] == "chroma.internal" and calls[0]["port"] == 8123
+    assert calls[0]["settings"].anonymized_telemetry is False
+    assert not (tmp_path / "chroma").exists()  # no embedded store created on the side
