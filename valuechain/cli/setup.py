@@ -6,32 +6,56 @@ import datetime as dt
 
 from rich.table import Table
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
 
+from crm.db import session_scope
 from crm.migrate import current_revision, upgrade
-from crm.models import Account, AppMeta, Base
+from crm.models import Account, AppMeta, Base, ChurnModel
 from valuechain.cli.common import DatabaseUrlOption, JsonOption, console, print_json, settings_for
+from valuechain.config import Settings
 from valuechain.runtime import get_engine, get_sessionmaker
 
 
 def init(database_url: str | None = DatabaseUrlOption) -> None:
-    """Migrate the database and, when it holds no accounts, generate the demo company."""
+    """Migrate the database; on first start load the demo company, train the churn model
+    and build the knowledge index. Every step is skipped when its result already exists."""
     from crm.demo import generate_demo
 
     settings = settings_for(database_url)
     engine = get_engine(settings)
     upgrade(engine)
-    with get_sessionmaker(settings)() as session:
+    factory = get_sessionmaker(settings)
+    with factory() as session:
         has_accounts = session.scalar(select(func.count()).select_from(Account)) or 0
+        has_model = session.scalar(select(func.count()).select_from(ChurnModel).where(ChurnModel.active)) or 0
     if has_accounts:
-        console.print(f"database ready ({has_accounts:,} accounts); nothing to load")
-        return
-    as_of = dt.date.fromisoformat(settings.demo_as_of)
-    console.print(
-        f"empty database: generating the demo company "
-        f"({settings.demo_accounts:,} accounts, seed {settings.demo_seed}, as of {as_of})"
-    )
-    generate_demo(engine, accounts=settings.demo_accounts, seed=settings.demo_seed, as_of=as_of)
-    console.print("demo company loaded")
+        console.print(f"database ready ({has_accounts:,} accounts)")
+    else:
+        as_of = dt.date.fromisoformat(settings.demo_as_of)
+        console.print(
+            f"empty database: generating the demo company "
+            f"({settings.demo_accounts:,} accounts, seed {settings.demo_seed}, as of {as_of})"
+        )
+        generate_demo(engine, accounts=settings.demo_accounts, seed=settings.demo_seed, as_of=as_of)
+    if not has_model:
+        _train_churn_model(factory)
+    _build_knowledge_index(settings)
+
+
+def _train_churn_model(factory: sessionmaker[Session]) -> None:
+    from tools.churn.model import train
+
+    with session_scope(factory) as session:
+        report = train(session, now=dt.datetime.now(dt.UTC).replace(tzinfo=None))
+    auc = "n/a" if report.auc is None else f"{report.auc:.3f}"
+    console.print(f"churn model {report.model_version}: {report.method} ({report.source}), AUC {auc}")
+
+
+def _build_knowledge_index(settings: Settings) -> None:
+    from knowledge.ingest import ensure_corpus_index
+
+    report = ensure_corpus_index(settings=settings)
+    console.print(f"knowledge index {report.status}: {report.documents} documents, {report.chunks} chunks")
 
 
 def status(database_url: str | None = DatabaseUrlOption, as_json: bool = JsonOption) -> None:
