@@ -293,9 +293,34 @@ def test_registered_sql_metric(golden: Session, clean_registry: None) -> None:
     assert _pairs(r) == [("ACME-0001", 60_000.0)]
 
 
+def test_registered_grouped_metric_fills_missing(golden: Session, clean_registry: None) -> None:
+    from sqlalchemy import func, select
+
+    from crm.models import SupportTicket
+
+    register_account_metric(
+        AccountMetric(
+            "all_tickets",
+            "tickets ever opened",
+            "desc",
+            "count",
+            grouped=lambda ctx: select(SupportTicket.account_id, func.count()).group_by(
+                SupportTicket.account_id
+            ),
+            missing_as=0,
+        )
+    )
+    r = rank(session=golden, entity="accounts", metric="all_tickets")
+    # 0001: 3 tickets, 0003: 2, 0005: 1, 0002: none → 0 (not null)
+    assert _pairs(r) == [("ACME-0001", 3), ("ACME-0003", 2), ("ACME-0005", 1), ("ACME-0002", 0)]
+    assert r.missing_values == 0
+
+
 def test_metric_needs_exactly_one_source() -> None:
     with pytest.raises(ValueError, match="exactly one"):
         AccountMetric("x", "x", "desc", "count")
+    with pytest.raises(ValueError, match="exactly one"):
+        AccountMetric("x", "x", "desc", "count", sql=lambda ctx: ranking.Account.arr, compute=lambda ctx: {})
 
 
 def test_duplicate_registration_refused(clean_registry: None) -> None:

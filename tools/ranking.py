@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, cast, get_args
 
 from pydantic import BaseModel
-from sqlalchemy import ColumnElement, Date, Integer, and_, case, func, literal, select
+from sqlalchemy import ColumnElement, Date, Integer, Select, and_, case, func, literal, select
 from sqlalchemy import cast as sql_cast
 from sqlalchemy.orm import QueryableAttribute, Session
 
@@ -82,22 +82,33 @@ class AccountMetricContext:
 
 SqlMetric = Callable[[AccountMetricContext], SqlExpr]
 ComputeMetric = Callable[[AccountMetricContext], Mapping[str, MetricValue]]
+GroupedMetric = Callable[[AccountMetricContext], Select[Any, Any]]
 ContextHook = Callable[[AccountMetricContext, Sequence[str]], Mapping[str, Mapping[str, Scalar]]]
 
 
 @dataclass(frozen=True)
 class AccountMetric(MetricSpec):
-    """An account metric: exactly one of `sql` (a per-account SQL expression correlated to
-    `accounts`) or `compute` (values for the filtered set, keyed by account id; ids left out
-    count as null). `context`, if given, adds fields to the shown items."""
+    """An account metric, from exactly one of:
+
+    - `sql`: a SQL expression over the `accounts` row (e.g. `Account.arr`);
+    - `grouped`: a SELECT of (account_id, value) grouped by account over another table; it is
+      outer-joined to `accounts` (fast on PostgreSQL, where correlated subqueries run once
+      per row) and accounts without a row get `missing_as`;
+    - `compute`: values for the filtered set computed in Python, keyed by account id (ids
+      left out count as null).
+
+    `context`, if given, adds fields to the shown items.
+    """
 
     sql: SqlMetric | None = None
+    grouped: GroupedMetric | None = None
     compute: ComputeMetric | None = None
     context: ContextHook | None = None
+    missing_as: MetricValue = None
 
     def __post_init__(self) -> None:
-        if (self.sql is None) == (self.compute is None):
-            raise ValueError(f"account metric {self.name!r} needs exactly one of sql= or compute=")
+        if sum(x is not None for x in (self.sql, self.grouped, self.compute)) != 1:
+            raise ValueError(f"account metric {self.name!r} needs exactly one of sql=, grouped= or compute=")
 
 
 def days_between(session: Session, later: SqlExpr, earlier: SqlExpr) -> ColumnElement[int]:
@@ -110,18 +121,13 @@ def days_between(session: Session, later: SqlExpr, earlier: SqlExpr) -> ColumnEl
     raise NotImplementedError(f"days_between is not implemented for {dialect!r}")
 
 
-def _renewal_date() -> ColumnElement[dt.date]:
-    """The soonest renewal date of the account's active subscriptions (correlated subquery)."""
+def _days_to_renewal(ctx: AccountMetricContext) -> Select[Any, Any]:
+    """Days from as_of to the soonest renewal of the account's active subscriptions."""
     return (
-        select(func.min(Subscription.renewal_date))
-        .where(Subscription.account_id == Account.id, Subscription.status == "active")
-        .correlate(Account)
-        .scalar_subquery()
+        select(Subscription.account_id, ctx.days_between(func.min(Subscription.renewal_date), ctx.as_of_sql))
+        .where(Subscription.status == "active")
+        .group_by(Subscription.account_id)
     )
-
-
-def _days_to_renewal(ctx: AccountMetricContext) -> ColumnElement[Any]:
-    return ctx.days_between(_renewal_date(), ctx.as_of_sql)
 
 
 def _tenure_days(ctx: AccountMetricContext) -> ColumnElement[Any]:
@@ -133,16 +139,15 @@ def _tenure_days(ctx: AccountMetricContext) -> ColumnElement[Any]:
     return ctx.days_between(end, Account.created_at)
 
 
-def _open_tickets(ctx: AccountMetricContext) -> ColumnElement[Any]:
+def _open_tickets(ctx: AccountMetricContext) -> Select[Any, Any]:
+    """Tickets open on as_of (opened by then, not closed by then), per account."""
     return (
-        select(func.count(SupportTicket.id))
+        select(SupportTicket.account_id, func.count(SupportTicket.id))
         .where(
-            SupportTicket.account_id == Account.id,
             SupportTicket.opened_at <= ctx.as_of_sql,
             (SupportTicket.closed_at.is_(None)) | (SupportTicket.closed_at > ctx.as_of_sql),
         )
-        .correlate(Account)
-        .scalar_subquery()
+        .group_by(SupportTicket.account_id)
     )
 
 
@@ -155,7 +160,7 @@ ACCOUNT_METRICS: dict[str, AccountMetric] = {
             "days from as_of to the active subscription's renewal date (negative = overdue)",
             "asc",
             "days",
-            sql=_days_to_renewal,
+            grouped=_days_to_renewal,
         ),
         AccountMetric(
             "tenure_days",
@@ -169,7 +174,8 @@ ACCOUNT_METRICS: dict[str, AccountMetric] = {
             "support tickets open on as_of",
             "desc",
             "count",
-            sql=_open_tickets,
+            grouped=_open_tickets,
+            missing_as=0,
         ),
     )
 }
@@ -396,14 +402,32 @@ class _Ranked:
     period: str | None = None
 
 
+def _values_statement(spec: AccountMetric, ctx: AccountMetricContext) -> Select[Any, Any] | None:
+    """SELECT (id, value) over the filtered accounts for a SQL metric; None for a Python one."""
+    if spec.sql is not None:
+        return select(Account.id.label("id"), spec.sql(ctx).label("value")).where(*ctx.conditions)
+    if spec.grouped is not None:
+        per_account = spec.grouped(ctx).subquery()
+        key_col, raw = list(per_account.c)[:2]
+        value = raw if spec.missing_as is None else func.coalesce(raw, spec.missing_as)
+        return (
+            select(Account.id.label("id"), value.label("value"))
+            .select_from(Account)
+            .outerjoin(per_account, key_col == Account.id)
+            .where(*ctx.conditions)
+        )
+    return None
+
+
 def _rank_accounts(
     session: Session, spec: AccountMetric, filters: Normalised, order: Order, limit: int, as_of: dt.date
 ) -> _Ranked:
     conds = tuple(conditions(filters, ACCOUNT_FILTERS))
     ctx = AccountMetricContext(session=session, as_of=as_of, conditions=conds)
     shown: list[tuple[str, MetricValue]]
-    if spec.sql is not None:
-        inner = select(Account.id.label("id"), spec.sql(ctx).label("value")).where(*conds).subquery()
+    values_stmt = _values_statement(spec, ctx)
+    if values_stmt is not None:
+        inner = values_stmt.subquery()
         value_col = inner.c.value
         # One pass: the window counts see every filtered row before LIMIT applies.
         stmt = (
