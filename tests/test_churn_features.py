@@ -335,3 +335,17 @@ def test_scope_where_matches_ids(session: Session) -> None:
     assert len(smb) == 10
     assert all(s == "SMB" for s in smb.categorical["segment"])
     assert not math.isnan(float(np.nanmean(smb.numeric["tenure_days"])))
+
+
+def test_broad_scope_reads_all_rows_and_keeps_its_own(
+    session: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tools.churn import features
+
+    build_history(session, accounts=40, seed=6)
+    cut = day("2026-05-31")
+    narrow = compute_features(session, cut, AccountScope(where=features.active_on(cut)))
+    monkeypatch.setattr(features, "_IN_CLAUSE_MAX", 3)  # now the same scope counts as broad
+    broad = compute_features(session, cut, AccountScope(where=features.active_on(cut)))
+    _same(narrow, broad)
+    assert len(broad) < 40  # accounts churned by the cut are still left out

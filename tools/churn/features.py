@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy import ColumnElement, Date, and_, bindparam, case, func, or_, select
+from sqlalchemy.engine import Result
 from sqlalchemy.orm import Session
 
 from crm.models import (
@@ -169,18 +170,24 @@ def _ordinal(value: dt.date | None) -> float:
     return float(value.toordinal()) if value is not None else math.nan
 
 
-def _scatter(index: Mapping[str, int], n: int, rows: Iterable[tuple[Any, ...]], width: int) -> np.ndarray:
+def _column(values: Sequence[Any]) -> np.ndarray:
+    """A float array of numbers or dates (as day ordinals); None → NaN."""
+    first = next((v for v in values if v is not None), None)
+    if isinstance(first, dt.date):
+        return np.array([math.nan if v is None else float(v.toordinal()) for v in values], dtype=np.float64)
+    return np.array([math.nan if v is None else float(v) for v in values], dtype=np.float64)
+
+
+def _scatter(index: Mapping[str, int], n: int, rows: Iterable[Any], width: int) -> np.ndarray:
     """Place per-account SQL rows (account_id, v1..v_width) into an (n, width) NaN array."""
     out = np.full((n, width), np.nan)
-    for row in rows:
-        i = index.get(row[0])
-        if i is None:
-            continue
-        for j in range(width):
-            value = row[1 + j]
-            if value is None:
-                continue
-            out[i, j] = _ordinal(value) if isinstance(value, dt.date) else float(value)
+    data = rows.all() if isinstance(rows, Result) else list(rows)  # fetchall beats row by row
+    if not data:
+        return out
+    idx = np.fromiter((index.get(r[0], -1) for r in data), dtype=np.int64, count=len(data))
+    keep = idx >= 0
+    for j in range(width):
+        out[idx[keep], j] = _column([r[1 + j] for r in data])[keep]
     return out
 
 
@@ -327,6 +334,10 @@ def compute_features(
     scope = scope or AccountScope()
     ids, index, acc_num, acc_cat = account_frame(session, scope)
     n = len(ids)
+    broad = False
+    if scope.where and n > _IN_CLAUSE_MAX:
+        total = session.scalar(select(func.count()).select_from(Account)) or 0
+        broad = 2 * n >= total
     numeric: dict[str, np.ndarray] = {
         "arr": acc_num["arr"],
         "account_created_at": acc_num["created_at"],
@@ -337,9 +348,9 @@ def compute_features(
         raise ValueError("history features need an as-of date")
     if history and as_of is not None and n:
         day = float(as_of.toordinal())
-        _history_features(session, scope, index, n, as_of, day, acc_num, acc_cat, numeric, categorical)
+        _history_features(session, scope, index, n, as_of, day, acc_num, acc_cat, numeric, categorical, broad)
     if attribute_kinds and n:
-        attrs = load_attributes(session, scope, index, n)
+        attrs = load_attributes(session, AccountScope() if broad else scope, index, n)
         a_num, a_cat = attribute_columns(attrs, attribute_kinds)
         numeric.update(a_num)
         categorical.update(a_cat)
@@ -352,13 +363,14 @@ def compute_features(
 Restrict = Callable[[Any], list[ColumnElement[bool]]]
 
 
-def _restriction(scope: AccountScope) -> tuple[Restrict, dict[str, Any], str | None]:
+def _restriction(scope: AccountScope, *, broad: bool = False) -> tuple[Restrict, dict[str, Any], str | None]:
     """How event queries are limited to the scope: (restrict, extra params, statement cache key).
 
     The common cases (all accounts; a few ids) use prebuilt statements with bound parameters,
-    which keeps a single-account call to a few milliseconds.
+    which keeps a single-account call to a few milliseconds. A `broad` scope (most accounts)
+    reads every account's rows and drops the others in numpy: cheaper than `IN (subquery)`.
     """
-    if scope.ids is None and not scope.where:
+    if broad or (scope.ids is None and not scope.where):
         return (lambda col: []), {}, "all"
     if scope.ids is not None and not scope.where and len(scope.ids) <= _IN_CLAUSE_MAX:
         return (lambda col: [col.in_(bindparam("ids", expanding=True))]), {"ids": list(scope.ids)}, "ids"
@@ -477,8 +489,9 @@ def _history_features(
     acc_cat: Mapping[str, np.ndarray],
     numeric: dict[str, np.ndarray],
     categorical: dict[str, np.ndarray],
+    broad: bool,
 ) -> None:
-    restrict, extra, key = _restriction(scope)
+    restrict, extra, key = _restriction(scope, broad=broad)
     if key is None:
         stmts = _history_statements(restrict)
     else:
@@ -494,8 +507,10 @@ def _history_features(
         **extra,
     }
 
+    conn = session.connection()  # Core execution: no ORM result processing per row
+
     def run(name: str) -> Any:
-        return session.execute(stmts[name], params)
+        return conn.execute(stmts[name], params)
 
     usage = _scatter(index, n, run("usage"), 4)
     with np.errstate(divide="ignore", invalid="ignore"):
