@@ -77,19 +77,33 @@ def churn_risk_cmd(
     model = result.model
     if model.method == "rule_based":
         console.print(f"[bold yellow]rule-based health score (fallback):[/] {model.reason}")
-    table = Table("account", "name", "segment", "p(churn 90d)", "band", "ARR", "ARR at risk", "top drivers")
-    for a in result.accounts:
-        table.add_row(
-            a.account_id,
-            a.name,
-            a.segment or "",
-            f"{a.probability:.1%}",
-            a.band,
-            f"{a.arr:,.0f}",
-            f"{a.arr_at_risk:,.0f}",
-            "; ".join(d.phrase for d in a.drivers),
-        )
-    console.print(table)
+    if account_id is not None and result.accounts:
+        a = result.accounts[0]
+        head = Table(show_header=False, box=None)
+        head.add_row("account", f"{a.account_id} — {a.name} ({a.segment or 'no segment'}, {a.status})")
+        head.add_row("p(churn in 90 days)", f"{a.probability:.1%} ({a.band})")
+        head.add_row("ARR / at risk", f"{a.arr:,.0f} / {a.arr_at_risk:,.0f}")
+        head.add_row("health", f"{a.health:.0f} / 100")
+        console.print(head)
+        drivers = Table("driver", "contribution", "evidence", title="drivers (risk up, then down)")
+        for d in [*a.drivers, *a.protective]:
+            unit = "pts" if d.unit == "health_points" else "log-odds"
+            drivers.add_row(d.feature, f"{d.contribution:+.2f} {unit}", d.phrase)
+        console.print(drivers)
+    else:
+        table = Table("account", "segment", "p(churn)", "band", "ARR", "at risk", "top driver")
+        table.columns[0].no_wrap = True
+        for a in result.accounts:
+            table.add_row(
+                a.account_id,
+                a.segment or "",
+                f"{a.probability:.1%}",
+                a.band,
+                f"{a.arr:,.0f}",
+                f"{a.arr_at_risk:,.0f}",
+                a.drivers[0].phrase if a.drivers else "",
+            )
+        console.print(table)
     console.print(result.explanation)
 
 
@@ -131,7 +145,8 @@ def next_best_action_cmd(
     if as_json:
         print_json(result)
         return
-    table = Table("#", "action", "kind", "activity", "expected value", "cost", "evidence")
+    table = Table("#", "action", "kind", "activity", "EV", "cost", "evidence")
+    table.columns[1].no_wrap = True
     for rank, a in enumerate(result.actions, start=1):
         table.add_row(
             str(rank),
