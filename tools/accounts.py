@@ -585,8 +585,10 @@ def account_timeline(
     since: dt.date | None = None,
     as_of: dt.date | None = None,
 ) -> AccountTimeline:
-    """Show an account's history as one dated list: tickets, payment problems, NPS, interactions,
-    contacts who left, opportunities, subscription starts and renewals — newest first.
+    """Show an account's history as one dated list of events, newest first.
+
+    Events: tickets opened/closed, failed or late payments, NPS responses, interactions,
+    contacts who left, opportunities opened/won/lost, subscription starts and renewals.
 
     Args:
         account_id: the account id, e.g. "ACME-0042".
