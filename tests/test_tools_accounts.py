@@ -87,6 +87,16 @@ def test_get_account_unknown_id_suggests(golden: Session) -> None:
     assert msg.count('"ACME-') == 4  # the unknown id + 3 suggestions
 
 
+def test_get_account_id_is_case_insensitive(golden: Session) -> None:
+    assert get_account(session=golden, account_id=" acme-0002 ").id == "ACME-0002"
+
+
+def test_search_treats_wildcards_literally(golden: Session) -> None:
+    assert list_accounts(session=golden, search="%").total == 0
+    assert list_accounts(session=golden, search="acme_").total == 0  # "_" is not "any character"
+    assert list_accounts(session=golden, search="acme-").total == 4
+
+
 def test_get_account_is_deterministic(golden: Session) -> None:
     a = get_account(session=golden, account_id="ACME-0001").model_dump_json()
     golden.expire_all()

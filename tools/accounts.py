@@ -340,8 +340,13 @@ def list_accounts(
     conds = conditions(norm, ACCOUNT_FILTERS)
     term = search.strip() if search else None
     if term:
-        pattern = f"%{term.lower()}%"
-        conds.append(or_(func.lower(Account.name).like(pattern), func.lower(Account.id).like(pattern)))
+        needle = term.lower()
+        conds.append(
+            or_(
+                func.lower(Account.name).contains(needle, autoescape=True),
+                func.lower(Account.id).contains(needle, autoescape=True),
+            )
+        )
     total = session.scalar(select(func.count()).select_from(Account).where(*conds)) or 0
     rows = session.execute(
         select(

@@ -587,10 +587,10 @@ def rank(
     order: Order | None = None,
     as_of: dt.date | None = None,
 ) -> RankResult:
-    """Rank accounts, value-chain activities or initiatives by a metric, best candidates first.
+    """Rank accounts, value-chain activities or initiatives by a metric: a filtered top N.
 
-    Metrics — accounts: arr, days_to_renewal (soonest first), tenure_days, open_tickets, and
-    churn metrics when available (churn_probability, arr_at_risk, health); activities:
+    Metrics — accounts: arr, days_to_renewal (soonest first), tenure_days, open_tickets,
+    churn_probability, arr_at_risk = arr × churn_probability, health (lowest first); activities:
     margin_leak, value_cost_index (lowest first), performance_gap, cost, value_score,
     non_value_added_cost; initiatives: roi = est_annual_benefit/est_cost, net_benefit =
     est_annual_benefit − est_cost, payback_years, est_cost, est_annual_benefit. Each metric has
