@@ -87,8 +87,9 @@ def test_get_account_unknown_id_suggests(golden: Session) -> None:
     assert msg.count('"ACME-') == 4  # the unknown id + 3 suggestions
 
 
-def test_get_account_id_is_case_insensitive(golden: Session) -> None:
-    assert get_account(session=golden, account_id=" acme-0002 ").id == "ACME-0002"
+def test_get_account_wrong_case_suggests_the_stored_id(golden: Session) -> None:
+    with pytest.raises(ToolInputError, match='did you mean "ACME-0002"'):
+        get_account(session=golden, account_id=" acme-0002 ")
 
 
 def test_search_treats_wildcards_literally(golden: Session) -> None:

@@ -108,10 +108,6 @@ def require_account(session: Session, account_id: str) -> Account:
     account = session.get(Account, account_id)
     if account is not None:
         return account
-    # "acme-0042" → "ACME-0042" when exactly one id matches ignoring case.
-    same = session.scalars(select(Account).where(func.upper(Account.id) == account_id.upper()).limit(2)).all()
-    if len(same) == 1:
-        return same[0]
     near = suggest_account_ids(session, account_id)
     hint = "; did you mean " + ", ".join(f'"{s}"' for s in near) + "?" if near else ""
     raise ToolInputError(f'no account "{account_id}"{hint}')
