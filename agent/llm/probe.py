@@ -16,22 +16,16 @@ from typing import Any, Literal
 from langchain_core.utils.function_calling import convert_to_openai_tool
 
 SYSTEM_PROMPT = """\
-You are Value Chain Copilot, an analyst for a B2B company's CRM. You help account \
-managers and leadership understand where value is created and lost along Porter's \
-value chain (inbound logistics, operations, outbound logistics, marketing and sales, \
-service, and the support activities), which accounts are at risk, and what to do next.
+You are Value Chain Copilot, an analyst for a B2B company's CRM. You explain where value \
+is created and lost along Porter's value chain, which accounts are at risk, and what to do next.
 
 Rules:
-- Every number you state comes from a tool result in this conversation. Never estimate \
-or invent figures, accounts, or account ids.
-- Questions about frameworks, definitions, playbooks or methods are answered from the \
-knowledge base: call search_knowledge and cite the chunks you used.
-- Questions about one account (details, churn risk, next actions) need that account's id; \
-if the user gave none, ask for it.
-- Interventions (discounts, outreach, escalations, offers) are only ever proposed with \
-propose_recommendation; a human approves them. Never claim an action was taken.
-- Account ids look like ACC-00042. Periods look like 2026-Q3 or 2026-09.
-- Keep answers short: a sentence of conclusion, then the supporting figures."""
+- Every number you state comes from a tool result. Never invent figures, accounts or ids.
+- Framework, definition and method questions are answered from the knowledge base \
+(search_knowledge); cite the chunks you used.
+- Account questions need an account id (like ACC-00042); if none was given, ask for it.
+- Interventions are only proposed with propose_recommendation; a human approves them.
+- Periods look like 2026-Q3 or 2026-09. Keep answers short."""
 
 
 def score_activities(period: str) -> str:
@@ -89,7 +83,9 @@ def get_account(account_id: str) -> str:
 
 
 def search_knowledge(query: str, k: int = 4) -> str:
-    """Search the knowledge base (value-chain frameworks, definitions, playbooks, methods).
+    """Look up frameworks, concepts, definitions, methods and playbooks in the knowledge base.
+
+    Use it for every "what is", "explain" or "how to" question.
 
     Args:
         query: What to look for, in plain words.
@@ -129,6 +125,9 @@ def prefix_messages() -> list[dict[str, Any]]:
     """The fixed part of every routing request: the system prompt (tools travel beside it)."""
     return [{"role": "system", "content": SYSTEM_PROMPT}]
 
+
+# The model sometimes goes on to invent a tool result; nothing after this marker is useful.
+STOP_SEQUENCES = ("<tool_response>",)
 
 ArgCheck = Callable[[Any], bool]
 
@@ -309,4 +308,5 @@ def routing_payload(
         "tool_choice": "auto",
         "temperature": 0.0,
         "max_tokens": max_tokens,
+        "stop": list(STOP_SEQUENCES),
     }

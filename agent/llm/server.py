@@ -95,6 +95,15 @@ def _rate(timings: dict[str, Any], count_key: str, rate_key: str) -> float | Non
     return float(timings[rate_key])
 
 
+def embedded_model_name(settings: Settings) -> str:
+    """The name the embedded server answers to: LLM_MODEL, else the GGUF's stem, else the packaged alias."""
+    if settings.llm_model:
+        return settings.llm_model
+    if settings.llm_gguf_path is not None:
+        return settings.llm_gguf_path.stem
+    return DEFAULT_ALIAS
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     """A port that was free on `host` a moment ago."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -132,6 +141,7 @@ class EmbeddedLLMServer:
         """A server for ``settings.llm_gguf_path`` or the packaged model (joined on first use)."""
         model_path = resolve_gguf_path(settings.data_dir, settings.llm_gguf_path, progress=progress)
         overrides.setdefault("log_path", settings.data_dir / "logs" / "llm-server.log")
+        overrides.setdefault("alias", embedded_model_name(settings))
         return cls(ServerConfig(model_path=model_path, **overrides))
 
     # --- addresses -------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from valuechain.cli import db as db_cmd
 from valuechain.cli import demo as demo_cmd
 from valuechain.cli import importer as import_cmd
 from valuechain.cli import knowledge as knowledge_cmd
+from valuechain.cli import llm as llm_cmd
 from valuechain.cli import setup as setup_cmd
 from valuechain.cli import tools_cmd
 
@@ -28,6 +29,7 @@ app.command("demo", help="Generate the deterministic demo company into the datab
 app.add_typer(import_cmd.app, name="import", help="Import CSV files with a column mapping.")
 app.add_typer(db_cmd.app, name="db", help="Database maintenance: migrate, canonical hash.")
 app.add_typer(knowledge_cmd.app, name="knowledge", help="Knowledge base: ingest, search, build, eval.")
+app.add_typer(llm_cmd.app, name="llm", help="The LLM: endpoint in use and its speed; run the embedded server.")
 app.add_typer(churn_cmd.app, name="churn", help="Churn model: train, report, keep score snapshots.")
 app.add_typer(tools_cmd.app, name="tools", help="Deterministic tools: scoring, ranking, accounts, churn.")
 
