@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
 import platform
 import resource
 import statistics
@@ -197,16 +198,24 @@ def main() -> None:
         "machine": {"python": platform.python_version(), "platform": platform.platform()},
         "sizes": {},
     }
+    if RESULTS.is_file():  # keep sizes measured in earlier runs; re-measured ones are replaced
+        earlier = json.loads(RESULTS.read_text())
+        results["sizes"] = earlier.get("sizes", {})
+        if "million" in earlier:
+            results["million"] = earlier["million"]
     largest: tuple[FeatureTable, Engine] | None = None
     for accounts in sorted(args.sizes):
         path = given.get(accounts) or Path(args.db_dir) / f"demo_{accounts}.db"
         path.parent.mkdir(parents=True, exist_ok=True)
         engine, gen_seconds = _ensure_db(accounts, path)
+        load_before = os.getloadavg()[0]
         out, table = bench_size(accounts, engine, samples=args.samples, retrain=not args.reuse_model)
         previous = _previous(accounts)
         if out["train_seconds"] is None and previous.get("train_seconds"):
             out["train_seconds"] = previous["train_seconds"]
             out["train_seconds_note"] = "from the previous run (model reused)"
+        out["load_avg_1m"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]  # shared 2-core machine
+        out["measured_at"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
         out["database"] = str(path)
         out["generated_seconds"] = gen_seconds
         out["db_mib"] = round(path.stat().st_size / 2**20, 1)
