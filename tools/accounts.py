@@ -25,7 +25,7 @@ from crm.models import (
     SupportTicket,
     UsageWeekly,
 )
-from tools.common import data_as_of, require_account
+from tools.common import byte_order, data_as_of, require_account
 from tools.errors import ToolInputError
 from tools.filters import Normalised, conditions, describe, normalise_filters
 from tools.ranking import ACCOUNT_DEFAULT_FILTERS, ACCOUNT_FILTERS
@@ -362,7 +362,7 @@ def list_accounts(
             Account.created_at,
         )
         .where(*conds)
-        .order_by(Account.id)
+        .order_by(byte_order(session, Account.id))
         .limit(limit)
         .offset(offset)
     ).all()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -80,6 +81,14 @@ def data_as_of(session: Session) -> dt.date:
     if newest is not None:
         return newest
     raise ToolInputError("the database holds no dated data; pass an explicit as_of date (YYYY-MM-DD)")
+
+
+def byte_order(session: Session, column: Any) -> Any:
+    """`column` for ORDER BY in code-point order on every engine (ties break by id the same way
+    as Python sorts): PostgreSQL databases often use a locale collation that ignores '-'."""
+    if session.get_bind().dialect.name == "postgresql":
+        return column.collate("C")
+    return column
 
 
 def suggest_account_ids(session: Session, account_id: str, n: int = 3) -> list[str]:

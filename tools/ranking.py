@@ -26,7 +26,7 @@ from sqlalchemy.orm import QueryableAttribute, Session
 
 from crm.models import Account, Initiative, Subscription, SupportTicket, ValueChainActivity
 from tools.activities import ActivityScore, resolve_period, score_activities
-from tools.common import data_as_of
+from tools.common import byte_order, data_as_of
 from tools.errors import ToolInputError, unknown
 from tools.filters import FilterColumn, Normalised, conditions, describe, normalise_filters
 
@@ -438,7 +438,9 @@ def _rank_accounts(
                 func.count(value_col).over().label("valued"),
             )
             .order_by(
-                value_col.is_(None), value_col.desc() if order == "desc" else value_col.asc(), inner.c.id
+                value_col.is_(None),
+                value_col.desc() if order == "desc" else value_col.asc(),
+                byte_order(session, inner.c.id),
             )
             .limit(limit)
         )
