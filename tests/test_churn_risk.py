@@ -169,3 +169,20 @@ def test_rank_metrics_registered_and_consistent(db: Engine) -> None:
         values = [i.value for i in at_risk.items]
         assert values == sorted(values, reverse=True)
         assert at_risk.items[0].context["arr_at_risk"] == at_risk.items[0].value
+
+
+def test_cli_churn_score_json(db: Engine) -> None:
+    from valuechain.cli.main import app
+
+    out = CliRunner().invoke(
+        app, ["churn", "score", "--as-of", "2026-08-31", "--json", "--database-url", str(db.url)]
+    )
+    assert out.exit_code == 0, out.output
+    doc = json.loads(out.stdout)
+    assert doc["as_of"] == "2026-08-31" and doc["method"] == "logistic_regression"
+    assert doc["accounts"] == sum(doc["band_counts"].values()) > 0
+    with make_sessionmaker(db)() as session:
+        kept = session.scalar(
+            select(func.count()).select_from(ChurnScore).where(ChurnScore.as_of == dt.date(2026, 8, 31))
+        )
+    assert kept == doc["accounts"]
