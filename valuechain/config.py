@@ -32,6 +32,10 @@ class Settings(BaseSettings):
     llm_gguf_path: Path | None = Field(default=None, description="Use this GGUF instead of the packaged one")
     llm_timeout_s: float = 120.0
 
+    playbook_path: Path | None = Field(
+        default=None, description="A user playbook YAML replacing the shipped tools/playbook.yaml"
+    )
+
     slack_bot_token: str | None = None
     slack_signing_secret: str | None = None
 
