@@ -29,7 +29,7 @@ Rules:
 
 
 def score_activities(period: str) -> str:
-    """Score each value-chain activity (cost, revenue contribution, margin) for one period.
+    """Compute this company's cost, revenue contribution and margin per value-chain activity for a period.
 
     Args:
         period: The period to score, e.g. "2026-Q3" or "2026-09".
@@ -83,9 +83,9 @@ def get_account(account_id: str) -> str:
 
 
 def search_knowledge(query: str, k: int = 4) -> str:
-    """Look up frameworks, concepts, definitions, methods and playbooks in the knowledge base.
+    """Explain a framework, concept, definition, method or playbook from the knowledge base.
 
-    Use it for every "what is", "explain" or "how to" question.
+    Use it for every "what is", "what does ... say", "explain" or "how to" question.
 
     Args:
         query: What to look for, in plain words.

@@ -178,24 +178,7 @@ class EmbeddedLLMServer:
             if not cfg.model_path.is_file():
                 raise LLMServerError(f"model file {str(cfg.model_path)!r} does not exist")
             port = cfg.port or free_port(cfg.host)
-            cmd = [
-                sys.executable, "-m", "agent.llm.serve_child",
-                "--model", str(cfg.model_path.resolve()),
-                "--host", cfg.host,
-                "--port", str(port),
-                "--ctx", str(cfg.n_ctx),
-                "--parallel", str(cfg.n_parallel),
-                "--threads", str(cfg.threads),
-                "--alias", cfg.alias,
-                "--parent-pid", str(os.getpid()),
-                "--verbosity", str(cfg.verbosity),
-            ]  # fmt: skip
-            if cfg.chat_template_path is not None:
-                cmd += ["--chat-template-file", str(cfg.chat_template_path.resolve())]
-            # PDEATHSIG fires when the *thread* that forked the child exits, so only ask
-            # for it from the main thread; the child's pid watcher covers the rest.
-            if threading.current_thread() is threading.main_thread():
-                cmd.append("--pdeathsig")
+            cmd = self.child_command(port)
             begin = time.perf_counter()
             with contextlib.ExitStack() as stack:
                 out: Any = subprocess.DEVNULL
@@ -214,6 +197,29 @@ class EmbeddedLLMServer:
             raise
         self.started_s = time.perf_counter() - begin
         return self
+
+    def child_command(self, port: int) -> list[str]:
+        """The child's command line (``python -m agent.llm.serve_child ...``)."""
+        cfg = self.config
+        cmd = [
+            sys.executable, "-m", "agent.llm.serve_child",
+            "--model", str(cfg.model_path.resolve()),
+            "--host", cfg.host,
+            "--port", str(port),
+            "--ctx", str(cfg.n_ctx),
+            "--parallel", str(cfg.n_parallel),
+            "--threads", str(cfg.threads),
+            "--alias", cfg.alias,
+            "--parent-pid", str(os.getpid()),
+            "--verbosity", str(cfg.verbosity),
+        ]  # fmt: skip
+        if cfg.chat_template_path is not None:
+            cmd += ["--chat-template-file", str(cfg.chat_template_path.resolve())]
+        # PDEATHSIG fires when the *thread* that forked the child exits, so only ask
+        # for it from the main thread; the child's pid watcher covers the rest.
+        if threading.current_thread() is threading.main_thread():
+            cmd.append("--pdeathsig")
+        return cmd
 
     def _wait_healthy(self, begin: float) -> None:
         deadline = begin + self.config.startup_timeout_s

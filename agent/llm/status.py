@@ -59,7 +59,7 @@ class LLMStatus(BaseModel):
     cpu_count: int | None = None
 
 
-def measure_speed(endpoint: Endpoint, settings: Settings) -> SpeedSample:
+def measure_speed(endpoint: Endpoint, settings: Settings, client: httpx.Client | None = None) -> SpeedSample:
     """Send the fixed request to `endpoint` and time it (raises httpx.HTTPError on failure)."""
     if endpoint.base_url is None:
         raise ValueError("the endpoint has no base_url; start the embedded server first")
@@ -75,8 +75,8 @@ def measure_speed(endpoint: Endpoint, settings: Settings) -> SpeedSample:
     else:
         key = settings.llm_api_key or NO_API_KEY
     begin = time.perf_counter()
-    with httpx.Client(timeout=settings.llm_timeout_s) as client:
-        resp = client.post(
+    with client or httpx.Client(timeout=settings.llm_timeout_s) as http:
+        resp = http.post(
             endpoint.base_url + "/chat/completions",
             json=payload,
             headers={"Authorization": f"Bearer {key}"},
