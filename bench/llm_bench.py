@@ -35,7 +35,7 @@ import httpx
 
 from agent.llm import probe
 from agent.llm.model_files import DEFAULT_MODEL, ensure_model_file, part_paths
-from agent.llm.server import DEFAULT_CTX, EmbeddedLLMServer, ServerConfig, Timings
+from agent.llm.server import ANSWER_SLOT, DEFAULT_CTX, ROUTE_SLOT, EmbeddedLLMServer, ServerConfig, Timings
 from valuechain.config import get_settings
 
 OUT = Path(__file__).resolve().parent / "results" / "llm.json"
@@ -112,7 +112,7 @@ def run_routing(srv: EmbeddedLLMServer, n_cases: int, tool_choice: str) -> dict[
     schemas = probe.tool_schemas()
     rows = []
     for case in probe.CASES[:n_cases]:
-        payload = probe.routing_payload(case, schemas)
+        payload = probe.routing_payload(case, schemas, slot=ROUTE_SLOT)
         payload["tool_choice"] = tool_choice
         load_before = _load()
         body, t = srv.chat(payload)
@@ -176,27 +176,43 @@ def _answer_payload(case: probe.RoutingCase) -> dict[str, Any]:
 
 
 def run_slots(model_path: Path, log_dir: Path) -> dict[str, Any]:
-    """route → answer → route → answer on one and on two slots: prompt tokens evaluated per request."""
+    """route → answer → route → answer: prompt tokens each request had to evaluate.
+
+    One slot; two slots chosen by llama.cpp (prompt similarity); two slots pinned per shape.
+    """
     schemas = probe.tool_schemas()
     route_cases = [probe.CASES[1], probe.CASES[8]]
     results: dict[str, Any] = {}
-    for n_parallel in (1, 2):
+    for label, n_parallel, pinned in (
+        ("n_parallel_1", 1, False),
+        ("n_parallel_2_unpinned", 2, False),
+        ("n_parallel_2_pinned", 2, True),
+    ):
+        route_slot = ROUTE_SLOT if pinned else None
+        answer_slot = ANSWER_SLOT if pinned else None
         cfg = ServerConfig(
-            model_path=model_path, n_parallel=n_parallel, n_ctx=DEFAULT_CTX, log_path=log_dir / "slots.log"
+            model_path=model_path,
+            n_parallel=n_parallel,
+            n_ctx=8192 * n_parallel,
+            log_path=log_dir / "slots.log",
         )
         with EmbeddedLLMServer(cfg) as srv:
-            warm_route = srv.warm(probe.prefix_messages(), schemas)
-            warm_answer = srv.warm(probe.prefix_messages(), None)
+            warm_route = srv.warm(probe.prefix_messages(), schemas, slot=route_slot)
+            warm_answer = srv.warm(probe.prefix_messages(), None, slot=answer_slot)
             rows = []
             for case in route_cases:
+                answer = _answer_payload(probe.CASES[0])
+                if answer_slot is not None:
+                    answer["id_slot"] = answer_slot
                 for shape, payload in (
-                    ("route", probe.routing_payload(case, schemas, max_tokens=60)),
-                    ("answer", _answer_payload(probe.CASES[0])),
+                    ("route", probe.routing_payload(case, schemas, max_tokens=60, slot=route_slot)),
+                    ("answer", answer),
                 ):
+                    load_before = _load()
                     _, t = srv.chat(payload)
-                    rows.append({"shape": shape, **_timings(t)})
-                    print(json.dumps({"n_parallel": n_parallel, **rows[-1]}), file=sys.stderr, flush=True)
-        results[f"n_parallel_{n_parallel}"] = {
+                    rows.append({"shape": shape, "load_average_1m_before": load_before, **_timings(t)})
+                    print(json.dumps({"config": label, **rows[-1]}), file=sys.stderr, flush=True)
+        results[label] = {
             "warm_route": _timings(warm_route),
             "warm_answer": _timings(warm_answer),
             "requests": rows,
@@ -216,7 +232,7 @@ def run(n_cases: int, tool_choice: str, join: bool, slots: bool) -> dict[str, An
             "cpu_count": os.cpu_count(),
             "note": "CPU shared with other engineers' jobs; see load_average_1m fields",
         },
-        "runtime": {"xllamacpp": version("xllamacpp"), "threads": 2, "n_ctx": DEFAULT_CTX},
+        "runtime": {"xllamacpp": version("xllamacpp"), "threads": 2, "n_ctx": DEFAULT_CTX, "n_parallel": 2},
         "model": {
             "file": DEFAULT_MODEL.filename,
             "bytes": DEFAULT_MODEL.size,
@@ -237,7 +253,7 @@ def run(n_cases: int, tool_choice: str, join: bool, slots: bool) -> dict[str, An
         report["cold_start_s"] = round(srv.started_s or 0.0, 2)
         report["prefix_tokens"] = prefix_tokens(srv, probe.prefix_messages(), schemas)
         report["load_average_1m"]["before_warm"] = _load()
-        report["warm_up"] = _timings(srv.warm(probe.prefix_messages(), schemas))
+        report["warm_up"] = _timings(srv.warm(probe.prefix_messages(), schemas, slot=ROUTE_SLOT))
         report["load_average_1m"]["before_routing"] = _load()
         report["routing"] = run_routing(srv, n_cases, tool_choice)
         report["load_average_1m"]["after_routing"] = _load()

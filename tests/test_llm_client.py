@@ -82,6 +82,13 @@ def test_chat_model_for_embedded_server() -> None:
     assert model.stop == ["<tool_response>"]
 
 
+def test_slot_pins_the_embedded_server_slot_only() -> None:
+    embedded = make_chat_model(_settings(), base_url="http://127.0.0.1:4321/v1", slot=1)
+    assert embedded.extra_body == {"id_slot": 1}
+    configured = make_chat_model(_settings(llm_base_url="https://llm.example/v1", llm_model="m"), slot=1)
+    assert configured.extra_body is None
+
+
 def test_embedded_without_a_running_server_is_a_clear_error() -> None:
     with pytest.raises(LLMConfigError, match=r"start agent\.llm\.server\.EmbeddedLLMServer"):
         make_chat_model(_settings())

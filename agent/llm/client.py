@@ -52,12 +52,16 @@ def resolve_endpoint(settings: Settings, embedded_base_url: str | None = None) -
     return Endpoint(embedded_base_url, embedded_model_name(settings), embedded=True)
 
 
-def make_chat_model(settings: Settings, base_url: str | None = None, **overrides: Any) -> ChatOpenAI:
+def make_chat_model(
+    settings: Settings, base_url: str | None = None, *, slot: int | None = None, **overrides: Any
+) -> ChatOpenAI:
     """A `ChatOpenAI` for the resolved endpoint.
 
     With no ``llm_base_url`` configured, `base_url` must be the running embedded
-    server's (``EmbeddedLLMServer.base_url``). `overrides` go to `ChatOpenAI` as-is
-    (e.g. ``temperature``, ``streaming``, ``max_tokens``).
+    server's (``EmbeddedLLMServer.base_url``), and `slot` pins the embedded server's
+    slot (``server.ROUTE_SLOT`` for requests with tools, ``server.ANSWER_SLOT`` without)
+    so each prompt shape keeps its cached prefix; configured endpoints ignore it.
+    `overrides` go to `ChatOpenAI` as-is (e.g. ``temperature``, ``streaming``, ``max_tokens``).
     """
     from langchain_openai import ChatOpenAI
 
@@ -82,5 +86,7 @@ def make_chat_model(settings: Settings, base_url: str | None = None, **overrides
         # llama.cpp sends usage in the last stream chunk; custom base URLs turn it off by default.
         kwargs["stream_usage"] = True
         kwargs["stop_sequences"] = list(EMBEDDED_STOP)
+        if slot is not None:
+            kwargs["extra_body"] = {"id_slot": slot}  # llama.cpp extension
     kwargs.update(overrides)
     return ChatOpenAI(**kwargs)

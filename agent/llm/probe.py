@@ -299,10 +299,13 @@ def check_response(case: RoutingCase, body: dict[str, Any], schemas: list[dict[s
 
 
 def routing_payload(
-    case: RoutingCase, schemas: list[dict[str, Any]], max_tokens: int = 200
+    case: RoutingCase, schemas: list[dict[str, Any]], max_tokens: int = 200, slot: int | None = None
 ) -> dict[str, Any]:
-    """The request body for one case: fixed prefix + tools + the question, greedy decoding."""
-    return {
+    """The request body for one case: fixed prefix + tools + the question, greedy decoding.
+
+    `slot` pins the embedded server's slot (llama.cpp's ``id_slot``).
+    """
+    payload: dict[str, Any] = {
         "messages": [*prefix_messages(), {"role": "user", "content": case.question}],
         "tools": schemas,
         "tool_choice": "auto",
@@ -310,3 +313,6 @@ def routing_payload(
         "max_tokens": max_tokens,
         "stop": list(STOP_SEQUENCES),
     }
+    if slot is not None:
+        payload["id_slot"] = slot
+    return payload

@@ -32,11 +32,15 @@ from valuechain.config import Settings
 
 CHAT_TEMPLATE_PATH = Path(__file__).resolve().parent.parent / "prompts" / "chat_template.jinja"
 DEFAULT_ALIAS = "qwen2.5-coder-1.5b-instruct"
-DEFAULT_CTX = 8192
+# Two slots, one per prompt shape, pinned by request (`id_slot`): the agent routes with
+# tools on ROUTE_SLOT and answers without tools on ANSWER_SLOT, so neither evicts the
+# other's cached prefix. Unpinned, llama.cpp picks the slot by prompt similarity and
+# both shapes land on one slot (measured in docs/LLM.md). n_ctx is shared by the slots.
+DEFAULT_PARALLEL = 2
+ROUTE_SLOT = 0
+ANSWER_SLOT = 1
+DEFAULT_CTX = 8192 * DEFAULT_PARALLEL
 DEFAULT_THREADS = 2
-# One slot: measured no slower than two for route → answer → route traffic, because
-# llama.cpp's host-RAM prompt cache restores the other shape's prefix (docs/LLM.md).
-DEFAULT_PARALLEL = 1
 STOP_TIMEOUT_S = 5.0
 LOG_TAIL_CHARS = 2000
 
@@ -291,12 +295,16 @@ class EmbeddedLLMServer:
         return data, Timings.from_response(data, wall)
 
     def warm(
-        self, prefix_messages: Sequence[dict[str, Any]], tools: Sequence[dict[str, Any]] | None = None
+        self,
+        prefix_messages: Sequence[dict[str, Any]],
+        tools: Sequence[dict[str, Any]] | None = None,
+        slot: int | None = None,
     ) -> Timings:
         """Send the agent's fixed prefix once so the server's prompt cache holds it.
 
         `prefix_messages` are OpenAI-format messages (usually just the system prompt) and
-        `tools` the OpenAI tool schemas, byte-identical to what the agent sends later.
+        `tools` the OpenAI tool schemas, byte-identical to what the agent sends later;
+        `slot` pins the slot (`ROUTE_SLOT` for the tool shape, `ANSWER_SLOT` without tools).
         """
         payload: dict[str, Any] = {
             "messages": list(prefix_messages),
@@ -306,5 +314,7 @@ class EmbeddedLLMServer:
         }
         if tools:
             payload["tools"] = list(tools)
+        if slot is not None:
+            payload["id_slot"] = slot
         _, timings = self.chat(payload)
         return timings

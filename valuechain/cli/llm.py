@@ -126,7 +126,9 @@ def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
 @app.command("serve", help="Run the embedded model server in the foreground until Ctrl-C.")
 def serve_cmd(
     port: int | None = typer.Option(None, "--port", help="Loopback port (default: a free one)"),
-    parallel: int | None = typer.Option(None, "--parallel", help="Server slots (default 1)"),
+    parallel: int | None = typer.Option(
+        None, "--parallel", help="Server slots (default 2: one per prompt shape)"
+    ),
     ctx: int | None = typer.Option(None, "--ctx", help="Context size in tokens, shared by the slots"),
 ) -> None:
     from agent.llm.server import LLMServerError
