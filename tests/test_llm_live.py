@@ -49,21 +49,20 @@ def _alive(pid: int) -> bool:
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 def test_child_does_not_outlive_a_killed_parent() -> None:
-    parent = subprocess.Popen([sys.executable, "-c", ORPHAN_PARENT], stdout=subprocess.PIPE, text=True)
-    try:
-        assert parent.stdout is not None
-        child_pid = int(parent.stdout.readline())
-        assert _alive(child_pid)
-        parent.send_signal(signal.SIGKILL)  # no atexit, no cleanup: only PDEATHSIG / the pid watcher
-        parent.wait(timeout=10)
-        deadline = time.monotonic() + 5
-        while _alive(child_pid) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert not _alive(child_pid), f"model server {child_pid} outlived its parent"
-    finally:
-        if parent.poll() is None:
-            parent.kill()
-            parent.wait()
+    with subprocess.Popen([sys.executable, "-c", ORPHAN_PARENT], stdout=subprocess.PIPE, text=True) as parent:
+        try:
+            assert parent.stdout is not None
+            child_pid = int(parent.stdout.readline())
+            assert _alive(child_pid)
+            parent.send_signal(signal.SIGKILL)  # no atexit, no cleanup: only PDEATHSIG / the pid watcher
+            parent.wait(timeout=10)
+            deadline = time.monotonic() + 5
+            while _alive(child_pid) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert not _alive(child_pid), f"model server {child_pid} outlived its parent"
+        finally:
+            if parent.poll() is None:
+                parent.kill()
 
 
 @pytest.fixture(scope="module")
