@@ -114,7 +114,7 @@ def next_best_action_cmd(
         None, "--as-of", help="Date (YYYY-MM-DD); default: the data's as-of date"
     ),
     playbook: str | None = typer.Option(
-        None, "--playbook", help="Playbook YAML to use instead of the shipped one"
+        None, "--playbook", help="Playbook YAML to use instead of the shipped one (default: PLAYBOOK_PATH)"
     ),
     cooldown_days: int = typer.Option(
         30, "--cooldown-days", help="Suppress actions proposed/approved this recently"
@@ -129,7 +129,10 @@ def next_best_action_cmd(
     from tools.errors import ToolInputError
     from tools.nba import next_best_action
 
-    with get_sessionmaker(settings_for(database_url))() as session:
+    settings = settings_for(database_url)
+    if playbook is None and settings.playbook_path is not None:
+        playbook = str(settings.playbook_path)
+    with get_sessionmaker(settings)() as session:
         try:
             result = next_best_action(
                 session=session,
