@@ -111,7 +111,8 @@ def test_llama_cpp_renders_the_template(server: EmbeddedLLMServer) -> None:
         "<|im_start|>user\nChurn risk for ACC-1?<|im_end|>\n"
         '<|im_start|>assistant\n```json\n{"name": "churn_risk", "arguments": {"account_id": "ACC-1"}}\n```<|im_end|>\n'
         '<|im_start|>user\n<tool_response>\n{"risk": 0.7}\n</tool_response><|im_end|>\n'
-        "<|im_start|>user\nthanks<|im_end|>\n<|im_start|>assistant\n"
+        "<|im_start|>user\nthanks\n\n(If a function can help, reply with only the ```json function call.)"
+        "<|im_end|>\n<|im_start|>assistant\n"
     )
 
 

@@ -54,6 +54,9 @@ CONVERSATION: list[dict[str, Any]] = [
 ]
 
 
+REMINDER = "\n\n(If a function can help, reply with only the ```json function call.)"
+
+
 def render(
     messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None, add_generation_prompt: bool = True
 ) -> str:
@@ -81,7 +84,7 @@ def test_full_conversation_with_tools() -> None:
         '<tool_response>\n{"risk": 0.7}\n</tool_response>\n'
         '<tool_response>\n{"risk": 0.1}\n</tool_response><|im_end|>\n'
         "<|im_start|>assistant\nACC-1 is at risk (0.7); ACC-2 is not (0.1).<|im_end|>\n"
-        "<|im_start|>user\nthanks<|im_end|>\n"
+        "<|im_start|>user\nthanks" + REMINDER + "<|im_end|>\n"
         "<|im_start|>assistant\n"
     )
 
@@ -91,6 +94,13 @@ def test_without_tools_is_plain_chatml() -> None:
     assert prompt == (
         "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\nhi<|im_end|>\n"
     )
+
+
+def test_reminder_only_on_the_last_user_turn_and_only_with_tools() -> None:
+    with_tools = render(CONVERSATION, [TOOL])
+    assert with_tools.count(REMINDER) == 1
+    assert "ACC-2?" + REMINDER not in with_tools
+    assert REMINDER not in render(CONVERSATION, None)
 
 
 def test_prefix_is_stable_across_turns() -> None:

@@ -88,7 +88,7 @@ def search_knowledge(query: str, k: int = 4) -> str:
     Use it for every "what is", "what does ... say", "explain" or "how to" question.
 
     Args:
-        query: What to look for, in plain words.
+        query: What to look for, keeping all of the user's key terms.
         k: How many chunks to return.
     """
     return ""
