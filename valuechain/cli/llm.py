@@ -109,8 +109,11 @@ def status_cmd(
                     status.speed = measure_speed(endpoint._replace(base_url=server.base_url), settings)
         elif measure:
             status.speed = measure_speed(endpoint, settings)
-    except (LLMServerError, httpx.HTTPError) as exc:
-        raise fail(f"{type(exc).__name__}: {exc}") from exc
+    except LLMServerError as exc:
+        raise fail(str(exc)) from exc
+    except httpx.HTTPError as exc:
+        where = status.base_url or "the embedded server"
+        raise fail(f"the LLM endpoint {where} did not answer: {type(exc).__name__}: {exc}") from exc
     status.load_average_1m = load_average()
     status.cpu_count = os.cpu_count()
     if as_json:
