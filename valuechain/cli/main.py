@@ -29,7 +29,7 @@ app.command("demo", help="Generate the deterministic demo company into the datab
 app.add_typer(import_cmd.app, name="import", help="Import CSV files with a column mapping.")
 app.add_typer(db_cmd.app, name="db", help="Database maintenance: migrate, canonical hash.")
 app.add_typer(knowledge_cmd.app, name="knowledge", help="Knowledge base: ingest, search, build, eval.")
-app.add_typer(llm_cmd.app, name="llm", help="The LLM: endpoint in use and its speed; run the embedded server.")
+app.add_typer(llm_cmd.app, name="llm", help="LLM endpoint and speed; run the embedded model server.")
 app.add_typer(churn_cmd.app, name="churn", help="Churn model: train, report, keep score snapshots.")
 app.add_typer(tools_cmd.app, name="tools", help="Deterministic tools: scoring, ranking, accounts, churn.")
 
