@@ -24,6 +24,7 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -55,23 +56,21 @@ def _load() -> float:
 
 
 def _busy_processes() -> list[str]:
-    """Other processes using a lot of CPU right now (names only), from /proc; empty if unavailable."""
+    """Other processes using >= 20% CPU right now (names only; this process excluded)."""
     try:
-        import subprocess
-
         out = subprocess.run(
-            ["ps", "-eo", "pcpu,comm", "--sort=-pcpu", "--no-headers"],
+            ["ps", "-eo", "pid,pcpu,comm", "--sort=-pcpu", "--no-headers"],
             capture_output=True,
             text=True,
             timeout=5,
             check=True,
         ).stdout
-    except (OSError, ValueError, subprocess.SubprocessError):
+    except (OSError, subprocess.SubprocessError):
         return []
     busy = []
     for line in out.splitlines()[:10]:
-        pcpu, _, comm = line.strip().partition(" ")
-        if float(pcpu) >= 20.0:
+        pid, pcpu, comm = [*line.split(None, 2), "", "", ""][:3]
+        if pid.isdigit() and int(pid) != os.getpid() and float(pcpu or 0) >= 20.0:
             busy.append(f"{comm.strip()} {pcpu}%")
     return busy
 
