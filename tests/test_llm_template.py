@@ -9,11 +9,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import pytest
+import jinja2
 
 from agent.llm.server import CHAT_TEMPLATE_PATH
-
-jinja2 = pytest.importorskip("jinja2", reason="jinja2 not installed; the live tests cover the template")
 
 TOOL = {
     "type": "function",
