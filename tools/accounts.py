@@ -78,8 +78,8 @@ class AccountInputs(BaseModel):
     as_of: dt.date
 
 
-class AccountProfile(BaseModel):
-    """One account: profile, active subscription and the counts a CSM looks at first."""
+class AccountSummary(BaseModel):
+    """An account's profile fields, as `list_accounts` returns them."""
 
     id: str
     name: str
@@ -91,6 +91,11 @@ class AccountProfile(BaseModel):
     owner: str | None
     status: str
     created_at: dt.date | None
+
+
+class AccountProfile(AccountSummary):
+    """One account: profile, active subscription and the counts a CSM looks at first."""
+
     churned_at: dt.date | None
     tenure_days: int | None
     attributes: dict[str, Any]
@@ -274,19 +279,6 @@ def _priority_rank(priority: str) -> int:
 
 
 # ---------------------------------------------------------------------------- list_accounts
-
-
-class AccountSummary(BaseModel):
-    id: str
-    name: str
-    segment: str | None
-    industry: str | None
-    region: str | None
-    plan: str | None
-    arr: float
-    owner: str | None
-    status: str
-    created_at: dt.date | None
 
 
 class ListAccountsInputs(BaseModel):
