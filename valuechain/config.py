@@ -36,6 +36,10 @@ class Settings(BaseSettings):
         default=None, description="A user playbook YAML replacing the shipped tools/playbook.yaml"
     )
 
+    recommendation_ttl_days: int = Field(
+        default=30, ge=0, description="Pending recommendations older than this can no longer be decided (0 = never)"
+    )
+
     slack_bot_token: str | None = None
     slack_signing_secret: str | None = None
 
