@@ -10,7 +10,7 @@ $(STAMP): pyproject.toml constraints.txt
 	@command -v $(PY) >/dev/null 2>&1 || { echo "error: $(PY) not found; install Python 3.11 or run make PY=python3"; exit 1; }
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -c constraints.txt -e '.[llm,knowledge,api,dev]'
+	$(BIN)/pip install -q -c constraints.txt -e '.[llm,knowledge,api,report,dev]'
 	@touch $(STAMP)
 
 install: $(STAMP)
