@@ -21,6 +21,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -67,6 +68,7 @@ class Account(Base):
 
 class Contact(Base):
     __tablename__ = "contacts"
+    __table_args__ = (Index("ix_contacts_left_at", "left_at"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), index=True)
@@ -82,6 +84,19 @@ class Contact(Base):
 
 class Subscription(Base):
     __tablename__ = "subscriptions"
+    __table_args__ = (
+        # covering index of the churn feature "subscription in force" (latest start_date, then id)
+        Index(
+            "ix_subscriptions_account_latest",
+            "account_id",
+            "start_date",
+            "id",
+            "seats",
+            "discount",
+            "renewal_date",
+            "plan",
+        ),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), index=True)
@@ -96,6 +111,10 @@ class Subscription(Base):
 
 class UsageWeekly(Base):
     __tablename__ = "usage_weekly"
+    # covering index of the churn usage query: reads only the weeks it needs (migration 0002)
+    __table_args__ = (
+        Index("ix_usage_weekly_week_account_users", "week_start", "account_id", "active_users"),
+    )
 
     account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True)
     week_start: Mapped[dt.date] = mapped_column(Date, primary_key=True)
@@ -106,6 +125,10 @@ class UsageWeekly(Base):
 
 class SupportTicket(Base):
     __tablename__ = "support_tickets"
+    __table_args__ = (
+        Index("ix_support_tickets_account_open", "account_id", "opened_at", "closed_at", "priority"),
+        Index("ix_support_tickets_closed_csat", "closed_at", "account_id", "csat"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), index=True)
@@ -118,6 +141,9 @@ class SupportTicket(Base):
 
 class Invoice(Base):
     __tablename__ = "invoices"
+    __table_args__ = (
+        Index("ix_invoices_account_due", "account_id", "due_date", "issued_at", "status", "paid_at"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), index=True)
@@ -130,6 +156,7 @@ class Invoice(Base):
 
 class Interaction(Base):
     __tablename__ = "interactions"
+    __table_args__ = (Index("ix_interactions_account_occurred", "account_id", "occurred_at"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), index=True)
@@ -140,6 +167,7 @@ class Interaction(Base):
 
 class NpsResponse(Base):
     __tablename__ = "nps_responses"
+    __table_args__ = (Index("ix_nps_responses_account_latest", "account_id", "responded_at", "id", "score"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), index=True)
@@ -300,6 +328,25 @@ class ToolCall(Base):
 
 class Recommendation(Base):
     __tablename__ = "recommendations"
+    # At most one pending recommendation per target and action (migration 0002).
+    __table_args__ = (
+        Index(
+            "uq_recommendations_pending_account_action",
+            "account_id",
+            "action",
+            unique=True,
+            sqlite_where=text("status = 'pending'"),
+            postgresql_where=text("status = 'pending'"),
+        ),
+        Index(
+            "uq_recommendations_pending_activity_action",
+            "activity_id",
+            "action",
+            unique=True,
+            sqlite_where=text("status = 'pending'"),
+            postgresql_where=text("status = 'pending'"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     account_id: Mapped[str | None] = mapped_column(ForeignKey("accounts.id"), index=True)
@@ -354,7 +401,10 @@ class ChurnScore(Base):
     """A kept score snapshot, so an account that churned keeps the score it had."""
 
     __tablename__ = "churn_scores"
-    __table_args__ = (Index("ix_churn_scores_account_asof", "account_id", "as_of"),)
+    __table_args__ = (
+        Index("ix_churn_scores_account_asof", "account_id", "as_of"),
+        Index("uq_churn_scores_asof_model_account", "as_of", "model_version", "account_id", unique=True),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))

@@ -1,8 +1,17 @@
 from __future__ import annotations
 
-from sqlalchemy import Engine, inspect
+import datetime as dt
 
-from crm.migrate import current_revision, upgrade
+import pytest
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from conftest import _drop_pg_database, _fresh_pg_database
+from sqlalchemy import DateTime, Engine, bindparam, inspect, text
+from sqlalchemy.exc import IntegrityError
+
+from crm.db import make_engine
+from crm.migrate import alembic_config, current_revision, upgrade
 from crm.models import Base
 
 
@@ -22,3 +31,94 @@ def test_sqlite_runs_in_wal_mode_with_foreign_keys(sqlite_engine: Engine) -> Non
     with sqlite_engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+
+
+def _engine_at(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, revision: str
+) -> Engine:
+    """A database migrated only up to `revision`, on the engine named by the test parameter."""
+    if request.param == "sqlite":
+        engine = make_engine(f"sqlite:///{tmp_path_factory.mktemp('db') / 'old.db'}")
+    else:
+        url, name = _fresh_pg_database()
+        request.addfinalizer(lambda: _drop_pg_database(name))
+        engine = make_engine(url)
+    request.addfinalizer(engine.dispose)
+    cfg = alembic_config(engine.url.render_as_string(hide_password=False))
+    with engine.begin() as connection:
+        cfg.attributes["connection"] = connection
+        command.upgrade(cfg, revision)
+    return engine
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def engine_0001(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Engine:
+    return _engine_at(request, tmp_path_factory, "0001")
+
+
+def test_models_and_migrations_agree(any_engine: Engine) -> None:
+    with any_engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata)
+    assert diff == []
+
+
+def test_0002_adds_indexes_and_expires_racing_pending_duplicates(engine_0001: Engine) -> None:
+    at = dt.datetime(2026, 9, 1, 12, 0)
+    with engine_0001.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO accounts (id, name, arr, status, attributes) VALUES ('A-1', 'A', 1.0, 'active', '{}')"
+            )
+        )
+        for status in ("pending", "pending", "pending", "rejected", "rejected"):
+            conn.execute(
+                text(
+                    "INSERT INTO recommendations (account_id, action, rationale, evidence, status, version, "
+                    "content_hash, created_at, created_by) "
+                    "VALUES ('A-1', 'call', 'why', '{}', :status, 1, 'h', :at, 'agent')"
+                ).bindparams(bindparam("at", type_=DateTime())),
+                {"status": status, "at": at},
+            )
+    upgrade(engine_0001)
+    assert current_revision(engine_0001) == "0002"
+    with engine_0001.connect() as conn:
+        statuses = conn.execute(text("SELECT id, status, version FROM recommendations ORDER BY id")).all()
+        events = conn.execute(
+            text("SELECT recommendation_id, event, actor, reason_code FROM recommendation_events ORDER BY id")
+        ).all()
+    assert [tuple(r) for r in statuses] == [
+        (1, "pending", 1),
+        (2, "expired", 2),
+        (3, "expired", 2),
+        (4, "rejected", 1),
+        (5, "rejected", 1),
+    ]
+    assert [tuple(r) for r in events] == [
+        (2, "expired", "migration 0002", "duplicate_pending"),
+        (3, "expired", "migration 0002", "duplicate_pending"),
+    ]
+    names = {ix["name"] for ix in inspect(engine_0001).get_indexes("usage_weekly")}
+    assert "ix_usage_weekly_week_account_users" in names
+    with engine_0001.begin() as conn, pytest.raises(IntegrityError):
+        conn.execute(
+            text(
+                "INSERT INTO recommendations (account_id, action, rationale, evidence, status, version, "
+                "content_hash, created_at, created_by) "
+                "VALUES ('A-1', 'call', 'why', '{}', 'pending', 1, 'h', :at, 'agent')"
+            ).bindparams(bindparam("at", type_=DateTime())),
+            {"at": at},
+        )
+
+
+def test_0002_downgrades_and_upgrades_again(engine_0001: Engine) -> None:
+    upgrade(engine_0001)
+    cfg = alembic_config(engine_0001.url.render_as_string(hide_password=False))
+    with engine_0001.begin() as connection:
+        cfg.attributes["connection"] = connection
+        command.downgrade(cfg, "0001")
+    assert current_revision(engine_0001) == "0001"
+    assert "uq_churn_scores_asof_model_account" not in {
+        ix["name"] for ix in inspect(engine_0001).get_indexes("churn_scores")
+    }
+    upgrade(engine_0001)
+    assert current_revision(engine_0001) == "0002"
