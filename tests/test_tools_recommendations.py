@@ -10,6 +10,7 @@ import json
 import factories as f
 import pytest
 from sqlalchemy import Engine, func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from crm.db import make_sessionmaker
@@ -216,3 +217,81 @@ def test_on_every_engine(any_engine: Engine) -> None:
         assert again.duplicate_of == r.id
         assert _counts(s) == (1, 1)
         assert s.scalars(select(RecommendationEvent.data)).one() == {"evidence": EVIDENCE}
+
+
+def test_racing_duplicate_is_caught_by_the_unique_index(
+    any_engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two writers pass the duplicate check before either commits: the partial unique index
+    stops the second row, and the loser gets the winner's recommendation as `duplicate_of`,
+    with the rest of its unit of work intact."""
+    factory = make_sessionmaker(any_engine)
+    with factory() as s:
+        f.golden_accounts(s)
+        f.golden_activities(s)
+        s.commit()
+    import tools.recommendations as recs
+
+    real = recs._pending
+    calls: list[int] = []
+
+    def stale_check(session: Session, **kw: str | None) -> Recommendation | None:
+        calls.append(1)
+        if len(calls) == 1:  # the check ran before the other writer committed
+            return None
+        return real(session, **kw)
+
+    # SQLite serialises writers, so there the loser cannot hold a write transaction while the
+    # winner writes; on PostgreSQL the loser's unit of work already holds another row.
+    prior_work = any_engine.dialect.name == "postgresql"
+    with factory() as loser, factory() as winner:
+        if prior_work:
+            kept = propose_recommendation(
+                session=loser, account_id="ACME-0002", action="other", rationale="r", evidence={}, now=NOW
+            )
+        won = propose_recommendation(
+            session=winner, account_id="ACME-0001", action="call", rationale="r", evidence={}, now=NOW
+        )
+        winner.commit()
+        monkeypatch.setattr(recs, "_pending", stale_check)
+        lost = propose_recommendation(
+            session=loser, account_id="ACME-0001", action="call", rationale="r2", evidence={}, now=NOW
+        )
+        if not prior_work:  # the session is still usable after the undone insert
+            kept = propose_recommendation(
+                session=loser, account_id="ACME-0002", action="other", rationale="r", evidence={}, now=NOW
+            )
+        loser.commit()
+    assert lost.duplicate_of == won.id == lost.id
+    assert "already exists" in lost.explanation
+    with factory() as s:
+        rows = s.execute(
+            select(Recommendation.id, Recommendation.account_id, Recommendation.action).order_by(
+                Recommendation.id
+            )
+        ).all()
+        assert sorted(tuple(r) for r in rows) == sorted(
+            [(kept.id, "ACME-0002", "other"), (won.id, "ACME-0001", "call")]
+        )
+        assert _counts(s) == (2, 2)
+
+
+@pytest.mark.parametrize("target", ["account_id", "activity_id"])
+def test_database_refuses_a_second_pending_row(any_engine: Engine, target: str) -> None:
+    factory = make_sessionmaker(any_engine)
+    with factory() as s:
+        f.golden_accounts(s)
+        f.golden_activities(s)
+        s.commit()
+        who = (
+            {"account_id": "ACME-0001"}
+            if target == "account_id"
+            else {"account_id": None, "activity_id": "A1"}
+        )
+        f.recommendation(s, **who, action="call", status="pending")
+        f.recommendation(s, **who, action="call", status="rejected")
+        f.recommendation(s, **who, action="other", status="pending")
+        s.commit()
+        with pytest.raises(IntegrityError):
+            f.recommendation(s, **who, action="call", status="pending")
+        s.rollback()

@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from crm.models import AgentRun, Recommendation, RecommendationEvent
@@ -130,6 +131,27 @@ def _result(rec: Recommendation, inputs: ProposeInputs, duplicate_of: int | None
     )
 
 
+def _pending(
+    session: Session, *, account_id: str | None, activity_id: str | None, action: str
+) -> Recommendation | None:
+    """The pending recommendation of `action` for the target, if one exists."""
+    return session.scalars(
+        select(Recommendation)
+        .where(
+            Recommendation.status == "pending",
+            Recommendation.action == action,
+            Recommendation.account_id.is_(None)
+            if account_id is None
+            else Recommendation.account_id == account_id,
+            Recommendation.activity_id.is_(None)
+            if activity_id is None
+            else Recommendation.activity_id == activity_id,
+        )
+        .order_by(Recommendation.id)
+        .limit(1)
+    ).first()
+
+
 def propose_recommendation(
     *,
     session: Session,
@@ -193,21 +215,7 @@ def propose_recommendation(
         created_by=created_by,
         run_id=run_id,
     )
-    existing = session.scalars(
-        select(Recommendation)
-        .where(
-            Recommendation.status == "pending",
-            Recommendation.action == action,
-            Recommendation.account_id.is_(None)
-            if account_id is None
-            else Recommendation.account_id == account_id,
-            Recommendation.activity_id.is_(None)
-            if activity_id is None
-            else Recommendation.activity_id == activity_id,
-        )
-        .order_by(Recommendation.id)
-        .limit(1)
-    ).first()
+    existing = _pending(session, account_id=account_id, activity_id=activity_id, action=action)
     if existing is not None:
         return _result(existing, inputs, duplicate_of=existing.id)
 
@@ -235,8 +243,17 @@ def propose_recommendation(
         created_by=created_by,
         run_id=run_id,
     )
-    session.add(rec)
-    session.flush()
+    try:
+        # The partial unique index (one pending row per target and action) settles a race with
+        # another writer that filed the same action after the check above: undo only this row.
+        with session.begin_nested():
+            session.add(rec)
+            session.flush()
+    except IntegrityError:
+        existing = _pending(session, account_id=account_id, activity_id=activity_id, action=action)
+        if existing is None:  # not the duplicate guard: some other constraint failed
+            raise
+        return _result(existing, inputs, duplicate_of=existing.id)
     session.add(
         RecommendationEvent(
             recommendation_id=rec.id,
