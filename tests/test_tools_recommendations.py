@@ -235,11 +235,13 @@ def test_racing_duplicate_is_caught_by_the_unique_index(
     real = recs._pending
     calls: list[int] = []
 
-    def stale_check(session: Session, **kw: str | None) -> Recommendation | None:
+    def stale_check(
+        session: Session, *, account_id: str | None, activity_id: str | None, action: str
+    ) -> Recommendation | None:
         calls.append(1)
         if len(calls) == 1:  # the check ran before the other writer committed
             return None
-        return real(session, **kw)
+        return real(session, account_id=account_id, activity_id=activity_id, action=action)
 
     # SQLite serialises writers, so there the loser cannot hold a write transaction while the
     # winner writes; on PostgreSQL the loser's unit of work already holds another row.
