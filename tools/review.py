@@ -1,0 +1,679 @@
+"""Human review of recommendations: list, show, and decide (approve / reject) — SPEC §8.
+
+Deciding is for people with the approver or admin role, and is never bound to the agent
+as a tool. The role is checked here again, whoever the caller is (API, CLI, Slack), so an
+interface that forgets its own check still cannot let a viewer decide.
+
+A decision is bound to the exact content the approver saw: the caller passes the
+`version` and/or `content_hash` it showed, and the decision is written with one atomic
+compare-and-set
+
+    UPDATE recommendations SET status = :decision, decided_at = :now, decided_by = :actor
+    WHERE id = :id AND status = 'pending' AND version = :v AND content_hash = :h
+      AND created_at > :expiry_cutoff
+
+so of any number of concurrent calls exactly one changes the row; the others get
+`AlreadyDecided` naming who decided what. The decision and its `recommendation_events`
+row are added to the caller's transaction; the caller commits (e.g. `crm.db.session_scope`).
+
+A pending recommendation older than the TTL (settings `RECOMMENDATION_TTL_DAYS`) is
+*expired*: it is listed with status "expired" and can no longer be decided (the evidence
+behind it is stale). `expire_stale` writes that status and an "expired" event for good.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Literal, get_args
+
+from pydantic import BaseModel, Field
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
+
+from crm.models import AgentRun, Recommendation, RecommendationEvent
+from tools.errors import ToolInputError, unknown
+from tools.recommendations import content_hash as compute_content_hash
+
+Decision = Literal["approved", "rejected"]
+Status = Literal["pending", "approved", "rejected", "expired"]
+Role = Literal["viewer", "analyst", "approver", "admin"]
+
+STATUSES: tuple[Status, ...] = get_args(Status)
+ROLES: tuple[Role, ...] = get_args(Role)
+DECIDING_ROLES: tuple[Role, ...] = ("approver", "admin")
+DECISIONS: tuple[Decision, ...] = get_args(Decision)
+
+#: Why a recommendation was rejected; "other" needs a note.
+REJECT_REASONS: dict[str, str] = {
+    "evidence_wrong": "the figures or facts behind it are wrong or stale",
+    "not_worth_it": "the expected value does not justify the cost or effort",
+    "already_in_progress": "the account or activity is already being handled another way",
+    "bad_timing": "the right action at the wrong time",
+    "not_applicable": "does not fit this account or activity",
+    "other": "anything else (explain in the note)",
+}
+#: Why a recommendation was approved (optional); "other" needs a note.
+APPROVE_REASONS: dict[str, str] = {
+    "agree": "the evidence and expected value support it",
+    "strategic": "worth doing for reasons beyond the expected value",
+    "customer_request": "the customer asked for it",
+    "other": "anything else (explain in the note)",
+}
+NOTE_MAX = 2000
+ACTOR_MAX = 100
+MAX_PAGE = 500
+
+
+# ------------------------------------------------------------------------------ models
+
+
+class RecommendationEventView(BaseModel):
+    """One entry of the append-only audit trail."""
+
+    id: int
+    event: str = Field(description="proposed, approved, rejected or expired")
+    actor: str
+    at: dt.datetime
+    reason_code: str | None
+    note: str | None
+    data: dict[str, Any]
+
+
+class RecommendationView(BaseModel):
+    """A recommendation as a reviewer sees it; `status` is the effective one (pending past its
+    TTL shows as expired) and `version` + `content_hash` are what a decision must quote."""
+
+    id: int
+    status: Status
+    stored_status: str = Field(description="The status column as stored (pending until expired is written)")
+    decidable: bool = Field(description="True while it is pending and not expired")
+    account_id: str | None
+    activity_id: str | None
+    action: str
+    rationale: str
+    evidence: dict[str, Any]
+    expected_value: float | None
+    version: int
+    content_hash: str
+    created_at: dt.datetime
+    created_by: str
+    run_id: str | None
+    expires_at: dt.datetime | None = Field(
+        description="When it stops being decidable; null when decided or no TTL"
+    )
+    decided_at: dt.datetime | None
+    decided_by: str | None
+
+
+class RecommendationDetail(RecommendationView):
+    """A recommendation with its evidence, its audit trail and the conversation that filed it."""
+
+    conversation_id: str | None
+    events: list[RecommendationEventView]
+
+
+class RecommendationFilters(BaseModel):
+    status: Status | None = None
+    account_id: str | None = None
+    activity_id: str | None = None
+    action: str | None = None
+    created_from: dt.date | None = None
+    created_to: dt.date | None = None
+
+
+class RecommendationPage(BaseModel):
+    """A page of recommendations, newest first, with the total that match the filters."""
+
+    items: list[RecommendationView]
+    total: int
+    limit: int
+    offset: int
+    filters: RecommendationFilters
+    ttl_days: int | None
+
+
+class DecisionResult(BaseModel):
+    """The decision that was recorded."""
+
+    recommendation_id: int
+    status: Decision
+    decided_by: str
+    decided_at: dt.datetime
+    reason_code: str | None
+    note: str | None
+    version: int
+    content_hash: str
+    event_id: int
+    explanation: str
+
+
+class DecisionInfo(BaseModel):
+    """Who decided a recommendation, what and when (named to the losers of a race)."""
+
+    recommendation_id: int
+    status: str
+    decided_by: str | None
+    decided_at: dt.datetime | None
+    reason_code: str | None
+    note: str | None
+
+
+# ------------------------------------------------------------------------------ errors
+
+
+class DecisionRefused(Exception):
+    """A decision that was not recorded; `error` is a stable code, the message says why."""
+
+    error: str = "refused"
+
+    def __init__(self, message: str, *, recommendation_id: int, **info: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.recommendation_id = recommendation_id
+        self.info = info
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "error": self.error,
+            "message": self.message,
+            "recommendation_id": self.recommendation_id,
+            **self.info,
+        }
+
+
+class NotAuthorised(DecisionRefused):
+    error = "forbidden"
+
+
+class RecommendationNotFound(DecisionRefused):
+    error = "not_found"
+
+
+class AlreadyDecided(DecisionRefused):
+    error = "already_decided"
+
+    def __init__(self, message: str, *, winner: DecisionInfo) -> None:
+        super().__init__(
+            message, recommendation_id=winner.recommendation_id, winner=winner.model_dump(mode="json")
+        )
+        self.winner = winner
+
+
+class ContentChanged(DecisionRefused):
+    error = "content_changed"
+
+
+class RecommendationExpired(DecisionRefused):
+    error = "expired"
+
+
+# ------------------------------------------------------------------------------ helpers
+
+
+def _utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+def _naive_utc(at: dt.datetime | None) -> dt.datetime:
+    if at is None:
+        return _utc_now()
+    if at.tzinfo is not None:
+        return at.astimezone(dt.UTC).replace(tzinfo=None)
+    return at
+
+
+def _cutoff(now: dt.datetime, ttl_days: int | None) -> dt.datetime | None:
+    """Recommendations created at or before this instant are expired (None: never)."""
+    if not ttl_days:
+        return None
+    return now - dt.timedelta(days=ttl_days)
+
+
+def _effective(rec: Recommendation, cutoff: dt.datetime | None) -> Status:
+    if rec.status == "pending" and cutoff is not None and rec.created_at <= cutoff:
+        return "expired"
+    if rec.status in STATUSES:
+        return rec.status
+    raise ValueError(f"recommendation #{rec.id} has an unknown stored status {rec.status!r}")
+
+
+def _view(rec: Recommendation, cutoff: dt.datetime | None, ttl_days: int | None) -> RecommendationView:
+    status = _effective(rec, cutoff)
+    expires_at = rec.created_at + dt.timedelta(days=ttl_days) if ttl_days and status == "pending" else None
+    return RecommendationView(
+        id=rec.id,
+        status=status,
+        stored_status=rec.status,
+        decidable=status == "pending",
+        account_id=rec.account_id,
+        activity_id=rec.activity_id,
+        action=rec.action,
+        rationale=rec.rationale,
+        evidence=rec.evidence or {},
+        expected_value=rec.expected_value,
+        version=rec.version,
+        content_hash=rec.content_hash,
+        created_at=rec.created_at,
+        created_by=rec.created_by,
+        run_id=rec.run_id,
+        expires_at=expires_at,
+        decided_at=rec.decided_at,
+        decided_by=rec.decided_by,
+    )
+
+
+def _check_ttl(ttl_days: int | None) -> int | None:
+    if ttl_days is not None and (isinstance(ttl_days, bool) or ttl_days < 0):
+        raise ToolInputError(f"ttl_days must be 0 (never) or a positive number of days; got {ttl_days!r}")
+    return ttl_days or None
+
+
+def _status_condition(status: Status, cutoff: dt.datetime | None) -> ColumnElement[bool]:
+    col = Recommendation.status
+    if cutoff is None:
+        return col == status
+    if status == "pending":
+        return (col == "pending") & (Recommendation.created_at > cutoff)
+    if status == "expired":
+        return or_(col == "expired", (col == "pending") & (Recommendation.created_at <= cutoff))
+    return col == status
+
+
+# ------------------------------------------------------------------------------ reading
+
+
+def list_recommendations(
+    *,
+    session: Session,
+    status: str | None = None,
+    account_id: str | None = None,
+    activity_id: str | None = None,
+    action: str | None = None,
+    created_from: dt.date | None = None,
+    created_to: dt.date | None = None,
+    limit: int = 50,
+    offset: int = 0,
+    ttl_days: int | None = None,
+    now: dt.datetime | None = None,
+) -> RecommendationPage:
+    """List recommendations, newest first, filtered by status, target, action and creation date.
+
+    Args:
+        status: pending, approved, rejected or expired (effective status: pending past the TTL is expired).
+        account_id: only recommendations for this account.
+        activity_id: only recommendations for this value-chain activity.
+        action: only this action id, e.g. "exec_sponsor_call".
+        created_from: first creation day to include (YYYY-MM-DD).
+        created_to: last creation day to include (YYYY-MM-DD).
+        limit: page size, 1-500.
+        offset: rows to skip.
+        ttl_days: days a pending recommendation stays decidable (None or 0: forever).
+        now: the current time, naive UTC (defaults to the wall clock).
+    """
+    if status is not None and status not in STATUSES:
+        raise unknown("status", status, STATUSES, "recommendations")
+    if not 1 <= limit <= MAX_PAGE:
+        raise ToolInputError(f"limit must be between 1 and {MAX_PAGE}; got {limit}")
+    if offset < 0:
+        raise ToolInputError(f"offset must be 0 or more; got {offset}")
+    if created_from and created_to and created_from > created_to:
+        raise ToolInputError(f"created_from {created_from} is after created_to {created_to}")
+    ttl = _check_ttl(ttl_days)
+    cutoff = _cutoff(_naive_utc(now), ttl)
+
+    conditions: list[ColumnElement[bool]] = []
+    if status is not None:
+        conditions.append(_status_condition(status, cutoff))
+    if account_id is not None:
+        conditions.append(Recommendation.account_id == account_id.strip())
+    if activity_id is not None:
+        conditions.append(Recommendation.activity_id == activity_id.strip())
+    if action is not None:
+        conditions.append(Recommendation.action == action.strip())
+    if created_from is not None:
+        conditions.append(Recommendation.created_at >= dt.datetime.combine(created_from, dt.time()))
+    if created_to is not None:
+        end = dt.datetime.combine(created_to + dt.timedelta(days=1), dt.time())
+        conditions.append(Recommendation.created_at < end)
+
+    total = session.scalar(select(func.count()).select_from(Recommendation).where(*conditions)) or 0
+    rows = session.scalars(
+        select(Recommendation)
+        .where(*conditions)
+        .order_by(Recommendation.created_at.desc(), Recommendation.id.desc())
+        .limit(limit)
+        .offset(offset)
+    ).all()
+    return RecommendationPage(
+        items=[_view(r, cutoff, ttl) for r in rows],
+        total=total,
+        limit=limit,
+        offset=offset,
+        filters=RecommendationFilters(
+            status=status,
+            account_id=account_id,
+            activity_id=activity_id,
+            action=action,
+            created_from=created_from,
+            created_to=created_to,
+        ),
+        ttl_days=ttl,
+    )
+
+
+def get_recommendation(
+    *,
+    session: Session,
+    recommendation_id: int,
+    ttl_days: int | None = None,
+    now: dt.datetime | None = None,
+) -> RecommendationDetail:
+    """One recommendation with its evidence, audit trail and the conversation that filed it.
+
+    Args:
+        recommendation_id: the recommendation's number.
+        ttl_days: days a pending recommendation stays decidable (None or 0: forever).
+        now: the current time, naive UTC (defaults to the wall clock).
+    """
+    ttl = _check_ttl(ttl_days)
+    cutoff = _cutoff(_naive_utc(now), ttl)
+    rec = session.get(Recommendation, recommendation_id)
+    if rec is None:
+        raise RecommendationNotFound(
+            f"no recommendation #{recommendation_id}", recommendation_id=recommendation_id
+        )
+    events = session.scalars(
+        select(RecommendationEvent)
+        .where(RecommendationEvent.recommendation_id == rec.id)
+        .order_by(RecommendationEvent.at, RecommendationEvent.id)
+    ).all()
+    conversation_id = None
+    if rec.run_id is not None:
+        conversation_id = session.scalar(select(AgentRun.conversation_id).where(AgentRun.id == rec.run_id))
+    view = _view(rec, cutoff, ttl)
+    return RecommendationDetail(
+        **view.model_dump(),
+        conversation_id=conversation_id,
+        events=[
+            RecommendationEventView(
+                id=e.id,
+                event=e.event,
+                actor=e.actor,
+                at=e.at,
+                reason_code=e.reason_code,
+                note=e.note,
+                data=e.data or {},
+            )
+            for e in events
+        ],
+    )
+
+
+def _decision_info(session: Session, recommendation_id: int) -> DecisionInfo | None:
+    """The row's current decision, read fresh from the database (not the identity map)."""
+    row = session.execute(
+        select(Recommendation.status, Recommendation.decided_by, Recommendation.decided_at).where(
+            Recommendation.id == recommendation_id
+        )
+    ).first()
+    if row is None:
+        return None
+    event = session.execute(
+        select(RecommendationEvent.reason_code, RecommendationEvent.note)
+        .where(
+            RecommendationEvent.recommendation_id == recommendation_id,
+            RecommendationEvent.event == row.status,
+        )
+        .order_by(RecommendationEvent.at.desc(), RecommendationEvent.id.desc())
+        .limit(1)
+    ).first()
+    return DecisionInfo(
+        recommendation_id=recommendation_id,
+        status=row.status,
+        decided_by=row.decided_by,
+        decided_at=row.decided_at,
+        reason_code=event.reason_code if event else None,
+        note=event.note if event else None,
+    )
+
+
+def _already_decided(info: DecisionInfo) -> AlreadyDecided:
+    what = f"{info.status} by {info.decided_by or 'unknown'}"
+    when = f" at {info.decided_at.isoformat(timespec='seconds')}Z" if info.decided_at else ""
+    reason = f" (reason {info.reason_code!r})" if info.reason_code else ""
+    return AlreadyDecided(
+        f"recommendation #{info.recommendation_id} was already {what}{when}{reason}; nothing was changed",
+        winner=info,
+    )
+
+
+# ------------------------------------------------------------------------------ deciding
+
+
+def _check_reason(
+    decision: Decision, reason_code: str | None, note: str | None
+) -> tuple[str | None, str | None]:
+    reasons = REJECT_REASONS if decision == "rejected" else APPROVE_REASONS
+    code = reason_code.strip() if isinstance(reason_code, str) and reason_code.strip() else None
+    text = note.strip() if isinstance(note, str) and note.strip() else None
+    if code is None and decision == "rejected":
+        raise ToolInputError("a rejection needs a reason_code; valid: " + ", ".join(REJECT_REASONS))
+    if code is not None and code not in reasons:
+        raise unknown("reason_code", code, reasons, f"{decision} recommendations")
+    if code == "other" and text is None:
+        raise ToolInputError('reason_code "other" needs a note saying why')
+    if text is not None and len(text) > NOTE_MAX:
+        raise ToolInputError(f"note must be at most {NOTE_MAX} characters; got {len(text)}")
+    return code, text
+
+
+def decide_recommendation(
+    *,
+    session: Session,
+    recommendation_id: int,
+    decision: Decision,
+    actor: str,
+    role: str,
+    expected_version: int | None = None,
+    content_hash: str | None = None,
+    reason_code: str | None = None,
+    note: str | None = None,
+    ttl_days: int | None = None,
+    now: dt.datetime | None = None,
+) -> DecisionResult:
+    """Approve or reject a pending recommendation, exactly once, bound to the content seen.
+
+    Only the approver and admin roles may decide, and not on a recommendation they filed
+    themselves. The decision is refused when the recommendation is unknown, already decided
+    (the winner is named), changed since the version/hash the approver saw, or expired.
+    Adds the row update and one audit event to the caller's transaction; the caller commits.
+
+    Args:
+        recommendation_id: the recommendation's number.
+        decision: "approved" or "rejected".
+        actor: the user deciding (recorded as decided_by and on the event).
+        role: the actor's role: viewer, analyst, approver or admin.
+        expected_version: the version the approver was shown (give this and/or content_hash).
+        content_hash: the content hash the approver was shown.
+        reason_code: why; required to reject (see REJECT_REASONS), optional to approve.
+        note: free text for the audit trail; required with reason_code "other".
+        ttl_days: days a pending recommendation stays decidable (None or 0: forever).
+        now: the decision time, naive UTC (defaults to the wall clock).
+    """
+    if decision not in DECISIONS:
+        raise unknown("decision", decision, DECISIONS)
+    actor_name = actor.strip() if isinstance(actor, str) else ""
+    if not actor_name or len(actor_name) > ACTOR_MAX:
+        raise ToolInputError(f"actor must be a user name of 1-{ACTOR_MAX} characters; got {actor!r}")
+    if role not in DECIDING_ROLES:
+        raise NotAuthorised(
+            f"role {role!r} may not decide recommendations; only {' or '.join(DECIDING_ROLES)} may",
+            recommendation_id=recommendation_id,
+        )
+    if expected_version is None and content_hash is None:
+        raise ToolInputError(
+            "give expected_version and/or content_hash: the version of the recommendation you reviewed"
+        )
+    if expected_version is not None and (isinstance(expected_version, bool) or expected_version < 1):
+        raise ToolInputError(f"expected_version must be a positive integer; got {expected_version!r}")
+    code, text = _check_reason(decision, reason_code, note)
+    ttl = _check_ttl(ttl_days)
+    at = _naive_utc(now)
+    cutoff = _cutoff(at, ttl)
+
+    rec = session.get(Recommendation, recommendation_id, populate_existing=True)
+    if rec is None:
+        raise RecommendationNotFound(
+            f"no recommendation #{recommendation_id}", recommendation_id=recommendation_id
+        )
+    if rec.status == "expired":
+        raise RecommendationExpired(
+            f"recommendation #{rec.id} expired"
+            + (f" at {rec.decided_at.isoformat(timespec='seconds')}Z" if rec.decided_at else "")
+            + "; its evidence is stale — ask for a fresh recommendation",
+            recommendation_id=rec.id,
+        )
+    if rec.status != "pending":
+        info = _decision_info(session, rec.id)
+        if info is None:
+            raise RecommendationNotFound(f"no recommendation #{rec.id}", recommendation_id=rec.id)
+        raise _already_decided(info)
+    if rec.created_by == actor_name:
+        raise NotAuthorised(
+            f"{actor_name!r} filed recommendation #{rec.id}; another approver must decide it",
+            recommendation_id=rec.id,
+        )
+    current = {"version": rec.version, "content_hash": rec.content_hash}
+    if expected_version is not None and expected_version != rec.version:
+        raise ContentChanged(
+            f"recommendation #{rec.id} is at version {rec.version}, not the version {expected_version} "
+            "you reviewed; review it again before deciding",
+            recommendation_id=rec.id,
+            current=current,
+        )
+    if content_hash is not None and content_hash.strip().lower() != rec.content_hash:
+        raise ContentChanged(
+            f"recommendation #{rec.id} has content hash {rec.content_hash[:12]}…, not the "
+            f"{content_hash.strip()[:12]}… you reviewed; review it again before deciding",
+            recommendation_id=rec.id,
+            current=current,
+        )
+    recomputed = compute_content_hash(
+        account_id=rec.account_id,
+        activity_id=rec.activity_id,
+        action=rec.action,
+        rationale=rec.rationale,
+        evidence=rec.evidence or {},
+        expected_value=rec.expected_value,
+    )
+    if recomputed != rec.content_hash:
+        raise ContentChanged(
+            f"recommendation #{rec.id} was edited without a new version (its content no longer "
+            "matches its content hash); it cannot be decided until it is filed again",
+            recommendation_id=rec.id,
+            current=current,
+        )
+    if cutoff is not None and rec.created_at <= cutoff:
+        expired_at = rec.created_at + dt.timedelta(days=ttl or 0)
+        raise RecommendationExpired(
+            f"recommendation #{rec.id} expired at {expired_at.isoformat(timespec='seconds')}Z "
+            f"({ttl} days after it was filed); its evidence is stale — ask for a fresh recommendation",
+            recommendation_id=rec.id,
+            expired_at=expired_at.isoformat(),
+        )
+
+    conditions = [
+        Recommendation.id == rec.id,
+        Recommendation.status == "pending",
+        Recommendation.version == rec.version,
+        Recommendation.content_hash == rec.content_hash,
+    ]
+    if cutoff is not None:
+        conditions.append(Recommendation.created_at > cutoff)
+    result = session.execute(
+        update(Recommendation)
+        .where(*conditions)
+        .values(status=decision, decided_at=at, decided_by=actor_name)
+        .execution_options(synchronize_session=False)
+    )
+    if getattr(result, "rowcount", 0) != 1:
+        # Someone else got there first (or the content changed under us): say who and what.
+        info = _decision_info(session, rec.id)
+        if info is None:
+            raise RecommendationNotFound(f"no recommendation #{rec.id}", recommendation_id=rec.id)
+        if info.status != "pending":
+            raise _already_decided(info)
+        raise ContentChanged(
+            f"recommendation #{rec.id} changed while you were deciding; review it again",
+            recommendation_id=rec.id,
+        )
+    event = RecommendationEvent(
+        recommendation_id=rec.id,
+        event=decision,
+        actor=actor_name,
+        at=at,
+        reason_code=code,
+        note=text,
+        data={"version": rec.version, "content_hash": rec.content_hash, "role": role},
+    )
+    session.add(event)
+    session.flush()
+    session.refresh(rec)
+    verb = "Approved" if decision == "approved" else "Rejected"
+    target = f"account {rec.account_id}" if rec.account_id else f"activity {rec.activity_id}"
+    return DecisionResult(
+        recommendation_id=rec.id,
+        status=decision,
+        decided_by=actor_name,
+        decided_at=at,
+        reason_code=code,
+        note=text,
+        version=rec.version,
+        content_hash=rec.content_hash,
+        event_id=event.id,
+        explanation=f"{verb} recommendation #{rec.id} ({rec.action!r} for {target}) as {actor_name}"
+        + (f", reason {code!r}" if code else "")
+        + ".",
+    )
+
+
+def expire_stale(
+    *, session: Session, ttl_days: int | None, actor: str = "system", now: dt.datetime | None = None
+) -> list[int]:
+    """Write status "expired" (and an "expired" event) on pending recommendations past the TTL.
+
+    Args:
+        ttl_days: days a pending recommendation stays decidable (None or 0: nothing expires).
+        actor: who runs the sweep (recorded on the events).
+        now: the current time, naive UTC (defaults to the wall clock).
+    """
+    ttl = _check_ttl(ttl_days)
+    at = _naive_utc(now)
+    cutoff = _cutoff(at, ttl)
+    if cutoff is None:
+        return []
+    ids = list(
+        session.scalars(
+            select(Recommendation.id)
+            .where(Recommendation.status == "pending", Recommendation.created_at <= cutoff)
+            .order_by(Recommendation.id)
+        )
+    )
+    expired: list[int] = []
+    for rid in ids:
+        result = session.execute(
+            update(Recommendation)
+            .where(Recommendation.id == rid, Recommendation.status == "pending")
+            .values(status="expired", decided_at=at, decided_by=actor)
+            .execution_options(synchronize_session=False)
+        )
+        if getattr(result, "rowcount", 0) == 1:
+            session.add(
+                RecommendationEvent(
+                    recommendation_id=rid, event="expired", actor=actor, at=at, data={"ttl_days": ttl}
+                )
+            )
+            expired.append(rid)
+    session.flush()
+    return expired
