@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import typer
 
+from valuechain.cli import ask as ask_cmd
 from valuechain.cli import churn as churn_cmd
 from valuechain.cli import db as db_cmd
 from valuechain.cli import demo as demo_cmd
 from valuechain.cli import importer as import_cmd
+from valuechain.cli import keys as keys_cmd
 from valuechain.cli import knowledge as knowledge_cmd
 from valuechain.cli import llm as llm_cmd
+from valuechain.cli import review as review_cmd
+from valuechain.cli import serve as serve_cmd
 from valuechain.cli import setup as setup_cmd
 from valuechain.cli import tools_cmd
 
@@ -26,12 +30,17 @@ app.command("init", help="Create or migrate the database and load the demo compa
 )
 app.command("status", help="Show configuration and what the database holds.")(setup_cmd.status)
 app.command("demo", help="Generate the deterministic demo company into the database.")(demo_cmd.demo)
+app.command("serve", help="Run the HTTP API (OpenAPI at /docs).")(serve_cmd.serve)
+app.command("ask", help="Ask the agent one question; prints the answer and its tool calls.")(ask_cmd.ask)
+app.command("chat", help="Chat with the agent interactively; answers stream.")(ask_cmd.chat)
 app.add_typer(import_cmd.app, name="import", help="Import CSV files with a column mapping.")
 app.add_typer(db_cmd.app, name="db", help="Database maintenance: migrate, canonical hash.")
 app.add_typer(knowledge_cmd.app, name="knowledge", help="Knowledge base: ingest, search, build, eval.")
 app.add_typer(llm_cmd.app, name="llm", help="LLM endpoint and speed; run the embedded model server.")
 app.add_typer(churn_cmd.app, name="churn", help="Churn model: train, report, keep score snapshots.")
 app.add_typer(tools_cmd.app, name="tools", help="Deterministic tools: scoring, ranking, accounts, churn.")
+app.add_typer(review_cmd.app, name="review", help="Review queue: list, show, approve, reject recommendations.")
+app.add_typer(keys_cmd.app, name="keys", help="API keys: create (shown once), list, revoke.")
 
 
 if __name__ == "__main__":

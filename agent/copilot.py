@@ -1,0 +1,222 @@
+"""The agent entry point every interface uses: `Copilot.astream` (events) and `Copilot.ask` (one answer).
+
+One turn: store the question, run the LangChain agent (`create_agent` with the tools of
+`agent.tools` and the policy of `agent.middleware`), stream tokens and tool events, store the
+answer. When the model endpoint fails the user gets a clear message, the question and the
+calls made so far stay in the run log, and the conversation can go on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING, Any, Literal
+
+from langchain.agents import create_agent
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, AIMessageChunk, AnyMessage, HumanMessage, ToolMessage
+from pydantic import BaseModel, Field
+from sqlalchemy.orm import Session, sessionmaker
+
+from agent.deps import RunContext
+from agent.middleware import CopilotMiddleware, LLMUnavailableError, TurnState
+from agent.prompts import load_prompt
+from agent.runlog import RunLog, history
+from agent.tools import build_tools
+
+if TYPE_CHECKING:
+    from knowledge.store import KnowledgeStore
+
+RECURSION_LIMIT = 40
+"""LangGraph steps per turn; the middleware's tool budget ends a turn long before this."""
+
+
+class ToolCallInfo(BaseModel):
+    name: str
+    args: dict[str, Any]
+    ok: bool
+    error: str | None = None
+
+
+class AgentAnswer(BaseModel):
+    """The outcome of one turn (`valuechain ask --json`, the API's non-streaming chat)."""
+
+    answer: str
+    conversation_id: str
+    run_id: str
+    model: str
+    tool_calls: list[ToolCallInfo]
+    llm_calls: int
+    prompt_tokens: int
+    completion_tokens: int
+    latency_s: float
+    llm_s: float = Field(description="Seconds spent waiting for the model")
+    tool_s: float = Field(description="Seconds spent in tools")
+    error: str | None = Field(default=None, description="Why the turn failed, if it did")
+    notes: list[str] = Field(default_factory=list, description="Policy events: retries, forced answers")
+
+
+class AgentEvent(BaseModel):
+    """One streamed event: tokens of the answer, tool start/end, and the final answer or error."""
+
+    type: Literal["run_started", "token", "tool_start", "tool_end", "error", "answer"]
+    text: str | None = None
+    name: str | None = None
+    args: dict[str, Any] | None = None
+    ok: bool | None = None
+    call_id: str | None = None
+    result: AgentAnswer | None = None
+    run_id: str | None = None
+    conversation_id: str | None = None
+
+
+class Copilot:
+    """The agent over one database, knowledge store and model endpoint."""
+
+    def __init__(
+        self,
+        *,
+        sessions: sessionmaker[Session],
+        knowledge: Callable[[], KnowledgeStore],
+        router: BaseChatModel,
+        answerer: BaseChatModel,
+        model_name: str,
+    ) -> None:
+        self.sessions = sessions
+        self.knowledge = knowledge
+        self.model_name = model_name
+        self.system_prompt = load_prompt("system.md")
+        self.tools = build_tools()
+        self.graph = create_agent(
+            router,
+            self.tools,
+            system_prompt=self.system_prompt,
+            middleware=[CopilotMiddleware(router=router, answerer=answerer, model_name=model_name)],
+            context_schema=RunContext,
+        )
+
+    async def astream(
+        self,
+        question: str,
+        *,
+        conversation_id: str | None = None,
+        actor: str = "agent",
+        channel: str = "cli",
+    ) -> AsyncIterator[AgentEvent]:
+        """Run one turn, yielding events; the last event is always `answer` (with `error` set on failure)."""
+        question = question.strip()
+        if not question:
+            raise ValueError("the question is empty")
+        t0 = time.perf_counter()
+        prior = history(self.sessions, conversation_id)
+        log = RunLog.start(self.sessions, question=question, conversation_id=conversation_id,
+                           model=self.model_name, channel=channel)
+        ctx = RunContext(sessions=self.sessions, knowledge=self.knowledge, run_id=log.run_id,
+                         conversation_id=log.conversation_id, actor=actor)
+        ctx.turn = TurnState(log=log)
+        yield AgentEvent(type="run_started", run_id=log.run_id, conversation_id=log.conversation_id)
+
+        messages: list[AnyMessage] = [
+            HumanMessage(c) if role == "user" else AIMessage(c) for role, c in prior
+        ]
+        messages.append(HumanMessage(question))
+        calls: dict[str, ToolCallInfo] = {}
+        final: AIMessage | None = None
+        error: str | None = None
+        streamer = _TokenFilter()
+        try:
+            graph: Any = self.graph  # astream's overloads want TypedDict input and Literal modes
+            async for mode, data in graph.astream(
+                {"messages": messages}, context=ctx, stream_mode=["messages", "updates"],
+                config={"recursion_limit": RECURSION_LIMIT},
+            ):
+                if mode == "messages":
+                    chunk, _meta = data
+                    if isinstance(chunk, AIMessageChunk) and (text := streamer.feed(chunk)):
+                        yield AgentEvent(type="token", text=text)
+                    continue
+                for update in (data or {}).values():
+                    for msg in (update or {}).get("messages", []) if isinstance(update, dict) else []:
+                        if isinstance(msg, AIMessage):
+                            streamer.reset()
+                            for c in msg.tool_calls:
+                                calls[c["id"] or c["name"]] = ToolCallInfo(name=c["name"], args=c["args"], ok=False)
+                                log.message("assistant", "", tool_calls=[{"name": c["name"], "args": c["args"]}])
+                                yield AgentEvent(type="tool_start", name=c["name"], args=c["args"], call_id=c["id"])
+                            if not msg.tool_calls:
+                                final = msg
+                        elif isinstance(msg, ToolMessage):
+                            info = calls.get(msg.tool_call_id)
+                            ok = msg.status != "error"
+                            if info is not None:
+                                info.ok = ok
+                                info.error = None if ok else str(msg.content)
+                            log.message("tool", str(msg.content))
+                            yield AgentEvent(type="tool_end", name=msg.name, ok=ok, text=str(msg.content),
+                                             call_id=msg.tool_call_id)
+        except LLMUnavailableError as exc:
+            error = (f"Sorry, {exc}, so I cannot answer right now. Your question is saved in "
+                     f"conversation {log.conversation_id}; ask again when the model is back.")
+            yield AgentEvent(type="error", text=error)
+
+        answer = error if error else (str(final.content).strip() if final is not None else "")
+        if not error and not answer:
+            answer = "I could not produce an answer to that."
+        if not error:
+            log.message("assistant", answer)
+        latency = time.perf_counter() - t0
+        log.finish(answer=None if error else answer, error=error, latency_ms=latency * 1000)
+        turn: TurnState = ctx.turn
+        result = AgentAnswer(
+            answer=answer, conversation_id=log.conversation_id, run_id=log.run_id, model=self.model_name,
+            tool_calls=list(calls.values()), llm_calls=log.llm_seq,
+            prompt_tokens=log.prompt_tokens, completion_tokens=log.completion_tokens,
+            latency_s=round(latency, 3), llm_s=round(turn.llm_s, 3), tool_s=round(turn.tool_s, 3),
+            error=error, notes=turn.notes,
+        )
+        yield AgentEvent(type="answer", text=answer, result=result, run_id=log.run_id,
+                         conversation_id=log.conversation_id)
+
+    async def aask(self, question: str, **kwargs: Any) -> AgentAnswer:
+        result: AgentAnswer | None = None
+        async for event in self.astream(question, **kwargs):
+            if event.type == "answer":
+                result = event.result
+        if result is None:  # astream always ends with an answer event
+            raise RuntimeError("the agent run ended without an answer")
+        return result
+
+    def ask(self, question: str, **kwargs: Any) -> AgentAnswer:
+        """One turn, blocking: the answer with its tool calls, counts and timings."""
+        return asyncio.run(self.aask(question, **kwargs))
+
+
+class _TokenFilter:
+    """Passes answer tokens through; holds back a reply that starts like a ```json call."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.buffer = ""
+        self.open = False
+        self.held = False
+
+    def feed(self, chunk: AIMessageChunk) -> str:
+        if chunk.tool_call_chunks or self.held:
+            self.held = self.held or bool(chunk.tool_call_chunks)
+            return ""
+        text = chunk.content if isinstance(chunk.content, str) else ""
+        if self.open:
+            return text
+        self.buffer += text
+        head = self.buffer.lstrip()
+        if not head:
+            return ""
+        if head.startswith(("`", "{")) and (len(head) < 8 or head.startswith(("```json", '{"'))):
+            self.held = len(head) >= 8
+            return ""
+        self.open = True
+        out, self.buffer = self.buffer, ""
+        return out

@@ -1,0 +1,92 @@
+"""What one agent run hands its tools: database sessions, the knowledge store, who is asking.
+
+A `RunContext` is passed as LangChain's runtime context (`agent.invoke(..., context=ctx)`),
+so it never appears in a tool schema. It also keeps the full result of every tool call of
+the run: the middleware logs them and `propose_recommendation` attaches them as evidence.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel
+from sqlalchemy.orm import Session, sessionmaker
+
+from agent.compact import compact_json
+from crm.db import session_scope
+
+
+class ToolFixableError(Exception):
+    """A tool call the model can correct (unknown id, metric, period...); goes back as a tool message."""
+
+
+@dataclass
+class ToolOutcome:
+    """The full result of one tool call (for the run log and for evidence)."""
+
+    name: str
+    result: BaseModel | None = None
+    error: str | None = None
+
+
+@dataclass
+class RunContext:
+    """Dependencies and per-run state of one agent turn."""
+
+    sessions: sessionmaker[Session]
+    knowledge: Callable[[], Any]
+    """Returns the `knowledge.store.KnowledgeStore` (opened on first use)."""
+    run_id: str
+    conversation_id: str
+    actor: str = "agent"
+    outcomes: list[ToolOutcome] = field(default_factory=list)
+    turn: Any = None
+    """The middleware's per-turn counters (`agent.middleware.TurnState`)."""
+
+    def call(self, name: str, fn: Callable[[Session], BaseModel], *, writes: bool = False) -> str:
+        """Run a tool core in its own session; return the compact JSON the model reads.
+
+        A `ToolInputError` or `ValueError` from the core is the model's to fix: it becomes a
+        `ToolFixableError` carrying the core's message. Anything else is a bug and raises.
+        """
+        from tools.errors import ToolInputError
+
+        try:
+            with session_scope(self.sessions) as session:
+                result = fn(session)
+                if not writes:
+                    session.rollback()
+        except (ToolInputError, ValueError) as exc:
+            self.outcomes.append(ToolOutcome(name, error=str(exc)))
+            raise ToolFixableError(str(exc)) from exc
+        self.outcomes.append(ToolOutcome(name, result=result))
+        return compact_json(name, result)
+
+    def evidence_for(self, target: str, action: str) -> tuple[dict[str, Any], float | None]:
+        """The tool results of this run that concern `target`, and the EV of `action` if one was computed.
+
+        Evidence is what the recommendation rests on, taken from the tools' own outputs (never
+        from the model's text): each successful call's compact projection, keyed by tool name.
+        """
+        evidence: dict[str, Any] = {}
+        expected_value: float | None = None
+        for outcome in self.outcomes:
+            if outcome.result is None:
+                continue
+            dumped = outcome.result.model_dump(mode="json")
+            if target and target not in str(dumped):
+                continue
+            evidence[outcome.name] = compact_json_obj(outcome.name, outcome.result)
+            if outcome.name == "next_best_action":
+                for option in dumped.get("actions", []):
+                    if option.get("action") == action:
+                        expected_value = option.get("expected_value")
+        return evidence, expected_value
+
+
+def compact_json_obj(name: str, result: BaseModel) -> Any:
+    import json
+
+    return json.loads(compact_json(name, result))

@@ -1,0 +1,256 @@
+"""The agent's policy around each model and tool call: route or answer, validate, retry once, log.
+
+Route vs answer. A turn starts on the *router* (tools bound, the embedded server's route
+slot). After tool results come back the router is asked again, so it can chain calls
+("top 5 at risk, then what to do about the first"), or it answers in prose. The *answerer*
+(no tools, the answer slot) writes the final answer when the tool budget is spent, when the
+router repeats a call it already made this turn, or after a failed corrective retry.
+
+Validation. Every call the router returns is checked before anything runs: the tool exists,
+the arguments validate against its schema, it is not a repeat. A malformed or unknown call
+(or a reply that looks like a broken ```json call) gets one corrective retry with the error;
+if that fails too, the answerer replies honestly from what it has.
+
+Logging. Each model call's latency, tokens and error, and each tool call's arguments, full
+result, error and latency go to the run log as they happen.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+from langchain.agents.middleware import AgentMiddleware, AgentState, ModelRequest, ModelResponse
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, ToolMessage
+from langchain_core.tools import BaseTool
+from langgraph.prebuilt.tool_node import ToolCallRequest
+from langgraph.types import Command
+from pydantic import BaseModel, ValidationError
+
+from agent.deps import RunContext, ToolFixableError
+from agent.prompts import load_prompt
+from agent.runlog import RunLog
+
+MAX_TOOL_CALLS = 6
+"""Tool calls one turn may make; then the answerer must reply."""
+
+
+class LLMUnavailableError(RuntimeError):
+    """The model endpoint failed (down, timeout, error status or an unusable reply)."""
+
+
+@dataclass
+class TurnState:
+    """Counters of one turn, kept on the run context."""
+
+    log: RunLog
+    tool_calls: int = 0
+    retries: int = 0
+    llm_s: float = 0.0
+    tool_s: float = 0.0
+    seen_calls: set[str] = field(default_factory=set)
+    notes: list[str] = field(default_factory=list)
+    """What the policy did (retry, forced answer...), for the run result and the evals."""
+
+
+def _call_key(name: str, args: dict[str, Any]) -> str:
+    return name + json.dumps(args, sort_keys=True, default=str)
+
+
+def _current_turn(messages: list[AnyMessage]) -> list[AnyMessage]:
+    for i in range(len(messages) - 1, -1, -1):
+        if isinstance(messages[i], HumanMessage):
+            return messages[i + 1 :]
+    return messages
+
+
+def looks_like_call(text: str) -> bool:
+    """Prose that is really an attempted function call the server could not parse."""
+    t = text.strip()
+    return t.startswith("```json") or t.startswith('{"name"') or '"arguments"' in t[:200]
+
+
+def check_calls(ai: AIMessage, tools: dict[str, BaseTool]) -> str | None:
+    """The first problem with the calls in `ai`, or None when every call is valid."""
+    if ai.invalid_tool_calls:
+        bad = ai.invalid_tool_calls[0]
+        return f"the arguments of {bad.get('name')!r} are not valid JSON: {bad.get('error') or bad.get('args')}"
+    if not ai.tool_calls and looks_like_call(str(ai.content)):
+        return "the reply looks like a function call but is not valid JSON with 'name' and 'arguments'"
+    for call in ai.tool_calls:
+        tool = tools.get(call["name"])
+        if tool is None:
+            return f"there is no function {call['name']!r}; the functions are: {', '.join(tools)}"
+        schema = tool.tool_call_schema
+        if isinstance(schema, type) and issubclass(schema, BaseModel):
+            try:
+                schema.model_validate(call["args"])
+            except ValidationError as exc:
+                problems = "; ".join(
+                    f"{'.'.join(str(p) for p in e['loc']) or 'arguments'}: {e['msg']}" for e in exc.errors()
+                )
+                return f"invalid arguments for {call['name']!r}: {problems}"
+    return None
+
+
+class CopilotMiddleware(AgentMiddleware[AgentState[Any], RunContext, Any]):
+    """Route/answer switching, call validation with one corrective retry, budgets and logging."""
+
+    def __init__(self, *, router: BaseChatModel, answerer: BaseChatModel, model_name: str) -> None:
+        super().__init__()
+        self.router = router
+        self.answerer = answerer
+        self.model_name = model_name
+        self.retry_prompt = load_prompt("retry_tool_call.md")
+        self.answer_prompt = load_prompt("answer.md")
+
+    # --- model calls ---------------------------------------------------------------------
+    async def awrap_model_call(
+        self,
+        request: ModelRequest[RunContext],
+        handler: Callable[[ModelRequest[RunContext]], Awaitable[ModelResponse[Any]]],
+    ) -> ModelResponse[Any]:
+        ctx: RunContext = request.runtime.context
+        turn: TurnState = ctx.turn
+        tools = {t.name: t for t in request.tools if isinstance(t, BaseTool)}
+        if turn.tool_calls >= MAX_TOOL_CALLS:
+            turn.notes.append("tool budget spent")
+            return await self._answer(request, handler, turn)
+
+        ai = await self._call(request.override(model=self.router), handler, turn)
+        problem = check_calls(ai, tools)
+        if problem is not None and turn.retries == 0:
+            turn.retries += 1
+            turn.notes.append(f"corrective retry: {problem}")
+            retry = HumanMessage(self.retry_prompt.format(error=problem))
+            ai = await self._call(
+                request.override(model=self.router, messages=[*request.messages, _as_text(ai), retry]),
+                handler,
+                turn,
+            )
+            problem = check_calls(ai, tools)
+        if problem is not None:
+            turn.notes.append(f"gave up on calls: {problem}")
+            return await self._answer(request, handler, turn)
+
+        if ai.tool_calls:
+            fresh = [c for c in ai.tool_calls if _call_key(c["name"], c["args"]) not in turn.seen_calls]
+            if not fresh:
+                turn.notes.append("repeated call: answering")
+                return await self._answer(request, handler, turn)
+            room = MAX_TOOL_CALLS - turn.tool_calls
+            if len(fresh) > room:
+                turn.notes.append(f"{len(fresh) - room} call(s) over the budget dropped")
+            kept = fresh[:room]
+            for c in kept:
+                turn.seen_calls.add(_call_key(c["name"], c["args"]))
+            if len(kept) != len(ai.tool_calls):
+                ai = ai.model_copy(update={"tool_calls": kept})
+        return ModelResponse(result=[ai])
+
+    async def _answer(
+        self,
+        request: ModelRequest[RunContext],
+        handler: Callable[[ModelRequest[RunContext]], Awaitable[ModelResponse[Any]]],
+        turn: TurnState,
+    ) -> ModelResponse[Any]:
+        messages = [*request.messages, HumanMessage(self.answer_prompt)]
+        ai = await self._call(request.override(model=self.answerer, tools=[], messages=messages), handler, turn)
+        if ai.tool_calls:  # the answerer has no tools; never execute what it makes up
+            ai = AIMessage(content=str(ai.content), id=ai.id, usage_metadata=ai.usage_metadata)
+        return ModelResponse(result=[ai])
+
+    async def _call(
+        self,
+        request: ModelRequest[RunContext],
+        handler: Callable[[ModelRequest[RunContext]], Awaitable[ModelResponse[Any]]],
+        turn: TurnState,
+    ) -> AIMessage:
+        t0 = time.perf_counter()
+        try:
+            response = await handler(request)
+        except Exception as exc:
+            ms = (time.perf_counter() - t0) * 1000
+            turn.llm_s += ms / 1000
+            message = describe_llm_error(exc)
+            if message is None:
+                raise
+            turn.log.llm_call(model=self.model_name, prompt_tokens=None, completion_tokens=None,
+                              latency_ms=ms, error=f"{type(exc).__name__}: {exc}")
+            raise LLMUnavailableError(message) from exc
+        ms = (time.perf_counter() - t0) * 1000
+        turn.llm_s += ms / 1000
+        ai = next((m for m in response.result if isinstance(m, AIMessage)), None)
+        if ai is None:
+            turn.log.llm_call(model=self.model_name, prompt_tokens=None, completion_tokens=None,
+                              latency_ms=ms, error="no assistant message in the reply")
+            raise LLMUnavailableError("the language model returned no message")
+        usage: dict[str, Any] = dict(ai.usage_metadata or {})
+        turn.log.llm_call(
+            model=self.model_name, prompt_tokens=usage.get("input_tokens"),
+            completion_tokens=usage.get("output_tokens"), latency_ms=ms,
+        )
+        return ai
+
+    # --- tool calls ----------------------------------------------------------------------
+    async def awrap_tool_call(
+        self,
+        request: ToolCallRequest,
+        handler: Callable[[ToolCallRequest], Awaitable[ToolMessage | Command[Any]]],
+    ) -> ToolMessage | Command[Any]:
+        ctx = cast(RunContext, request.runtime.context)  # ToolCallRequest does not carry ContextT
+        turn: TurnState = ctx.turn
+        call = request.tool_call
+        turn.tool_calls += 1
+        done = len(ctx.outcomes)
+        t0 = time.perf_counter()
+        error: str | None = None
+        try:
+            out = await handler(request)
+        except ToolFixableError as exc:
+            error = str(exc)
+            out = ToolMessage(content=f"Error: {error}", tool_call_id=call["id"], name=call["name"], status="error")
+        except Exception as exc:
+            ms = (time.perf_counter() - t0) * 1000
+            turn.tool_s += ms / 1000
+            turn.log.tool_call(name=call["name"], args=call["args"], result=None,
+                               error=f"{type(exc).__name__}: {exc}", latency_ms=ms)
+            raise
+        ms = (time.perf_counter() - t0) * 1000
+        turn.tool_s += ms / 1000
+        result = None
+        if len(ctx.outcomes) > done and ctx.outcomes[-1].result is not None:
+            result = ctx.outcomes[-1].result.model_dump(mode="json")
+        if isinstance(out, ToolMessage) and out.status == "error" and error is None:
+            error = str(out.content)
+        turn.log.tool_call(name=call["name"], args=call["args"], result=result, error=error, latency_ms=ms)
+        return out
+
+
+def _as_text(ai: AIMessage) -> AIMessage:
+    """The rejected reply as plain text, so the retry shows the model what it wrote."""
+    if ai.tool_calls or ai.invalid_tool_calls:
+        calls = [{"name": c.get("name"), "arguments": c.get("args")} for c in [*ai.tool_calls, *ai.invalid_tool_calls]]
+        text = "\n".join("```json\n" + json.dumps(c, default=str) + "\n```" for c in calls)
+        return AIMessage(content=text)
+    return AIMessage(content=str(ai.content))
+
+
+def describe_llm_error(exc: BaseException) -> str | None:
+    """A user-facing sentence for an endpoint failure, or None when `exc` is not one."""
+    import httpx
+    import openai
+
+    if isinstance(exc, openai.APITimeoutError | httpx.TimeoutException):
+        return "the language model did not answer in time"
+    if isinstance(exc, openai.APIConnectionError | httpx.TransportError):
+        return "the language model endpoint cannot be reached"
+    if isinstance(exc, openai.APIStatusError):
+        return f"the language model endpoint returned HTTP {exc.status_code}"
+    if isinstance(exc, openai.APIError | json.JSONDecodeError):
+        return "the language model endpoint sent a reply that could not be read"
+    return None

@@ -1,0 +1,142 @@
+"""The run log: conversations, runs, messages, LLM calls and tool calls, written as they happen.
+
+Every write commits at once, so a run that dies half-way (endpoint down, timeout, a bug in a
+tool) still leaves the question, each call made so far and the error in the database: one
+queryable trace from question → LLM calls → tool calls → recommendation (`run_id`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from crm.db import session_scope
+from crm.models import AgentRun, Conversation, LlmCall, Message, ToolCall
+
+HISTORY_TURNS = 4
+"""Earlier turns sent back to the model: their questions and answers only (no tool traffic)."""
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:16]}"
+
+
+class RunLog:
+    """Writes one run's trace; each method commits its own short transaction."""
+
+    def __init__(self, sessions: sessionmaker[Session], run_id: str, conversation_id: str) -> None:
+        self.sessions = sessions
+        self.run_id = run_id
+        self.conversation_id = conversation_id
+        self.llm_seq = 0
+        self.tool_seq = 0
+        self.prompt_tokens = 0
+        self.completion_tokens = 0
+
+    @classmethod
+    def start(
+        cls,
+        sessions: sessionmaker[Session],
+        *,
+        question: str,
+        conversation_id: str | None,
+        model: str,
+        channel: str = "cli",
+    ) -> RunLog:
+        """Open (or continue) the conversation, store the question and a `running` run."""
+        now = utcnow()
+        run_id = new_id("run")
+        with session_scope(sessions) as s:
+            if conversation_id is None or s.get(Conversation, conversation_id) is None:
+                conversation_id = conversation_id or new_id("conv")
+                s.add(Conversation(id=conversation_id, created_at=now, channel=channel, title=question[:200]))
+                s.flush()
+            s.add(
+                AgentRun(
+                    id=run_id, conversation_id=conversation_id, started_at=now, model=model,
+                    status="running", question=question,
+                )
+            )
+            s.flush()
+            s.add(Message(
+                conversation_id=conversation_id, run_id=run_id, seq=_next_seq(s, conversation_id),
+                role="user", content=question, created_at=now,
+            ))
+        return cls(sessions, run_id, conversation_id)
+
+    def llm_call(
+        self, *, model: str, prompt_tokens: int | None, completion_tokens: int | None,
+        latency_ms: float, error: str | None = None,
+    ) -> None:
+        self.llm_seq += 1
+        self.prompt_tokens += prompt_tokens or 0
+        self.completion_tokens += completion_tokens or 0
+        with session_scope(self.sessions) as s:
+            s.add(LlmCall(
+                run_id=self.run_id, seq=self.llm_seq, model=model, prompt_tokens=prompt_tokens,
+                completion_tokens=completion_tokens, latency_ms=latency_ms, error=error,
+            ))
+            run = s.get(AgentRun, self.run_id)
+            if run is not None:
+                run.llm_calls += 1
+                run.prompt_tokens += prompt_tokens or 0
+                run.completion_tokens += completion_tokens or 0
+
+    def tool_call(
+        self, *, name: str, args: dict[str, Any], result: Any, error: str | None, latency_ms: float
+    ) -> None:
+        self.tool_seq += 1
+        with session_scope(self.sessions) as s:
+            s.add(ToolCall(
+                run_id=self.run_id, seq=self.tool_seq, name=name, args=args, result=result,
+                error=error, ok=error is None, latency_ms=latency_ms,
+            ))
+
+    def message(self, role: str, content: str, tool_calls: list[dict[str, Any]] | None = None) -> None:
+        with session_scope(self.sessions) as s:
+            s.add(Message(
+                conversation_id=self.conversation_id, run_id=self.run_id,
+                seq=_next_seq(s, self.conversation_id), role=role, content=content,
+                tool_calls=tool_calls, created_at=utcnow(),
+            ))
+
+    def finish(self, *, answer: str | None, error: str | None, latency_ms: float) -> None:
+        with session_scope(self.sessions) as s:
+            run = s.get(AgentRun, self.run_id)
+            if run is None:
+                return
+            run.finished_at = utcnow()
+            run.status = "error" if error else "ok"
+            run.error = error
+            run.answer = answer
+            run.latency_ms = latency_ms
+
+
+def _next_seq(s: Session, conversation_id: str) -> int:
+    last = s.scalar(select(func.max(Message.seq)).where(Message.conversation_id == conversation_id))
+    return (last or 0) + 1
+
+
+def history(sessions: sessionmaker[Session], conversation_id: str | None) -> list[tuple[str, str]]:
+    """(role, content) of the last `HISTORY_TURNS` completed turns: user questions and final answers."""
+    if conversation_id is None:
+        return []
+    with sessions() as s:
+        rows = s.execute(
+            select(AgentRun.question, AgentRun.answer)
+            .where(AgentRun.conversation_id == conversation_id, AgentRun.status == "ok")
+            .order_by(AgentRun.started_at.desc(), AgentRun.id.desc())
+            .limit(HISTORY_TURNS)
+        ).all()
+    turns: list[tuple[str, str]] = []
+    for question, answer in reversed(rows):
+        turns += [("user", question), ("assistant", answer or "")]
+    return turns

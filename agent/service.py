@@ -1,0 +1,51 @@
+"""Build a ready `Copilot` from settings: database, knowledge store, model endpoint (warmed).
+
+`open_copilot(settings)` is what the CLI, the API's lifespan and the evals use; it starts the
+embedded model server when no ``LLM_BASE_URL`` is set and stops it on exit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import cache
+from typing import Any
+
+from agent.copilot import Copilot
+from agent.llm.model_files import ProgressFn
+from agent.llm.runtime import LLMRuntime
+from valuechain.config import Settings
+from valuechain.runtime import get_sessionmaker
+
+
+def build_copilot(settings: Settings, runtime: LLMRuntime) -> Copilot:
+    """A Copilot over the configured database and knowledge store, talking to `runtime`."""
+
+    @cache
+    def knowledge() -> Any:
+        from knowledge.store import KnowledgeStore
+
+        return KnowledgeStore.from_settings(settings)
+
+    return Copilot(
+        sessions=get_sessionmaker(settings),
+        knowledge=knowledge,
+        router=runtime.router(),
+        answerer=runtime.answerer(),
+        model_name=runtime.model,
+    )
+
+
+@contextmanager
+def open_copilot(
+    settings: Settings, *, warm: bool = True, progress: ProgressFn | None = None
+) -> Iterator[tuple[Copilot, LLMRuntime]]:
+    """A Copilot and its model runtime; the embedded server (if any) stops on exit."""
+    runtime = LLMRuntime.open(settings, progress=progress)
+    try:
+        copilot = build_copilot(settings, runtime)
+        if warm:
+            runtime.warm(copilot.system_prompt, copilot.tools)
+        yield copilot, runtime
+    finally:
+        runtime.close()

@@ -1,0 +1,83 @@
+"""The one scripted chat model for agent-loop unit tests (no network).
+
+`ScriptedChatModel` returns the scripted replies in order, whichever of the router or the
+answerer asks, and records every request it got (messages and bound tool names), so a test
+can assert what the model was shown. `call(...)` and `say(...)` build replies.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from langchain_core.callbacks import CallbackManagerForLLMRun
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, BaseMessage
+from langchain_core.outputs import ChatGeneration, ChatResult
+from pydantic import ConfigDict, Field, PrivateAttr
+
+_ids = itertools.count(1)
+
+
+def call(name: str, **args: Any) -> AIMessage:
+    """A reply that calls tool `name` with `args`."""
+    return AIMessage(content="", tool_calls=[{"name": name, "args": args, "id": f"call_{next(_ids)}"}])
+
+
+def calls(*pairs: tuple[str, dict[str, Any]]) -> AIMessage:
+    """A reply with several (parallel) tool calls."""
+    return AIMessage(
+        content="", tool_calls=[{"name": n, "args": a, "id": f"call_{next(_ids)}"} for n, a in pairs]
+    )
+
+
+def say(text: str) -> AIMessage:
+    return AIMessage(content=text)
+
+
+class Script:
+    """Replies shared by every model built from it, plus the log of requests."""
+
+    def __init__(self, replies: Sequence[AIMessage | Exception]) -> None:
+        self.replies = list(replies)
+        self.requests: list[dict[str, Any]] = []
+
+    @property
+    def remaining(self) -> int:
+        return len(self.replies)
+
+
+class ScriptedChatModel(BaseChatModel):
+    """Answers from a `Script`; `bind_tools` records the tool names instead of sending schemas."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+    script: Script
+    label: str = "scripted"
+    tool_names: list[str] = Field(default_factory=list)
+    on_request: Callable[[list[BaseMessage]], None] | None = None
+    _bound: bool = PrivateAttr(default=False)
+
+    @property
+    def _llm_type(self) -> str:
+        return "scripted"
+
+    def bind_tools(self, tools: Sequence[Any], **kwargs: Any) -> ScriptedChatModel:  # type: ignore[override]
+        names = [getattr(t, "name", None) or t["function"]["name"] for t in tools]
+        return self.model_copy(update={"tool_names": names})
+
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        self.script.requests.append({"model": self.label, "tools": list(self.tool_names), "messages": messages})
+        if not self.script.replies:
+            raise AssertionError(f"the script ran out of replies ({self.label} asked)")
+        reply = self.script.replies.pop(0)
+        if isinstance(reply, Exception):
+            raise reply
+        reply = reply.model_copy(update={"usage_metadata": {"input_tokens": 100, "output_tokens": 10, "total_tokens": 110}})
+        return ChatResult(generations=[ChatGeneration(message=reply)])

@@ -1,0 +1,294 @@
+"""Agent-loop unit tests with the scripted fake chat model (no network), on a small demo company.
+
+Each test scripts the model's replies and asserts what the run did through its public
+outputs: the `AgentAnswer`, the streamed events and the rows in the run-log tables.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx2
+import openai
+import pytest
+from agent_fakes import Script, ScriptedChatModel, call, calls, say
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from agent.copilot import AgentEvent, Copilot
+from agent.middleware import MAX_TOOL_CALLS
+from crm.db import make_engine, make_sessionmaker
+from crm.demo.generator import generate_demo
+from crm.migrate import upgrade
+from crm.models import AgentRun, LlmCall, Message, Recommendation, RecommendationEvent, ToolCall
+
+QUESTION = "Which 5 accounts are most likely to churn and what should we do about the first one?"
+
+
+@pytest.fixture(scope="module")
+def demo_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("agentdemo") / "demo.db"
+    engine = make_engine(f"sqlite:///{path}")
+    upgrade(engine)
+    generate_demo(engine, accounts=120, seed=7)
+    engine.dispose()
+    return path
+
+
+@pytest.fixture
+def sessions(demo_db: Path, tmp_path: Path) -> Iterator[sessionmaker[Session]]:
+    copy = tmp_path / "run.db"
+    shutil.copy(demo_db, copy)
+    engine = make_engine(f"sqlite:///{copy}")
+    yield make_sessionmaker(engine)
+    engine.dispose()
+
+
+def copilot_for(sessions: sessionmaker[Session], script: Script) -> Copilot:
+    return Copilot(
+        sessions=sessions,
+        knowledge=lambda: pytest.fail("this test does not use the knowledge store"),
+        router=ScriptedChatModel(script=script, label="router"),
+        answerer=ScriptedChatModel(script=script, label="answerer"),
+        model_name="scripted",
+    )
+
+
+def top_account(sessions: sessionmaker[Session]) -> str:
+    from tools.ranking import rank
+
+    with sessions() as s:
+        return rank(session=s, entity="accounts", metric="churn_probability", limit=1).items[0].id
+
+
+def rows(sessions: sessionmaker[Session], model: type, run_id: str) -> list[Any]:
+    with sessions() as s:
+        return list(s.scalars(select(model).where(model.run_id == run_id).order_by(model.id)))
+
+
+def test_rank_then_next_best_action_is_logged_end_to_end(sessions: sessionmaker[Session]) -> None:
+    first = top_account(sessions)
+    script = Script([
+        call("rank", entity="accounts", metric="churn_probability", limit=5),
+        call("next_best_action", account_id=first),
+        say(f"{first} is most at risk."),
+    ])
+    result = copilot_for(sessions, script).ask(QUESTION)
+
+    assert result.error is None
+    assert result.answer == f"{first} is most at risk."
+    assert [(c.name, c.ok) for c in result.tool_calls] == [("rank", True), ("next_best_action", True)]
+    assert result.llm_calls == 3 and result.prompt_tokens == 300 and result.completion_tokens == 30
+    # the second routing request saw the rank result, which names the account it then asked about
+    tool_msgs = [m for m in script.requests[1]["messages"] if m.type == "tool"]
+    assert first in str(tool_msgs[0].content)
+    assert script.requests[0]["tools"][:3] == ["rank", "churn_risk", "next_best_action"]
+
+    run_rows = rows(sessions, ToolCall, result.run_id)
+    assert [(t.name, t.ok, t.error) for t in run_rows] == [("rank", True, None), ("next_best_action", True, None)]
+    assert run_rows[0].result["items"][0]["id"] == first  # the full result, not the compact one
+    assert run_rows[1].args == {"account_id": first}
+    llm = rows(sessions, LlmCall, result.run_id)
+    assert [(c.seq, c.prompt_tokens, c.error) for c in llm] == [(1, 100, None), (2, 100, None), (3, 100, None)]
+    with sessions() as s:
+        run = s.get(AgentRun, result.run_id)
+        assert run is not None and run.status == "ok" and run.answer == result.answer and run.llm_calls == 3
+        roles = [m.role for m in s.scalars(select(Message).where(Message.run_id == result.run_id).order_by(Message.seq))]
+    assert roles == ["user", "assistant", "tool", "assistant", "tool", "assistant"]
+
+
+def test_unknown_tool_gets_one_corrective_retry(sessions: sessionmaker[Session]) -> None:
+    script = Script([
+        call("churn_score", account_id="ACME-0042"),
+        call("churn_risk", account_id="ACME-0042"),
+        say("ACME-0042 is at high risk."),
+    ])
+    result = copilot_for(sessions, script).ask("How likely is ACME-0042 to churn?")
+
+    assert [c.name for c in result.tool_calls] == ["churn_risk"]
+    assert result.notes and result.notes[0].startswith("corrective retry: there is no function 'churn_score'")
+    retry_prompt = script.requests[1]["messages"][-1].content
+    assert "there is no function 'churn_score'" in retry_prompt and "churn_risk" in retry_prompt
+    assert len(rows(sessions, ToolCall, result.run_id)) == 1  # the bad call never ran
+
+
+def test_invalid_arguments_twice_falls_back_to_an_answer_without_tools(sessions: sessionmaker[Session]) -> None:
+    script = Script([
+        call("next_best_action", limit=2),  # account_id missing
+        call("next_best_action", account="ACME-0042"),  # still missing
+        say("I need an account id to suggest actions."),
+    ])
+    result = copilot_for(sessions, script).ask("What should we do next?")
+
+    assert result.tool_calls == []
+    assert result.answer == "I need an account id to suggest actions."
+    assert "account_id: Field required" in result.notes[0]
+    assert result.notes[-1].startswith("gave up on calls")
+    assert script.requests[-1]["model"] == "answerer" and script.requests[-1]["tools"] == []
+
+
+def test_malformed_json_reply_is_retried(sessions: sessionmaker[Session]) -> None:
+    script = Script([
+        say('```json\n{"name": "get_account", "arguments": {"account_id": "ACME-0042"\n```'),
+        call("get_account", account_id="ACME-0042"),
+        say("ACME-0042 is an Enterprise account."),
+    ])
+    result = copilot_for(sessions, script).ask("Tell me about ACME-0042")
+
+    assert [c.name for c in result.tool_calls] == ["get_account"]
+    assert "looks like a function call" in result.notes[0]
+
+
+def test_a_tool_error_goes_back_to_the_model_and_the_run_goes_on(sessions: sessionmaker[Session]) -> None:
+    script = Script([
+        call("churn_risk", account_id="ACME-42"),
+        call("churn_risk", account_id="ACME-0042"),
+        say("ACME-0042 is at risk."),
+    ])
+    result = copilot_for(sessions, script).ask("Churn risk of ACME-42?")
+
+    assert [(c.name, c.ok) for c in result.tool_calls] == [("churn_risk", False), ("churn_risk", True)]
+    assert 'no account "ACME-42"' in (result.tool_calls[0].error or "")
+    assert "ACME-0042" in (result.tool_calls[0].error or "")  # the core suggests the close id
+    logged = rows(sessions, ToolCall, result.run_id)
+    assert [t.ok for t in logged] == [False, True] and logged[0].result is None
+    assert 'no account "ACME-42"' in (logged[0].error or "")
+
+
+def test_tool_budget_ends_the_turn_with_an_answer(sessions: sessionmaker[Session]) -> None:
+    ids = [f"ACME-{n:04d}" for n in range(1, 10)]
+    script = Script([*[call("get_account", account_id=i) for i in ids[: MAX_TOOL_CALLS]], say("Done.")])
+    result = copilot_for(sessions, script).ask("Profile the first accounts")
+
+    assert len(result.tool_calls) == MAX_TOOL_CALLS
+    assert result.answer == "Done."
+    assert "tool budget spent" in result.notes
+    assert script.requests[-1]["model"] == "answerer" and script.remaining == 0
+
+
+def test_parallel_calls_over_the_budget_are_dropped(sessions: sessionmaker[Session]) -> None:
+    script = Script([
+        calls(*[("get_account", {"account_id": f"ACME-{n:04d}"}) for n in range(1, MAX_TOOL_CALLS + 3)]),
+        say("Here they are."),
+    ])
+    result = copilot_for(sessions, script).ask("Profile eight accounts")
+
+    assert len(result.tool_calls) == MAX_TOOL_CALLS
+    assert "2 call(s) over the budget dropped" in result.notes
+
+
+def test_a_repeated_call_hands_over_to_the_answerer(sessions: sessionmaker[Session]) -> None:
+    script = Script([
+        call("score_activities"),
+        call("score_activities"),
+        say("Product R&D leaks the most margin."),
+    ])
+    result = copilot_for(sessions, script).ask("Which activities leak the most margin?")
+
+    assert [c.name for c in result.tool_calls] == ["score_activities"]
+    assert result.notes == ["repeated call: answering"]
+    assert [r["model"] for r in script.requests] == ["router", "router", "answerer"]
+
+
+def test_propose_recommendation_files_a_pending_one_with_tool_evidence(sessions: sessionmaker[Session]) -> None:
+    first = top_account(sessions)
+    from tools.nba import next_best_action
+
+    with sessions() as s:
+        action = next_best_action(session=s, account_id=first).actions[0]
+    script = Script([
+        call("next_best_action", account_id=first),
+        call("propose_recommendation", account_id=first, action=action.action, rationale="Highest EV."),
+        say(f"Filed {action.action} for approval."),
+    ])
+    result = copilot_for(sessions, script).ask(f"What should we do about {first}? File it.")
+
+    assert [c.ok for c in result.tool_calls] == [True, True]
+    with sessions() as s:
+        recs = list(s.scalars(select(Recommendation)))
+        assert len(recs) == 1
+        rec = recs[0]
+        assert (rec.status, rec.account_id, rec.action, rec.run_id) == ("pending", first, action.action, result.run_id)
+        assert rec.expected_value == pytest.approx(action.expected_value)
+        assert rec.evidence["next_best_action"]["account_id"] == first  # evidence from the tool, not the model
+        events = [e.event for e in s.scalars(select(RecommendationEvent))]
+        assert events == ["proposed"]
+        assert rec.decided_at is None and rec.decided_by is None
+
+
+def test_endpoint_failure_gives_a_clear_message_and_keeps_the_conversation(sessions: sessionmaker[Session]) -> None:
+    request = httpx2.Request("POST", "http://127.0.0.1:9/v1/chat/completions")
+    script = Script([openai.APIConnectionError(request=request), say("ACME-0042 is fine.")])
+    copilot = copilot_for(sessions, script)
+    events: list[AgentEvent] = []
+
+    async def run() -> None:
+        async for event in copilot.astream("Is ACME-0042 at risk?"):
+            events.append(event)
+
+    asyncio.run(run())
+    assert [e.type for e in events] == ["run_started", "error", "answer"]
+    failed = events[-1].result
+    assert failed is not None and failed.error is not None
+    assert "cannot be reached" in failed.error and failed.conversation_id in failed.error
+    with sessions() as s:
+        run = s.get(AgentRun, failed.run_id)
+        assert run is not None and run.status == "error" and run.question == "Is ACME-0042 at risk?"
+    logged = rows(sessions, LlmCall, failed.run_id)
+    assert len(logged) == 1 and "APIConnectionError" in (logged[0].error or "")
+
+    again = copilot.ask("Is ACME-0042 at risk?", conversation_id=failed.conversation_id)
+    assert again.error is None and again.conversation_id == failed.conversation_id
+
+
+def test_a_bug_in_a_tool_raises_and_is_logged(sessions: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch) -> None:
+    import tools.accounts
+
+    def broken(**_: Any) -> None:
+        raise ZeroDivisionError("bug")
+
+    monkeypatch.setattr(tools.accounts, "get_account", broken)
+    script = Script([call("get_account", account_id="ACME-0042"), say("unused")])
+    with pytest.raises(ZeroDivisionError):
+        copilot_for(sessions, script).ask("Tell me about ACME-0042")
+    with sessions() as s:
+        logged = list(s.scalars(select(ToolCall)))
+    assert [(t.name, t.ok, t.error) for t in logged] == [("get_account", False, "ZeroDivisionError: bug")]
+
+
+def test_conversation_history_is_sent_on_the_next_turn(sessions: sessionmaker[Session]) -> None:
+    script = Script([say("Hello, ask me about accounts."), say("ACME-0042 is an account.")])
+    copilot = copilot_for(sessions, script)
+    first = copilot.ask("hi")
+    second = copilot.ask("and ACME-0042?", conversation_id=first.conversation_id)
+
+    assert second.conversation_id == first.conversation_id
+    sent = [(m.type, m.content) for m in script.requests[1]["messages"] if m.type != "system"]
+    assert sent == [("human", "hi"), ("ai", "Hello, ask me about accounts."), ("human", "and ACME-0042?")]
+
+
+def test_streaming_yields_tool_events_then_the_answer(sessions: sessionmaker[Session]) -> None:
+    script = Script([call("score_activities", period="2026"), say("R&D leaks the most.")])
+    copilot = copilot_for(sessions, script)
+
+    async def collect() -> list[AgentEvent]:
+        return [e async for e in copilot.astream("Which activities leak margin in 2026?")]
+
+    events = asyncio.run(collect())
+    kinds = [e.type for e in events]
+    assert kinds[0] == "run_started" and kinds[-1] == "answer"
+    start = next(e for e in events if e.type == "tool_start")
+    end = next(e for e in events if e.type == "tool_end")
+    assert (start.name, start.args, end.name, end.ok) == ("score_activities", {"period": "2026"}, "score_activities", True)
+    assert json.loads(end.text or "")["period"] == "2026"
+    assert kinds.index("tool_start") < kinds.index("tool_end") < kinds.index("answer")
+
+
+def test_empty_question_is_refused(sessions: sessionmaker[Session]) -> None:
+    with pytest.raises(ValueError, match="empty"):
+        copilot_for(sessions, Script([])).ask("   ")
