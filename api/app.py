@@ -1,0 +1,145 @@
+"""The HTTP service: `create_app(settings)` builds a FastAPI app; `lifespan` owns its resources.
+
+Long-lived resources live on `app.state`, created in `lifespan` and released at shutdown:
+
+- `engine`, `sessionmaker` — the database (`api.deps.SessionDep` hands out one session per request);
+- `knowledge` — a callable returning the knowledge store, created on first use;
+- `llm` — an `api.llm.LLMState` from `api.llm.start_llm(settings)` (the chat model endpoint).
+
+Other interfaces mount on the same app: `app.include_router(...)` for the chat routes,
+`/slack/events` and the web UI (see docs/API.md, "Extending the app").
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import OperationalError, ProgrammingError
+
+from api.llm import start_llm, stop_llm
+from api.metrics import MetricsMiddleware
+from api.routes import conversations, health, knowledge, recommendations, tools
+from crm.db import make_engine, make_sessionmaker
+from tools.errors import ToolInputError
+from valuechain.config import Settings, get_settings
+
+if TYPE_CHECKING:
+    from knowledge.store import KnowledgeStore
+
+API_VERSION = "1.0.0"
+
+DESCRIPTION = """\
+Value-chain analytics over a CRM database: deterministic tools, framework knowledge with
+citations, and recommendations that wait for a human approver.
+
+**Auth.** Every `/api/v1` route needs `Authorization: Bearer <api key>`; create keys with
+`valuechain keys create --name NAME --role ROLE`. Roles: `viewer` reads; `analyst` also
+calls tools, chats and ingests documents; `approver` also approves and rejects
+recommendations; `admin` may do everything. `/healthz`, `/readyz` and `/metrics` are open.
+
+**Errors.** `{"detail": "..."}` with a message that says what is valid; decision conflicts
+carry `{"detail": {"error", "message", ...}}` naming who decided first.
+"""
+
+TAGS = [
+    {"name": "recommendations", "description": "The review queue: list, inspect, approve, reject."},
+    {"name": "tools", "description": "The deterministic tools, returning the same models the agent sees."},
+    {"name": "knowledge", "description": "Framework knowledge: cited search and document ingest."},
+    {"name": "conversations", "description": "Agent conversations with their runs and tool calls."},
+    {"name": "operations", "description": "Liveness, readiness and Prometheus metrics."},
+]
+
+
+class LazyKnowledge:
+    """Creates the knowledge store on first call (Chroma and the embedding model load in
+    seconds, and most requests never need them); thread-safe."""
+
+    def __init__(self, settings: Settings, store: KnowledgeStore | None = None) -> None:
+        self._settings = settings
+        self._store = store
+        self._lock = threading.Lock()
+
+    @property
+    def loaded(self) -> bool:
+        return self._store is not None
+
+    def __call__(self) -> KnowledgeStore:
+        if self._store is None:
+            with self._lock:
+                if self._store is None:
+                    from knowledge.store import KnowledgeStore
+
+                    self._store = KnowledgeStore.from_settings(self._settings)
+        return self._store
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Open the database engine and the LLM endpoint; close them at shutdown."""
+    settings: Settings = app.state.settings
+    engine = make_engine(settings.resolved_database_url)
+    app.state.engine = engine
+    app.state.sessionmaker = make_sessionmaker(engine)
+    app.state.knowledge = LazyKnowledge(settings, app.state.knowledge_override)
+    app.state.llm = start_llm(settings)
+    try:
+        yield
+    finally:
+        stop_llm(app.state.llm)
+        engine.dispose()
+
+
+async def _tool_input_error(request: Request, exc: Exception) -> JSONResponse:
+    return JSONResponse(status_code=422, content={"detail": str(exc)})
+
+
+async def _database_error(request: Request, exc: Exception) -> JSONResponse:
+    orig = getattr(exc, "orig", None)
+    first = (str(orig) if orig is not None else str(exc)).splitlines()[0]
+    return JSONResponse(
+        status_code=503,
+        content={
+            "detail": f"database error ({first}); is the database reachable and initialised "
+            "(`valuechain init`)?"
+        },
+    )
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    knowledge_store: KnowledgeStore | None = None,
+    configure: Callable[[FastAPI], None] | None = None,
+) -> FastAPI:
+    """Build the API app for `settings` (default: from the environment).
+
+    `knowledge_store` replaces the one made from settings (tests); `configure(app)` runs
+    last, to mount more routers (chat, Slack, UI) before the app serves.
+    """
+    settings = settings or get_settings()
+    app = FastAPI(
+        title="Value Chain Copilot API",
+        version=API_VERSION,
+        description=DESCRIPTION,
+        openapi_tags=TAGS,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.knowledge_override = knowledge_store
+    app.add_middleware(MetricsMiddleware)
+    app.add_exception_handler(ToolInputError, _tool_input_error)
+    app.add_exception_handler(OperationalError, _database_error)
+    app.add_exception_handler(ProgrammingError, _database_error)
+    app.include_router(health.router)
+    app.include_router(recommendations.router)
+    app.include_router(tools.router)
+    app.include_router(knowledge.router)
+    app.include_router(conversations.router)
+    if configure is not None:
+        configure(app)
+    return app

@@ -1,0 +1,1 @@
+"""One router per file: recommendations, tools, knowledge, conversations, health."""
