@@ -1,0 +1,259 @@
+"""`valuechain review ...`: the recommendation review queue from the command line.
+
+`approve` and `reject` act as a named user (`--as NAME`) whose role must be approver or
+admin (checked again in tools/review.py), and must quote the version the reviewer saw
+(`--expected-version`, shown by `review show`), exactly like the HTTP API.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import typer
+from rich.table import Table
+from sqlalchemy import select
+
+from crm.models import User
+from tools.errors import ToolInputError
+from tools.review import (
+    APPROVE_REASONS,
+    REJECT_REASONS,
+    Decision,
+    DecisionRefused,
+    RecommendationExpired,
+    RecommendationNotFound,
+    decide_recommendation,
+    expire_stale,
+    get_recommendation,
+    list_recommendations,
+)
+from valuechain.cli.common import DatabaseUrlOption, JsonOption, console, fail, print_json, settings_for
+from valuechain.runtime import get_sessionmaker
+
+app = typer.Typer(no_args_is_help=True)
+
+# Exit codes: 2 = a mistake in the command, 3 = the decision was refused (decided, changed, expired).
+REFUSED_EXIT = 3
+
+
+def _date(value: str | None, option: str) -> dt.date | None:
+    if value is None:
+        return None
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise fail(f"{option} must be a date like 2026-03-31; got {value!r}", code=2) from None
+
+
+def _money(x: float | None) -> str:
+    return "—" if x is None else f"{x:,.0f}"
+
+
+@app.command("list", help="List recommendations, newest first (filter by status, account, action, dates).")
+def list_cmd(
+    status: str | None = typer.Option(None, "--status", help="pending, approved, rejected or expired"),
+    account_id: str | None = typer.Option(None, "--account", help="Only this account id"),
+    action: str | None = typer.Option(None, "--action", help="Only this action id"),
+    created_from: str | None = typer.Option(None, "--from", help="First creation day (YYYY-MM-DD)"),
+    created_to: str | None = typer.Option(None, "--to", help="Last creation day (YYYY-MM-DD)"),
+    limit: int = typer.Option(50, "--limit", help="Rows per page (1-500)"),
+    offset: int = typer.Option(0, "--offset", help="Rows to skip"),
+    database_url: str | None = DatabaseUrlOption,
+    as_json: bool = JsonOption,
+) -> None:
+    settings = settings_for(database_url)
+    with get_sessionmaker(settings)() as session:
+        try:
+            page = list_recommendations(
+                session=session,
+                status=status,
+                account_id=account_id,
+                action=action,
+                created_from=_date(created_from, "--from"),
+                created_to=_date(created_to, "--to"),
+                limit=limit,
+                offset=offset,
+                ttl_days=settings.recommendation_ttl_days,
+            )
+        except ToolInputError as exc:
+            raise fail(str(exc), code=2) from None
+    if as_json:
+        print_json(page)
+        return
+    table = Table("#", "status", "target", "action", "EV", "created", "by", "decided by")
+    for r in page.items:
+        table.add_row(
+            str(r.id),
+            r.status,
+            r.account_id or r.activity_id or "",
+            r.action,
+            _money(r.expected_value),
+            r.created_at.isoformat(sep=" ", timespec="minutes"),
+            r.created_by,
+            r.decided_by or "",
+        )
+    console.print(table)
+    console.print(f"{len(page.items)} of {page.total} shown (offset {page.offset})")
+
+
+@app.command("show", help="Show one recommendation: evidence, version, content hash and audit trail.")
+def show_cmd(
+    recommendation_id: int = typer.Argument(..., help="The recommendation's number"),
+    database_url: str | None = DatabaseUrlOption,
+    as_json: bool = JsonOption,
+) -> None:
+    settings = settings_for(database_url)
+    with get_sessionmaker(settings)() as session:
+        try:
+            rec = get_recommendation(
+                session=session,
+                recommendation_id=recommendation_id,
+                ttl_days=settings.recommendation_ttl_days,
+            )
+        except RecommendationNotFound as exc:
+            raise fail(exc.message, code=2) from None
+    if as_json:
+        print_json(rec)
+        return
+    head = Table(show_header=False, box=None)
+    head.add_row("recommendation", f"#{rec.id} — {rec.action}")
+    head.add_row("target", f"account {rec.account_id}" if rec.account_id else f"activity {rec.activity_id}")
+    head.add_row(
+        "status", rec.status + (f" (expires {rec.expires_at:%Y-%m-%d %H:%M}Z)" if rec.expires_at else "")
+    )
+    head.add_row("expected value", _money(rec.expected_value))
+    head.add_row("rationale", rec.rationale)
+    head.add_row("version / hash", f"{rec.version} / {rec.content_hash}")
+    head.add_row("filed", f"{rec.created_at:%Y-%m-%d %H:%M}Z by {rec.created_by}")
+    if rec.conversation_id:
+        head.add_row("conversation", rec.conversation_id)
+    console.print(head)
+    if rec.evidence:
+        ev = Table("evidence", "value")
+        for key, value in sorted(rec.evidence.items()):
+            ev.add_row(key, str(value))
+        console.print(ev)
+    trail = Table("when", "event", "actor", "reason", "note")
+    for e in rec.events:
+        trail.add_row(f"{e.at:%Y-%m-%d %H:%M}", e.event, e.actor, e.reason_code or "", e.note or "")
+    console.print(trail)
+    if rec.decidable:
+        console.print(
+            f"decide with: valuechain review approve {rec.id} --as NAME --expected-version {rec.version}"
+        )
+
+
+def _decide(
+    decision: Decision,
+    recommendation_id: int,
+    actor: str,
+    expected_version: int | None,
+    content_hash: str | None,
+    reason: str | None,
+    note: str | None,
+    database_url: str | None,
+    as_json: bool,
+) -> None:
+    settings = settings_for(database_url)
+    factory = get_sessionmaker(settings)
+    with factory() as session:
+        user = session.scalars(select(User).where(User.name == actor)).first()
+        if user is None:
+            raise fail(
+                f"no user {actor!r}; create one with `valuechain keys create --name {actor} --role approver`",
+                code=2,
+            )
+        try:
+            result = decide_recommendation(
+                session=session,
+                recommendation_id=recommendation_id,
+                decision=decision,
+                actor=user.name,
+                role=user.role,
+                expected_version=expected_version,
+                content_hash=content_hash,
+                reason_code=reason,
+                note=note,
+                ttl_days=settings.recommendation_ttl_days,
+            )
+            session.commit()
+        except ToolInputError as exc:
+            raise fail(str(exc), code=2) from None
+        except DecisionRefused as exc:
+            session.rollback()
+            if isinstance(exc, RecommendationExpired):
+                expire_stale(session=session, ttl_days=settings.recommendation_ttl_days)
+                session.commit()
+            if as_json:
+                print_json(exc.as_dict())
+            raise fail(exc.message, code=REFUSED_EXIT) from None
+    if as_json:
+        print_json(result)
+        return
+    console.print(result.explanation)
+
+
+ActorOption = typer.Option(..., "--as", help="Your user name (role approver or admin)")
+VersionOption = typer.Option(None, "--expected-version", help="The version you reviewed (from `review show`)")
+HashOption = typer.Option(None, "--content-hash", help="Or: the content hash you reviewed")
+NoteOption = typer.Option(None, "--note", help="Free text for the audit trail")
+
+
+@app.command("approve", help="Approve a pending recommendation, bound to the version you reviewed.")
+def approve_cmd(
+    recommendation_id: int = typer.Argument(..., help="The recommendation's number"),
+    actor: str = ActorOption,
+    expected_version: int | None = VersionOption,
+    content_hash: str | None = HashOption,
+    reason: str | None = typer.Option(None, "--reason", help="Optional: " + ", ".join(APPROVE_REASONS)),
+    note: str | None = NoteOption,
+    database_url: str | None = DatabaseUrlOption,
+    as_json: bool = JsonOption,
+) -> None:
+    _decide(
+        "approved",
+        recommendation_id,
+        actor,
+        expected_version,
+        content_hash,
+        reason,
+        note,
+        database_url,
+        as_json,
+    )
+
+
+@app.command("reject", help="Reject a pending recommendation with a reason code (and a note).")
+def reject_cmd(
+    recommendation_id: int = typer.Argument(..., help="The recommendation's number"),
+    actor: str = ActorOption,
+    reason: str = typer.Option(..., "--reason", help="One of: " + ", ".join(REJECT_REASONS)),
+    expected_version: int | None = VersionOption,
+    content_hash: str | None = HashOption,
+    note: str | None = NoteOption,
+    database_url: str | None = DatabaseUrlOption,
+    as_json: bool = JsonOption,
+) -> None:
+    _decide(
+        "rejected",
+        recommendation_id,
+        actor,
+        expected_version,
+        content_hash,
+        reason,
+        note,
+        database_url,
+        as_json,
+    )
+
+
+@app.command("expire", help="Mark pending recommendations older than RECOMMENDATION_TTL_DAYS as expired.")
+def expire_cmd(database_url: str | None = DatabaseUrlOption, as_json: bool = JsonOption) -> None:
+    settings = settings_for(database_url)
+    with get_sessionmaker(settings)() as session:
+        expired = expire_stale(session=session, ttl_days=settings.recommendation_ttl_days)
+        session.commit()
+    if as_json:
+        print_json({"expired": expired, "ttl_days": settings.recommendation_ttl_days})
+        return
+    console.print(f"{len(expired)} recommendation(s) expired" + (f": {expired}" if expired else ""))
