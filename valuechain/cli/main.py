@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from valuechain.cli import analysis as analysis_cmd
 from valuechain.cli import ask as ask_cmd
 from valuechain.cli import churn as churn_cmd
 from valuechain.cli import db as db_cmd
@@ -38,6 +39,7 @@ app.add_typer(db_cmd.app, name="db", help="Database maintenance: migrate, canoni
 app.add_typer(knowledge_cmd.app, name="knowledge", help="Knowledge base: ingest, search, build, eval.")
 app.add_typer(llm_cmd.app, name="llm", help="LLM endpoint and speed; run the embedded model server.")
 app.add_typer(churn_cmd.app, name="churn", help="Churn model: train, report, keep score snapshots.")
+app.add_typer(analysis_cmd.app, name="analysis", help="Five-step value-chain analysis report (md, html, pdf).")
 app.add_typer(tools_cmd.app, name="tools", help="Deterministic tools: scoring, ranking, accounts, churn.")
 app.add_typer(review_cmd.app, name="review", help="Review queue: list, show, approve, reject recommendations.")
 app.add_typer(keys_cmd.app, name="keys", help="API keys: create (shown once), list, revoke.")

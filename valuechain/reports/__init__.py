@@ -1,0 +1,41 @@
+"""Rendered reports (interfaces layer): the value-chain analysis as Markdown, HTML or PDF.
+
+`render_report(result, fmt)` is the one entry point; the CLI and, later, the HTTP API call it.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, get_args
+
+from tools.analysis import ValueChainAnalysis
+
+ReportFormat = Literal["md", "html", "pdf"]
+FORMATS: tuple[ReportFormat, ...] = get_args(ReportFormat)
+MEDIA_TYPES: dict[ReportFormat, str] = {
+    "md": "text/markdown; charset=utf-8",
+    "html": "text/html; charset=utf-8",
+    "pdf": "application/pdf",
+}
+
+
+def render_report(result: ValueChainAnalysis, fmt: ReportFormat) -> bytes:
+    """The analysis as a Markdown, HTML or PDF document (bytes; text formats are UTF-8)."""
+    from valuechain.reports.document import build_document
+
+    doc = build_document(result)
+    if fmt == "md":
+        from valuechain.reports.markdown import render_markdown
+
+        return render_markdown(doc)
+    if fmt == "html":
+        from valuechain.reports.html import render_html
+
+        return render_html(doc, result)
+    if fmt == "pdf":
+        from valuechain.reports.pdf import render_pdf
+
+        return render_pdf(doc, result)
+    raise ValueError(f"unknown report format {fmt!r}; valid: {', '.join(FORMATS)}")
+
+
+__all__ = ["FORMATS", "MEDIA_TYPES", "ReportFormat", "render_report"]
