@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, cast, get_args
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sqlalchemy import ColumnElement, Date, Integer, Select, and_, case, func, literal, select
 from sqlalchemy import cast as sql_cast
 from sqlalchemy.orm import QueryableAttribute, Session
@@ -80,10 +80,22 @@ class AccountMetricContext:
         return literal(self.as_of, Date)
 
 
+@dataclass(frozen=True)
+class StoredValues:
+    """Metric values kept in a table: `table` is outer-joined to `accounts` on `onclause` and
+    `value` is an expression over both (e.g. `Account.arr * ChurnScore.probability`)."""
+
+    table: Any
+    onclause: ColumnElement[bool]
+    value: SqlExpr
+
+
 SqlMetric = Callable[[AccountMetricContext], SqlExpr]
 ComputeMetric = Callable[[AccountMetricContext], Mapping[str, MetricValue]]
 GroupedMetric = Callable[[AccountMetricContext], Select[Any, Any]]
 ContextHook = Callable[[AccountMetricContext, Sequence[str]], Mapping[str, Mapping[str, Scalar]]]
+StoredHook = Callable[[AccountMetricContext], StoredValues | None]
+Source = Literal["sql", "computed", "snapshot"]
 
 
 @dataclass(frozen=True)
@@ -97,7 +109,10 @@ class AccountMetric(MetricSpec):
     - `compute`: values for the filtered set computed in Python, keyed by account id (ids
       left out count as null).
 
-    `context`, if given, adds fields to the shown items.
+    `context`, if given, adds fields to the shown items. `stored`, if given, may offer the
+    values kept in a table (e.g. a churn-score snapshot): when it returns them and they cover
+    every filtered account, the ranking runs in SQL on them; otherwise the metric's own
+    source is used.
     """
 
     sql: SqlMetric | None = None
@@ -105,6 +120,7 @@ class AccountMetric(MetricSpec):
     compute: ComputeMetric | None = None
     context: ContextHook | None = None
     missing_as: MetricValue = None
+    stored: StoredHook | None = None
 
     def __post_init__(self) -> None:
         if sum(x is not None for x in (self.sql, self.grouped, self.compute)) != 1:
@@ -347,6 +363,10 @@ class RankResult(BaseModel):
     items: list[RankItem]
     total_matching: int
     missing_values: int
+    source: Source = Field(
+        description="How the values were obtained: sql (in the database), computed (in Python over "
+        "the filtered set) or snapshot (read from kept churn_scores of the active model and date)"
+    )
     explanation: str
     inputs: RankInputs
 
@@ -398,6 +418,7 @@ class _Ranked:
     items: list[RankItem]
     total: int
     missing: int
+    source: Source
     as_of: dt.date | None = None
     period: str | None = None
 
@@ -419,37 +440,60 @@ def _values_statement(spec: AccountMetric, ctx: AccountMetricContext) -> Select[
     return None
 
 
+def _stored_statement(stored: StoredValues, ctx: AccountMetricContext) -> Select[Any, Any]:
+    return (
+        select(Account.id.label("id"), stored.value.label("value"))
+        .select_from(Account)
+        .outerjoin(stored.table, stored.onclause)
+        .where(*ctx.conditions)
+    )
+
+
+def _rank_in_sql(
+    session: Session, values_stmt: Select[Any, Any], order: Order, limit: int
+) -> tuple[list[tuple[str, MetricValue]], int, int]:
+    """The top `limit` (id, value) rows of a SELECT (id, value), with the total and missing counts."""
+    inner = values_stmt.subquery()
+    value_col = inner.c.value
+    # One pass: the window counts see every filtered row before LIMIT applies.
+    stmt = (
+        select(
+            inner.c.id,
+            value_col,
+            func.count().over().label("total"),
+            func.count(value_col).over().label("valued"),
+        )
+        .order_by(
+            value_col.is_(None),
+            value_col.desc() if order == "desc" else value_col.asc(),
+            byte_order(session, inner.c.id),
+        )
+        .limit(limit)
+    )
+    result_rows = session.execute(stmt).all()
+    shown = [(row[0], row[1]) for row in result_rows]
+    if not result_rows:
+        return shown, 0, 0
+    return shown, result_rows[0][2], result_rows[0][2] - result_rows[0][3]
+
+
 def _rank_accounts(
     session: Session, spec: AccountMetric, filters: Normalised, order: Order, limit: int, as_of: dt.date
 ) -> _Ranked:
     conds = tuple(conditions(filters, ACCOUNT_FILTERS))
     ctx = AccountMetricContext(session=session, as_of=as_of, conditions=conds)
+    in_sql: tuple[list[tuple[str, MetricValue]], int, int] | None = None
+    source: Source = "sql"
+    stored = spec.stored(ctx) if spec.stored is not None else None
+    if stored is not None:
+        found = _rank_in_sql(session, _stored_statement(stored, ctx), order, limit)
+        if found[2] == 0:  # kept values cover every filtered account; else use the metric itself
+            in_sql, source = found, "snapshot"
+    if in_sql is None and (values_stmt := _values_statement(spec, ctx)) is not None:
+        in_sql = _rank_in_sql(session, values_stmt, order, limit)
     shown: list[tuple[str, MetricValue]]
-    values_stmt = _values_statement(spec, ctx)
-    if values_stmt is not None:
-        inner = values_stmt.subquery()
-        value_col = inner.c.value
-        # One pass: the window counts see every filtered row before LIMIT applies.
-        stmt = (
-            select(
-                inner.c.id,
-                value_col,
-                func.count().over().label("total"),
-                func.count(value_col).over().label("valued"),
-            )
-            .order_by(
-                value_col.is_(None),
-                value_col.desc() if order == "desc" else value_col.asc(),
-                byte_order(session, inner.c.id),
-            )
-            .limit(limit)
-        )
-        result_rows = session.execute(stmt).all()
-        shown = [(row[0], row[1]) for row in result_rows]
-        if result_rows:
-            total, missing = result_rows[0][2], result_rows[0][2] - result_rows[0][3]
-        else:
-            total, missing = 0, 0
+    if in_sql is not None:
+        shown, total, missing = in_sql
     elif spec.compute is not None:
         values = spec.compute(ctx)
         ids = ctx.ids()
@@ -457,6 +501,7 @@ def _rank_accounts(
         ordered = sorted(((i, values.get(i)) for i in ids), key=lambda p: _sort_key(p[1], p[0], order))
         shown = ordered[:limit]
         missing = sum(1 for _, v in ordered if _sort_key(v, "", order)[0])
+        source = "computed"
     else:  # pragma: no cover - AccountMetric.__post_init__ requires one of them
         raise ValueError(f"account metric {spec.name!r} has neither sql nor compute")
     ids_shown = [i for i, _ in shown]
@@ -491,7 +536,7 @@ def _rank_accounts(
         }
         context.update(extra.get(account_id, {}))
         items.append(RankItem(rank=n, id=account_id, name=a.name, value=value, context=context))
-    return _Ranked(items=items, total=total, missing=missing, as_of=as_of)
+    return _Ranked(items=items, total=total, missing=missing, source=source, as_of=as_of)
 
 
 def _rank_activities(
@@ -534,7 +579,7 @@ def _rank_activities(
         for n, s in enumerate(ordered[:limit], start=1)
     ]
     missing = sum(1 for s in keep if getter(s) is None)
-    return _Ranked(items=items, total=len(keep), missing=missing, period=period), dict(
+    return _Ranked(items=items, total=len(keep), missing=missing, source="computed", period=period), dict(
         sorted(filters.items())
     )
 
@@ -576,7 +621,7 @@ def _rank_initiatives(
         for n, (ini, activity_name, category, period) in enumerate(ordered[:limit], start=1)
     ]
     missing = sum(1 for r in rows if getter(r[0]) is None)
-    return _Ranked(items=items, total=len(rows), missing=missing)
+    return _Ranked(items=items, total=len(rows), missing=missing, source="computed")
 
 
 def rank(
@@ -645,6 +690,8 @@ def rank(
     if ranked.missing:
         verb = "has" if ranked.missing == 1 else "have"
         text += f" {ranked.missing:,} {verb} no {key} value (listed last)."
+    if ranked.source == "snapshot":
+        text += " Values read from the scores kept for this date and the active model."
     return RankResult(
         entity=ent,
         metric=key,
@@ -657,6 +704,7 @@ def rank(
         items=ranked.items,
         total_matching=ranked.total,
         missing_values=ranked.missing,
+        source=ranked.source,
         explanation=text,
         inputs=RankInputs(
             entity=ent,

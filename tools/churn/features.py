@@ -27,13 +27,12 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from sqlalchemy import ColumnElement, Date, and_, bindparam, case, func, or_, select
-from sqlalchemy.engine import Result
+from sqlalchemy import ColumnElement, Connection, Date, Executable, and_, bindparam, case, func, or_, select
 from sqlalchemy.orm import Session
 
 from crm.models import (
@@ -115,6 +114,10 @@ class FeatureTable:
             out[name] = cats[i]
         return out
 
+    def view(self, i: int) -> RowView:
+        """Row `i` as a read-only mapping that looks values up on demand (cheap per row)."""
+        return RowView(self, i)
+
     @staticmethod
     def concat(tables: Sequence[FeatureTable]) -> FeatureTable:
         if not tables:
@@ -133,6 +136,38 @@ class FeatureTable:
                 for k in cat_keys
             },
         )
+
+
+class RowView(Mapping[str, Any]):
+    """One row of a FeatureTable with the same values as `FeatureTable.row(i)`, looked up lazily."""
+
+    __slots__ = ("_i", "_table")
+
+    def __init__(self, table: FeatureTable, i: int) -> None:
+        self._table = table
+        self._i = i
+
+    def get(self, key: str, default: Any = None) -> Any:
+        values = self._table.numeric.get(key)
+        if values is not None:
+            value = float(values[self._i])
+            return None if math.isnan(value) else value
+        cats = self._table.categorical.get(key)
+        if cats is not None:
+            return cats[self._i]
+        return default
+
+    def __getitem__(self, key: str) -> Any:
+        if key not in self._table.numeric and key not in self._table.categorical:
+            raise KeyError(key)
+        return self.get(key)
+
+    def __iter__(self) -> Iterator[str]:
+        yield from self._table.numeric
+        yield from self._table.categorical
+
+    def __len__(self) -> int:
+        return len(self._table.numeric) + len(self._table.categorical)
 
 
 @dataclass(frozen=True)
@@ -166,28 +201,54 @@ def active_on(day: dt.date) -> tuple[ColumnElement[bool], ...]:
     )
 
 
-def _ordinal(value: dt.date | None) -> float:
-    return float(value.toordinal()) if value is not None else math.nan
+_EPOCH_ORDINAL = dt.date(1970, 1, 1).toordinal()
+
+
+def _dates(values: Sequence[Any]) -> np.ndarray:
+    """Dates (date objects, or ISO strings as SQLite returns them) as float day ordinals; None → NaN."""
+    try:
+        days = np.array(values, dtype="datetime64[D]")
+    except (TypeError, ValueError):  # e.g. a timestamp string in a date column
+        days = np.array(
+            [v if v is None or isinstance(v, dt.date) else str(v)[:10] for v in values], dtype="datetime64[D]"
+        )
+    out = days.astype(np.int64).astype(np.float64) + _EPOCH_ORDINAL
+    out[np.isnat(days)] = np.nan
+    return out
 
 
 def _column(values: Sequence[Any]) -> np.ndarray:
     """A float array of numbers or dates (as day ordinals); None → NaN."""
     first = next((v for v in values if v is not None), None)
-    if isinstance(first, dt.date):
-        return np.array([math.nan if v is None else float(v.toordinal()) for v in values], dtype=np.float64)
-    return np.array([math.nan if v is None else float(v) for v in values], dtype=np.float64)
+    if isinstance(first, dt.date | str):
+        return _dates(values)
+    return np.array(values, dtype=np.float64)
 
 
-def _scatter(index: Mapping[str, int], n: int, rows: Iterable[Any], width: int) -> np.ndarray:
+def raw_rows(conn: Connection, stmt: Executable, params: Mapping[str, Any] | None = None) -> list[Any]:
+    """All rows of `stmt` as the driver returns them (tuples; dates stay ISO strings on SQLite).
+
+    Skipping SQLAlchemy's per-row result processing roughly halves the time of reading the
+    hundreds of thousands of grouped rows behind a bulk feature computation.
+    """
+    result = conn.execute(stmt, dict(params or {}))
+    try:
+        cursor = result.cursor
+        return list(cursor.fetchall()) if cursor is not None else []
+    finally:
+        result.close()
+
+
+def _scatter(index: Mapping[str, int], n: int, rows: Sequence[Any], width: int) -> np.ndarray:
     """Place per-account SQL rows (account_id, v1..v_width) into an (n, width) NaN array."""
     out = np.full((n, width), np.nan)
-    data = rows.all() if isinstance(rows, Result) else list(rows)  # fetchall beats row by row
-    if not data:
+    if not rows:
         return out
-    idx = np.fromiter((index.get(r[0], -1) for r in data), dtype=np.int64, count=len(data))
+    idx = np.fromiter((index.get(r[0], -1) for r in rows), dtype=np.int64, count=len(rows))
     keep = idx >= 0
+    columns = list(zip(*rows, strict=True))
     for j in range(width):
-        out[idx[keep], j] = _column([r[1 + j] for r in data])[keep]
+        out[idx[keep], j] = _column(columns[1 + j])[keep]
     return out
 
 
@@ -293,23 +354,23 @@ def account_frame(
 ) -> tuple[np.ndarray, dict[str, int], dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Ids (sorted), id → row index, and the account-level columns of the accounts in scope."""
     _, extra, key = _restriction(scope)
+    conn = session.connection()
     if key == "ids":
-        rows = session.execute(_ACCOUNT_BY_IDS, extra).all()
+        rows = raw_rows(conn, _ACCOUNT_BY_IDS, extra)
     else:
-        rows = session.execute(
-            select(*_ACCOUNT_COLUMNS).where(*scope.conditions()).order_by(Account.id)
-        ).all()
-    ids = np.array([r[0] for r in rows], dtype=object)
-    index = {r[0]: i for i, r in enumerate(rows)}
+        rows = raw_rows(conn, select(*_ACCOUNT_COLUMNS).where(*scope.conditions()).order_by(Account.id))
+    cols: list[Sequence[Any]] = list(zip(*rows, strict=True)) if rows else [()] * len(_ACCOUNT_COLUMNS)
+    ids = np.array(cols[0], dtype=object)
+    index = {account_id: i for i, account_id in enumerate(cols[0])}
     numeric = {
-        "arr": np.array([float(r[3] or 0.0) for r in rows], dtype=np.float64),
-        "created_at": np.array([_ordinal(r[4]) for r in rows], dtype=np.float64),
-        "churned_at": np.array([_ordinal(r[5]) for r in rows], dtype=np.float64),
+        "arr": np.nan_to_num(np.array(cols[3], dtype=np.float64), nan=0.0),
+        "created_at": _dates(cols[4]),
+        "churned_at": _dates(cols[5]),
     }
     categorical = {
-        "segment": np.array([r[1] for r in rows], dtype=object),
-        "account_plan": np.array([r[2] for r in rows], dtype=object),
-        "status": np.array([r[6] for r in rows], dtype=object),
+        "segment": np.array(cols[1], dtype=object),
+        "account_plan": np.array(cols[2], dtype=object),
+        "status": np.array(cols[6], dtype=object),
     }
     return ids, index, numeric, categorical
 
@@ -509,8 +570,8 @@ def _history_features(
 
     conn = session.connection()  # Core execution: no ORM result processing per row
 
-    def run(name: str) -> Any:
-        return conn.execute(stmts[name], params)
+    def run(name: str) -> list[Any]:
+        return raw_rows(conn, stmts[name], params)
 
     usage = _scatter(index, n, run("usage"), 4)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -518,8 +579,8 @@ def _history_features(
         prev8 = np.where(usage[:, 3] > 0, usage[:, 2] / usage[:, 3], np.nan)
         trend = np.where(prev8 > 0, last4 / prev8 - 1.0, np.nan)
 
-    sub_rows = run("subscription").all()
-    sub = _scatter(index, n, (r[:4] for r in sub_rows), 3)
+    sub_rows = run("subscription")
+    sub = _scatter(index, n, [r[:4] for r in sub_rows], 3)
     plan = acc_cat["account_plan"].copy()
     for r in sub_rows:
         i = index.get(r[0])
@@ -537,7 +598,7 @@ def _history_features(
         key_p = str(priority).lower()
         if i is not None and key_p in open_counts:
             open_counts[key_p][i] += count
-    csat_rows = run("csat").all()
+    csat_rows = run("csat")
     csat_idx = np.array([index.get(r[0], -1) for r in csat_rows], dtype=np.int64)
     csat_val = np.array([float(r[1] or 0) for r in csat_rows], dtype=np.float64)
     keep = csat_idx >= 0

@@ -1,18 +1,32 @@
 """Account metrics for `rank`: churn_probability, arr_at_risk and health.
 
-`tools.ranking` imports this module on first use (its `ACCOUNT_METRIC_PLUGINS`). The three
-metrics share one bulk scoring of the filtered accounts per ranking call.
+`tools.ranking` imports this module on first use (its `ACCOUNT_METRIC_PLUGINS`). When the
+churn_scores snapshot of the active model and date covers the filtered accounts, the ranking
+runs in SQL over it (`stored`) and only the shown accounts get features and a top driver;
+otherwise the three metrics share one bulk scoring of the filtered accounts per ranking call.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
+from sqlalchemy import Float, literal
 
+from crm.models import Account, ChurnScore
 from tools.churn.features import AccountScope
+from tools.churn.model import load_active_model
 from tools.churn.scoring import Assessment, assess, band_of, explain_rows
-from tools.ranking import AccountMetric, AccountMetricContext, MetricValue, Scalar, register_account_metric
+from tools.churn.snapshots import has_snapshot, join_condition, usable
+from tools.ranking import (
+    AccountMetric,
+    AccountMetricContext,
+    MetricValue,
+    Scalar,
+    SqlExpr,
+    StoredValues,
+    register_account_metric,
+)
 
 _last: tuple[AccountMetricContext, Assessment] | None = None
 
@@ -45,10 +59,30 @@ def _health(ctx: AccountMetricContext) -> Mapping[str, MetricValue]:
     return _values(ctx, _assessment(ctx).health)
 
 
+def _stored(value: Callable[[], SqlExpr]) -> Callable[[AccountMetricContext], StoredValues | None]:
+    def hook(ctx: AccountMetricContext) -> StoredValues | None:
+        model = load_active_model(ctx.session)
+        if not usable(model, ctx.as_of) or not has_snapshot(ctx.session, ctx.as_of, model.version):
+            return None
+        return StoredValues(
+            table=ChurnScore, onclause=join_condition(ctx.as_of, model.version), value=value()
+        )
+
+    return hook
+
+
+_ONE = literal(1.0, Float)
+_HUNDRED = literal(100.0, Float)
+
+
 def _context(ctx: AccountMetricContext, shown: Sequence[str]) -> Mapping[str, Mapping[str, Scalar]]:
-    """Churn figures and the top driver of each shown account (the last use of the cached scores)."""
+    """Churn figures and the top driver of each shown account (the last use of the cached scores;
+    when the ranking read a snapshot, only the shown accounts are scored)."""
     global _last
-    result = _assessment(ctx)
+    if _last is not None and _last[0] is ctx:
+        result = _last[1]
+    else:
+        result = assess(ctx.session, as_of=ctx.as_of, scope=AccountScope(ids=tuple(shown)))
     _last = None  # do not keep a large feature table alive between calls
     position = {str(a): i for i, a in enumerate(result.table.ids)}
     rows = [position[a] for a in shown if a in position]
@@ -77,6 +111,7 @@ METRICS = (
         "probability",
         compute=_probability,
         context=_context,
+        stored=_stored(lambda: ChurnScore.probability),
     ),
     AccountMetric(
         "arr_at_risk",
@@ -85,6 +120,7 @@ METRICS = (
         "currency",
         compute=_arr_at_risk,
         context=_context,
+        stored=_stored(lambda: Account.arr * ChurnScore.probability),
     ),
     AccountMetric(
         "health",
@@ -93,6 +129,7 @@ METRICS = (
         "points",
         compute=_health,
         context=_context,
+        stored=_stored(lambda: _HUNDRED * (_ONE - ChurnScore.probability)),
     ),
 )
 

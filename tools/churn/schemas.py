@@ -11,6 +11,7 @@ Band = Literal["low", "medium", "high"]
 Method = Literal["logistic_regression", "rule_based"]
 Source = Literal["history", "attributes"]
 DriverUnit = Literal["log_odds", "health_points"]
+ScoreSource = Literal["computed", "snapshot"]
 
 
 class Driver(BaseModel):
@@ -75,6 +76,10 @@ class ChurnRiskResult(BaseModel):
     band_counts: dict[str, int] = Field(description="Matched accounts per band")
     total_arr: float = Field(description="Σ arr over matched accounts")
     total_arr_at_risk: float = Field(description="Σ arr × probability over matched accounts")
+    source: ScoreSource = Field(
+        description="computed: features and scores computed now; snapshot: list-mode probabilities "
+        "read from the churn_scores snapshot kept for this date and model (drivers still computed)"
+    )
     explanation: str
     inputs: ChurnRiskInputs
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +26,7 @@ from tools.churn.schemas import (
     ModelInfo,
     ScoreSnapshotResult,
 )
+from tools.churn.snapshots import stored_scores
 from tools.common import data_as_of, require_account
 from tools.errors import ToolInputError
 from tools.filters import conditions, describe, normalise_filters
@@ -125,24 +127,36 @@ def group_contributions(model: ActiveModel, table: FeatureTable) -> tuple[list[s
     return groups, out
 
 
+def _top_groups(
+    values: np.ndarray, names: Sequence[str], k: int, *, raising: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per row, the column indexes of the `k` largest positive (raising) or most negative values,
+    strongest first, ties by name; and a mask of which of those k exist."""
+    m = values.shape[0]
+    if k <= 0 or not names:
+        return np.zeros((m, 0), dtype=np.int64), np.zeros((m, 0), dtype=bool)
+    by_name = np.array(sorted(range(len(names)), key=names.__getitem__), dtype=np.int64)
+    ordered = values[:, by_name]
+    wanted = ordered > 0 if raising else ordered < 0
+    key = np.where(wanted, -ordered if raising else ordered, np.inf)
+    top = np.argsort(key, axis=1, kind="stable")[:, :k]  # stable: equal values stay in name order
+    return by_name[top], np.take_along_axis(wanted, top, axis=1)
+
+
 def explain_rows(
     model: ActiveModel, table: FeatureTable, top_drivers: int
 ) -> list[tuple[list[Driver], list[Driver]]]:
     """Top risk-raising drivers and strongest protective factors of every row of `table`."""
     groups, contrib = group_contributions(model, table)
     unit = "log_odds" if model.linear is not None else "health_points"
+    raise_idx, raise_ok = _top_groups(contrib, groups, top_drivers, raising=True)
+    shown = PROTECTIVE_SHOWN if model.linear is not None else 0
+    lower_idx, lower_ok = _top_groups(contrib, groups, shown, raising=False)
     out: list[tuple[list[Driver], list[Driver]]] = []
     for i in range(len(table)):
-        row = table.row(i)
-        values = contrib[i]
-        raising = sorted(
-            (k for k in range(len(groups)) if values[k] > 0), key=lambda k: (-values[k], groups[k])
-        )
-        lowering = sorted(
-            (k for k in range(len(groups)) if values[k] < 0), key=lambda k: (values[k], groups[k])
-        )
+        row = table.view(i)
 
-        def make(k: int, row: Mapping[str, Any] = row, values: np.ndarray = values) -> Driver:
+        def make(k: int, row: Mapping[str, Any] = row, values: np.ndarray = contrib[i]) -> Driver:
             return Driver(
                 feature=groups[k],
                 value=driver_value(groups[k], row),
@@ -151,8 +165,36 @@ def explain_rows(
                 phrase=driver_phrase(groups[k], row),
             )
 
-        protective = [make(k) for k in lowering[:PROTECTIVE_SHOWN]] if model.linear is not None else []
-        out.append(([make(k) for k in raising[:top_drivers]], protective))
+        raising = [make(int(k)) for k, ok in zip(raise_idx[i], raise_ok[i], strict=True) if ok]
+        protective = [make(int(k)) for k, ok in zip(lower_idx[i], lower_ok[i], strict=True) if ok]
+        out.append((raising, protective))
+    return out
+
+
+def driver_json(model: ActiveModel, table: FeatureTable, top_drivers: int) -> list[str]:
+    """The top risk-raising drivers of every row as JSON text (the `churn_scores.drivers` value).
+
+    The same content as `Driver.model_dump(mode="json")` of `explain_rows`, built without
+    pydantic objects: writing a million rows is dominated by this step.
+    """
+    groups, contrib = group_contributions(model, table)
+    unit = json.dumps("log_odds" if model.linear is not None else "health_points")
+    idx, ok = _top_groups(contrib, groups, top_drivers, raising=True)
+    features = [json.dumps(g) for g in groups]
+    out: list[str] = []
+    for i in range(len(table)):
+        row = table.view(i)
+        parts = []
+        for k, present in zip(idx[i], ok[i], strict=True):
+            if not present:
+                break
+            g = groups[k]
+            parts.append(
+                f'{{"feature": {features[k]}, "value": {json.dumps(driver_value(g, row))}, '
+                f'"contribution": {float(contrib[i, k])!r}, "unit": {unit}, '
+                f'"phrase": {json.dumps(driver_phrase(g, row))}}}'
+            )
+        out.append("[" + ", ".join(parts) + "]")
     return out
 
 
@@ -222,6 +264,28 @@ def _model_sentence(model: ActiveModel) -> str:
     return f"Logistic regression {model.version} trained on {model.source}{when}{auc}."
 
 
+def count_bands(probability: np.ndarray, bands: tuple[float, float]) -> dict[str, int]:
+    """Accounts per band (the same thresholds as `band_of`)."""
+    low, high = bands
+    n_high = int(np.count_nonzero(probability >= high))
+    n_low = int(np.count_nonzero(probability < low))
+    return {"high": n_high, "medium": len(probability) - n_high - n_low, "low": n_low}
+
+
+def _shown_from_snapshot(
+    session: Session, model: ActiveModel, day: dt.date | None, shown: Sequence[str], probability: np.ndarray
+) -> Assessment:
+    """Features of the shown accounts (in the order given) with their kept probabilities."""
+    if not shown:
+        empty = FeatureTable.concat([])
+        return Assessment(model=model, as_of=day, table=empty, probability=np.array([]), health=np.array([]))
+    part = assess(session, as_of=day, scope=AccountScope(ids=tuple(shown)), model=model)
+    position = {str(a): i for i, a in enumerate(part.table.ids)}
+    table = part.table.take([position[a] for a in shown])
+    prob = np.asarray(probability, dtype=np.float64)
+    return Assessment(model=model, as_of=day, table=table, probability=prob, health=100.0 * (1.0 - prob))
+
+
 def churn_risk(
     *,
     session: Session,
@@ -269,17 +333,24 @@ def churn_risk(
             session, filters, ACCOUNT_FILTERS, entity="accounts", defaults=ACCOUNT_DEFAULT_FILTERS
         )
         scope = AccountScope(where=tuple(conditions(norm_filters, ACCOUNT_FILTERS)))
-    result = assess(session, as_of=day, scope=scope, model=model)
-    n = len(result.table)
-    order = np.argsort(-result.probability, kind="stable")  # rows are sorted by id: ties by id
+    stored = (
+        None if account_id is not None else stored_scores(session, day=day, model=model, where=scope.where)
+    )
+    if stored is None:
+        result = assess(session, as_of=day, scope=scope, model=model)
+        ids, arr, prob = result.table.ids, result.table.numeric["arr"], result.probability
+    else:
+        ids, arr, prob = stored.ids, stored.arr, stored.probability
+    n = len(ids)
+    order = np.argsort(-prob, kind="stable")  # rows are sorted by id: ties by id
     shown = [int(i) for i in order[:limit]]
+    if stored is not None:  # features and drivers only for the accounts shown
+        result = _shown_from_snapshot(session, model, day, [str(ids[i]) for i in shown], prob[shown])
+        shown = list(range(len(shown)))
     accounts = _account_results(session, result, shown, bands, top_drivers)
-    band_counts = {"high": 0, "medium": 0, "low": 0}
-    for p in result.probability:
-        band_counts[band_of(float(p), bands)] += 1
-    arr = result.table.numeric["arr"]
+    band_counts = count_bands(prob, bands)
     total_arr = float(arr.sum()) if n else 0.0
-    total_at_risk = float((arr * result.probability).sum()) if n else 0.0
+    total_at_risk = float((arr * prob).sum()) if n else 0.0
     if account_id is not None:
         a = accounts[0]
         phrases = "; ".join(d.phrase for d in a.drivers) or "no risk-raising drivers"
@@ -296,6 +367,11 @@ def churn_risk(
             f"{_fmt_money(total_at_risk)} of {_fmt_money(total_arr)}. Showing the top {len(accounts)} "
             f"by probability. {_model_sentence(model)}"
         )
+        if stored is not None:
+            explanation += (
+                f" Scores read from the snapshot kept for {day} (`valuechain churn score`); "
+                "drivers computed for the accounts shown."
+            )
     return ChurnRiskResult(
         as_of=day,
         model=model_info(model),
@@ -304,6 +380,7 @@ def churn_risk(
         band_counts=band_counts,
         total_arr=total_arr,
         total_arr_at_risk=total_at_risk,
+        source="computed" if stored is None else "snapshot",
         explanation=explanation,
         inputs=ChurnRiskInputs(
             account_id=account_id,
@@ -322,12 +399,15 @@ def write_score_snapshot(
     as_of: dt.date | None = None,
     band_thresholds: tuple[float, float] = DEFAULT_BANDS,
     top_drivers: int = 3,
-    chunk: int = 20_000,
+    chunk: int = 50_000,
 ) -> ScoreSnapshotResult:
-    """Keep the scores of every account active on `as_of` in `churn_scores`.
+    """Score every account active on `as_of` in one batch and keep the scores in `churn_scores`.
 
-    Rows of an earlier run for the same date and model version are replaced; rows of other
-    dates are never touched, so an account that churns later keeps the score it had.
+    Features come from the bulk queries, probabilities from the vectorised model, drivers are
+    chosen with numpy per chunk, and rows are bulk-inserted. Rows of an earlier run for the
+    same date and model version are replaced; rows of other dates are never touched, so an
+    account that churns later keeps the score it had. `rank` and list-mode `churn_risk` read
+    this snapshot instead of recomputing every account (tools/churn/snapshots.py).
     """
     bands = check_bands(band_thresholds)
     model = load_active_model(session)
@@ -338,29 +418,21 @@ def write_score_snapshot(
     stale = (ChurnScore.as_of == day, ChurnScore.model_version == model.version)
     replaced = session.scalar(select(func.count()).select_from(ChurnScore).where(*stale)) or 0
     session.execute(delete(ChurnScore).where(*stale))
-    band_counts = {"high": 0, "medium": 0, "low": 0}
     n = len(result.table)
+    low, high = bands
+    labels = np.where(result.probability < low, "low", np.where(result.probability < high, "medium", "high"))
     for start in range(0, n, chunk):
         stop = min(n, start + chunk)
-        subset = result.table.take(np.arange(start, stop))
-        explained = explain_rows(model, subset, top_drivers)
-        rows = []
-        for k in range(stop - start):
-            prob = float(result.probability[start + k])
-            band = band_of(prob, bands)
-            band_counts[band] += 1
-            rows.append(
-                {
-                    "account_id": str(subset.ids[k]),
-                    "as_of": day,
-                    "model_version": model.version,
-                    "probability": prob,
-                    "band": band,
-                    "drivers": [d.model_dump(mode="json") for d in explained[k][0]],
-                }
-            )
-        if rows:
-            session.execute(insert(ChurnScore), rows)
+        drivers = driver_json(model, result.table.take(np.arange(start, stop)), top_drivers)
+        _insert_scores(
+            session,
+            day,
+            model.version,
+            result.table.ids[start:stop],
+            result.probability[start:stop],
+            labels[start:stop],
+            drivers,
+        )
     session.flush()
     return ScoreSnapshotResult(
         as_of=day,
@@ -368,5 +440,39 @@ def write_score_snapshot(
         method=model.method,
         accounts=n,
         replaced=int(replaced or 0),
-        band_counts=band_counts,
+        band_counts=count_bands(result.probability, bands),
     )
+
+
+def _insert_scores(
+    session: Session,
+    day: dt.date,
+    version: str,
+    ids: np.ndarray,
+    probability: np.ndarray,
+    bands: np.ndarray,
+    drivers: Sequence[str],
+) -> None:
+    """Bulk insert of churn_scores rows with the drivers already as JSON text."""
+    conn = session.connection()
+    columns = ("account_id", "as_of", "model_version", "probability", "band", "drivers")
+    style = conn.dialect.paramstyle
+    if style not in ("qmark", "format", "pyformat"):  # pragma: no cover - SQLite and psycopg use these
+        session.execute(
+            insert(ChurnScore),
+            [
+                dict(zip(columns, (str(a), day, version, float(p), str(b), json.loads(d)), strict=True))
+                for a, p, b, d in zip(ids, probability, bands, drivers, strict=True)
+            ],
+        )
+        return
+    to_db = ChurnScore.__table__.c.as_of.type.bind_processor(conn.dialect)
+    stored_day = to_db(day) if to_db is not None else day
+    mark = "?" if style == "qmark" else "%s"
+    sql = f"INSERT INTO churn_scores ({', '.join(columns)}) VALUES ({', '.join([mark] * len(columns))})"
+    rows = [
+        (a, stored_day, version, p, b, d)
+        for a, p, b, d in zip(ids.tolist(), probability.tolist(), bands.tolist(), drivers, strict=True)
+    ]
+    if rows:
+        conn.exec_driver_sql(sql, rows)
