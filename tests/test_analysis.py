@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import inspect
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -336,3 +338,12 @@ def test_same_result_on_every_engine(any_engine: Engine, tmp_path: Path) -> None
             docs.append(value_chain_analysis(session=s).model_dump_json())
     reference.dispose()
     assert docs[0] == docs[1]
+
+
+def test_docstring_is_the_tool_description() -> None:
+    doc = inspect.getdoc(value_chain_analysis) or ""
+    summary, _, rest = doc.partition("\n")
+    assert summary.endswith(".") and len(summary) <= 100
+    assert re.findall(r"^    (\w+):", rest.split("Args:\n", 1)[1], flags=re.MULTILINE) == ["period"]
+    params = inspect.signature(value_chain_analysis).parameters
+    assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in params.values())

@@ -234,10 +234,15 @@ def chart_size(key: ChartKey, r: ValueChainAnalysis) -> tuple[float, float]:
 
 
 def render_chart(
-    key: ChartKey, result: ValueChainAnalysis, fmt: ImageFormat = "svg", dpi: int = 150
+    key: ChartKey,
+    result: ValueChainAnalysis,
+    fmt: ImageFormat = "svg",
+    dpi: int = 150,
+    text_as_paths: bool = False,
 ) -> bytes:
-    """One chart as SVG or PNG bytes."""
-    with rc_context(_RC):
+    """One chart as SVG or PNG bytes; `text_as_paths` draws SVG text as outlines (for the PDF)."""
+    rc = {**_RC, "svg.fonttype": "path"} if text_as_paths else _RC
+    with rc_context(rc):
         fig = Figure(figsize=chart_size(key, result), layout="constrained")
         _DRAW[key](fig, result)
         buf = io.BytesIO()

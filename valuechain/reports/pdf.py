@@ -1,4 +1,4 @@
-"""PDF rendering of the report with fpdf2: A4, DejaVu Sans (shipped with matplotlib), PNG charts.
+"""PDF rendering of the report with fpdf2: A4, DejaVu Sans (shipped with matplotlib), vector charts.
 
 A real PDF library rather than a browser: it installs from PyPI with the `report` extra and
 needs no Chromium. Headings become PDF bookmarks; a section starts a new page only near a page's foot.
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import re
 from pathlib import Path
 
 import matplotlib
@@ -25,7 +26,8 @@ ACCENT = (21, 101, 192)
 INK = (33, 33, 33)
 MUTED = (97, 97, 97)
 BAND = (245, 247, 250)
-CHART_DPI = 200
+# fpdf2 draws SVG as vector paths but has no use for (and logs a warning about) <metadata>.
+_METADATA = re.compile(rb"<metadata>.*?</metadata>", re.DOTALL)
 SECTION_MIN_SPACE = 70.0  # mm: start a section on a new page when less is left
 
 
@@ -132,8 +134,8 @@ def _chart(pdf: _Report, block: ChartBlock, result: ValueChainAnalysis) -> None:
     height = _chart_height(pdf, block, result)
     if pdf.will_page_break(height + 8):
         pdf.add_page()
-    png = render_chart(block.key, result, "png", dpi=CHART_DPI)
-    pdf.image(io.BytesIO(png), x=pdf.l_margin, w=width, h=height)
+    svg = render_chart(block.key, result, "svg", text_as_paths=True)
+    pdf.image(io.BytesIO(_METADATA.sub(b"", svg, count=1)), x=pdf.l_margin, w=width, h=height)
     pdf.set_font(FONT, "I", 7)
     pdf.set_text_color(*MUTED)
     pdf.multi_cell(0, 3.2, block.caption, new_x=XPos.LMARGIN, new_y=YPos.NEXT)
