@@ -26,6 +26,10 @@ test: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/pytest -q
 
+## Re-record the agent cassettes from the real embedded model (needs the model packages; ~5 min).
+record-cassettes: $(STAMP)
+	$(BIN)/pytest tests/test_agent_cassettes.py --record-mode=rewrite -q
+
 bench: $(STAMP)
 	$(BIN)/python -m bench.run_all
 

@@ -78,3 +78,31 @@ def engine(sqlite_engine: Engine) -> Engine:
 def session(engine: Engine) -> Iterator[Session]:
     with make_sessionmaker(engine)() as s:
         yield s
+
+
+class LiveModelBlockedError(AssertionError):
+    """A test that is neither `live` nor replaying a cassette tried to reach a model server."""
+
+
+@pytest.fixture(autouse=True)
+def _no_live_model(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fail any test that reaches a real model unless it is marked `live` or uses a cassette (`vcr`).
+
+    The OpenAI client (so ChatOpenAI, whatever the endpoint) sends through httpx2's transports;
+    they are replaced by a tripwire. Cassette tests are left to vcrpy, which serves recorded
+    traffic and refuses requests it has no recording for (record mode "none" in CI).
+    """
+    if request.node.get_closest_marker("live") or request.node.get_closest_marker("vcr"):
+        return
+    import httpx2
+
+    def tripwire(self: object, req: httpx2.Request, *args: object, **kwargs: object) -> None:
+        raise LiveModelBlockedError(
+            f"test tried to reach a live model at {req.url}; mark it `live` or record a cassette (vcr)"
+        )
+
+    async def atripwire(self: object, req: httpx2.Request, *args: object, **kwargs: object) -> None:
+        tripwire(self, req)
+
+    monkeypatch.setattr(httpx2.HTTPTransport, "handle_request", tripwire)
+    monkeypatch.setattr(httpx2.AsyncHTTPTransport, "handle_async_request", atripwire)

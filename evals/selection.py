@@ -1,0 +1,226 @@
+"""Tool-selection eval: question → the agent's first routing call, graded BFCL-style.
+
+Only the first routing request of a turn is sent (system prompt + tool schemas + question,
+exactly what the agent sends), and no tool runs, so a case costs one model call. A call
+matches an expected one when the function name is right, each expected argument is present
+with an equal value after normalisation (lower-case, no spaces or punctuation), each
+`contains` argument mentions every listed phrase, and no argument outside
+args/contains/optional appears. `expect: none` cases (irrelevance) pass when no call is made.
+"""
+
+from __future__ import annotations
+
+import re
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
+from langchain_core.tools import BaseTool
+from pydantic import BaseModel, Field
+
+from agent.middleware import check_calls
+
+CASES_DIR = Path(__file__).resolve().parent / "cases"
+DEV_CASES = CASES_DIR / "agent_dev.yaml"
+Category = Literal["single", "multiple", "parallel", "irrelevance"]
+
+
+class ExpectedCall(BaseModel):
+    name: str
+    args: dict[str, Any] = Field(default_factory=dict)
+    contains: dict[str, list[str]] = Field(default_factory=dict)
+    optional: list[str] = Field(default_factory=list)
+
+
+class SelectionCase(BaseModel):
+    id: str
+    category: Category
+    question: str
+    expect: list[ExpectedCall] | Literal["none"]
+    all: bool = Field(default=False, description="Every expected call must be made (parallel), in any order")
+
+
+class CaseFile(BaseModel):
+    version: int
+    cases: list[SelectionCase]
+
+
+class CaseResult(BaseModel):
+    id: str
+    category: Category
+    question: str
+    calls: list[dict[str, Any]]
+    text: str
+    name_ok: bool = Field(description="The right function(s), or no call for irrelevance")
+    args_ok: bool = Field(description="name_ok and the arguments match")
+    valid: bool = Field(description="Every call validates against its tool's schema")
+    detail: str
+    latency_s: float
+    prompt_tokens: int | None
+    completion_tokens: int | None
+
+
+class CategoryScore(BaseModel):
+    n: int
+    name_accuracy: float
+    arg_accuracy: float
+
+
+class SelectionReport(BaseModel):
+    model: str
+    cases: int
+    by_category: dict[str, CategoryScore]
+    tool_selection_accuracy: float = Field(description="In-scope cases with the right function(s)")
+    argument_accuracy: float = Field(description="In-scope cases with the right function(s) and arguments")
+    abstention: float = Field(description="Out-of-scope cases answered without a call")
+    false_abstention: float = Field(description="In-scope cases answered without any call")
+    latency_p50_s: float
+    latency_p95_s: float
+    results: list[CaseResult]
+
+
+def load_cases(path: Path = DEV_CASES) -> list[SelectionCase]:
+    return CaseFile.model_validate(yaml.safe_load(path.read_text(encoding="utf-8"))).cases
+
+
+def norm(value: Any) -> Any:
+    """Lower-case, strip spaces and punctuation; dicts and lists recursively; numbers as numbers."""
+    if isinstance(value, dict):
+        return {norm(k): norm(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [norm(v) for v in value]
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, int | float):
+        return float(value)
+    text = re.sub(r"[\W_]+", "", str(value).lower())
+    try:
+        return float(text) if re.fullmatch(r"\d+", text) else text
+    except ValueError:
+        return text
+
+
+def match_call(call: dict[str, Any], exp: ExpectedCall) -> tuple[bool, bool, str]:
+    """(name matches, arguments match, why not)."""
+    if call["name"] != exp.name:
+        return False, False, f"called {call['name']!r}, expected {exp.name!r}"
+    args = {k: v for k, v in call["args"].items() if v not in (None, "", {}, [])}
+    allowed = set(exp.args) | set(exp.contains) | set(exp.optional)
+    extra = sorted(set(args) - allowed)
+    if extra:
+        return True, False, f"unexpected argument(s) {extra}"
+    for key, want in exp.args.items():
+        if key not in args:
+            return True, False, f"missing argument {key!r}"
+        if norm(args[key]) != norm(want):
+            return True, False, f"{key}={args[key]!r}, expected {want!r}"
+    for key, phrases in exp.contains.items():
+        got = norm(args.get(key, ""))
+        missing = [p for p in phrases if norm(p) not in str(got)]
+        if missing:
+            return True, False, f"{key}={args.get(key)!r} does not mention {missing}"
+    return True, True, "ok"
+
+
+def grade(case: SelectionCase, ai: AIMessage, tools: dict[str, BaseTool]) -> tuple[bool, bool, bool, str]:
+    """(name_ok, args_ok, valid, detail) for the routing reply `ai`."""
+    calls = [{"name": c["name"], "args": c["args"]} for c in ai.tool_calls]
+    valid = check_calls(ai, tools) is None
+    if case.expect == "none":
+        ok = not calls
+        return ok, ok, valid, "no call" if ok else f"called {[c['name'] for c in calls]}"
+    if not calls:
+        return False, False, valid, "no call: answered in text"
+    if case.all:
+        remaining = list(case.expect)
+        names_ok = True
+        args_ok = True
+        for c in calls:
+            best = next((e for e in remaining if match_call(c, e)[1]), None)
+            if best is None:
+                best = next((e for e in remaining if match_call(c, e)[0]), None)
+                args_ok = False
+            if best is None:
+                names_ok = False
+                continue
+            remaining.remove(best)
+        if remaining:
+            names_ok = args_ok = False
+        return names_ok, names_ok and args_ok, valid, "ok" if args_ok and names_ok else f"{len(remaining)} expected call(s) not made"
+    first = calls[0]
+    outcomes = [match_call(first, e) for e in case.expect]
+    name_ok = any(o[0] for o in outcomes)
+    args_ok = any(o[1] for o in outcomes)
+    detail = "ok" if args_ok else "; ".join(o[2] for o in outcomes)
+    return name_ok, args_ok, valid, detail
+
+
+def route_once(router: BaseChatModel, tools: Sequence[BaseTool], system_prompt: str, question: str) -> AIMessage:
+    """The agent's first routing request for `question`: same system prompt, same tools, same binding."""
+    reply = router.bind_tools(list(tools)).invoke([SystemMessage(system_prompt), HumanMessage(question)])
+    if not isinstance(reply, AIMessage):
+        raise TypeError(f"the router returned {type(reply).__name__}, not an AIMessage")
+    return reply
+
+
+def run_selection(
+    cases: Sequence[SelectionCase],
+    *,
+    router: BaseChatModel,
+    tools: Sequence[BaseTool],
+    system_prompt: str,
+    model: str,
+    progress: Callable[[CaseResult], None] | None = None,
+) -> SelectionReport:
+    by_name = {t.name: t for t in tools}
+    results: list[CaseResult] = []
+    for case in cases:
+        t0 = time.perf_counter()
+        ai = route_once(router, tools, system_prompt, case.question)
+        latency = time.perf_counter() - t0
+        name_ok, args_ok, valid, detail = grade(case, ai, by_name)
+        usage = dict(ai.usage_metadata or {})
+        result = CaseResult(
+            id=case.id, category=case.category, question=case.question,
+            calls=[{"name": c["name"], "args": c["args"]} for c in ai.tool_calls],
+            text=str(ai.content)[:500], name_ok=name_ok, args_ok=args_ok, valid=valid, detail=detail,
+            latency_s=round(latency, 3), prompt_tokens=usage.get("input_tokens"),
+            completion_tokens=usage.get("output_tokens"),
+        )
+        results.append(result)
+        if progress is not None:
+            progress(result)
+    return summarise(results, model)
+
+
+def _share(hits: int, n: int) -> float:
+    return round(hits / n, 4) if n else 0.0
+
+
+def summarise(results: Sequence[CaseResult], model: str) -> SelectionReport:
+    by_category: dict[str, CategoryScore] = {}
+    for cat in ("single", "multiple", "parallel", "irrelevance"):
+        rows = [r for r in results if r.category == cat]
+        if rows:
+            by_category[cat] = CategoryScore(
+                n=len(rows), name_accuracy=_share(sum(r.name_ok for r in rows), len(rows)),
+                arg_accuracy=_share(sum(r.args_ok for r in rows), len(rows)),
+            )
+    in_scope = [r for r in results if r.category != "irrelevance"]
+    out_scope = [r for r in results if r.category == "irrelevance"]
+    latencies = sorted(r.latency_s for r in results) or [0.0]
+    return SelectionReport(
+        model=model, cases=len(results), by_category=by_category,
+        tool_selection_accuracy=_share(sum(r.name_ok for r in in_scope), len(in_scope)),
+        argument_accuracy=_share(sum(r.args_ok for r in in_scope), len(in_scope)),
+        abstention=_share(sum(r.name_ok for r in out_scope), len(out_scope)),
+        false_abstention=_share(sum(not r.calls for r in in_scope), len(in_scope)),
+        latency_p50_s=round(statistics.median(latencies), 3),
+        latency_p95_s=round(latencies[min(len(latencies) - 1, round(0.95 * (len(latencies) - 1)))], 3),
+        results=list(results),
+    )
