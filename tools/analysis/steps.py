@@ -419,7 +419,7 @@ def step4(
                 due=due,
                 addressable_cost=addressable,
                 rule=rule,
-                description=f"{_VERB[kind]} {s.name}: up to {money(addressable)} a year is addressable ({rule}).",
+                description=f"{_VERB[kind]} {s.name}: {rule}; up to {money(addressable)} a year is addressable.",
             )
         )
     parts = [
