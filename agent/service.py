@@ -6,10 +6,12 @@ embedded model server when no ``LLM_BASE_URL`` is set and stops it on exit.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import cache
 from typing import Any
+
+from sqlalchemy.orm import Session, sessionmaker
 
 from agent.copilot import Copilot
 from agent.llm.model_files import ProgressFn
@@ -18,18 +20,24 @@ from valuechain.config import Settings
 from valuechain.runtime import get_sessionmaker
 
 
-def build_copilot(settings: Settings, runtime: LLMRuntime) -> Copilot:
-    """A Copilot over the configured database and knowledge store, talking to `runtime`."""
+def build_copilot(
+    settings: Settings,
+    runtime: LLMRuntime,
+    *,
+    sessions: sessionmaker[Session] | None = None,
+    knowledge: Callable[[], Any] | None = None,
+) -> Copilot:
+    """A Copilot talking to `runtime`, over `sessions` and `knowledge` (default: from settings)."""
 
     @cache
-    def knowledge() -> Any:
+    def default_knowledge() -> Any:
         from knowledge.store import KnowledgeStore
 
         return KnowledgeStore.from_settings(settings)
 
     return Copilot(
-        sessions=get_sessionmaker(settings),
-        knowledge=knowledge,
+        sessions=sessions or get_sessionmaker(settings),
+        knowledge=knowledge or default_knowledge,
         router=runtime.router(),
         answerer=runtime.answerer(),
         model_name=runtime.model,

@@ -86,7 +86,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.engine = engine
     app.state.sessionmaker = make_sessionmaker(engine)
     app.state.knowledge = LazyKnowledge(settings, app.state.knowledge_override)
-    app.state.llm = start_llm(settings)
+    app.state.llm = start_llm(settings, sessions=app.state.sessionmaker, knowledge=app.state.knowledge)
     try:
         yield
     finally:

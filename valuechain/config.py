@@ -31,6 +31,11 @@ class Settings(BaseSettings):
     llm_model: str | None = None
     llm_gguf_path: Path | None = Field(default=None, description="Use this GGUF instead of the packaged one")
     llm_timeout_s: float = 120.0
+    llm_autostart: bool = Field(
+        default=True,
+        description="`valuechain serve` starts the embedded model server when LLM_BASE_URL is unset "
+        "(false: chat is unavailable until an endpoint is configured)",
+    )
 
     playbook_path: Path | None = Field(
         default=None, description="A user playbook YAML replacing the shipped tools/playbook.yaml"

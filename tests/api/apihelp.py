@@ -23,6 +23,7 @@ def settings_for(engine: Engine, tmp_path: Path, **overrides: object) -> Setting
         "chroma_path": tmp_path / "chroma",
         "chroma_host": None,
         "llm_base_url": None,
+        "llm_autostart": False,
         "playbook_path": None,
         "recommendation_ttl_days": 30,
     }
