@@ -103,15 +103,18 @@ class Copilot:
         conversation_id: str | None = None,
         actor: str = "agent",
         channel: str = "cli",
+        user_id: int | None = None,
     ) -> AsyncIterator[AgentEvent]:
-        """Run one turn, yielding events; the last event is always `answer` (with `error` set on failure)."""
+        """Run one turn, yielding events; the last event is always `answer` (with `error` set on failure).
+
+        `user_id` (the caller's `users.id`) owns a new conversation, so the API shows it to them."""
         question = question.strip()
         if not question:
             raise ValueError("the question is empty")
         t0 = time.perf_counter()
         prior = history(self.sessions, conversation_id)
         log = RunLog.start(self.sessions, question=question, conversation_id=conversation_id,
-                           model=self.model_name, channel=channel)
+                           model=self.model_name, channel=channel, user_id=user_id)
         ctx = RunContext(sessions=self.sessions, knowledge=self.knowledge, run_id=log.run_id,
                          conversation_id=log.conversation_id, actor=actor)
         ctx.turn = TurnState(log=log)

@@ -50,14 +50,18 @@ class RunLog:
         conversation_id: str | None,
         model: str,
         channel: str = "cli",
+        user_id: int | None = None,
     ) -> RunLog:
-        """Open (or continue) the conversation, store the question and a `running` run."""
+        """Open (or continue) the conversation, store the question and a `running` run.
+
+        `user_id` owns a new conversation (an existing one keeps its owner)."""
         now = utcnow()
         run_id = new_id("run")
         with session_scope(sessions) as s:
             if conversation_id is None or s.get(Conversation, conversation_id) is None:
                 conversation_id = conversation_id or new_id("conv")
-                s.add(Conversation(id=conversation_id, created_at=now, channel=channel, title=question[:200]))
+                s.add(Conversation(id=conversation_id, created_at=now, channel=channel, title=question[:200],
+                                   user_id=user_id))
                 s.flush()
             s.add(
                 AgentRun(
