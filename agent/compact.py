@@ -140,6 +140,22 @@ def _knowledge(d: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _analysis(d: dict[str, Any]) -> dict[str, Any]:
+    s3, s4, s5 = d["step3_costs"], d["step4_opportunities"], d["step5_advantage"]
+    return {
+        "period": d["period"],
+        "total_cost": d["total_cost"],
+        "1_primary": d["step1_primary"]["summary"],
+        "2_support": d["step2_support"]["summary"],
+        "top_margin_leak": [_pick(i, "id", "name", "margin_leak", "quadrant") for i in s3["margin_leak"][:3]],
+        "bottlenecks": [_pick(b, "id", "name", "performance_gap") for b in s3["bottlenecks"][:3]],
+        "4_opportunities": s4["summary"],
+        "top_initiatives": [_pick(i, "id", "description", "type", "roi", "net_benefit") for i in s4["initiatives"][:3]],
+        "5_advantage": s5["narrative"],
+        "decorative_initiatives": s5["decorative"],
+    }
+
+
 def _proposed(d: dict[str, Any]) -> dict[str, Any]:
     return {
         **_pick(d, "id", "status", "action", "account_id", "activity_id", "expected_value"),
@@ -158,6 +174,7 @@ PROJECTIONS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "account_timeline": _timeline,
     "search_knowledge": _knowledge,
     "propose_recommendation": _proposed,
+    "value_chain_analysis": _analysis,
 }
 
 

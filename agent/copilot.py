@@ -82,8 +82,10 @@ class Copilot:
         router: BaseChatModel,
         answerer: BaseChatModel,
         model_name: str,
+        recommendation_ttl_days: int | None = 30,
     ) -> None:
         self.sessions = sessions
+        self.recommendation_ttl_days = recommendation_ttl_days
         self.knowledge = knowledge
         self.model_name = model_name
         self.system_prompt = load_prompt("system.md")
@@ -116,7 +118,8 @@ class Copilot:
         log = RunLog.start(self.sessions, question=question, conversation_id=conversation_id,
                            model=self.model_name, channel=channel, user_id=user_id)
         ctx = RunContext(sessions=self.sessions, knowledge=self.knowledge, run_id=log.run_id,
-                         conversation_id=log.conversation_id, actor=actor)
+                         conversation_id=log.conversation_id, actor=actor,
+                         recommendation_ttl_days=self.recommendation_ttl_days)
         ctx.turn = TurnState(log=log)
         yield AgentEvent(type="run_started", run_id=log.run_id, conversation_id=log.conversation_id)
 

@@ -41,6 +41,8 @@ class RunContext:
     run_id: str
     conversation_id: str
     actor: str = "agent"
+    recommendation_ttl_days: int | None = 30
+    """Pending recommendations older than this are expired before a new one is filed (None/0: never)."""
     outcomes: list[ToolOutcome] = field(default_factory=list)
     turn: Any = None
     """The middleware's per-turn counters (`agent.middleware.TurnState`)."""

@@ -41,6 +41,7 @@ def build_copilot(
         router=runtime.router(),
         answerer=runtime.answerer(),
         model_name=runtime.model,
+        recommendation_ttl_days=settings.recommendation_ttl_days,
     )
 
 

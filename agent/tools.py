@@ -26,9 +26,9 @@ Runtime = ToolRuntime[RunContext]
 
 
 def score_activities(runtime: Runtime, period: str | None = None) -> str:
-    """Score the company's value-chain activities: cost share vs value share, margin leak and quadrant.
+    """Score this company's own value-chain activities for a year: cost vs value share, margin leak, quadrant.
 
-    Use it for questions about which activities cost the most, add the least or leak margin.
+    Use it for which of our activities cost the most, add the least or leak margin; not to explain concepts.
 
     Args:
         period: A year such as "2026"; empty for the latest.
@@ -38,6 +38,18 @@ def score_activities(runtime: Runtime, period: str | None = None) -> str:
     return runtime.context.call("score_activities", lambda s: core(session=s, period=period))
 
 
+def value_chain_analysis(runtime: Runtime, period: str | None = None) -> str:
+    """Run the full five-step value-chain analysis for a year: activities, support links, margin leak and
+    bottlenecks, initiatives by ROI, competitive advantage.
+
+    Args:
+        period: A year such as "2026"; empty for the latest.
+    """
+    from tools.analysis import value_chain_analysis as core
+
+    return runtime.context.call("value_chain_analysis", lambda s: core(session=s, period=period))
+
+
 def rank(
     runtime: Runtime,
     entity: Literal["accounts", "activities", "initiatives"],
@@ -45,7 +57,9 @@ def rank(
     filters: dict[str, str] | None = None,
     limit: int = 10,
 ) -> str:
-    """Rank accounts, value-chain activities or initiatives by a metric, top first.
+    """Top-N lists: rank accounts, our value-chain activities or improvement initiatives by a metric.
+
+    Use it for "top", "most", "biggest", "least", "soonest" and "best ROI" questions.
 
     Metrics. accounts: churn_probability, arr_at_risk, arr, days_to_renewal, open_tickets, health.
     activities: margin_leak, value_cost_index, performance_gap, cost. initiatives: roi, net_benefit.
@@ -53,7 +67,7 @@ def rank(
     Args:
         entity: What to rank.
         metric: The metric to rank by.
-        filters: e.g. {"segment": "Enterprise", "region": "EMEA"}.
+        filters: Only filters the user names: keys segment, region, plan or industry.
         limit: How many to return.
     """
     from tools.ranking import rank as core
@@ -73,8 +87,8 @@ def churn_risk(
     """Churn probability, risk band, ARR at risk and the drivers, for one account or a filtered list.
 
     Args:
-        account_id: One account id, e.g. "ACME-0042"; empty to list the riskiest accounts.
-        filters: For a list, e.g. {"segment": "Enterprise"}.
+        account_id: One account id; empty to list the riskiest accounts.
+        filters: For a list, only filters the user names: keys segment, region, plan or industry.
         limit: How many accounts to list.
     """
     from tools.churn.scoring import churn_risk as core
@@ -91,10 +105,12 @@ def churn_risk(
 
 
 def next_best_action(runtime: Runtime, account_id: str, limit: int = 3) -> str:
-    """What to do next with one account: playbook actions ranked by expected value.
+    """What to do next with one account to keep or grow it: playbook actions ranked by expected value.
+
+    Use it for "what should we do", "recommend", "how do we save / grow" questions about an account.
 
     Args:
-        account_id: The account id, e.g. "ACME-0042".
+        account_id: The account id.
         limit: How many actions to return.
     """
     from tools.nba import next_best_action as core
@@ -105,10 +121,10 @@ def next_best_action(runtime: Runtime, account_id: str, limit: int = 3) -> str:
 
 
 def get_account(runtime: Runtime, account_id: str) -> str:
-    """Profile of one account: segment, plan, ARR, renewal, open tickets, NPS, champions, usage.
+    """Profile of one account: owner, segment, plan, ARR, renewal date, open tickets, NPS, champions, usage.
 
     Args:
-        account_id: The account id, e.g. "ACME-0042".
+        account_id: The account id.
     """
     from tools.accounts import get_account as core
 
@@ -118,11 +134,11 @@ def get_account(runtime: Runtime, account_id: str) -> str:
 def list_accounts(
     runtime: Runtime, filters: dict[str, str] | None = None, search: str | None = None, limit: int = 10
 ) -> str:
-    """List or find accounts by filters or by name.
+    """Find accounts by name, or list those in a segment, region, plan or industry (alphabetical, no ranking).
 
     Args:
-        filters: e.g. {"segment": "SMB", "region": "APAC"}.
-        search: Text in the account name or id, e.g. "acme".
+        filters: Only what the user names: segment, region, plan or industry.
+        search: Text in the account name or id.
         limit: How many to return.
     """
     from tools.accounts import list_accounts as core
@@ -134,10 +150,10 @@ def list_accounts(
 
 
 def account_timeline(runtime: Runtime, account_id: str, limit: int = 10) -> str:
-    """Recent history of one account: tickets, payments, NPS, contacts leaving, renewals.
+    """Dated event history of one account: tickets opened and closed, payments, NPS replies, contacts leaving.
 
     Args:
-        account_id: The account id, e.g. "ACME-0042".
+        account_id: The account id.
         limit: How many recent events.
     """
     from tools.accounts import account_timeline as core
@@ -148,9 +164,10 @@ def account_timeline(runtime: Runtime, account_id: str, limit: int = 10) -> str:
 
 
 def search_knowledge(runtime: Runtime, query: str, k: int = 3) -> str:
-    """Explain a framework, concept, method, playbook action or how a figure is computed, from the knowledge base.
+    """Explain from the knowledge base: Porter's value chain (primary and support activities), value-chain
+    analysis, CRM's role, churn, playbook actions, and how figures such as margin leak are computed.
 
-    Use it for every "what is", "what does ... say", "explain" or "how to" question.
+    Use it for every "what is", "what are", "explain", "how is ... computed" or "how to" question.
 
     Args:
         query: What to look for, keeping all of the user's key terms.
@@ -169,19 +186,24 @@ def propose_recommendation(
     account_id: str | None = None,
     activity_id: str | None = None,
 ) -> str:
-    """File a recommended action for one account or activity; it waits for a human to approve it.
+    """File an action for human approval, when the user asks to file or propose a named action.
+
+    Use next_best_action first to choose an action.
 
     Args:
         action: A playbook action id from next_best_action, e.g. "champion_rebuild".
         rationale: Why, citing the figures it rests on.
-        account_id: The account it is for, e.g. "ACME-0042".
+        account_id: The account it is for.
         activity_id: Or the value-chain activity it is for.
     """
     from tools.recommendations import propose_recommendation as core
+    from tools.review import expire_stale
 
     ctx = runtime.context
 
     def run(session: Any) -> BaseModel:
+        # a pending one past its TTL can no longer be decided; expire it so it does not block a fresh one
+        expire_stale(session=session, ttl_days=ctx.recommendation_ttl_days)
         evidence, expected_value = ctx.evidence_for(account_id or activity_id or "", action)
         return core(
             session=session,
@@ -203,6 +225,7 @@ TOOL_FUNCTIONS: tuple[Callable[..., str], ...] = (
     churn_risk,
     next_best_action,
     score_activities,
+    value_chain_analysis,
     get_account,
     list_accounts,
     account_timeline,

@@ -292,3 +292,26 @@ def test_streaming_yields_tool_events_then_the_answer(sessions: sessionmaker[Ses
 def test_empty_question_is_refused(sessions: sessionmaker[Session]) -> None:
     with pytest.raises(ValueError, match="empty"):
         copilot_for(sessions, Script([])).ask("   ")
+
+
+def test_a_stale_pending_recommendation_does_not_block_a_fresh_one(sessions: sessionmaker[Session]) -> None:
+    import datetime as dt
+
+    from tools.recommendations import propose_recommendation
+
+    long_ago = dt.datetime.now(dt.UTC).replace(tzinfo=None) - dt.timedelta(days=45)
+    with sessions() as s:
+        old = propose_recommendation(session=s, action="champion_rebuild", rationale="old", evidence={},
+                                     account_id="ACME-0042", created_by="someone", now=long_ago)
+        s.commit()
+    script = Script([
+        call("propose_recommendation", account_id="ACME-0042", action="champion_rebuild", rationale="Champion left."),
+        say("Filed."),
+    ])
+    result = copilot_for(sessions, script).ask("File champion_rebuild for ACME-0042, the champion left.")
+
+    assert [c.ok for c in result.tool_calls] == [True]
+    with sessions() as s:
+        recs = {r.id: r.status for r in s.scalars(select(Recommendation))}
+    assert recs[old.id] == "expired"
+    assert sorted(recs.values()) == ["expired", "pending"]
