@@ -98,7 +98,7 @@ def test_0002_adds_indexes_and_expires_racing_pending_duplicates(engine_0001: En
         (3, "expired", "migration 0002", "duplicate_pending"),
     ]
     names = {ix["name"] for ix in inspect(engine_0001).get_indexes("usage_weekly")}
-    assert "ix_usage_weekly_week_account_users" in names
+    assert "ix_usage_weekly_account_week_users" in names
     with engine_0001.begin() as conn, pytest.raises(IntegrityError):
         conn.execute(
             text(
