@@ -115,9 +115,11 @@ class FeatureTable:
             out[name] = cats[i]
         return out
 
-    def view(self, i: int) -> RowView:
-        """Row `i` as a read-only mapping that looks values up on demand (cheap per row)."""
-        return RowView(self, i)
+    def views(self) -> list[RowView]:
+        """Every row as a read-only mapping with the values of `row(i)`; columns are converted
+        to Python lists once, on first use, so reading a few values per row is cheap."""
+        columns = _ColumnLists(self)
+        return [RowView(columns, i) for i in range(len(self))]
 
     @staticmethod
     def concat(tables: Sequence[FeatureTable]) -> FeatureTable:
@@ -139,36 +141,48 @@ class FeatureTable:
         )
 
 
+class _ColumnLists(dict[str, list[Any] | None]):
+    """A table's columns as Python lists (NaN → None), converted on first use."""
+
+    def __init__(self, table: FeatureTable) -> None:
+        super().__init__()
+        self.table = table
+
+    def __missing__(self, key: str) -> list[Any] | None:
+        values: list[Any] | None = None
+        if key in self.table.numeric:
+            values = [None if v != v else v for v in self.table.numeric[key].tolist()]  # v != v: NaN
+        elif key in self.table.categorical:
+            values = self.table.categorical[key].tolist()
+        self[key] = values
+        return values
+
+
 class RowView(Mapping[str, Any]):
     """One row of a FeatureTable with the same values as `FeatureTable.row(i)`, looked up lazily."""
 
-    __slots__ = ("_i", "_table")
+    __slots__ = ("_columns", "_i")
 
-    def __init__(self, table: FeatureTable, i: int) -> None:
-        self._table = table
+    def __init__(self, columns: _ColumnLists, i: int) -> None:
+        self._columns = columns
         self._i = i
 
     def get(self, key: str, default: Any = None) -> Any:
-        values = self._table.numeric.get(key)
-        if values is not None:
-            value = float(values[self._i])
-            return None if math.isnan(value) else value
-        cats = self._table.categorical.get(key)
-        if cats is not None:
-            return cats[self._i]
-        return default
+        values = self._columns[key]
+        return default if values is None else values[self._i]
 
     def __getitem__(self, key: str) -> Any:
-        if key not in self._table.numeric and key not in self._table.categorical:
+        values = self._columns[key]
+        if values is None:
             raise KeyError(key)
-        return self.get(key)
+        return values[self._i]
 
     def __iter__(self) -> Iterator[str]:
-        yield from self._table.numeric
-        yield from self._table.categorical
+        yield from self._columns.table.numeric
+        yield from self._columns.table.categorical
 
     def __len__(self) -> int:
-        return len(self._table.numeric) + len(self._table.categorical)
+        return len(self._columns.table.numeric) + len(self._columns.table.categorical)
 
 
 @dataclass(frozen=True)
