@@ -24,6 +24,7 @@ from sqlalchemy.exc import OperationalError, ProgrammingError
 from api.llm import start_llm, stop_llm
 from api.metrics import MetricsMiddleware
 from api.routes import conversations, health, knowledge, recommendations, tools
+from api.routes.slack import router as slack_router
 from crm.db import make_engine, make_sessionmaker
 from tools.errors import ToolInputError
 from valuechain.config import Settings, get_settings
@@ -140,6 +141,7 @@ def create_app(
     app.include_router(tools.router)
     app.include_router(knowledge.router)
     app.include_router(conversations.router)
+    app.include_router(slack_router)  # POST /slack/events (503 until Slack is configured)
     if configure is not None:
         configure(app)
     return app

@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PLACEHOLDER_SECRETS = {"", "changeme", "change-me", "secret", "xxx"}
@@ -47,6 +47,13 @@ class Settings(BaseSettings):
 
     slack_bot_token: str | None = None
     slack_signing_secret: str | None = None
+    slack_approvers: str | None = Field(
+        default=None,
+        description='Slack users who may approve/reject, as "SLACK_USER_ID:name,..." (name is recorded as decided_by)',
+    )
+    slack_api_url: str = Field(
+        default="https://slack.com/api/", description="Slack Web API base URL (a proxy, or a fake in tests)"
+    )
 
     demo_accounts: int = Field(default=2000, description="Accounts generated on first start")
     demo_seed: int = 7
@@ -55,11 +62,22 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _refuse_placeholder_secrets(self) -> Settings:
         if self.environment == "production":
-            for name in ("slack_signing_secret", "llm_api_key"):
+            for name in ("slack_signing_secret", "slack_bot_token", "llm_api_key"):
                 value = getattr(self, name)
                 if value is not None and value.strip().lower() in PLACEHOLDER_SECRETS:
                     raise ValueError(f"{name} holds a placeholder value; set a real secret")
         return self
+
+    @field_validator("slack_approvers")
+    @classmethod
+    def _check_slack_approvers(cls, value: str | None) -> str | None:
+        parse_slack_approvers(value)  # a malformed entry fails at start, not at the first click
+        return value
+
+    @property
+    def slack_approver_map(self) -> dict[str, str]:
+        """SLACK_APPROVERS as {Slack user id: name}."""
+        return parse_slack_approvers(self.slack_approvers)
 
     @property
     def resolved_database_url(self) -> str:
@@ -70,6 +88,17 @@ class Settings(BaseSettings):
     @property
     def resolved_chroma_path(self) -> Path:
         return self.chroma_path or (self.data_dir / "chroma")
+
+
+def parse_slack_approvers(value: str | None) -> dict[str, str]:
+    """`"U123:alice, U456:bob"` → {"U123": "alice", "U456": "bob"}; a malformed entry is an error."""
+    out: dict[str, str] = {}
+    for entry in filter(None, (e.strip() for e in (value or "").split(","))):
+        user_id, sep, name = (part.strip() for part in entry.partition(":"))
+        if not sep or not user_id or not name or len(name) > 100:
+            raise ValueError(f'SLACK_APPROVERS entry {entry!r} is not "SLACK_USER_ID:name"')
+        out[user_id] = name
+    return out
 
 
 @lru_cache(maxsize=1)

@@ -1,0 +1,383 @@
+"""The Slack bot: `/valuechain <question>` and @mentions answered in a thread by the agent, and
+the recommendations a run files posted with Approve / Reject buttons for configured approvers.
+
+Every request is verified by slack-bolt with the signing secret (HMAC-SHA256 over
+`v0:<timestamp>:<body>`, timestamps older than 5 minutes refused with 401). Slack wants an
+answer within 3 s, so each listener acknowledges at once and the agent run goes on in a
+background task that posts to the thread when done (`SlackBot.spawn`).
+
+One Slack thread is one conversation: its id is derived from team, channel and thread
+timestamp (`conversation_id`), and `RunLog.start` creates it on the first question, so a
+thread needs no table of its own. Decisions go through `tools.review.decide_recommendation`
+(role checked again inside, bound to the version on the button, one winner).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import re
+import time
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any
+
+from slack_bolt.adapter.fastapi.async_handler import AsyncSlackRequestHandler
+from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncBoltContext, AsyncRespond
+from slack_bolt.request.async_request import AsyncBoltRequest
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from api.metrics import record_agent_run, record_decision
+from api.slack.people import SlackPerson, slack_person, slack_user_of
+from api.slack.render import (
+    APPROVE_ACTION,
+    REJECT_ACTION,
+    REJECT_VIEW,
+    decided_blocks,
+    decided_line,
+    fallback_text,
+    parse_button_value,
+    recommendation_blocks,
+    reject_modal,
+    to_mrkdwn,
+)
+from crm.models import Recommendation, ToolCall
+from tools.errors import ToolInputError
+from tools.review import (
+    AlreadyDecided,
+    Decision,
+    DecisionInfo,
+    DecisionRefused,
+    DecisionResult,
+    RecommendationDetail,
+    RecommendationExpired,
+    decide_recommendation,
+    expire_stale,
+    get_recommendation,
+)
+from valuechain.config import Settings
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+    from api.llm import LLMState
+
+COMMAND = "/valuechain"
+CONVERSATION_ID_MAX = 64
+log = logging.getLogger(__name__)
+
+
+def conversation_id(team: str, channel: str, thread_ts: str) -> str:
+    """The conversation of one Slack thread: readable when it fits the column, hashed otherwise."""
+    cid = f"slack-{team}-{channel}-{thread_ts}"
+    if len(cid) <= CONVERSATION_ID_MAX:
+        return cid
+    return "slack-" + hashlib.sha256(cid.encode()).hexdigest()[:40]
+
+
+def unavailable_message(state: LLMState | None) -> str:
+    """What the thread is told while the agent is not ready."""
+    if state is not None and state.status in ("starting", "warming"):
+        waited = time.monotonic() - state.started_at
+        return (
+            f"The model is starting ({state.status}, {waited:.0f} s so far); ask again in a minute. "
+            "Your question was not run."
+        )
+    reason = (state.error or state.status) if state is not None else "the service is not started"
+    return f"The model is unavailable: {reason}. Your question was not run; everything else works."
+
+
+def question_from_mention(text: str, bot_user_id: str | None) -> str:
+    """The mention's text without the bot's own @-mention."""
+    if bot_user_id:
+        text = re.sub(rf"<@{re.escape(bot_user_id)}(\|[^>]*)?>", " ", text)
+    else:
+        text = re.sub(r"^\s*<@[^>]+>", " ", text)
+    return " ".join(text.split())
+
+
+class SlackBot:
+    """The bolt app for one FastAPI app; listeners reach the agent and database through it."""
+
+    def __init__(self, app: FastAPI, settings: Settings) -> None:
+        if not settings.slack_bot_token or not settings.slack_signing_secret:
+            raise ValueError("SlackBot needs SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET")
+        self.app = app
+        self.settings = settings
+        base_url = settings.slack_api_url if settings.slack_api_url.endswith("/") else settings.slack_api_url + "/"
+        client = AsyncWebClient(token=settings.slack_bot_token, base_url=base_url, logger=log)
+        self.bolt = AsyncApp(
+            name="valuechain-copilot",
+            client=client,
+            signing_secret=settings.slack_signing_secret,
+            process_before_response=False,
+            logger=log,
+        )
+        self.handler = AsyncSlackRequestHandler(self.bolt)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.bolt.command(COMMAND)(self.on_command)
+        self.bolt.event("app_mention")(self.on_mention)
+        self.bolt.action(APPROVE_ACTION)(self.on_approve)
+        self.bolt.action(REJECT_ACTION)(self.on_reject_click)
+        self.bolt.view(REJECT_VIEW)(self.on_reject_submit)
+
+    async def handle(self, request: Request) -> Response:
+        timestamp = request.headers.get("x-slack-request-timestamp")
+        if timestamp is not None and not timestamp.isdigit():  # bolt's int() would make it a 500
+            return JSONResponse({"error": "invalid request"}, status_code=401)
+        return await self.handler.handle(request)
+
+    # -------------------------------------------------------------------------- plumbing
+
+    @property
+    def sessions(self) -> sessionmaker[Session]:
+        factory: sessionmaker[Session] = self.app.state.sessionmaker
+        return factory
+
+    def spawn(self, work: Coroutine[Any, Any, None], name: str) -> None:
+        """Run `work` after the 200 went back to Slack; keep a reference until it ends, log failures."""
+        task = asyncio.get_running_loop().create_task(work, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            log.error("slack task %s failed", task.get_name(), exc_info=exc)
+
+    @property
+    def pending(self) -> int:
+        """Background tasks still running (answers being written, clicks being decided)."""
+        return len(self._tasks)
+
+    # -------------------------------------------------------------------------- questions
+
+    async def on_command(self, ack: AsyncAck, command: dict[str, Any], client: AsyncWebClient,
+                         respond: AsyncRespond) -> None:
+        question = " ".join((command.get("text") or "").split())
+        if not question:
+            await ack(f"Ask a question, e.g. `{COMMAND} where do we lose margin?`")
+            return
+        await ack(f"Working on it: _{question}_ (the answer comes in a thread)")
+        self.spawn(self._answer_command(command, question, client, respond), name="slack-command")
+
+    async def _answer_command(self, command: dict[str, Any], question: str, client: AsyncWebClient,
+                              respond: AsyncRespond) -> None:
+        channel, user = command["channel_id"], command["user_id"]
+        try:
+            asked = await client.chat_postMessage(channel=channel, text=f"<@{user}> asked: {question}")
+        except SlackApiError as exc:
+            await respond(
+                text=f"I cannot post in this channel ({exc.response.get('error')}); invite me to it, "
+                "or mention me in a channel I am in.",
+                response_type="ephemeral",
+            )
+            return
+        await self._answer(client, team=command.get("team_id") or "", channel=channel,
+                           thread_ts=str(asked["ts"]), user=user, question=question)
+
+    async def on_mention(self, event: dict[str, Any], context: AsyncBoltContext, client: AsyncWebClient,
+                         request: AsyncBoltRequest) -> None:
+        if request.headers.get("x-slack-retry-num"):
+            return  # Slack re-sends an event it thinks we missed; the first delivery is being answered
+        channel, user = event["channel"], event.get("user") or ""
+        thread_ts = event.get("thread_ts") or event["ts"]
+        question = question_from_mention(event.get("text") or "", context.bot_user_id)
+        if not question:
+            await client.chat_postMessage(channel=channel, thread_ts=thread_ts,
+                                          text="Ask me a question about the value chain, e.g. "
+                                          "“which accounts are most likely to churn?”")
+            return
+        team = context.team_id or event.get("team") or ""
+        self.spawn(self._answer(client, team=team, channel=channel, thread_ts=thread_ts, user=user,
+                                question=question), name="slack-mention")
+
+    async def _answer(self, client: AsyncWebClient, *, team: str, channel: str, thread_ts: str, user: str,
+                      question: str) -> None:
+        """Run the agent for the thread's conversation; post the answer and what the run filed."""
+        state: LLMState | None = getattr(self.app.state, "llm", None)
+        copilot = state.copilot if state is not None else None
+        if copilot is None:
+            await client.chat_postMessage(channel=channel, thread_ts=thread_ts, text=unavailable_message(state))
+            return
+        person = slack_person(self.settings, user)
+        t0 = time.perf_counter()
+        try:
+            answer = await copilot.aask(question, conversation_id=conversation_id(team, channel, thread_ts),
+                                        actor=person.name, channel="slack")
+        except Exception as exc:  # a bug in the run: the thread hears about it, the log keeps the traceback
+            record_agent_run(status="error", seconds=time.perf_counter() - t0, channel="slack")
+            log.exception("slack question failed: %r", question)
+            await client.chat_postMessage(channel=channel, thread_ts=thread_ts,
+                                          text=f"Sorry, that run failed ({type(exc).__name__}: {exc}).")
+            return
+        record_agent_run(status="error" if answer.error else "ok", seconds=time.perf_counter() - t0,
+                         channel="slack")
+        await client.chat_postMessage(channel=channel, thread_ts=thread_ts, text=to_mrkdwn(answer.answer))
+        for rec in await asyncio.to_thread(self._filed_by, answer.run_id):
+            await client.chat_postMessage(channel=channel, thread_ts=thread_ts, text=fallback_text(rec),
+                                          blocks=recommendation_blocks(rec))
+
+    def _filed_by(self, run_id: str) -> list[RecommendationDetail]:
+        """The recommendations a run filed, or found already waiting (a duplicate proposal)."""
+        with self.sessions() as s:
+            ids = set(s.scalars(select(Recommendation.id).where(Recommendation.run_id == run_id)))
+            for result in s.scalars(select(ToolCall.result).where(
+                ToolCall.run_id == run_id, ToolCall.name == "propose_recommendation", ToolCall.ok.is_(True)
+            )):
+                if isinstance(result, dict) and isinstance(result.get("id"), int):
+                    ids.add(result["id"])
+            ttl = self.settings.recommendation_ttl_days
+            recs = [get_recommendation(session=s, recommendation_id=rid, ttl_days=ttl) for rid in sorted(ids)]
+        return [r for r in recs if r.decidable]
+
+    # -------------------------------------------------------------------------- decisions
+
+    async def on_approve(self, ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient,
+                         respond: AsyncRespond) -> None:
+        await ack()
+        self.spawn(self._approve(body, client, respond), name="slack-approve")
+
+    async def _approve(self, body: dict[str, Any], client: AsyncWebClient, respond: AsyncRespond) -> None:
+        person = slack_person(self.settings, body["user"]["id"])
+        rid, version, digest = parse_button_value(body["actions"][0]["value"])
+        where = _message_of(body)
+        if not person.may_decide:
+            record_decision(decision="approved", outcome="forbidden")
+            await respond(text=_not_an_approver(person), response_type="ephemeral", replace_original=False)
+            return
+        outcome = await asyncio.to_thread(self._decide, rid, "approved", person, version, digest, None, None)
+        if isinstance(outcome, DecisionResult):
+            await self._show_decision(client, where, rid, outcome)
+            return
+        await respond(text=outcome.message if isinstance(outcome, DecisionRefused) else str(outcome),
+                      response_type="ephemeral", replace_original=False)
+        if isinstance(outcome, AlreadyDecided):
+            await self._show_decision(client, where, rid, outcome.winner)
+
+    async def on_reject_click(self, ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient,
+                              respond: AsyncRespond) -> None:
+        """Open the reject dialog (a rejection needs a reason); the trigger id lives 3 s, so no task."""
+        await ack()
+        person = slack_person(self.settings, body["user"]["id"])
+        rid, version, digest = parse_button_value(body["actions"][0]["value"])
+        if not person.may_decide:
+            record_decision(decision="rejected", outcome="forbidden")
+            await respond(text=_not_an_approver(person), response_type="ephemeral", replace_original=False)
+            return
+        rec = await asyncio.to_thread(self._view, rid)
+        channel, ts = _message_of(body)
+        if rec is None or not rec.decidable:
+            text = f"recommendation #{rid} " + (
+                "no longer exists" if rec is None else f"was already {rec.status}"
+                + (f" by {rec.decided_by}" if rec.decided_by else "")
+            ) + "; nothing was changed"
+            await respond(text=text, response_type="ephemeral", replace_original=False)
+            if rec is not None and rec.status in ("approved", "rejected"):
+                await self._show_decision(client, (channel, ts), rid, _decision_of(rec))
+            return
+        meta = json.dumps({"id": rid, "version": version, "hash": digest, "channel": channel, "ts": ts})
+        await client.views_open(trigger_id=body["trigger_id"], view=reject_modal(rec, meta))
+
+    async def on_reject_submit(self, ack: AsyncAck, body: dict[str, Any], view: dict[str, Any],
+                               client: AsyncWebClient) -> None:
+        """Reject as the dialog says; a refusal is shown in the dialog (decided in ms, inside the 3 s)."""
+        meta = json.loads(view["private_metadata"])
+        values = view["state"]["values"]
+        selected = (values.get("reason", {}).get("code", {}) or {}).get("selected_option") or {}
+        code, note = selected.get("value"), (values.get("note", {}).get("text", {}) or {}).get("value")
+        person = slack_person(self.settings, body["user"]["id"])
+        if not person.may_decide:
+            record_decision(decision="rejected", outcome="forbidden")
+            await ack(response_action="errors", errors={"reason": _not_an_approver(person)})
+            return
+        outcome = await asyncio.to_thread(
+            self._decide, meta["id"], "rejected", person, meta["version"], meta["hash"], code, note
+        )
+        where = (meta["channel"], meta["ts"])
+        if isinstance(outcome, DecisionResult):
+            await ack()
+            await self._show_decision(client, where, meta["id"], outcome)
+            return
+        field = "note" if isinstance(outcome, ToolInputError) and "note" in str(outcome) else "reason"
+        message = outcome.message if isinstance(outcome, DecisionRefused) else str(outcome)
+        await ack(response_action="errors", errors={field: message[:1000]})
+        if isinstance(outcome, AlreadyDecided):
+            await self._show_decision(client, where, meta["id"], outcome.winner)
+
+    def _decide(self, rid: int, decision: Decision, person: SlackPerson, version: int, digest: str,
+                reason_code: str | None, note: str | None) -> DecisionResult | DecisionRefused | ToolInputError:
+        """One decision through the review core, committed; a refusal is returned, not raised."""
+        ttl = self.settings.recommendation_ttl_days
+        with self.sessions() as s:
+            try:
+                result = decide_recommendation(
+                    session=s, recommendation_id=rid, decision=decision, actor=person.name, role=person.role,
+                    expected_version=version, content_hash=digest, reason_code=reason_code, note=note,
+                    ttl_days=ttl,
+                )
+                s.commit()
+            except DecisionRefused as exc:
+                s.rollback()
+                if isinstance(exc, RecommendationExpired):
+                    expire_stale(session=s, ttl_days=ttl)  # so a fresh one may be filed for the target
+                    s.commit()
+                record_decision(decision=decision, outcome=exc.error)
+                return exc
+            except ToolInputError as exc:
+                s.rollback()
+                record_decision(decision=decision, outcome="invalid")
+                return exc
+        record_decision(decision=decision, outcome="decided")
+        return result
+
+    def _view(self, rid: int) -> RecommendationDetail | None:
+        with self.sessions() as s:
+            try:
+                return get_recommendation(session=s, recommendation_id=rid,
+                                          ttl_days=self.settings.recommendation_ttl_days)
+            except DecisionRefused:
+                return None
+
+    async def _show_decision(self, client: AsyncWebClient, where: tuple[str, str], rid: int,
+                             decision: DecisionResult | DecisionInfo) -> None:
+        """Replace the buttons with "Approved by @user" (or who won, for a late click)."""
+        rec = await asyncio.to_thread(self._view, rid)
+        if rec is None:
+            return
+        line = decided_line(decision, slack_user=slack_user_of(self.settings, decision.decided_by))
+        channel, ts = where
+        text = f"Recommendation #{rid} {decision.status} by {decision.decided_by}"
+        await client.chat_update(channel=channel, ts=ts, text=text, blocks=decided_blocks(rec, line))
+
+
+def _decision_of(rec: RecommendationDetail) -> DecisionInfo:
+    """Who decided `rec`, with the reason from its audit trail."""
+    event = next((e for e in reversed(rec.events) if e.event == rec.status), None)
+    return DecisionInfo(
+        recommendation_id=rec.id, status=rec.status, decided_by=rec.decided_by, decided_at=rec.decided_at,
+        reason_code=event.reason_code if event else None, note=event.note if event else None,
+    )
+
+
+def _message_of(body: dict[str, Any]) -> tuple[str, str]:
+    """(channel, ts) of the message a button sits on."""
+    container = body.get("container") or {}
+    channel = container.get("channel_id") or (body.get("channel") or {}).get("id")
+    ts = container.get("message_ts") or (body.get("message") or {}).get("ts")
+    if not channel or not ts:
+        raise ValueError("the action payload names no message (container.channel_id / message_ts)")
+    return str(channel), str(ts)
+
+
+def _not_an_approver(person: SlackPerson) -> str:
+    return (
+        f"Only approvers may decide recommendations, and <@{person.slack_user_id}> is not one "
+        "(approvers are listed in the SLACK_APPROVERS setting). Nothing was changed."
+    )

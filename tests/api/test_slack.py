@@ -1,0 +1,570 @@
+"""The Slack bot end to end: the app under uvicorn on loopback receives requests signed with the
+real v0 HMAC-SHA256 scheme; a fake Slack Web API (a small HTTP server in a thread) records what
+the bot posts (chat.postMessage / chat.update / views.open and response_url calls); the agent is
+a real `Copilot` over the scripted chat model on a small demo company."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import itertools
+import json
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlencode
+
+import httpx
+import pytest
+import uvicorn
+from agent_fakes import Script, ScriptedChatModel, call, say
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from langchain_core.messages import AIMessage
+from pydantic import ValidationError
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from agent.copilot import Copilot
+from api.app import create_app
+from crm.db import make_engine
+from crm.demo.generator import generate_demo
+from crm.migrate import upgrade
+from crm.models import AgentRun, Conversation, Recommendation, RecommendationEvent
+from valuechain.config import Settings
+
+SECRET = "8f3c1e0d9b7a6f5e4d3c2b1a0f9e8d7c"
+TOKEN = "xoxb-1-test-token"
+TEAM, CHANNEL, BOT = "T0TEST", "C0TEST", "UBOT"
+ALICE, BOB, CAROL = "UALICE", "UBOB", "UCAROL"  # alice and bob approve; carol may only ask
+WAIT_S = 15.0
+
+
+# ------------------------------------------------------------------------------ fake Slack Web API
+
+
+class FakeSlack:
+    """Slack's Web API and response_url endpoints on loopback; records every call in order."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+        self.cond = threading.Condition()
+        self.held: dict[str, threading.Event] = {}
+        self._ts = itertools.count(1)
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                raw = self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode()
+                if "json" in (self.headers.get("Content-Type") or ""):
+                    data = json.loads(raw or "{}")
+                else:
+                    data = dict(parse_qsl(raw))
+                name = self.path.removeprefix("/api/") if self.path.startswith("/api/") else self.path
+                with fake.cond:
+                    fake.calls.append((name, data))
+                    fake.cond.notify_all()
+                gate = fake.held.get(name)
+                if gate is not None:
+                    gate.wait(WAIT_S)
+                body = fake.reply(name, data)
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:  # quiet
+                return
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def reply(self, name: str, data: dict[str, Any]) -> bytes:
+        out: dict[str, Any] = {"ok": True}
+        if name == "auth.test":
+            out.update(team_id=TEAM, user_id=BOT, bot_id="BBOT", url="https://test.slack.com/")
+        elif name == "chat.postMessage":
+            out.update(channel=data.get("channel"), ts=f"1700000000.{next(self._ts):06d}")
+        elif name == "chat.update":
+            out.update(channel=data.get("channel"), ts=data.get("ts"))
+        return json.dumps(out).encode()
+
+    def of(self, name: str) -> list[dict[str, Any]]:
+        with self.cond:
+            return [d for n, d in self.calls if n == name]
+
+    def wait(self, name: str, count: int = 1) -> list[dict[str, Any]]:
+        """The first `count` calls to `name`, once they arrived."""
+        with self.cond:
+            if not self.cond.wait_for(lambda: len([n for n, _ in self.calls if n == name]) >= count, WAIT_S):
+                raise AssertionError(f"{count} × {name} expected; the fake Slack got {self.calls}")
+        return self.of(name)[:count]
+
+    def responses(self) -> list[dict[str, Any]]:
+        with self.cond:
+            return [d for n, d in self.calls if n.startswith("/respond/")]
+
+    def wait_response(self, count: int = 1) -> list[dict[str, Any]]:
+        with self.cond:
+            if not self.cond.wait_for(lambda: len(self.responses()) >= count, WAIT_S):
+                raise AssertionError(f"{count} response_url calls expected; got {self.calls}")
+        return self.responses()
+
+
+@pytest.fixture
+def fake_slack() -> Iterator[FakeSlack]:
+    fake = FakeSlack()
+    fake.thread.start()
+    yield fake
+    for gate in fake.held.values():
+        gate.set()
+    fake.server.shutdown()
+    fake.server.server_close()
+
+
+# ------------------------------------------------------------------------------ signed requests
+
+
+def signature(body: str, timestamp: str, secret: str = SECRET) -> str:
+    """Slack's v0 scheme: HMAC-SHA256 of `v0:<timestamp>:<body>` with the signing secret."""
+    return "v0=" + hmac.new(secret.encode(), f"v0:{timestamp}:{body}".encode(), hashlib.sha256).hexdigest()
+
+
+def signed_headers(body: str, content_type: str, *, at: float | None = None) -> dict[str, str]:
+    timestamp = str(int(time.time() if at is None else at))
+    return {
+        "Content-Type": content_type,
+        "X-Slack-Request-Timestamp": timestamp,
+        "X-Slack-Signature": signature(body, timestamp),
+    }
+
+
+FORM = "application/x-www-form-urlencoded"
+
+
+def command_body(fake: FakeSlack, text: str, user: str = CAROL) -> str:
+    return urlencode({
+        "token": "unused", "team_id": TEAM, "channel_id": CHANNEL, "user_id": user, "user_name": user.lower(),
+        "command": "/valuechain", "text": text, "response_url": f"{fake.url}/respond/cmd", "trigger_id": "trig-cmd",
+    })
+
+
+_events = itertools.count(1)
+
+
+def mention_body(text: str, *, ts: str, thread_ts: str | None = None, user: str = CAROL) -> str:
+    event: dict[str, Any] = {"type": "app_mention", "user": user, "text": f"<@{BOT}> {text}", "ts": ts,
+                             "channel": CHANNEL, "event_ts": ts}
+    if thread_ts:
+        event["thread_ts"] = thread_ts
+    return json.dumps({"token": "unused", "team_id": TEAM, "api_app_id": "A0TEST", "type": "event_callback",
+                       "event_id": f"Ev{next(_events)}", "event_time": int(time.time()), "event": event})
+
+
+_actions = itertools.count(1)
+
+
+def click_body(fake: FakeSlack, action_id: str, value: str, *, user: str, message_ts: str) -> str:
+    payload = {
+        "type": "block_actions", "team": {"id": TEAM}, "user": {"id": user}, "api_app_id": "A0TEST",
+        "trigger_id": f"trig-{next(_actions)}", "response_url": f"{fake.url}/respond/act-{next(_actions)}",
+        "container": {"type": "message", "channel_id": CHANNEL, "message_ts": message_ts},
+        "channel": {"id": CHANNEL}, "message": {"ts": message_ts},
+        "actions": [{"type": "button", "action_id": action_id, "block_id": "decide", "value": value,
+                     "action_ts": str(time.time())}],
+    }
+    return urlencode({"payload": json.dumps(payload)})
+
+
+def submit_body(view: dict[str, Any], *, user: str, reason: str, note: str | None) -> str:
+    values = {
+        "reason": {"code": {"type": "static_select", "selected_option": {"value": reason}}},
+        "note": {"text": {"type": "plain_text_input", "value": note}},
+    }
+    payload = {
+        "type": "view_submission", "team": {"id": TEAM}, "user": {"id": user}, "api_app_id": "A0TEST",
+        "view": {"id": "V0TEST", "type": "modal", "callback_id": view["callback_id"],
+                 "private_metadata": view["private_metadata"], "state": {"values": values}},
+    }
+    return urlencode({"payload": json.dumps(payload)})
+
+
+# ------------------------------------------------------------------------------ the app under uvicorn
+
+
+@pytest.fixture(scope="module")
+def demo_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("slackdemo") / "demo.db"
+    engine = make_engine(f"sqlite:///{path}")
+    upgrade(engine)
+    generate_demo(engine, accounts=120, seed=7)
+    engine.dispose()
+    return path
+
+
+def slack_settings(db: Path, tmp_path: Path, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "database_url": f"sqlite:///{db}", "data_dir": tmp_path / "data", "chroma_path": tmp_path / "chroma",
+        "chroma_host": None, "llm_base_url": None, "llm_autostart": False, "playbook_path": None,
+        "recommendation_ttl_days": 30, "slack_bot_token": TOKEN, "slack_signing_secret": SECRET,
+        "slack_approvers": f"{ALICE}:alice, {BOB}:bob",
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+@dataclass
+class Env:
+    app: FastAPI
+    url: str
+    fake: FakeSlack
+
+    @property
+    def sessions(self) -> sessionmaker[Session]:
+        factory: sessionmaker[Session] = self.app.state.sessionmaker
+        return factory
+
+    def agent(self, replies: list[AIMessage]) -> Script:
+        """Give the app a ready agent answering from `replies`."""
+        script = Script(replies)
+        self.app.state.llm.copilot = Copilot(
+            sessions=self.sessions,
+            knowledge=lambda: pytest.fail("these tests do not use the knowledge store"),
+            router=ScriptedChatModel(script=script, label="router"),
+            answerer=ScriptedChatModel(script=script, label="answerer"),
+            model_name="scripted",
+        )
+        return script
+
+    def post(self, body: str, content_type: str, *, at: float | None = None,
+             headers: dict[str, str] | None = None) -> httpx.Response:
+        sent = {**signed_headers(body, content_type, at=at), **(headers or {})}
+        return httpx.post(f"{self.url}/slack/events", content=body.encode(), headers=sent, timeout=WAIT_S)
+
+
+@pytest.fixture
+def env(demo_db: Path, tmp_path: Path, fake_slack: FakeSlack) -> Iterator[Env]:
+    db = tmp_path / "run.db"
+    shutil.copy(demo_db, db)
+    app = create_app(slack_settings(db, tmp_path, slack_api_url=f"{fake_slack.url}/api/"))
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.02)
+    try:
+        yield Env(app=app, url=f"http://127.0.0.1:{port}", fake=fake_slack)
+    finally:
+        for gate in fake_slack.held.values():
+            gate.set()
+        bot = getattr(app.state, "slack_bot", None)
+        while bot is not None and bot.pending and time.monotonic() < deadline + WAIT_S:
+            time.sleep(0.02)  # let the bot's background posts finish before the loop stops
+        server.should_exit = True
+        thread.join(timeout=30)
+        sock.close()
+
+
+def runs_of(sessions: sessionmaker[Session], conversation_id: str) -> list[AgentRun]:
+    with sessions() as s:
+        return list(s.scalars(select(AgentRun).where(AgentRun.conversation_id == conversation_id)
+                              .order_by(AgentRun.started_at, AgentRun.id)))
+
+
+# ------------------------------------------------------------------------------ questions
+
+
+def test_slash_command_is_acked_at_once_then_answered_in_a_thread(env: Env) -> None:
+    env.agent([say("**Service** costs 31% of spend and returns 12% of value.")])
+    env.fake.held["chat.postMessage"] = gate = threading.Event()  # Slack is slow: posting hangs
+
+    t0 = time.monotonic()
+    resp = env.post(command_body(env.fake, "  where do we   lose margin? "), FORM)
+    acked_s = time.monotonic() - t0
+
+    assert resp.status_code == 200 and acked_s < 3.0
+    assert resp.text == "Working on it: _where do we lose margin?_ (the answer comes in a thread)"
+    asked = env.fake.wait("chat.postMessage")[0]  # the work goes on after the ack…
+    assert (asked["channel"], asked["text"]) == (CHANNEL, f"<@{CAROL}> asked: where do we lose margin?")
+    assert env.fake.of("chat.postMessage") == [asked]  # …and has not answered yet
+    gate.set()
+
+    answer = env.fake.wait("chat.postMessage", 2)[1]
+    thread_ts = "1700000000.000001"
+    assert answer["thread_ts"] == thread_ts and answer["channel"] == CHANNEL
+    assert answer["text"] == "*Service* costs 31% of spend and returns 12% of value."  # Markdown → mrkdwn
+    runs = runs_of(env.sessions, f"slack-{TEAM}-{CHANNEL}-{thread_ts}")
+    assert [(r.question, r.status) for r in runs] == [("where do we lose margin?", "ok")]
+    with env.sessions() as s:
+        conversation = s.get(Conversation, runs[0].conversation_id)
+        assert conversation is not None and conversation.channel == "slack"
+
+
+def test_empty_slash_command_says_how_to_ask(env: Env) -> None:
+    resp = env.post(command_body(env.fake, "   "), FORM)
+    assert resp.status_code == 200 and "Ask a question, e.g. `/valuechain" in resp.text
+    assert env.fake.of("chat.postMessage") == []
+
+
+def test_mentions_answer_in_the_thread_and_a_thread_is_one_conversation(env: Env) -> None:
+    script = env.agent([say("Enterprise churn risk is concentrated in EMEA."), say("Start with the top three.")])
+    first_ts = "1700000100.000100"
+
+    assert env.post(mention_body("which segment churns most?", ts=first_ts), "application/json").status_code == 200
+    first = env.fake.wait("chat.postMessage")[0]
+    assert (first["thread_ts"], first["text"]) == (first_ts, "Enterprise churn risk is concentrated in EMEA.")
+
+    reply = mention_body("and what do we do?", ts="1700000200.000200", thread_ts=first_ts)
+    assert env.post(reply, "application/json").status_code == 200
+    second = env.fake.wait("chat.postMessage", 2)[1]
+    assert (second["thread_ts"], second["text"]) == (first_ts, "Start with the top three.")
+
+    runs = runs_of(env.sessions, f"slack-{TEAM}-{CHANNEL}-{first_ts}")
+    assert [r.question for r in runs] == ["which segment churns most?", "and what do we do?"]
+    # the second turn was sent the first one as history
+    assert "Enterprise churn risk is concentrated in EMEA." in str(script.requests[-1]["messages"])
+
+
+def test_a_retried_event_is_not_answered_twice(env: Env) -> None:
+    env.agent([say("Once.")])
+    body = mention_body("hello?", ts="1700000300.000300")
+    assert env.post(body, "application/json").status_code == 200
+    assert env.post(body, "application/json", headers={"X-Slack-Retry-Num": "1"}).status_code == 200
+    env.fake.wait("chat.postMessage")
+    time.sleep(0.3)
+    assert [m["text"] for m in env.fake.of("chat.postMessage")] == ["Once."]
+
+
+def test_model_not_ready_is_said_in_the_thread(env: Env) -> None:
+    assert env.app.state.llm.copilot is None  # LLM_AUTOSTART=false: no agent in this app
+    assert env.post(mention_body("anyone there?", ts="1700000400.000400"), "application/json").status_code == 200
+    posted = env.fake.wait("chat.postMessage")[0]
+    assert posted["thread_ts"] == "1700000400.000400"
+    assert posted["text"].startswith("The model is unavailable: disabled (LLM_AUTOSTART=false).")
+
+
+# ------------------------------------------------------------------------------ recommendations
+
+
+@dataclass
+class Filed:
+    id: int
+    version: int
+    message_ts: str
+    message: dict[str, Any]
+
+    def button(self, action_id: str) -> str:
+        actions = next(b for b in self.message["blocks"] if b["type"] == "actions")
+        value: str = next(e["value"] for e in actions["elements"] if e["action_id"] == action_id)
+        return value
+
+
+@pytest.fixture
+def filed(env: Env) -> Filed:
+    """Carol (not an approver) asks; the agent files a recommendation, posted with buttons."""
+    from tools.nba import next_best_action
+    from tools.ranking import rank
+
+    with env.sessions() as s:
+        account = rank(session=s, entity="accounts", metric="churn_probability", limit=1).items[0].id
+        action = next_best_action(session=s, account_id=account).actions[0].action
+    env.agent([
+        call("next_best_action", account_id=account),
+        call("propose_recommendation", account_id=account, action=action, rationale="Highest expected value."),
+        say(f"I filed {action} for {account}; it waits for an approver."),
+    ])
+    assert env.post(mention_body(f"what should we do about {account}? file it", ts="1700000500.000500"),
+                    "application/json").status_code == 200
+    answer, posted = env.fake.wait("chat.postMessage", 2)
+    assert answer["text"].startswith("I filed")
+    with env.sessions() as s:
+        rec = s.scalars(select(Recommendation)).one()
+    return Filed(id=rec.id, version=rec.version, message_ts="1700000000.000002", message=posted)
+
+
+def test_a_filed_recommendation_is_posted_in_the_thread_with_buttons(env: Env, filed: Filed) -> None:
+    assert filed.message["thread_ts"] == "1700000500.000500"
+    blocks = filed.message["blocks"]
+    assert f"*Recommendation #{filed.id}*" in blocks[0]["text"]["text"]
+    assert "filed by slack:UCAROL" in blocks[0]["text"]["text"]
+    buttons = blocks[1]["elements"]
+    assert [(b["action_id"], b["text"]["text"], b.get("style")) for b in buttons] == [
+        ("vcc_approve", "Approve", "primary"), ("vcc_reject", "Reject", "danger")]
+    with env.sessions() as s:
+        rec = s.get(Recommendation, filed.id)
+        assert rec is not None and rec.status == "pending" and rec.created_by == "slack:UCAROL"
+        run = s.get(AgentRun, rec.run_id)
+        assert run is not None and run.conversation_id == f"slack-{TEAM}-{CHANNEL}-1700000500.000500"
+        value = json.loads(filed.button("vcc_approve"))
+        assert value == {"id": rec.id, "version": rec.version, "hash": rec.content_hash}
+
+
+def decisions(sessions: sessionmaker[Session], rid: int) -> list[tuple[str, str]]:
+    with sessions() as s:
+        return [(e.event, e.actor) for e in s.scalars(
+            select(RecommendationEvent).where(RecommendationEvent.recommendation_id == rid,
+                                              RecommendationEvent.event != "proposed"))]
+
+
+def test_an_approver_click_decides_once_and_updates_the_message(env: Env, filed: Filed) -> None:
+    body = click_body(env.fake, "vcc_approve", filed.button("vcc_approve"), user=ALICE, message_ts=filed.message_ts)
+    assert env.post(body, FORM).status_code == 200
+
+    update = env.fake.wait("chat.update")[0]
+    assert (update["channel"], update["ts"]) == (CHANNEL, filed.message_ts)
+    line = update["blocks"][-1]["elements"][0]["text"]
+    assert line.startswith(f"*Approved by <@{ALICE}> (alice)*")
+    assert all(b["type"] != "actions" for b in update["blocks"])  # the buttons are gone
+    assert update["text"] == f"Recommendation #{filed.id} approved by alice"
+    with env.sessions() as s:
+        rec = s.get(Recommendation, filed.id)
+        assert rec is not None and (rec.status, rec.decided_by) == ("approved", "alice")
+    assert decisions(env.sessions, filed.id) == [("approved", "alice")]
+    assert env.fake.responses() == []
+
+
+def test_a_second_click_names_the_winner(env: Env, filed: Filed) -> None:
+    value = filed.button("vcc_approve")
+    env.post(click_body(env.fake, "vcc_approve", value, user=ALICE, message_ts=filed.message_ts), FORM)
+    env.fake.wait("chat.update")
+    env.post(click_body(env.fake, "vcc_approve", value, user=BOB, message_ts=filed.message_ts), FORM)
+
+    refusal = env.fake.wait_response()[0]
+    assert refusal["response_type"] == "ephemeral" and refusal["replace_original"] is False
+    assert f"recommendation #{filed.id} was already approved by alice" in refusal["text"]
+    assert decisions(env.sessions, filed.id) == [("approved", "alice")]  # one decision, bob's changed nothing
+    # a late Reject is refused the same way, before any dialog opens
+    env.post(click_body(env.fake, "vcc_reject", filed.button("vcc_reject"), user=BOB,
+                        message_ts=filed.message_ts), FORM)
+    late = env.fake.wait_response(2)[1]
+    assert late["text"] == f"recommendation #{filed.id} was already approved by alice; nothing was changed"
+    assert env.fake.of("views.open") == []
+    assert env.fake.wait("chat.update", 3)[-1]["text"] == f"Recommendation #{filed.id} approved by alice"
+
+
+def test_a_non_approver_click_is_refused(env: Env, filed: Filed) -> None:
+    env.post(click_body(env.fake, "vcc_approve", filed.button("vcc_approve"), user=CAROL,
+                        message_ts=filed.message_ts), FORM)
+    env.post(click_body(env.fake, "vcc_reject", filed.button("vcc_reject"), user=CAROL,
+                        message_ts=filed.message_ts), FORM)
+
+    refusals = env.fake.wait_response(2)
+    for refusal in refusals:
+        assert refusal["response_type"] == "ephemeral" and refusal["replace_original"] is False
+        assert refusal["text"].startswith(f"Only approvers may decide recommendations, and <@{CAROL}> is not one")
+    assert env.fake.of("chat.update") == [] and env.fake.of("views.open") == []
+    with env.sessions() as s:
+        rec = s.get(Recommendation, filed.id)
+        assert rec is not None and rec.status == "pending"
+    assert decisions(env.sessions, filed.id) == []
+
+
+def test_reject_asks_for_a_reason_then_records_it(env: Env, filed: Filed) -> None:
+    env.post(click_body(env.fake, "vcc_reject", filed.button("vcc_reject"), user=BOB,
+                        message_ts=filed.message_ts), FORM)
+    opened = env.fake.wait("views.open")[0]
+    view = opened["view"]
+    assert opened["trigger_id"].startswith("trig-") and view["callback_id"] == "vcc_reject"
+    reasons = next(b for b in view["blocks"] if b.get("block_id") == "reason")["element"]["options"]
+    assert "not_worth_it" in [o["value"] for o in reasons]
+
+    # "other" without a note: the dialog says what is missing, nothing is decided
+    resp = env.post(submit_body(view, user=BOB, reason="other", note=None), FORM)
+    assert resp.status_code == 200
+    assert json.loads(resp.text) == {"response_action": "errors",
+                                     "errors": {"note": 'reason_code "other" needs a note saying why'}}
+    assert decisions(env.sessions, filed.id) == []
+
+    resp = env.post(submit_body(view, user=BOB, reason="not_worth_it", note="Costs more than the ARR at risk"), FORM)
+    assert resp.status_code == 200 and resp.text == ""  # the dialog closes
+    line = env.fake.wait("chat.update")[0]["blocks"][-1]["elements"][0]["text"]
+    assert line.startswith(f"*Rejected by <@{BOB}> (bob)*") and "reason `not_worth_it`" in line
+    with env.sessions() as s:
+        event = s.scalars(select(RecommendationEvent).where(RecommendationEvent.event == "rejected")).one()
+        assert (event.actor, event.reason_code, event.note) == ("bob", "not_worth_it", "Costs more than the ARR at risk")
+
+
+# ------------------------------------------------------------------------------ verification and config
+
+
+def test_a_tampered_body_is_refused(env: Env) -> None:
+    body = command_body(env.fake, "where do we lose margin?")
+    headers = signed_headers(body, FORM)
+    tampered = body.replace("where+do+we+lose+margin", "approve+everything")
+    resp = httpx.post(f"{env.url}/slack/events", content=tampered.encode(), headers=headers)
+    assert resp.status_code == 401
+    assert env.fake.calls == []  # refused before anything reached Slack or the agent
+
+
+def test_a_stale_timestamp_is_refused(env: Env) -> None:
+    body = command_body(env.fake, "where do we lose margin?")
+    assert env.post(body, FORM, at=time.time() - 301).status_code == 401  # correctly signed, 5 min + 1 s old
+    with env.sessions() as s:
+        assert s.scalars(select(AgentRun)).first() is None
+
+
+@pytest.mark.parametrize("timestamp", ["", "yesterday", "-5"])
+def test_a_malformed_timestamp_is_refused(env: Env, timestamp: str) -> None:
+    body = command_body(env.fake, "hello")
+    headers = {"Content-Type": FORM, "X-Slack-Request-Timestamp": timestamp,
+               "X-Slack-Signature": signature(body, timestamp)}
+    assert httpx.post(f"{env.url}/slack/events", content=body.encode(), headers=headers).status_code == 401
+
+
+def test_a_wrong_secret_is_refused(env: Env) -> None:
+    body = command_body(env.fake, "hello")
+    timestamp = str(int(time.time()))
+    headers = {"Content-Type": FORM, "X-Slack-Request-Timestamp": timestamp,
+               "X-Slack-Signature": signature(body, timestamp, secret="not-the-secret")}
+    assert httpx.post(f"{env.url}/slack/events", content=body.encode(), headers=headers).status_code == 401
+
+
+def test_url_verification_answers_the_challenge(env: Env) -> None:
+    body = json.dumps({"token": "unused", "challenge": "c-123", "type": "url_verification"})
+    resp = env.post(body, "application/json")
+    assert resp.status_code == 200 and json.loads(resp.text) == {"challenge": "c-123"}
+
+
+def test_without_slack_settings_the_route_answers_503_and_the_rest_works(demo_db: Path, tmp_path: Path) -> None:
+    settings = slack_settings(demo_db, tmp_path, slack_bot_token=None, slack_signing_secret=None)
+    with TestClient(create_app(settings)) as client:
+        resp = client.post("/slack/events", content=b"{}", headers={"Content-Type": "application/json"})
+        assert resp.status_code == 503
+        assert resp.json()["detail"].startswith("Slack is not configured: set SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET")
+        assert client.get("/healthz").status_code == 200
+        assert "/slack/events" in client.get("/openapi.json").json()["paths"]
+
+
+@pytest.mark.parametrize("value", ["U1", "U1:", ":alice", "U1:alice,U2"])
+def test_a_malformed_approver_list_fails_at_start(value: str, tmp_path: Path) -> None:
+    with pytest.raises(ValidationError, match="is not \"SLACK_USER_ID:name\""):
+        slack_settings(tmp_path / "x.db", tmp_path, slack_approvers=value)
+
+
+@pytest.mark.parametrize("name", ["slack_bot_token", "slack_signing_secret"])
+def test_placeholder_slack_secrets_are_refused_in_production(name: str, tmp_path: Path) -> None:
+    with pytest.raises(ValidationError, match=f"{name} holds a placeholder value"):
+        slack_settings(tmp_path / "x.db", tmp_path, environment="production", **{name: "changeme"})
+
+
+def test_approver_names_are_parsed(tmp_path: Path) -> None:
+    settings = slack_settings(tmp_path / "x.db", tmp_path, slack_approvers=" U1:alice , U2: bob ,")
+    assert settings.slack_approver_map == {"U1": "alice", "U2": "bob"}
+
