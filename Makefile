@@ -15,10 +15,13 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP)
 
-## Set up, create/migrate the database, load the demo company and knowledge, start the service.
+## Set up, create/migrate the database, load the demo company and knowledge (first start: print an
+## admin API key), then serve the web UI and the API on http://127.0.0.1:$(PORT)/ (Ctrl+C stops).
+HOST ?= 127.0.0.1
+PORT ?= 8000
 start: $(STAMP)
 	$(BIN)/valuechain init
-	$(BIN)/valuechain status
+	$(BIN)/valuechain serve --host $(HOST) --port $(PORT)
 
 ## Set up and run the whole test suite (PostgreSQL tests run when TEST_DATABASE_URL is set).
 test: $(STAMP)

@@ -23,7 +23,7 @@ from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from api.llm import start_llm, stop_llm
 from api.metrics import MetricsMiddleware
-from api.routes import conversations, health, knowledge, recommendations, tools
+from api.routes import analysis, chat, conversations, health, knowledge, recommendations, tools, ui
 from api.routes.slack import router as slack_router
 from crm.db import make_engine, make_sessionmaker
 from tools.errors import ToolInputError
@@ -51,7 +51,9 @@ TAGS = [
     {"name": "recommendations", "description": "The review queue: list, inspect, approve, reject."},
     {"name": "tools", "description": "The deterministic tools, returning the same models the agent sees."},
     {"name": "knowledge", "description": "Framework knowledge: cited search and document ingest."},
+    {"name": "chat", "description": "Ask the agent: streamed (server-sent events) or one JSON answer."},
     {"name": "conversations", "description": "Agent conversations with their runs and tool calls."},
+    {"name": "analysis", "description": "The five-step value-chain analysis as JSON or a report."},
     {"name": "operations", "description": "Liveness, readiness and Prometheus metrics."},
 ]
 
@@ -141,6 +143,9 @@ def create_app(
     app.include_router(tools.router)
     app.include_router(knowledge.router)
     app.include_router(conversations.router)
+    app.include_router(chat.router)
+    app.include_router(analysis.router)
+    ui.mount(app)  # the web UI at / (api/static/)
     app.include_router(slack_router)  # POST /slack/events (503 until Slack is configured)
     if configure is not None:
         configure(app)

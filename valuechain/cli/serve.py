@@ -1,10 +1,40 @@
-"""`valuechain serve`: run the HTTP API (and, once mounted, the chat UI and Slack app)."""
+"""`valuechain serve`: run the HTTP API, the web UI at `/` (and, once mounted, the Slack app)."""
 
 from __future__ import annotations
 
 import typer
+from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from valuechain.cli.common import console
+from valuechain.config import Settings, get_settings
+
+
+def _key_hint(settings: Settings) -> str:
+    """How to sign in: whether any API key exists yet, and how to make one."""
+    from crm.models import ApiKey
+    from valuechain.runtime import get_sessionmaker
+
+    make = "`valuechain keys create --name NAME --role admin`"
+    try:
+        with get_sessionmaker(settings)() as session:
+            active = session.scalar(select(func.count()).select_from(ApiKey).where(ApiKey.revoked_at.is_(None)))
+    except (OperationalError, ProgrammingError):
+        return "the database is not initialised: run `valuechain init` first (it prints a first admin key)"
+    if not active:
+        return f"no API key exists yet: create one with {make}"
+    return f"sign in with an API key (the first `valuechain init` printed an admin key; more: {make})"
+
+
+def _llm_hint(settings: Settings) -> str:
+    if settings.llm_base_url:
+        return f"chat model at {settings.llm_base_url}"
+    if settings.llm_autostart:
+        return (
+            "chat model: the embedded model starts in the background (about a minute on first use); "
+            "everything else answers at once"
+        )
+    return "chat is off (LLM_AUTOSTART=false and no LLM_BASE_URL); everything else works"
 
 
 def serve(
@@ -15,14 +45,16 @@ def serve(
     ),
     log_level: str = typer.Option("info", "--log-level", help="critical, error, warning, info, debug"),
 ) -> None:
-    """Serve the API with uvicorn on `api.app:create_app` (settings from the environment)."""
+    """Serve the web UI (at /) and the API with uvicorn on `api.app:create_app` (settings from the environment)."""
     import uvicorn
 
+    settings = get_settings()
     shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
-    console.print(
-        f"Value Chain Copilot API on http://{shown}:{port}  "
-        f"(OpenAPI docs: http://{shown}:{port}/docs, readiness: /readyz)"
-    )
+    base = f"http://{shown}:{port}"
+    console.print(f"[bold]Value Chain Copilot UI: {base}/[/bold]", highlight=False)
+    console.print(f"API docs: {base}/docs  ·  readiness: {base}/readyz", highlight=False)
+    console.print(_key_hint(settings), highlight=False)
+    console.print(_llm_hint(settings), highlight=False)
     uvicorn.run(
         "api.app:create_app",
         factory=True,

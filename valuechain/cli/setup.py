@@ -4,21 +4,33 @@ from __future__ import annotations
 
 import datetime as dt
 
+import typer
 from rich.table import Table
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from crm.db import session_scope
 from crm.migrate import current_revision, upgrade
-from crm.models import Account, AppMeta, Base, ChurnModel
+from crm.models import Account, ApiKey, AppMeta, Base, ChurnModel
 from valuechain.cli.common import DatabaseUrlOption, JsonOption, console, print_json, settings_for
 from valuechain.config import Settings
 from valuechain.runtime import get_engine, get_sessionmaker
 
+FIRST_ADMIN = "admin"
 
-def init(database_url: str | None = DatabaseUrlOption) -> None:
-    """Migrate the database; on first start load the demo company, train the churn model
-    and build the knowledge index. Every step is skipped when its result already exists."""
+
+def init(
+    database_url: str | None = DatabaseUrlOption,
+    first_key: bool = typer.Option(
+        True,
+        "--first-key/--no-first-key",
+        help="When the database has no API key at all (first start), create an admin key and print it "
+        "once (never with ENVIRONMENT=production)",
+    ),
+) -> None:
+    """Migrate the database; on first start load the demo company, train the churn model,
+    build the knowledge index and print a first admin API key. Every step is skipped when its
+    result already exists."""
     from crm.demo import generate_demo
 
     settings = settings_for(database_url)
@@ -40,6 +52,8 @@ def init(database_url: str | None = DatabaseUrlOption) -> None:
     if not has_model:
         _train_churn_model(factory)
     _build_knowledge_index(settings)
+    if first_key:
+        _first_admin_key(factory, settings)
 
 
 def _train_churn_model(factory: sessionmaker[Session]) -> None:
@@ -56,6 +70,36 @@ def _build_knowledge_index(settings: Settings) -> None:
 
     report = ensure_corpus_index(settings=settings)
     console.print(f"knowledge index {report.status}: {report.documents} documents, {report.chunks} chunks")
+
+
+def _first_admin_key(factory: sessionmaker[Session], settings: Settings) -> None:
+    """On first start (no API key, not even a revoked one) create an admin key and show it once,
+    so the web UI can be signed into straight away; only its hash is stored."""
+    from api.auth import create_key
+    from tools.errors import ToolInputError
+
+    with session_scope(factory) as session:
+        if session.scalar(select(func.count()).select_from(ApiKey)):
+            return
+        if settings.environment == "production":
+            console.print(
+                "no API key yet: create one with `valuechain keys create --name NAME --role admin`"
+            )
+            return
+        try:
+            created = create_key(session=session, name=FIRST_ADMIN, role="admin")
+        except ToolInputError as exc:  # a user "admin" with another role: leave it to the operator
+            console.print(f"no first admin key created ({exc}); use `valuechain keys create`")
+            return
+    console.print(
+        f"\n[bold]First start: an admin API key for user {created.user!r}[/bold] "
+        "(shown only now; only its hash is stored; sign in to the web UI with it):"
+    )
+    console.print(f"\n    {created.key}\n", highlight=False, markup=False, soft_wrap=True)
+    console.print(
+        "More keys: `valuechain keys create --name NAME --role viewer|analyst|approver|admin`; "
+        f"revoke this one with `valuechain keys revoke {created.prefix}`.\n"
+    )
 
 
 def status(database_url: str | None = DatabaseUrlOption, as_json: bool = JsonOption) -> None:
