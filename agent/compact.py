@@ -132,6 +132,12 @@ def _timeline(d: dict[str, Any]) -> dict[str, Any]:
 
 
 def _knowledge(d: dict[str, Any]) -> dict[str, Any]:
+    if not d.get("on_topic", True):
+        return {
+            "results": [],
+            "note": "Nothing in the knowledge base is about this. The question is outside what this "
+            "assistant covers (value chains, CRM accounts, churn): say so, and do not answer it from memory.",
+        }
     return {
         "results": [
             {"source": h["source"], "section": h["section"], "text": h["text"][:KNOWLEDGE_CHARS]}
