@@ -74,8 +74,21 @@ def looks_like_call(text: str) -> bool:
     return t.startswith("```json") or t.startswith('{"name"') or '"arguments"' in t[:200]
 
 
-def check_calls(ai: AIMessage, tools: dict[str, BaseTool]) -> str | None:
-    """The first problem with the calls in `ai`, or None when every call is valid."""
+ID_ARGS = ("account_id", "activity_id")
+"""Arguments whose value must come from the conversation, never from the model's imagination."""
+
+
+def conversation_text(messages: list[AnyMessage]) -> str:
+    """Everything the user said and every tool returned so far (upper-cased), to check ids against."""
+    return "\n".join(str(m.content) for m in messages if m.type in ("human", "tool")).upper()
+
+
+def check_calls(ai: AIMessage, tools: dict[str, BaseTool], known: str | None = None) -> str | None:
+    """The first problem with the calls in `ai`, or None when every call is valid.
+
+    With `known` (see `conversation_text`), an account or activity id that neither the user
+    gave nor a tool returned is a problem too: the model made it up.
+    """
     if ai.invalid_tool_calls:
         bad = ai.invalid_tool_calls[0]
         return f"the arguments of {bad.get('name')!r} are not valid JSON: {bad.get('error') or bad.get('args')}"
@@ -94,6 +107,14 @@ def check_calls(ai: AIMessage, tools: dict[str, BaseTool]) -> str | None:
                     f"{'.'.join(str(p) for p in e['loc']) or 'arguments'}: {e['msg']}" for e in exc.errors()
                 )
                 return f"invalid arguments for {call['name']!r}: {problems}"
+        if known is not None:
+            for arg in ID_ARGS:
+                value = call["args"].get(arg)
+                if isinstance(value, str) and value.strip() and value.strip().upper() not in known:
+                    return (
+                        f"{arg} {value!r} was not given by the user nor returned by a function; "
+                        "never invent ids: find accounts with rank or churn_risk first, or ask the user"
+                    )
     return None
 
 
@@ -117,12 +138,13 @@ class CopilotMiddleware(AgentMiddleware[AgentState[Any], RunContext, Any]):
         ctx: RunContext = request.runtime.context
         turn: TurnState = ctx.turn
         tools = {t.name: t for t in request.tools if isinstance(t, BaseTool)}
+        known = conversation_text(request.messages)
         if turn.tool_calls >= MAX_TOOL_CALLS:
             turn.notes.append("tool budget spent")
             return await self._answer(request, handler, turn)
 
         ai = await self._call(request.override(model=self.router), handler, turn)
-        problem = check_calls(ai, tools)
+        problem = check_calls(ai, tools, known)
         if problem is not None and turn.retries == 0:
             turn.retries += 1
             turn.notes.append(f"corrective retry: {problem}")
@@ -132,7 +154,7 @@ class CopilotMiddleware(AgentMiddleware[AgentState[Any], RunContext, Any]):
                 handler,
                 turn,
             )
-            problem = check_calls(ai, tools)
+            problem = check_calls(ai, tools, known)
         if problem is not None:
             turn.notes.append(f"gave up on calls: {problem}")
             return await self._answer(request, handler, turn)

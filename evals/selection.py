@@ -128,9 +128,10 @@ def match_call(call: dict[str, Any], exp: ExpectedCall) -> tuple[bool, bool, str
 
 
 def grade(case: SelectionCase, ai: AIMessage, tools: dict[str, BaseTool]) -> tuple[bool, bool, bool, str]:
-    """(name_ok, args_ok, valid, detail) for the routing reply `ai`."""
+    """(name_ok, args_ok, valid, detail) for the routing reply `ai`; `valid` includes the invented-id check."""
+    question = case.question
     calls = [{"name": c["name"], "args": c["args"]} for c in ai.tool_calls]
-    valid = check_calls(ai, tools) is None
+    valid = check_calls(ai, tools, question.upper()) is None
     if case.expect == "none":
         ok = not calls
         return ok, ok, valid, "no call" if ok else f"called {[c['name'] for c in calls]}"

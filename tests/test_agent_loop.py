@@ -163,7 +163,7 @@ def test_a_tool_error_goes_back_to_the_model_and_the_run_goes_on(sessions: sessi
 def test_tool_budget_ends_the_turn_with_an_answer(sessions: sessionmaker[Session]) -> None:
     ids = [f"ACME-{n:04d}" for n in range(1, 10)]
     script = Script([*[call("get_account", account_id=i) for i in ids[: MAX_TOOL_CALLS]], say("Done.")])
-    result = copilot_for(sessions, script).ask("Profile the first accounts")
+    result = copilot_for(sessions, script).ask("Profile " + ", ".join(ids))
 
     assert len(result.tool_calls) == MAX_TOOL_CALLS
     assert result.answer == "Done."
@@ -176,7 +176,9 @@ def test_parallel_calls_over_the_budget_are_dropped(sessions: sessionmaker[Sessi
         calls(*[("get_account", {"account_id": f"ACME-{n:04d}"}) for n in range(1, MAX_TOOL_CALLS + 3)]),
         say("Here they are."),
     ])
-    result = copilot_for(sessions, script).ask("Profile eight accounts")
+    result = copilot_for(sessions, script).ask(
+        "Profile " + ", ".join(f"ACME-{n:04d}" for n in range(1, MAX_TOOL_CALLS + 3))
+    )
 
     assert len(result.tool_calls) == MAX_TOOL_CALLS
     assert "2 call(s) over the budget dropped" in result.notes
@@ -315,3 +317,18 @@ def test_a_stale_pending_recommendation_does_not_block_a_fresh_one(sessions: ses
         recs = {r.id: r.status for r in s.scalars(select(Recommendation))}
     assert recs[old.id] == "expired"
     assert sorted(recs.values()) == ["expired", "pending"]
+
+
+def test_an_invented_account_id_is_sent_back_for_correction(sessions: sessionmaker[Session]) -> None:
+    first = top_account(sessions)
+    script = Script([
+        call("churn_risk", account_id="ACME-0042"),  # not in the question: made up
+        call("rank", entity="accounts", metric="churn_probability", limit=1),
+        call("churn_risk", account_id=first),  # returned by rank: fine
+        say(f"{first} is the riskiest."),
+    ])
+    result = copilot_for(sessions, script).ask("How risky is our riskiest account?")
+
+    assert [c.name for c in result.tool_calls] == ["rank", "churn_risk"]
+    assert result.tool_calls[1].args == {"account_id": first}
+    assert "'ACME-0042' was not given by the user nor returned by a function" in result.notes[0]
