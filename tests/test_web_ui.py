@@ -111,6 +111,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     script = Script([
         call("score_activities"),
         call("search_knowledge", query="what does margin leak measure"),
+        call("rank", entity="accounts", metric="churn_probability", limit=1),
         call("next_best_action", account_id=account),
         call("propose_recommendation", account_id=account, action=action,
              rationale="Highest expected value for the riskiest account."),
@@ -175,15 +176,15 @@ def test_sign_in_chat_review_and_value_chain_in_a_real_browser(served: Served, b
     page.fill("#chat-input", QUESTION)
     page.press("#chat-input", "Enter")
     answer = page.locator(".msg.assistant").last
-    expect(answer.locator(".meta")).to_contain_text("4 tool calls")
+    expect(answer.locator(".meta")).to_contain_text("5 tool calls")
     expect(answer.locator(".answer")).to_contain_text(f"{served.account} is the riskiest account")
     expect(answer.locator(".answer strong")).to_have_text("Margin leak")
     tools = answer.locator("details.tool-call")
-    expect(tools).to_have_count(4)
+    expect(tools).to_have_count(5)
     expect(tools.locator(".tool-name")).to_have_text(
-        ["score_activities", "search_knowledge", "next_best_action", "propose_recommendation"]
+        ["score_activities", "search_knowledge", "rank", "next_best_action", "propose_recommendation"]
     )
-    expect(tools.locator(".tool-status")).to_have_text(["ok", "ok", "ok", "ok"])
+    expect(tools.locator(".tool-status")).to_have_text(["ok"] * 5)
     first = tools.first
     first.locator("summary").click()
     expect(first.locator(".tool-result")).to_contain_text('"total_margin_leak"')

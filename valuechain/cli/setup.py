@@ -91,15 +91,10 @@ def _first_admin_key(factory: sessionmaker[Session], settings: Settings) -> None
         except ToolInputError as exc:  # a user "admin" with another role: leave it to the operator
             console.print(f"no first admin key created ({exc}); use `valuechain keys create`")
             return
-    console.print(
-        f"\n[bold]First start: an admin API key for user {created.user!r}[/bold] "
-        "(shown only now; only its hash is stored; sign in to the web UI with it):"
-    )
+    console.print(f"\n[bold]First start: admin API key for user {created.user!r}[/bold] (shown only now, stored hashed):")
     console.print(f"\n    {created.key}\n", highlight=False, markup=False, soft_wrap=True)
-    console.print(
-        "More keys: `valuechain keys create --name NAME --role viewer|analyst|approver|admin`; "
-        f"revoke this one with `valuechain keys revoke {created.prefix}`.\n"
-    )
+    console.print("Sign in to the web UI with it. More keys: `valuechain keys create --name NAME --role ROLE`.")
+    console.print(f"Revoke it: `valuechain keys revoke {created.prefix}`.\n", highlight=False)
 
 
 def status(database_url: str | None = DatabaseUrlOption, as_json: bool = JsonOption) -> None:
