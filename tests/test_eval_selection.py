@@ -5,7 +5,16 @@ from __future__ import annotations
 from agent_fakes import call, calls, say
 
 from agent.tools import build_tools
-from evals.selection import CaseResult, ExpectedCall, SelectionCase, grade, load_cases, match_call, norm, summarise
+from evals.selection import (
+    CaseResult,
+    ExpectedCall,
+    SelectionCase,
+    grade,
+    load_cases,
+    match_call,
+    norm,
+    summarise,
+)
 
 TOOLS = {t.name: t for t in build_tools()}
 
@@ -67,7 +76,7 @@ def test_grade_irrelevance_parallel_and_alternatives() -> None:
 
 def test_grade_flags_schema_invalid_calls() -> None:
     exp = case([ExpectedCall(name="next_best_action", optional=["limit"])])
-    name_ok, args_ok, valid, _ = grade(exp, call("next_best_action", limit="many"), TOOLS)
+    name_ok, _args_ok, valid, _ = grade(exp, call("next_best_action", limit="many"), TOOLS)
     assert name_ok and not valid
 
 

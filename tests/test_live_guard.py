@@ -13,7 +13,7 @@ from valuechain.config import Settings
 def test_a_chat_model_call_is_stopped_by_the_guard() -> None:
     settings = Settings(llm_base_url="http://127.0.0.1:9/v1", llm_model="any")
     model = make_chat_model(settings)
-    with pytest.raises(LiveModelBlockedError, match="127.0.0.1:9"):
+    with pytest.raises(LiveModelBlockedError, match=r"127\.0\.0\.1:9"):
         model.invoke([HumanMessage("hi")])
 
 

@@ -28,6 +28,9 @@ class EmptyStore:
     def search(self, query: str, k: int) -> list[Any]:
         return []
 
+    def vector_search(self, query: str, k: int) -> list[Any]:
+        return []
+
     def count(self) -> int:
         return 0
 
