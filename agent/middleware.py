@@ -150,7 +150,7 @@ class CopilotMiddleware(AgentMiddleware[AgentState[Any], RunContext, Any]):
             turn.notes.append(f"corrective retry: {problem}")
             retry = HumanMessage(self.retry_prompt.format(error=problem))
             ai = await self._call(
-                request.override(model=self.router, messages=[*request.messages, _as_text(ai), retry]),
+                request.override(model=self.router, messages=[*request.messages, as_text(ai), retry]),
                 handler,
                 turn,
             )
@@ -253,7 +253,7 @@ class CopilotMiddleware(AgentMiddleware[AgentState[Any], RunContext, Any]):
         return out
 
 
-def _as_text(ai: AIMessage) -> AIMessage:
+def as_text(ai: AIMessage) -> AIMessage:
     """The rejected reply as plain text, so the retry shows the model what it wrote."""
     if ai.tool_calls or ai.invalid_tool_calls:
         calls = [{"name": c.get("name"), "arguments": c.get("args")} for c in [*ai.tool_calls, *ai.invalid_tool_calls]]

@@ -23,7 +23,8 @@ from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 from langchain_core.tools import BaseTool
 from pydantic import BaseModel, Field
 
-from agent.middleware import check_calls
+from agent.middleware import as_text, check_calls
+from agent.prompts import load_prompt
 
 CASES_DIR = Path(__file__).resolve().parent / "cases"
 DEV_CASES = CASES_DIR / "agent_dev.yaml"
@@ -63,6 +64,10 @@ class CaseResult(BaseModel):
     latency_s: float
     prompt_tokens: int | None
     completion_tokens: int | None
+    problem: str | None = Field(default=None, description="What the agent's call check found in the first reply")
+    retried: bool = Field(default=False, description="The first reply failed the check; a corrective retry was sent")
+    final_name_ok: bool = Field(default=False, description="name_ok of the call the agent would run (after the retry)")
+    final_args_ok: bool = Field(default=False, description="args_ok of the call the agent would run (after the retry)")
 
 
 class CategoryScore(BaseModel):
@@ -77,6 +82,10 @@ class SelectionReport(BaseModel):
     by_category: dict[str, CategoryScore]
     tool_selection_accuracy: float = Field(description="In-scope cases with the right function(s)")
     argument_accuracy: float = Field(description="In-scope cases with the right function(s) and arguments")
+    invalid_first_replies: int = Field(description="First replies the agent's check rejects (schema, unknown tool, invented id)")
+    after_retry_selection_accuracy: float = Field(description="Selection accuracy of what the agent runs after its one retry")
+    after_retry_argument_accuracy: float = Field(description="Argument accuracy of what the agent runs after its one retry")
+    after_retry_abstention: float
     abstention: float = Field(description="Out-of-scope cases answered without a call")
     false_abstention: float = Field(description="In-scope cases answered without any call")
     latency_p50_s: float
@@ -161,9 +170,19 @@ def grade(case: SelectionCase, ai: AIMessage, tools: dict[str, BaseTool]) -> tup
     return name_ok, args_ok, valid, detail
 
 
-def route_once(router: BaseChatModel, tools: Sequence[BaseTool], system_prompt: str, question: str) -> AIMessage:
-    """The agent's first routing request for `question`: same system prompt, same tools, same binding."""
-    reply = router.bind_tools(list(tools)).invoke([SystemMessage(system_prompt), HumanMessage(question)])
+def route_once(
+    router: BaseChatModel, tools: Sequence[BaseTool], system_prompt: str, question: str,
+    retry_of: tuple[AIMessage, str] | None = None,
+) -> AIMessage:
+    """The agent's first routing request for `question`: same system prompt, same tools, same binding.
+
+    With `retry_of=(reply, problem)` it sends the agent's corrective retry for that reply instead.
+    """
+    messages = [SystemMessage(system_prompt), HumanMessage(question)]
+    if retry_of is not None:
+        reply, problem = retry_of
+        messages += [as_text(reply), HumanMessage(load_prompt("retry_tool_call.md").format(error=problem))]
+    reply = router.bind_tools(list(tools)).invoke(messages)
     if not isinstance(reply, AIMessage):
         raise TypeError(f"the router returned {type(reply).__name__}, not an AIMessage")
     return reply
@@ -185,13 +204,22 @@ def run_selection(
         ai = route_once(router, tools, system_prompt, case.question)
         latency = time.perf_counter() - t0
         name_ok, args_ok, valid, detail = grade(case, ai, by_name)
+        problem = check_calls(ai, by_name, case.question.upper())
+        final_name_ok, final_args_ok = name_ok, args_ok
+        if problem is not None:  # what the agent does next: one corrective retry
+            again = route_once(router, tools, system_prompt, case.question, retry_of=(ai, problem))
+            if check_calls(again, by_name, case.question.upper()) is None:
+                final_name_ok, final_args_ok = grade(case, again, by_name)[:2]
+            else:  # the agent gives up on calls and answers without tools
+                final_name_ok = final_args_ok = case.expect == "none"
         usage = dict(ai.usage_metadata or {})
         result = CaseResult(
             id=case.id, category=case.category, question=case.question,
             calls=[{"name": c["name"], "args": c["args"]} for c in ai.tool_calls],
             text=str(ai.content)[:500], name_ok=name_ok, args_ok=args_ok, valid=valid, detail=detail,
             latency_s=round(latency, 3), prompt_tokens=usage.get("input_tokens"),
-            completion_tokens=usage.get("output_tokens"),
+            completion_tokens=usage.get("output_tokens"), problem=problem, retried=problem is not None,
+            final_name_ok=final_name_ok, final_args_ok=final_args_ok,
         )
         results.append(result)
         if progress is not None:
@@ -221,6 +249,10 @@ def summarise(results: Sequence[CaseResult], model: str) -> SelectionReport:
         argument_accuracy=_share(sum(r.args_ok for r in in_scope), len(in_scope)),
         abstention=_share(sum(r.name_ok for r in out_scope), len(out_scope)),
         false_abstention=_share(sum(not r.calls for r in in_scope), len(in_scope)),
+        invalid_first_replies=sum(r.retried for r in results),
+        after_retry_selection_accuracy=_share(sum(r.final_name_ok for r in in_scope), len(in_scope)),
+        after_retry_argument_accuracy=_share(sum(r.final_args_ok for r in in_scope), len(in_scope)),
+        after_retry_abstention=_share(sum(r.final_name_ok for r in out_scope), len(out_scope)),
         latency_p50_s=round(statistics.median(latencies), 3),
         latency_p95_s=round(latencies[min(len(latencies) - 1, round(0.95 * (len(latencies) - 1)))], 3),
         results=list(results),

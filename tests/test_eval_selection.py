@@ -93,3 +93,30 @@ def test_summary_separates_categories_and_abstention() -> None:
     assert report.argument_accuracy == round(1 / 3, 4)
     assert report.false_abstention == round(1 / 3, 4)
     assert report.abstention == 1.0
+
+
+def test_run_selection_measures_the_corrective_retry() -> None:
+    from agent_fakes import Script, ScriptedChatModel
+
+    from evals.selection import run_selection
+
+    cases = [
+        case([ExpectedCall(name="churn_risk", args={"account_id": "ACME-0042"})]),
+        SelectionCase(id="r", category="single", question="Churn risk of the riskiest account?",
+                      expect=[ExpectedCall(name="rank", args={"entity": "accounts", "metric": "churn_probability"},
+                                           optional=["limit"])]),
+    ]
+    cases[0] = cases[0].model_copy(update={"question": "Risk of ACME-0042?"})
+    script = Script([
+        call("churn_risk", account_id="ACME-0042"),
+        call("churn_risk", account_id="12345"),  # invented id: the agent would retry
+        call("rank", entity="accounts", metric="churn_probability"),
+    ])
+    report = run_selection(cases, router=ScriptedChatModel(script=script), tools=list(TOOLS.values()),
+                           system_prompt="s", model="scripted")
+    first, second = report.results
+    assert (first.args_ok, first.retried, first.final_args_ok) == (True, False, True)
+    assert (second.name_ok, second.retried, second.final_args_ok) == (False, True, True)
+    assert "'12345' was not given" in (second.problem or "")
+    assert report.invalid_first_replies == 1
+    assert (report.tool_selection_accuracy, report.after_retry_selection_accuracy) == (0.5, 1.0)

@@ -43,6 +43,8 @@ def selection(
 
     def show(r: CaseResult) -> None:
         mark = "[green]ok[/]" if r.args_ok else ("[yellow]args[/]" if r.name_ok else "[red]miss[/]")
+        if r.retried:
+            mark += " → " + ("[green]ok[/]" if r.final_args_ok else "[red]still wrong[/]")
         calls = "; ".join(f"{c['name']}({json.dumps(c['args'])})" for c in r.calls) or "(no call)"
         err_console.print(f"{mark} {r.id:<11} {r.latency_s:5.1f}s {calls} — {r.detail}")
 
@@ -69,4 +71,9 @@ def selection(
         f"in scope: selection {report.tool_selection_accuracy:.1%}, arguments {report.argument_accuracy:.1%}, "
         f"no call {report.false_abstention:.1%} · out of scope: abstention {report.abstention:.1%} · "
         f"routing latency p50 {report.latency_p50_s:.1f}s p95 {report.latency_p95_s:.1f}s"
+    )
+    console.print(
+        f"after the agent's check and one corrective retry ({report.invalid_first_replies} first replies rejected): "
+        f"selection {report.after_retry_selection_accuracy:.1%}, arguments {report.after_retry_argument_accuracy:.1%}, "
+        f"abstention {report.after_retry_abstention:.1%}"
     )
