@@ -30,6 +30,7 @@ import json
 import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -254,6 +255,11 @@ def raw_rows(conn: Connection, stmt: Executable, params: Mapping[str, Any] | Non
         result.close()
 
 
+def column(rows: Sequence[Any], j: int) -> list[Any]:
+    """Column `j` of driver rows (much faster than `zip(*rows)` over a million rows)."""
+    return list(map(itemgetter(j), rows))
+
+
 def _scatter(index: Mapping[str, int], n: int, rows: Sequence[Any], width: int) -> np.ndarray:
     """Place per-account SQL rows (account_id, v1..v_width) into an (n, width) NaN array."""
     out = np.full((n, width), np.nan)
@@ -261,9 +267,8 @@ def _scatter(index: Mapping[str, int], n: int, rows: Sequence[Any], width: int) 
         return out
     idx = np.fromiter((index.get(r[0], -1) for r in rows), dtype=np.int64, count=len(rows))
     keep = idx >= 0
-    columns = list(zip(*rows, strict=True))
     for j in range(width):
-        out[idx[keep], j] = _column(columns[1 + j])[keep]
+        out[idx[keep], j] = _column(column(rows, 1 + j))[keep]
     return out
 
 
@@ -331,25 +336,26 @@ def load_attributes(
         i = index.get(account_id)
         if i is None:
             continue
-        if isinstance(attrs, str | bytes):  # SQLite hands back the JSON text
-            attrs = json.loads(attrs)
-        if isinstance(attrs, dict):
-            out[i] = attrs
+        out[i] = _as_attributes(attrs)
     return out
 
 
 def _parse_all(values: Sequence[Any], parse: Callable[[Any], Any]) -> list[Any]:
     """`parse` over many values, once per distinct (type, value): custom fields repeat a lot."""
-    cache: dict[tuple[type, Any], Any] = {}
+    texts: dict[str, Any] = {}  # the common case, keyed by the text itself
+    others: dict[tuple[type, Any], Any] = {}  # by type too: True, 1 and 1.0 are equal keys
     out: list[Any] = []
     for value in values:
-        try:
-            key = (type(value), value)
-            parsed = cache[key]
-        except KeyError:
-            parsed = cache[key] = parse(value)
-        except TypeError:  # unhashable (a list or object in the JSON)
-            parsed = parse(value)
+        if type(value) is str:
+            parsed = texts.get(value, texts)
+            if parsed is texts:
+                parsed = texts[value] = parse(value)
+        else:
+            try:
+                key = (type(value), value)
+                parsed = others[key] if key in others else others.setdefault(key, parse(value))
+            except TypeError:  # unhashable (a list or object in the JSON)
+                parsed = parse(value)
         out.append(parsed)
     return out
 
@@ -384,22 +390,36 @@ _ACCOUNT_COLUMNS = (
     Account.churned_at,
     Account.status,
 )
-_ACCOUNT_BY_IDS = (
-    select(*_ACCOUNT_COLUMNS).where(Account.id.in_(bindparam("ids", expanding=True))).order_by(Account.id)
+_ACCOUNT_BY_IDS = select(*_ACCOUNT_COLUMNS).where(Account.id.in_(bindparam("ids", expanding=True)))
+_ACCOUNT_BY_IDS_ATTRS = select(*_ACCOUNT_COLUMNS, Account.attributes).where(
+    Account.id.in_(bindparam("ids", expanding=True))
 )
 
 
-def account_frame(
-    session: Session, scope: AccountScope
-) -> tuple[np.ndarray, dict[str, int], dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """Ids (sorted), id → row index, and the account-level columns of the accounts in scope."""
+def sort_by_id(rows: list[Any]) -> list[Any]:
+    """Rows sorted by their first column, an account id, in code-point order on every engine.
+
+    Sorting here rather than with ORDER BY saves SQLite a walk of the id index with a table
+    lookup per account (3x slower at 1M accounts) and gives PostgreSQL the same order as
+    SQLite whatever its collation (the order ties are broken in, see tools.common.byte_order).
+    """
+    rows.sort(key=itemgetter(0))
+    return rows
+
+
+def _account_rows(session: Session, scope: AccountScope, *, attributes: bool = False) -> list[Any]:
     _, extra, key = _restriction(scope)
     conn = session.connection()
     if key == "ids":
-        rows = raw_rows(conn, _ACCOUNT_BY_IDS, extra)
-    else:
-        rows = raw_rows(conn, select(*_ACCOUNT_COLUMNS).where(*scope.conditions()).order_by(Account.id))
-    cols: list[Sequence[Any]] = list(zip(*rows, strict=True)) if rows else [()] * len(_ACCOUNT_COLUMNS)
+        return sort_by_id(raw_rows(conn, _ACCOUNT_BY_IDS_ATTRS if attributes else _ACCOUNT_BY_IDS, extra))
+    columns = (*_ACCOUNT_COLUMNS, Account.attributes) if attributes else _ACCOUNT_COLUMNS
+    return sort_by_id(raw_rows(conn, select(*columns).where(*scope.conditions())))
+
+
+def _frame(
+    rows: Sequence[Any],
+) -> tuple[np.ndarray, dict[str, int], dict[str, np.ndarray], dict[str, np.ndarray]]:
+    cols = [column(rows, j) for j in range(len(_ACCOUNT_COLUMNS))]
     ids = np.array(cols[0], dtype=object)
     index = {account_id: i for i, account_id in enumerate(cols[0])}
     numeric = {
@@ -413,6 +433,19 @@ def account_frame(
         "status": np.array(cols[6], dtype=object),
     }
     return ids, index, numeric, categorical
+
+
+def account_frame(
+    session: Session, scope: AccountScope
+) -> tuple[np.ndarray, dict[str, int], dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Ids (sorted), id → row index, and the account-level columns of the accounts in scope."""
+    return _frame(_account_rows(session, scope))
+
+
+def _as_attributes(value: Any) -> dict[str, Any]:
+    if isinstance(value, str | bytes):  # SQLite hands back the JSON text
+        value = json.loads(value)
+    return value if isinstance(value, dict) else {}
 
 
 def compute_features(
@@ -433,7 +466,8 @@ def compute_features(
         attribute_kinds: custom fields to parse, ``{key: "numeric" | "categorical"}``.
     """
     scope = scope or AccountScope()
-    ids, index, acc_num, acc_cat = account_frame(session, scope)
+    rows = _account_rows(session, scope, attributes=bool(attribute_kinds))
+    ids, index, acc_num, acc_cat = _frame(rows)
     n = len(ids)
     broad = False
     if scope.where and n > _IN_CLAUSE_MAX:
@@ -451,8 +485,7 @@ def compute_features(
         day = float(as_of.toordinal())
         _history_features(session, scope, index, n, as_of, day, acc_num, acc_cat, numeric, categorical, broad)
     if attribute_kinds and n:
-        attrs = load_attributes(session, AccountScope() if broad else scope, index, n)
-        a_num, a_cat = attribute_columns(attrs, attribute_kinds)
+        a_num, a_cat = attribute_columns([_as_attributes(r[-1]) for r in rows], attribute_kinds)
         numeric.update(a_num)
         categorical.update(a_cat)
     stamp = as_of.toordinal() if as_of is not None else 0

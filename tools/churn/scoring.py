@@ -200,9 +200,8 @@ def driver_json(model: ActiveModel, table: FeatureTable, top_drivers: int) -> li
                 break
             g = groups[k]
             parts.append(
-                f"{heads[k]}{_json_value(driver_value(g, row))}, "
-                f'"contribution": {c!r}, "unit": {unit}, '
-                f'"phrase": {encode_basestring_ascii(driver_phrase(g, row))}}}'
+                f'{heads[k]}{_json_value(driver_value(g, row))}, "contribution": {c!r}, '
+                f'"unit": {unit}, "phrase": {encode_basestring_ascii(driver_phrase(g, row))}}}'
             )
         out.append("[" + ", ".join(parts) + "]")
     return out

@@ -26,7 +26,7 @@ from sqlalchemy import ColumnElement, and_, select
 from sqlalchemy.orm import Session
 
 from crm.models import Account, ChurnScore
-from tools.churn.features import raw_rows
+from tools.churn.features import column, raw_rows, sort_by_id
 from tools.churn.model import ActiveModel
 
 
@@ -75,14 +75,13 @@ def stored_scores(
         .select_from(Account)
         .outerjoin(ChurnScore, join_condition(day, model.version))
         .where(*where)
-        .order_by(Account.id)
     )
-    rows = raw_rows(session.connection(), stmt)
+    rows = sort_by_id(raw_rows(session.connection(), stmt))
     if not rows:
         return StoredScores(
             ids=np.array([], dtype=object), arr=np.array([], dtype=np.float64), probability=np.array([])
         )
-    ids, arr, prob = zip(*rows, strict=True)
+    ids, arr, prob = (column(rows, j) for j in range(3))
     if any(p is None for p in prob):
         return None
     return StoredScores(
