@@ -202,6 +202,7 @@ class _TokenFilter:
     """Passes answer tokens through; holds back a reply that starts like a ```json call."""
 
     def __init__(self) -> None:
+        self.call_id: str | None = None
         self.reset()
 
     def reset(self) -> None:
@@ -210,6 +211,9 @@ class _TokenFilter:
         self.held = False
 
     def feed(self, chunk: AIMessageChunk) -> str:
+        if chunk.id != self.call_id:  # a new model call (e.g. the corrective retry) starts afresh
+            self.call_id = chunk.id
+            self.reset()
         if chunk.tool_call_chunks or self.held:
             self.held = self.held or bool(chunk.tool_call_chunks)
             return ""

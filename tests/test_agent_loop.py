@@ -332,3 +332,21 @@ def test_an_invented_account_id_is_sent_back_for_correction(sessions: sessionmak
     assert [c.name for c in result.tool_calls] == ["rank", "churn_risk"]
     assert result.tool_calls[1].args == {"account_id": first}
     assert "'ACME-0042' was not given by the user nor returned by a function" in result.notes[0]
+
+
+def test_answer_tokens_stream_and_call_json_is_held_back(sessions: sessionmaker[Session]) -> None:
+    script = Script([
+        call("score_activities", period="2026"),
+        say('```json\n{"name": "rank"'),  # a broken call written as text: never shown to the user
+        say("Product research leaks the most margin."),
+    ])
+    copilot = copilot_for(sessions, script)
+
+    async def collect() -> list[AgentEvent]:
+        return [e async for e in copilot.astream("Which activity leaks the most margin in 2026?")]
+
+    events = asyncio.run(collect())
+    tokens = [e.text for e in events if e.type == "token"]
+    assert len(tokens) > 3
+    assert "".join(t or "" for t in tokens).strip() == "Product research leaks the most margin."
+    assert events[-1].result is not None and events[-1].result.answer == "Product research leaks the most margin."
