@@ -83,6 +83,7 @@ class Copilot:
         answerer: BaseChatModel,
         model_name: str,
         recommendation_ttl_days: int | None = 30,
+        llm_call_timeout_s: float | None = None,
     ) -> None:
         self.sessions = sessions
         self.recommendation_ttl_days = recommendation_ttl_days
@@ -94,7 +95,8 @@ class Copilot:
             router,
             self.tools,
             system_prompt=self.system_prompt,
-            middleware=[CopilotMiddleware(router=router, answerer=answerer, model_name=model_name)],
+            middleware=[CopilotMiddleware(router=router, answerer=answerer, model_name=model_name,
+                                          call_timeout_s=llm_call_timeout_s)],
             context_schema=RunContext,
         )
 

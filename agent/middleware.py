@@ -17,6 +17,7 @@ result, error and latency go to the run log as they happen.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Awaitable, Callable
@@ -121,8 +122,16 @@ def check_calls(ai: AIMessage, tools: dict[str, BaseTool], known: str | None = N
 class CopilotMiddleware(AgentMiddleware[AgentState[Any], RunContext, Any]):
     """Route/answer switching, call validation with one corrective retry, budgets and logging."""
 
-    def __init__(self, *, router: BaseChatModel, answerer: BaseChatModel, model_name: str) -> None:
+    def __init__(
+        self,
+        *,
+        router: BaseChatModel,
+        answerer: BaseChatModel,
+        model_name: str,
+        call_timeout_s: float | None = None,
+    ) -> None:
         super().__init__()
+        self.call_timeout_s = call_timeout_s
         self.router = router
         self.answerer = answerer
         self.model_name = model_name
@@ -194,7 +203,9 @@ class CopilotMiddleware(AgentMiddleware[AgentState[Any], RunContext, Any]):
     ) -> AIMessage:
         t0 = time.perf_counter()
         try:
-            response = await handler(request)
+            # a wall-clock cap per model call: a streamed reply resets the client's read timeout
+            # with every token, so only this bounds a reply that goes on and on
+            response = await asyncio.wait_for(handler(request), self.call_timeout_s)
         except Exception as exc:
             ms = (time.perf_counter() - t0) * 1000
             turn.llm_s += ms / 1000
@@ -267,7 +278,7 @@ def describe_llm_error(exc: BaseException) -> str | None:
     import httpx
     import openai
 
-    if isinstance(exc, openai.APITimeoutError | httpx.TimeoutException):
+    if isinstance(exc, openai.APITimeoutError | httpx.TimeoutException | TimeoutError):
         return "the language model did not answer in time"
     if isinstance(exc, openai.APIConnectionError | httpx.TransportError):
         return "the language model endpoint cannot be reached"

@@ -42,6 +42,7 @@ def build_copilot(
         answerer=runtime.answerer(),
         model_name=runtime.model,
         recommendation_ttl_days=settings.recommendation_ttl_days,
+        llm_call_timeout_s=settings.llm_timeout_s,
     )
 
 

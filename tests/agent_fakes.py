@@ -103,6 +103,8 @@ class ScriptedChatModel(BaseChatModel):
         **kwargs: Any,
     ) -> ChatResult:
         self.script.requests.append({"model": self.label, "tools": list(self.tool_names), "messages": messages})
+        if self.on_request is not None:
+            self.on_request(messages)
         if not self.script.replies:
             raise AssertionError(f"the script ran out of replies ({self.label} asked)")
         reply = self.script.replies.pop(0)

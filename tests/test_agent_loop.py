@@ -350,3 +350,18 @@ def test_answer_tokens_stream_and_call_json_is_held_back(sessions: sessionmaker[
     assert len(tokens) > 3
     assert "".join(t or "" for t in tokens).strip() == "Product research leaks the most margin."
     assert events[-1].result is not None and events[-1].result.answer == "Product research leaks the most margin."
+
+
+def test_a_model_call_over_its_time_limit_ends_the_turn_clearly(sessions: sessionmaker[Session]) -> None:
+    import time as _time
+
+    script = Script([say("never mind")])
+    slow = ScriptedChatModel(script=script, on_request=lambda _m: _time.sleep(0.5))
+    copilot = Copilot(sessions=sessions, knowledge=lambda: None, router=slow, answerer=slow,
+                      model_name="scripted", llm_call_timeout_s=0.05)
+    result = copilot.ask("Is ACME-0042 at risk?")
+
+    assert result.error is not None and "did not answer in time" in result.error
+    with sessions() as s:
+        run = s.get(AgentRun, result.run_id)
+        assert run is not None and run.status == "error"

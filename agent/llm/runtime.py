@@ -24,6 +24,11 @@ from agent.llm.server import ANSWER_SLOT, ROUTE_SLOT, EmbeddedLLMServer
 from valuechain.config import Settings
 
 WARM_QUESTION = "hello"
+ROUTE_MAX_TOKENS = 384
+"""A routing reply is a call (~30–80 tokens) or a short answer; never let it ramble."""
+ANSWER_MAX_TOKENS = 512
+"""The final answer: a few sentences or a short list. Without a cap the 1.5B model can write on
+until its context is full (seen while recording cassettes: minutes for one answer)."""
 
 
 @dataclass
@@ -54,9 +59,11 @@ class LLMRuntime:
         return self.server is not None
 
     def router(self, **overrides: Any) -> BaseChatModel:
+        overrides.setdefault("max_tokens", ROUTE_MAX_TOKENS)
         return make_chat_model(self.settings, self.base_url, slot=ROUTE_SLOT, **overrides)
 
     def answerer(self, **overrides: Any) -> BaseChatModel:
+        overrides.setdefault("max_tokens", ANSWER_MAX_TOKENS)
         return make_chat_model(self.settings, self.base_url, slot=ANSWER_SLOT, **overrides)
 
     def warm(self, system_prompt: str, tools: Sequence[BaseTool]) -> float:
