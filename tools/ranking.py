@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, cast, get_args
 
+import numpy as np
 from pydantic import BaseModel, Field
 from sqlalchemy import ColumnElement, Date, Integer, Select, and_, case, func, literal, select
 from sqlalchemy import cast as sql_cast
@@ -82,12 +83,11 @@ class AccountMetricContext:
 
 @dataclass(frozen=True)
 class StoredValues:
-    """Metric values kept in a table: `table` is outer-joined to `accounts` on `onclause` and
-    `value` is an expression over both (e.g. `Account.arr * ChurnScore.probability`)."""
+    """Kept metric values of *every* filtered account: `ids` sorted in code-point order and
+    `values` (no missing ones) in the same order."""
 
-    table: Any
-    onclause: ColumnElement[bool]
-    value: SqlExpr
+    ids: Sequence[str]
+    values: np.ndarray
 
 
 SqlMetric = Callable[[AccountMetricContext], SqlExpr]
@@ -109,10 +109,10 @@ class AccountMetric(MetricSpec):
     - `compute`: values for the filtered set computed in Python, keyed by account id (ids
       left out count as null).
 
-    `context`, if given, adds fields to the shown items. `stored`, if given, may offer the
-    values kept in a table (e.g. a churn-score snapshot): when it returns them and they cover
-    every filtered account, the ranking runs in SQL on them; otherwise the metric's own
-    source is used.
+    `context`, if given, adds fields to the shown items. `stored`, if given, may offer kept
+    values (e.g. a churn-score snapshot) covering every filtered account; the ranking then
+    sorts them (ties by id) instead of using the metric's own source. It returns None when
+    it has nothing complete to offer.
     """
 
     sql: SqlMetric | None = None
@@ -440,15 +440,6 @@ def _values_statement(spec: AccountMetric, ctx: AccountMetricContext) -> Select[
     return None
 
 
-def _stored_statement(stored: StoredValues, ctx: AccountMetricContext) -> Select[Any, Any]:
-    return (
-        select(Account.id.label("id"), stored.value.label("value"))
-        .select_from(Account)
-        .outerjoin(stored.table, stored.onclause)
-        .where(*ctx.conditions)
-    )
-
-
 def _rank_in_sql(
     session: Session, values_stmt: Select[Any, Any], order: Order, limit: int
 ) -> tuple[list[tuple[str, MetricValue]], int, int]:
@@ -482,18 +473,19 @@ def _rank_accounts(
 ) -> _Ranked:
     conds = tuple(conditions(filters, ACCOUNT_FILTERS))
     ctx = AccountMetricContext(session=session, as_of=as_of, conditions=conds)
-    in_sql: tuple[list[tuple[str, MetricValue]], int, int] | None = None
+    ranked: tuple[list[tuple[str, MetricValue]], int, int] | None = None  # (shown, total, missing)
     source: Source = "sql"
     stored = spec.stored(ctx) if spec.stored is not None else None
     if stored is not None:
-        found = _rank_in_sql(session, _stored_statement(stored, ctx), order, limit)
-        if found[2] == 0:  # kept values cover every filtered account; else use the metric itself
-            in_sql, source = found, "snapshot"
-    if in_sql is None and (values_stmt := _values_statement(spec, ctx)) is not None:
-        in_sql = _rank_in_sql(session, values_stmt, order, limit)
+        key = -stored.values if order == "desc" else stored.values
+        top = np.argsort(key, kind="stable")[:limit]  # rows sorted by id: ties by id
+        ranked = ([(stored.ids[i], float(stored.values[i])) for i in top], len(stored.ids), 0)
+        source = "snapshot"
+    elif (values_stmt := _values_statement(spec, ctx)) is not None:
+        ranked = _rank_in_sql(session, values_stmt, order, limit)
     shown: list[tuple[str, MetricValue]]
-    if in_sql is not None:
-        shown, total, missing = in_sql
+    if ranked is not None:  # from kept values, or in SQL
+        shown, total, missing = ranked
     elif spec.compute is not None:
         values = spec.compute(ctx)
         ids = ctx.ids()

@@ -1,8 +1,8 @@
 """Account metrics for `rank`: churn_probability, arr_at_risk and health.
 
 `tools.ranking` imports this module on first use (its `ACCOUNT_METRIC_PLUGINS`). When the
-churn_scores snapshot of the active model and date covers the filtered accounts, the ranking
-runs in SQL over it (`stored`) and only the shown accounts get features and a top driver;
+churn_scores snapshot of the active model and date covers the filtered accounts, ranking
+sorts the kept values (`stored`) and only the shown accounts get features and a top driver;
 otherwise the three metrics share one bulk scoring of the filtered accounts per ranking call.
 """
 
@@ -11,19 +11,16 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
-from sqlalchemy import Float, literal
 
-from crm.models import Account, ChurnScore
 from tools.churn.features import AccountScope
 from tools.churn.model import load_active_model
 from tools.churn.scoring import Assessment, assess, band_of, explain_rows
-from tools.churn.snapshots import has_snapshot, join_condition, usable
+from tools.churn.snapshots import StoredScores, stored_scores
 from tools.ranking import (
     AccountMetric,
     AccountMetricContext,
     MetricValue,
     Scalar,
-    SqlExpr,
     StoredValues,
     register_account_metric,
 )
@@ -59,20 +56,17 @@ def _health(ctx: AccountMetricContext) -> Mapping[str, MetricValue]:
     return _values(ctx, _assessment(ctx).health)
 
 
-def _stored(value: Callable[[], SqlExpr]) -> Callable[[AccountMetricContext], StoredValues | None]:
+def _stored(
+    values: Callable[[StoredScores], np.ndarray],
+) -> Callable[[AccountMetricContext], StoredValues | None]:
     def hook(ctx: AccountMetricContext) -> StoredValues | None:
         model = load_active_model(ctx.session)
-        if not usable(model, ctx.as_of) or not has_snapshot(ctx.session, ctx.as_of, model.version):
+        kept = stored_scores(ctx.session, day=ctx.as_of, model=model, where=ctx.conditions)
+        if kept is None:
             return None
-        return StoredValues(
-            table=ChurnScore, onclause=join_condition(ctx.as_of, model.version), value=value()
-        )
+        return StoredValues(ids=[str(a) for a in kept.ids], values=values(kept))
 
     return hook
-
-
-_ONE = literal(1.0, Float)
-_HUNDRED = literal(100.0, Float)
 
 
 def _context(ctx: AccountMetricContext, shown: Sequence[str]) -> Mapping[str, Mapping[str, Scalar]]:
@@ -111,7 +105,7 @@ METRICS = (
         "probability",
         compute=_probability,
         context=_context,
-        stored=_stored(lambda: ChurnScore.probability),
+        stored=_stored(lambda kept: kept.probability),
     ),
     AccountMetric(
         "arr_at_risk",
@@ -120,7 +114,7 @@ METRICS = (
         "currency",
         compute=_arr_at_risk,
         context=_context,
-        stored=_stored(lambda: Account.arr * ChurnScore.probability),
+        stored=_stored(lambda kept: kept.arr * kept.probability),
     ),
     AccountMetric(
         "health",
@@ -129,7 +123,7 @@ METRICS = (
         "points",
         compute=_health,
         context=_context,
-        stored=_stored(lambda: _HUNDRED * (_ONE - ChurnScore.probability)),
+        stored=_stored(lambda kept: 100.0 * (1.0 - kept.probability)),
     ),
 )
 

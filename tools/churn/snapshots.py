@@ -4,8 +4,9 @@
 active on a date, per model version. `rank` by a churn metric and list-mode `churn_risk`
 read that snapshot when it exists for the *active logistic model* and the requested date
 and covers every filtered account; otherwise they compute features as before. Both paths
-give the same probabilities (the same arithmetic, stored as 8-byte floats), so only the
-time differs — and the result's `source` says which path was taken.
+give the same probabilities (the same arithmetic, stored as 8-byte floats) and the same
+order (rows sorted by id in code-point order, stable sorts by value), so only the time
+differs — and the result's `source` says which path was taken.
 
 The rule-based fallback is always computed: its health score is not a function of the
 stored probability, and it only runs on small data anyway.
@@ -22,7 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from sqlalchemy import ColumnElement, and_, select
+from sqlalchemy import ColumnElement, select
 from sqlalchemy.orm import Session
 
 from crm.models import Account, ChurnScore
@@ -54,38 +55,33 @@ def has_snapshot(session: Session, day: dt.date, model_version: str) -> bool:
     return found is not None
 
 
-def join_condition(day: dt.date, model_version: str) -> ColumnElement[bool]:
-    """ON clause joining `accounts` to its kept score for this date and model."""
-    return and_(
-        ChurnScore.account_id == Account.id,
-        ChurnScore.as_of == day,
-        ChurnScore.model_version == model_version,
-    )
-
-
 def stored_scores(
     session: Session, *, day: dt.date | None, model: ActiveModel, where: Sequence[ColumnElement[bool]]
 ) -> StoredScores | None:
     """Kept scores of every account matching `where`, or None when a snapshot cannot be used
-    (rule-based model, no snapshot for this date and model, or a matching account without one)."""
+    (rule-based model, no snapshot for this date and model, or a matching account without one).
+
+    Two plain scans joined in Python: on SQLite this is about twice as fast at 1M accounts as
+    a SQL join, which looks each account up in the churn_scores index and then its table.
+    """
     if day is None or not usable(model, day) or not has_snapshot(session, day, model.version):
         return None
-    stmt = (
-        select(Account.id, Account.arr, ChurnScore.probability)
-        .select_from(Account)
-        .outerjoin(ChurnScore, join_condition(day, model.version))
-        .where(*where)
-    )
-    rows = sort_by_id(raw_rows(session.connection(), stmt))
-    if not rows:
-        return StoredScores(
-            ids=np.array([], dtype=object), arr=np.array([], dtype=np.float64), probability=np.array([])
+    conn = session.connection()
+    accounts = sort_by_id(raw_rows(conn, select(Account.id, Account.arr).where(*where)))
+    kept = dict(
+        raw_rows(
+            conn,
+            select(ChurnScore.account_id, ChurnScore.probability).where(
+                ChurnScore.as_of == day, ChurnScore.model_version == model.version
+            ),
         )
-    ids, arr, prob = (column(rows, j) for j in range(3))
-    if any(p is None for p in prob):
+    )
+    ids = column(accounts, 0)
+    prob = [kept.get(a) for a in ids]
+    if None in prob:
         return None
     return StoredScores(
         ids=np.array(ids, dtype=object),
-        arr=np.nan_to_num(np.array(arr, dtype=np.float64), nan=0.0),
+        arr=np.nan_to_num(np.array(column(accounts, 1), dtype=np.float64), nan=0.0),
         probability=np.array(prob, dtype=np.float64),
     )
