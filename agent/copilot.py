@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
-from typing import TYPE_CHECKING, Any, Literal
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from langchain.agents import create_agent
 from langchain_core.language_models import BaseChatModel
@@ -28,6 +28,7 @@ from agent.tools import build_tools
 if TYPE_CHECKING:
     from knowledge.store import KnowledgeStore
 
+T = TypeVar("T")
 RECURSION_LIMIT = 40
 """LangGraph steps per turn; the middleware's tool budget ends a turn long before this."""
 
@@ -85,6 +86,7 @@ class Copilot:
         recommendation_ttl_days: int | None = 30,
         llm_call_timeout_s: float | None = None,
     ) -> None:
+        self._runner: asyncio.Runner | None = None
         self.sessions = sessions
         self.recommendation_ttl_days = recommendation_ttl_days
         self.knowledge = knowledge
@@ -196,8 +198,25 @@ class Copilot:
         return result
 
     def ask(self, question: str, **kwargs: Any) -> AgentAnswer:
-        """One turn, blocking: the answer with its tool calls, counts and timings."""
-        return asyncio.run(self.aask(question, **kwargs))
+        """One turn, blocking: the answer with its tool calls, counts and timings.
+
+        Runs on this Copilot's own event loop, kept across calls: the OpenAI client keeps
+        pooled connections bound to the loop that opened them, so a fresh `asyncio.run` per
+        turn would hit "Event loop is closed" on the second question.
+        """
+        return self.run_sync(self.aask(question, **kwargs))
+
+    def run_sync(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run `coro` to completion on this Copilot's event loop (for synchronous callers)."""
+        if self._runner is None:
+            self._runner = asyncio.Runner()
+        return self._runner.run(coro)
+
+    def close(self) -> None:
+        """Close the event loop `ask` uses (connections opened on it go with it)."""
+        if self._runner is not None:
+            self._runner.close()
+            self._runner = None
 
 
 class _TokenFilter:

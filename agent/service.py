@@ -54,8 +54,11 @@ def open_copilot(
     runtime = LLMRuntime.open(settings, progress=progress)
     try:
         copilot = build_copilot(settings, runtime)
-        if warm:
-            runtime.warm(copilot.system_prompt, copilot.tools)
-        yield copilot, runtime
+        try:
+            if warm:
+                runtime.warm(copilot.system_prompt, copilot.tools)
+            yield copilot, runtime
+        finally:
+            copilot.close()
     finally:
         runtime.close()

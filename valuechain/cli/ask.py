@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from typing import TYPE_CHECKING
 
@@ -104,7 +103,7 @@ def chat(conversation: str | None = ConversationOption, no_warm: bool = NoWarmOp
                 break
             if not question:
                 break
-            result = asyncio.run(_chat_turn(copilot, question, conversation))
+            result = copilot.run_sync(_chat_turn(copilot, question, conversation))
             if result is None:
                 continue
             sys.stdout.write("\n")
