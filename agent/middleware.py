@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -38,6 +39,8 @@ from agent.runlog import RunLog
 
 MAX_TOOL_CALLS = 6
 """Tool calls one turn may make; then the answerer must reply."""
+MAX_FAILED_TOOL_CALLS = 2
+"""Tool calls that may fail (unknown value, bad filter) in one turn before the answerer replies."""
 
 
 class LLMUnavailableError(RuntimeError):
@@ -50,6 +53,7 @@ class TurnState:
 
     log: RunLog
     tool_calls: int = 0
+    failed_tool_calls: int = 0
     retries: int = 0
     llm_s: float = 0.0
     tool_s: float = 0.0
@@ -84,11 +88,24 @@ def conversation_text(messages: list[AnyMessage]) -> str:
     return "\n".join(str(m.content) for m in messages if m.type in ("human", "tool")).upper()
 
 
-def check_calls(ai: AIMessage, tools: dict[str, BaseTool], known: str | None = None) -> str | None:
+def _squash(text: str) -> str:
+    return re.sub(r"[\W_]+", "", text.lower())
+
+
+def user_text(messages: list[AnyMessage]) -> str:
+    """What the user wrote in this conversation, squashed (lower-case, letters and digits only)."""
+    return _squash(" ".join(str(m.content) for m in messages if m.type == "human"))
+
+
+def check_calls(
+    ai: AIMessage, tools: dict[str, BaseTool], known: str | None = None, said: str | None = None
+) -> str | None:
     """The first problem with the calls in `ai`, or None when every call is valid.
 
     With `known` (see `conversation_text`), an account or activity id that neither the user
-    gave nor a tool returned is a problem too: the model made it up.
+    gave nor a tool returned is a problem too: the model made it up. With `said` (see
+    `user_text`), so is a filter value the user never mentioned ("North America" for a question
+    about all accounts).
     """
     if ai.invalid_tool_calls:
         bad = ai.invalid_tool_calls[0]
@@ -116,6 +133,17 @@ def check_calls(ai: AIMessage, tools: dict[str, BaseTool], known: str | None = N
                         f"{arg} {value!r} was not given by the user nor returned by a function; "
                         "never invent ids: find accounts with rank or churn_risk first, or ask the user"
                     )
+        filters = call["args"].get("filters")
+        if said is not None and isinstance(filters, dict):
+            for key, value in filters.items():
+                if value in (None, "", [], {}):
+                    continue
+                values = value if isinstance(value, list) else [value]
+                if not all(_squash(str(v)) and _squash(str(v)) in said for v in values):
+                    return (
+                        f"the filter {key}={value!r} is not something the user asked for; "
+                        "use only filters the user named, or no filters"
+                    )
     return None
 
 
@@ -137,6 +165,7 @@ class CopilotMiddleware(AgentMiddleware[AgentState[Any], RunContext, Any]):
         self.model_name = model_name
         self.retry_prompt = load_prompt("retry_tool_call.md")
         self.answer_prompt = load_prompt("answer.md")
+        self.prose_prompt = load_prompt("answer_prose.md")
 
     # --- model calls ---------------------------------------------------------------------
     async def awrap_model_call(
@@ -148,12 +177,16 @@ class CopilotMiddleware(AgentMiddleware[AgentState[Any], RunContext, Any]):
         turn: TurnState = ctx.turn
         tools = {t.name: t for t in request.tools if isinstance(t, BaseTool)}
         known = conversation_text(request.messages)
+        said = user_text(request.messages)
         if turn.tool_calls >= MAX_TOOL_CALLS:
             turn.notes.append("tool budget spent")
             return await self._answer(request, handler, turn)
+        if turn.failed_tool_calls >= MAX_FAILED_TOOL_CALLS:
+            turn.notes.append("too many failed tool calls")
+            return await self._answer(request, handler, turn)
 
         ai = await self._call(request.override(model=self.router), handler, turn)
-        problem = check_calls(ai, tools, known)
+        problem = check_calls(ai, tools, known, said)
         if problem is not None and turn.retries == 0:
             turn.retries += 1
             turn.notes.append(f"corrective retry: {problem}")
@@ -163,7 +196,7 @@ class CopilotMiddleware(AgentMiddleware[AgentState[Any], RunContext, Any]):
                 handler,
                 turn,
             )
-            problem = check_calls(ai, tools, known)
+            problem = check_calls(ai, tools, known, said)
         if problem is not None:
             turn.notes.append(f"gave up on calls: {problem}")
             return await self._answer(request, handler, turn)
@@ -191,9 +224,16 @@ class CopilotMiddleware(AgentMiddleware[AgentState[Any], RunContext, Any]):
     ) -> ModelResponse[Any]:
         messages = [*request.messages, HumanMessage(self.answer_prompt)]
         ai = await self._call(request.override(model=self.answerer, tools=[], messages=messages), handler, turn)
-        if ai.tool_calls:  # the answerer has no tools; never execute what it makes up
-            ai = AIMessage(content=str(ai.content), id=ai.id, usage_metadata=ai.usage_metadata)
-        return ModelResponse(result=[ai])
+        text = str(ai.content)
+        if ai.tool_calls or looks_like_call(text):  # the answerer has no tools: ask once more for prose
+            turn.notes.append("answer was a function call: asked again for prose")
+            again = [*messages, as_text(ai), HumanMessage(self.prose_prompt)]
+            ai = await self._call(request.override(model=self.answerer, tools=[], messages=again), handler, turn)
+            text = str(ai.content)
+            if ai.tool_calls or looks_like_call(text):
+                turn.notes.append("no prose answer: reported the tool results instead")
+                text = fallback_answer(request.messages)
+        return ModelResponse(result=[AIMessage(content=text, id=ai.id, usage_metadata=ai.usage_metadata)])
 
     async def _call(
         self,
@@ -260,6 +300,8 @@ class CopilotMiddleware(AgentMiddleware[AgentState[Any], RunContext, Any]):
             result = ctx.outcomes[-1].result.model_dump(mode="json")
         if isinstance(out, ToolMessage) and out.status == "error" and error is None:
             error = str(out.content)
+        if error is not None:
+            turn.failed_tool_calls += 1
         turn.log.tool_call(name=call["name"], args=call["args"], result=result, error=error, latency_ms=ms)
         return out
 
@@ -271,6 +313,18 @@ def as_text(ai: AIMessage) -> AIMessage:
         text = "\n".join("```json\n" + json.dumps(c, default=str) + "\n```" for c in calls)
         return AIMessage(content=text)
     return AIMessage(content=str(ai.content))
+
+
+def fallback_answer(messages: list[AnyMessage]) -> str:
+    """A plain answer built from this turn's tool messages, when the model gave none."""
+    lines = ["I could not write an answer for this. What the tools reported:"]
+    for m in _current_turn(messages):
+        if isinstance(m, ToolMessage):
+            status = "failed" if m.status == "error" else "returned"
+            lines.append(f"- {m.name} {status}: {str(m.content)[:300]}")
+    if len(lines) == 1:
+        lines.append("- no tool was called")
+    return "\n".join(lines)
 
 
 def describe_llm_error(exc: BaseException) -> str | None:

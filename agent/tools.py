@@ -68,7 +68,7 @@ def rank(
     Args:
         entity: What to rank.
         metric: The metric to rank by.
-        filters: Only filters the user names: keys segment, region, plan or industry.
+        filters: Optional: only a segment, region, plan or industry the user named.
         limit: How many to return.
     """
     from tools.ranking import rank as core
@@ -89,7 +89,7 @@ def churn_risk(
 
     Args:
         account_id: One account id; empty to list the riskiest accounts.
-        filters: For a list, only filters the user names: keys segment, region, plan or industry.
+        filters: Optional, for a list: only a segment, region, plan or industry the user named.
         limit: How many accounts to list.
     """
     from tools.churn.scoring import churn_risk as core

@@ -176,7 +176,10 @@ def test_a_tool_error_goes_back_to_the_model_and_the_run_goes_on(sessions: sessi
 
 
 def test_tool_budget_ends_the_turn_with_an_answer(sessions: sessionmaker[Session]) -> None:
-    ids = [f"ACME-{n:04d}" for n in range(1, 10)]
+    from tools.accounts import list_accounts
+
+    with sessions() as s:
+        ids = [a.id for a in list_accounts(session=s, limit=9).items]
     script = Script([*[call("get_account", account_id=i) for i in ids[: MAX_TOOL_CALLS]], say("Done.")])
     result = copilot_for(sessions, script).ask("Profile " + ", ".join(ids))
 
@@ -380,3 +383,46 @@ def test_a_model_call_over_its_time_limit_ends_the_turn_clearly(sessions: sessio
     with sessions() as s:
         run = s.get(AgentRun, result.run_id)
         assert run is not None and run.status == "error"
+
+
+def test_a_filter_the_user_never_named_is_sent_back(sessions: sessionmaker[Session]) -> None:
+    script = Script([
+        call("rank", entity="accounts", metric="arr", filters={"region": "North America"}, limit=3),
+        call("rank", entity="accounts", metric="arr", filters={"segment": "smb"}, limit=3),
+        say("Here are the top SMB accounts."),
+    ])
+    result = copilot_for(sessions, script).ask("Top 3 SMB accounts by ARR")
+
+    assert [c.args.get("filters") for c in result.tool_calls] == [{"segment": "smb"}]
+    assert "region='North America'" in result.notes[0] or "'North America'" in result.notes[0]
+
+
+def test_repeated_tool_failures_hand_over_to_the_answerer(sessions: sessionmaker[Session]) -> None:
+    script = Script([
+        call("rank", entity="accounts", metric="popularity"),
+        call("rank", entity="accounts", metric="fame"),
+        say("I could not rank by that; valid metrics are listed."),
+    ])
+    result = copilot_for(sessions, script).ask("Rank accounts by popularity")
+
+    assert [c.ok for c in result.tool_calls] == [False, False]
+    assert "too many failed tool calls" in result.notes
+    assert script.requests[-1]["model"] == "answerer"
+
+
+def test_an_answer_written_as_a_call_gets_a_prose_retry_then_a_plain_fallback(
+    sessions: sessionmaker[Session],
+) -> None:
+    call_text = '```json\n{"name": "churn_risk", "arguments": {"account_id": "ACME-0042"}}\n```'
+    script = Script([
+        call("churn_risk", account_id="ACME-0042"),
+        call("churn_risk", account_id="ACME-0042"),  # a repeat: the answerer takes over
+        say(call_text),
+        say(call_text),
+    ])
+    result = copilot_for(sessions, script).ask("Churn risk of ACME-0042?")
+
+    assert result.answer.startswith("I could not write an answer for this. What the tools reported:")
+    assert "- churn_risk returned:" in result.answer and '"account_id":"ACME-0042"' in result.answer
+    assert result.notes[-2:] == ["answer was a function call: asked again for prose",
+                                 "no prose answer: reported the tool results instead"]
