@@ -88,13 +88,13 @@ def conversation_text(messages: list[AnyMessage]) -> str:
     return "\n".join(str(m.content) for m in messages if m.type in ("human", "tool")).upper()
 
 
-def _squash(text: str) -> str:
+def squash(text: str) -> str:
     return re.sub(r"[\W_]+", "", text.lower())
 
 
 def user_text(messages: list[AnyMessage]) -> str:
     """What the user wrote in this conversation, squashed (lower-case, letters and digits only)."""
-    return _squash(" ".join(str(m.content) for m in messages if m.type == "human"))
+    return squash(" ".join(str(m.content) for m in messages if m.type == "human"))
 
 
 def check_calls(
@@ -139,7 +139,7 @@ def check_calls(
                 if value in (None, "", [], {}):
                     continue
                 values = value if isinstance(value, list) else [value]
-                if not all(_squash(str(v)) and _squash(str(v)) in said for v in values):
+                if not all(squash(str(v)) and squash(str(v)) in said for v in values):
                     return (
                         f"the filter {key}={value!r} is not something the user asked for; "
                         "use only filters the user named, or no filters"

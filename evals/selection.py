@@ -23,7 +23,7 @@ from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 from langchain_core.tools import BaseTool
 from pydantic import BaseModel, Field
 
-from agent.middleware import as_text, check_calls
+from agent.middleware import _squash, as_text, check_calls
 from agent.prompts import load_prompt
 
 CASES_DIR = Path(__file__).resolve().parent / "cases"
@@ -140,7 +140,7 @@ def grade(case: SelectionCase, ai: AIMessage, tools: dict[str, BaseTool]) -> tup
     """(name_ok, args_ok, valid, detail) for the routing reply `ai`; `valid` includes the invented-id check."""
     question = case.question
     calls = [{"name": c["name"], "args": c["args"]} for c in ai.tool_calls]
-    valid = check_calls(ai, tools, question.upper()) is None
+    valid = check_calls(ai, tools, question.upper(), squash(question)) is None
     if case.expect == "none":
         ok = not calls
         return ok, ok, valid, "no call" if ok else f"called {[c['name'] for c in calls]}"
@@ -204,11 +204,11 @@ def run_selection(
         ai = route_once(router, tools, system_prompt, case.question)
         latency = time.perf_counter() - t0
         name_ok, args_ok, valid, detail = grade(case, ai, by_name)
-        problem = check_calls(ai, by_name, case.question.upper())
+        problem = check_calls(ai, by_name, case.question.upper(), squash(case.question))
         final_name_ok, final_args_ok = name_ok, args_ok
         if problem is not None:  # what the agent does next: one corrective retry
             again = route_once(router, tools, system_prompt, case.question, retry_of=(ai, problem))
-            if check_calls(again, by_name, case.question.upper()) is None:
+            if check_calls(again, by_name, case.question.upper(), squash(case.question)) is None:
                 final_name_ok, final_args_ok = grade(case, again, by_name)[:2]
             else:  # the agent gives up on calls and answers without tools
                 final_name_ok = final_args_ok = case.expect == "none"
