@@ -23,7 +23,7 @@ from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 from langchain_core.tools import BaseTool
 from pydantic import BaseModel, Field
 
-from agent.middleware import _squash, as_text, check_calls
+from agent.middleware import as_text, check_calls, squash
 from agent.prompts import load_prompt
 
 CASES_DIR = Path(__file__).resolve().parent / "cases"
