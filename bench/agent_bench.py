@@ -93,14 +93,14 @@ def main() -> None:
     starts: list[float] = []
     warm_s: float | None = None
     for i in range(args.cold_turns):
-        with LLMRuntime.open(settings) as runtime:
+        with LLMRuntime.open(settings, share=False) as runtime:
             starts.append(runtime.timings.get("server_start_s", 0.0))
             copilot = build_copilot(settings, runtime)
             q = QUESTIONS[i % len(QUESTIONS)]
             rows.append(turn_record("cold", q, copilot.ask(q)))
             copilot.close()
             print(f"cold  {rows[-1]['latency_s']:6.1f}s  {q}", flush=True)
-    with LLMRuntime.open(settings) as runtime:
+    with LLMRuntime.open(settings, share=False) as runtime:
         starts.append(runtime.timings.get("server_start_s", 0.0))
         copilot = build_copilot(settings, runtime)
         warm_s = runtime.warm(copilot.system_prompt, copilot.tools)

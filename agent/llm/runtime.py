@@ -9,18 +9,23 @@ the agent sends, so the first question does not pay for them.
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+import httpx
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import HumanMessage, SystemMessage
 from langchain_core.tools import BaseTool
 
 from agent.llm.client import make_chat_model, resolve_endpoint
 from agent.llm.model_files import ProgressFn
-from agent.llm.server import ANSWER_SLOT, ROUTE_SLOT, EmbeddedLLMServer
+from agent.llm.server import ANSWER_SLOT, ROUTE_SLOT, EmbeddedLLMServer, embedded_model_name
 from valuechain.config import Settings
 
 WARM_QUESTION = "hello"
@@ -42,17 +47,28 @@ class LLMRuntime:
     warm_s: float | None = None
     timings: dict[str, float] = field(default_factory=dict)
 
+    attached: bool = False
+    """True when this process uses an embedded server another process (e.g. `valuechain serve`) runs."""
+
     @classmethod
-    def open(cls, settings: Settings, *, progress: ProgressFn | None = None) -> LLMRuntime:
-        """Point at ``LLM_BASE_URL``, or start the embedded server and wait for its health."""
+    def open(
+        cls, settings: Settings, *, progress: ProgressFn | None = None, share: bool = True
+    ) -> LLMRuntime:
+        """Point at ``LLM_BASE_URL``; else use the embedded server another process already runs
+        for the same data folder and model (`share`), or start one and wait for its health."""
         endpoint = resolve_endpoint(settings)
         if not endpoint.embedded:
             assert endpoint.base_url is not None  # resolve_endpoint guarantees it when configured
             return cls(settings, endpoint.base_url, endpoint.model)
+        if share and (running := _running_server(settings)) is not None:
+            return cls(settings, running, endpoint.model, attached=True)
         server = EmbeddedLLMServer.from_settings(settings, progress=progress)
         server.start()
-        return cls(settings, server.base_url, endpoint.model, server=server,
-                   timings={"server_start_s": server.started_s or 0.0})
+        runtime = cls(settings, server.base_url, endpoint.model, server=server,
+                      timings={"server_start_s": server.started_s or 0.0})
+        if share:
+            _register(settings, runtime)
+        return runtime
 
     @property
     def embedded(self) -> bool:
@@ -84,6 +100,7 @@ class LLMRuntime:
 
     def close(self) -> None:
         if self.server is not None:
+            _unregister(self.settings, self.base_url)
             self.server.stop()
 
     def __enter__(self) -> LLMRuntime:
@@ -91,3 +108,41 @@ class LLMRuntime:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def registry_path(settings: Settings) -> Path:
+    """Where a process that runs the embedded server says so, for other processes to share it."""
+    return settings.data_dir / "run" / "llm-server.json"
+
+
+def _register(settings: Settings, runtime: LLMRuntime) -> None:
+    path = registry_path(settings)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    info = {"base_url": runtime.base_url, "model": runtime.model, "owner_pid": os.getpid()}
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(info), encoding="utf-8")
+    tmp.replace(path)
+
+
+def _unregister(settings: Settings, base_url: str) -> None:
+    path = registry_path(settings)
+    with contextlib.suppress(OSError, ValueError):
+        if json.loads(path.read_text(encoding="utf-8")).get("base_url") == base_url:
+            path.unlink()
+
+
+def _running_server(settings: Settings) -> str | None:
+    """The base URL of a healthy embedded server for this data folder and model, if one runs."""
+    try:
+        info = json.loads(registry_path(settings).read_text(encoding="utf-8"))
+        os.kill(int(info["owner_pid"]), 0)  # the owner is alive (the server dies with it)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if info.get("model") != embedded_model_name(settings):
+        return None
+    base_url = str(info["base_url"])
+    try:
+        healthy = httpx.get(base_url.removesuffix("/v1") + "/health", timeout=1.0).status_code == 200
+    except httpx.HTTPError:
+        return None
+    return base_url if healthy else None
