@@ -9,6 +9,8 @@ calls made so far stay in the run log, and the conversation can go on.
 from __future__ import annotations
 
 import asyncio
+import atexit
+import threading
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
@@ -86,7 +88,6 @@ class Copilot:
         recommendation_ttl_days: int | None = 30,
         llm_call_timeout_s: float | None = None,
     ) -> None:
-        self._runner: asyncio.Runner | None = None
         self.sessions = sessions
         self.recommendation_ttl_days = recommendation_ttl_days
         self.knowledge = knowledge
@@ -198,25 +199,29 @@ class Copilot:
         return result
 
     def ask(self, question: str, **kwargs: Any) -> AgentAnswer:
-        """One turn, blocking: the answer with its tool calls, counts and timings.
+        """One turn, blocking: the answer with its tool calls, counts and timings."""
+        return run_sync(self.aask(question, **kwargs))
 
-        Runs on this Copilot's own event loop, kept across calls: the OpenAI client keeps
-        pooled connections bound to the loop that opened them, so a fresh `asyncio.run` per
-        turn would hit "Event loop is closed" on the second question.
-        """
-        return self.run_sync(self.aask(question, **kwargs))
 
-    def run_sync(self, coro: Coroutine[Any, Any, T]) -> T:
-        """Run `coro` to completion on this Copilot's event loop (for synchronous callers)."""
-        if self._runner is None:
-            self._runner = asyncio.Runner()
-        return self._runner.run(coro)
+_runner: asyncio.Runner | None = None
+_runner_lock = threading.Lock()
 
-    def close(self) -> None:
-        """Close the event loop `ask` uses (connections opened on it go with it)."""
-        if self._runner is not None:
-            self._runner.close()
-            self._runner = None
+
+def run_sync(coro: Coroutine[Any, Any, T]) -> T:
+    """Run `coro` on the process's one event loop for synchronous callers (CLI, bench, tests).
+
+    One loop for every synchronous turn: the OpenAI client pools its connections per loop and
+    LangChain caches the client per endpoint, so a fresh `asyncio.run` per turn fails on the
+    second question with "Event loop is closed". Not for use from inside a running loop
+    (the API and the Slack bot `await` `aask`/`astream` directly).
+    """
+    global _runner
+    with _runner_lock:
+        if _runner is None:
+            _runner = asyncio.Runner()
+            atexit.register(_runner.close)
+        runner = _runner
+    return runner.run(coro)
 
 
 class _TokenFilter:

@@ -54,11 +54,8 @@ def open_copilot(
     runtime = LLMRuntime.open(settings, progress=progress)
     try:
         copilot = build_copilot(settings, runtime)
-        try:
-            if warm:
-                runtime.warm(copilot.system_prompt, copilot.tools)
-            yield copilot, runtime
-        finally:
-            copilot.close()
+        if warm:
+            runtime.warm(copilot.system_prompt, copilot.tools)
+        yield copilot, runtime
     finally:
         runtime.close()

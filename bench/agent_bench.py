@@ -98,7 +98,6 @@ def main() -> None:
             copilot = build_copilot(settings, runtime)
             q = QUESTIONS[i % len(QUESTIONS)]
             rows.append(turn_record("cold", q, copilot.ask(q)))
-            copilot.close()
             print(f"cold  {rows[-1]['latency_s']:6.1f}s  {q}", flush=True)
     with LLMRuntime.open(settings, share=False) as runtime:
         starts.append(runtime.timings.get("server_start_s", 0.0))
@@ -111,7 +110,6 @@ def main() -> None:
             print(f"warm  {r['latency_s']:6.1f}s llm {r['llm_s']:6.1f}s calls {r['llm_calls']} {r['tools']}  {q}",
                   flush=True)
         model = runtime.model
-        copilot.close()
     result = {
         "when": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},

@@ -49,29 +49,14 @@ def sessions(demo_db: Path, tmp_path: Path) -> Iterator[sessionmaker[Session]]:
     engine.dispose()
 
 
-_open: list[Copilot] = []
-
-
-@pytest.fixture(autouse=True)
-def _close_copilots() -> Iterator[None]:
-    yield
-    while _open:
-        _open.pop().close()
-
-
 def copilot_for(sessions: sessionmaker[Session], script: Script) -> Copilot:
-    return _track(Copilot(
+    return Copilot(
         sessions=sessions,
         knowledge=lambda: pytest.fail("this test does not use the knowledge store"),
         router=ScriptedChatModel(script=script, label="router"),
         answerer=ScriptedChatModel(script=script, label="answerer"),
         model_name="scripted",
-    ))
-
-
-def _track(copilot: Copilot) -> Copilot:
-    _open.append(copilot)
-    return copilot
+    )
 
 
 def top_account(sessions: sessionmaker[Session]) -> str:
@@ -375,8 +360,8 @@ def test_a_model_call_over_its_time_limit_ends_the_turn_clearly(sessions: sessio
 
     script = Script([say("never mind")])
     slow = ScriptedChatModel(script=script, on_request=lambda _m: _time.sleep(0.5))
-    copilot = _track(Copilot(sessions=sessions, knowledge=lambda: None, router=slow, answerer=slow,
-                             model_name="scripted", llm_call_timeout_s=0.05))
+    copilot = Copilot(sessions=sessions, knowledge=lambda: None, router=slow, answerer=slow,
+                      model_name="scripted", llm_call_timeout_s=0.05)
     result = copilot.ask("Is ACME-0042 at risk?")
 
     assert result.error is not None and "did not answer in time" in result.error

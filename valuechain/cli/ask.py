@@ -94,6 +94,8 @@ async def _chat_turn(copilot: Copilot, question: str, conversation: str | None) 
 
 def chat(conversation: str | None = ConversationOption, no_warm: bool = NoWarmOption) -> None:
     """Talk to the agent; answers stream as they are written. Empty line or Ctrl-D ends."""
+    from agent.copilot import run_sync
+
     with _open(not no_warm) as (copilot, runtime):
         err_console.print(f"[dim]model {runtime.model} at {runtime.base_url}; empty line to quit[/]")
         while True:
@@ -103,7 +105,7 @@ def chat(conversation: str | None = ConversationOption, no_warm: bool = NoWarmOp
                 break
             if not question:
                 break
-            result = copilot.run_sync(_chat_turn(copilot, question, conversation))
+            result = run_sync(_chat_turn(copilot, question, conversation))
             if result is None:
                 continue
             sys.stdout.write("\n")
