@@ -166,6 +166,7 @@ class CopilotMiddleware(AgentMiddleware[AgentState[Any], RunContext, Any]):
         self.retry_prompt = load_prompt("retry_tool_call.md")
         self.answer_prompt = load_prompt("answer.md")
         self.prose_prompt = load_prompt("answer_prose.md")
+        self.no_data_prompt = load_prompt("answer_no_data.md")
 
     # --- model calls ---------------------------------------------------------------------
     async def awrap_model_call(
@@ -222,7 +223,11 @@ class CopilotMiddleware(AgentMiddleware[AgentState[Any], RunContext, Any]):
         handler: Callable[[ModelRequest[RunContext]], Awaitable[ModelResponse[Any]]],
         turn: TurnState,
     ) -> ModelResponse[Any]:
-        messages = [*request.messages, HumanMessage(self.answer_prompt)]
+        got_data = any(isinstance(m, ToolMessage) and m.status != "error" for m in _current_turn(request.messages))
+        if not got_data:
+            turn.notes.append("no tool data: answer must not state figures")
+        prompt = self.answer_prompt if got_data else self.no_data_prompt
+        messages = [*request.messages, HumanMessage(prompt)]
         ai = await self._call(request.override(model=self.answerer, tools=[], messages=messages), handler, turn)
         text = str(ai.content)
         if ai.tool_calls or looks_like_call(text):  # the answerer has no tools: ask once more for prose

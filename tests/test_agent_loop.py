@@ -128,7 +128,10 @@ def test_invalid_arguments_twice_falls_back_to_an_answer_without_tools(sessions:
     assert result.tool_calls == []
     assert result.answer == "I need an account id to suggest actions."
     assert "account_id: Field required" in result.notes[0]
-    assert result.notes[-1].startswith("gave up on calls")
+    assert result.notes[-2].startswith("gave up on calls")
+    assert result.notes[-1] == "no tool data: answer must not state figures"
+    last_prompt = script.requests[-1]["messages"][-1].content
+    assert "Do not state any figures" in last_prompt
     assert script.requests[-1]["model"] == "answerer" and script.requests[-1]["tools"] == []
 
 
