@@ -1,20 +1,31 @@
-"""Churn scoring and next-best-action benchmark on demo databases (SQLite).
+"""Churn scoring of all accounts, rank by churn, and next-best-action on demo databases (SQLite).
 
     .venv/bin/python -m bench.churn_bench                      # 10k and 100k accounts
+    .venv/bin/python -m bench.churn_bench --full               # also 1,000,000 accounts
     .venv/bin/python -m bench.churn_bench --sizes 10000        # one size
-    .venv/bin/python -m bench.churn_bench --full               # also 1M scoring (see below)
     .venv/bin/python -m bench.churn_bench --db 100000=/path/to/demo.db   # reuse a demo database
 
-Per size it (1) trains the history model, (2) computes point-in-time features for every
-active account in bulk (SQL + numpy), (3) scores the materialised features (the ≤ 10 s for
-1M target), (4) runs the churn_risk tool over all active accounts end to end and `rank` by
-churn_probability, (5) times churn_risk and next_best_action for single accounts (p50/p95).
-Peak memory: tracemalloc peaks of the feature and scoring steps (a separate traced pass).
+Databases are generated (``valuechain demo --seed 7``, as of 2026-09-30) into --db-dir unless
+they exist; a 1M database takes ~10–18 min and 5.5 GB, so make it once and reuse it. Each is
+migrated to head first (the index migration of an existing 1M database is timed once).
 
-`--full` adds 1M scoring. Unless a 1M-account database is given with --db, the 1M feature
-table is the largest measured size's table repeated to 1M rows (scoring cost does not depend
-on the values); the SQL feature step is then not measured at 1M and the JSON says so.
-Results go to bench/results/churn.json.
+Per size, in this order:
+
+1. the churn model: trained, or reused (--reuse-model; --model-from copies the active model of
+   another demo database, e.g. the 100k one for 1M, where training was not attempted);
+2. point-in-time features of every active account (bulk SQL + numpy), and the logistic scoring
+   of those features alone;
+3. with no kept snapshot: ``rank(accounts, churn_probability, limit=20)`` and list-mode
+   ``churn_risk(limit=20)``, which compute every filtered account;
+4. **batch scoring of all accounts** (``write_score_snapshot``: features, probabilities, top
+   drivers, bulk insert into churn_scores, commit) — the issue #3 target is ≤ 10 s at 1M;
+5. the same ``rank`` and ``churn_risk`` calls reading the kept snapshot;
+6. ``churn_risk`` and ``next_best_action`` for single accounts (p50/p95).
+
+Times are wall-clock of one run. Peak memory is the tracemalloc peak of a separate traced
+pass of the same step (numpy buffers included; tracing slows Python code, so it is not timed).
+The 1-minute load average before and after each size is recorded: the machine is shared.
+Results are merged into bench/results/churn.json (one entry per size, the newest run wins).
 """
 
 from __future__ import annotations
@@ -33,19 +44,21 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, delete, func, select, update
+from sqlalchemy.orm import Session
 
 from crm.db import make_engine, make_sessionmaker
-from crm.migrate import upgrade
-from crm.models import Account
+from crm.migrate import current_revision, upgrade
+from crm.models import Account, ChurnModel, ChurnScore
 from tools.churn.features import AccountScope, FeatureTable, active_on, compute_features
 from tools.churn.model import load_active_model, load_model_report, train
-from tools.churn.scoring import churn_risk
+from tools.churn.scoring import churn_risk, write_score_snapshot
 from tools.nba import next_best_action
 from tools.ranking import rank
 
 AS_OF = dt.date(2026, 9, 30)
 SEED = 7
+TOP = 20
 RESULTS = Path(__file__).parent / "results" / "churn.json"
 T = TypeVar("T")
 
@@ -60,7 +73,7 @@ def _traced_peak_mib(fn: Callable[[], object]) -> float:
     tracemalloc.start()
     try:
         fn()
-        return tracemalloc.get_traced_memory()[1] / 2**20
+        return round(tracemalloc.get_traced_memory()[1] / 2**20, 1)
     finally:
         tracemalloc.stop()
 
@@ -75,67 +88,141 @@ def _percentiles(samples: list[float]) -> dict[str, float]:
     }
 
 
-def _ensure_db(accounts: int, path: Path) -> tuple[Engine, float | None]:
+def _load() -> float:
+    return round(os.getloadavg()[0], 2)
+
+
+def _ensure_db(accounts: int, path: Path) -> tuple[Engine, dict[str, Any]]:
     engine = make_engine(f"sqlite:///{path}")
-    upgrade(engine)
+    info: dict[str, Any] = {"generated_seconds": None, "migrated_from": current_revision(engine)}
+    _, seconds = _timed(lambda: upgrade(engine))
+    if info["migrated_from"] != current_revision(engine):
+        info["migration_seconds"] = round(seconds, 1)
     with make_sessionmaker(engine)() as session:
         have = session.scalar(select(func.count()).select_from(Account)) or 0
-    if have:
-        return engine, None
-    from crm.demo import generate_demo
+    if not have:
+        from crm.demo import generate_demo
 
-    _, seconds = _timed(lambda: generate_demo(engine, accounts=accounts, seed=SEED, as_of=AS_OF))
-    return engine, seconds
+        _, info["generated_seconds"] = _timed(
+            lambda: generate_demo(engine, accounts=accounts, seed=SEED, as_of=AS_OF)
+        )
+    return engine, info
 
 
-def bench_size(
-    accounts: int, engine: Engine, *, samples: int, retrain: bool = True
-) -> tuple[dict[str, Any], FeatureTable]:
-    factory = make_sessionmaker(engine)
-    out: dict[str, Any] = {"accounts": accounts}
-    with factory() as session:
-        stored = None if retrain else load_model_report(session)
-        if stored is None or stored.method != "logistic_regression":
-            report, out["train_seconds"] = _timed(lambda: train(session, now=dt.datetime(2026, 10, 1)))
+def _copy_model(source: Path, engine: Engine) -> str:
+    """Make the active model of another database the active model here."""
+    src = make_engine(f"sqlite:///{source}")
+    with make_sessionmaker(src)() as s:
+        row = s.scalars(select(ChurnModel).where(ChurnModel.active.is_(True))).first()
+        if row is None:
+            raise SystemExit(f"{source} has no active churn model")
+        values = {c.name: getattr(row, c.name) for c in ChurnModel.__table__.columns}
+    src.dispose()
+    with make_sessionmaker(engine).begin() as s:
+        s.execute(update(ChurnModel).values(active=False))
+        s.execute(delete(ChurnModel).where(ChurnModel.version == values["version"]))
+        s.add(ChurnModel(**values))
+    return str(values["version"])
+
+
+def _model(engine: Engine, *, retrain: bool, model_from: Path | None) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if model_from is not None:
+        out["model_from"] = str(model_from)
+        _copy_model(model_from, engine)
+    with make_sessionmaker(engine)() as session:
+        report = None if retrain and model_from is None else load_model_report(session)
+        out["train_seconds"] = None
+        if model_from is None and (report is None or report.method != "logistic_regression"):
+            report, seconds = _timed(lambda: train(session, now=dt.datetime(2026, 10, 1)))
             session.commit()
-        else:
-            report, out["train_seconds"] = stored, None  # measured in an earlier run
-        out["model"] = {
-            "version": report.model_version,
-            "method": report.method,
-            "auc": report.auc,
-            "brier": report.brier,
-            "top_decile_lift": report.top_decile_lift,
-            "rule_based_auc": report.rule_based_auc,
-            "n_train": report.n_train,
-            "n_test": report.n_test,
-            "positives": report.positives,
-            "features": report.features,
-        }
-        model = load_active_model(session)
-        scope = AccountScope(where=active_on(AS_OF))
-        kinds = model.attribute_kinds or None
-        table, out["features_seconds"] = _timed(
-            lambda: compute_features(session, AS_OF, scope, history=True, attribute_kinds=kinds)
+            out["train_seconds"] = round(seconds, 1)
+        if report is None:
+            raise SystemExit("no churn model")
+    out["model"] = {
+        "version": report.model_version,
+        "method": report.method,
+        "auc": report.auc,
+        "brier": report.brier,
+        "top_decile_lift": report.top_decile_lift,
+        "rule_based_auc": report.rule_based_auc,
+        "n_train": report.n_train,
+        "n_test": report.n_test,
+        "positives": report.positives,
+        "features": report.features,
+    }
+    return out
+
+
+def _features_and_scoring(session: Session) -> dict[str, Any]:
+    """Bulk point-in-time features of every active account, then scoring those features alone."""
+    out: dict[str, Any] = {}
+    model = load_active_model(session)
+    linear = model.linear
+    if linear is None:
+        raise SystemExit("the benchmark needs a trained logistic model")
+    scope = AccountScope(where=active_on(AS_OF))
+    kinds = model.attribute_kinds or None
+
+    def features() -> FeatureTable:
+        return compute_features(session, AS_OF, scope, history=True, attribute_kinds=kinds)
+
+    table, out["features_seconds"] = _timed(features)
+    out["active_accounts"] = len(table)
+    _, out["score_features_seconds"] = _timed(lambda: linear.probability(table))
+    out["features_peak_mib"] = _traced_peak_mib(features)
+    out["score_features_peak_mib"] = _traced_peak_mib(lambda: linear.probability(table))
+    return out
+
+
+def bench_size(engine: Engine, *, samples: int) -> dict[str, Any]:
+    factory = make_sessionmaker(engine)
+    out: dict[str, Any] = {}
+    with factory() as session:
+        out.update(_features_and_scoring(session))
+        session.execute(delete(ChurnScore).where(ChurnScore.as_of == AS_OF))
+        session.commit()
+
+        def top_rank() -> Any:
+            return rank(session=session, entity="accounts", metric="churn_probability", limit=TOP)
+
+        def top_risk() -> Any:
+            return churn_risk(session=session, limit=TOP)
+
+        computed_rank, out["rank_top20_computed_seconds"] = _timed(top_rank)
+        computed_risk, out["churn_risk_top20_computed_seconds"] = _timed(top_risk)
+        out["rank_top20_computed_peak_mib"] = _traced_peak_mib(top_rank)
+        if (computed_rank.source, computed_risk.source) != ("computed", "computed"):
+            raise SystemExit("expected the computed path with no snapshot kept")
+
+        def batch() -> Any:
+            result = write_score_snapshot(session, as_of=AS_OF)
+            session.commit()
+            return result
+
+        written, out["batch_score_all_seconds"] = _timed(batch)
+        out["batch_accounts"] = written.accounts
+        out["batch_band_counts"] = written.band_counts
+        out["batch_score_all_peak_mib"] = _traced_peak_mib(batch)  # rewrites the same rows
+
+        kept_rank, out["rank_top20_snapshot_seconds"] = _timed(top_rank)
+        kept_risk, out["churn_risk_top20_snapshot_seconds"] = _timed(top_risk)
+        out["rank_top20_snapshot_peak_mib"] = _traced_peak_mib(top_rank)
+        out["churn_risk_top20_snapshot_peak_mib"] = _traced_peak_mib(top_risk)
+        if (kept_rank.source, kept_risk.source) != ("snapshot", "snapshot"):
+            raise SystemExit("expected the snapshot path after the batch")
+        same_rank = [(i.id, i.value) for i in kept_rank.items] == [
+            (i.id, i.value) for i in computed_rank.items
+        ]
+        same_risk = [(a.account_id, a.probability) for a in kept_risk.accounts] == [
+            (a.account_id, a.probability) for a in computed_risk.accounts
+        ] and (kept_risk.total_arr_at_risk, kept_risk.band_counts) == (
+            computed_risk.total_arr_at_risk,
+            computed_risk.band_counts,
         )
-        out["active_accounts"] = len(table)
-        linear = model.linear
-        if linear is None:
-            raise SystemExit("the benchmark needs a trained logistic model")
-        _, out["score_seconds"] = _timed(lambda: linear.probability(table))
-        out["features_peak_mib"] = round(
-            _traced_peak_mib(
-                lambda: compute_features(session, AS_OF, scope, history=True, attribute_kinds=kinds)
-            ),
-            1,
-        )
-        out["score_peak_mib"] = round(_traced_peak_mib(lambda: linear.probability(table)), 1)
-        risk, out["churn_risk_all_seconds"] = _timed(lambda: churn_risk(session=session, limit=50))
-        out["churn_risk_all_matched"] = risk.matched
-        _, out["rank_churn_probability_seconds"] = _timed(
-            lambda: rank(session=session, entity="accounts", metric="churn_probability", limit=50)
-        )
-        ids = [str(i) for i in table.ids]
+        out["snapshot_equals_computed"] = same_rank and same_risk
+
+        ids = sorted(str(a) for a in session.scalars(select(ChurnScore.account_id)))
         picks = [ids[int(k)] for k in np.linspace(0, len(ids) - 1, num=min(samples, len(ids)))]
         next_best_action(session=session, account_id=picks[0])  # warm: model and playbook caches
         churn_risk(session=session, account_id=picks[0])
@@ -151,89 +238,69 @@ def bench_size(
             risk_times.append(time.perf_counter() - start)
         out["next_best_action_single"] = _percentiles(nba_times)
         out["churn_risk_single"] = _percentiles(risk_times)
-    return out, table
-
-
-def bench_million(table: FeatureTable, engine: Engine, rows: int = 1_000_000) -> dict[str, Any]:
-    with make_sessionmaker(engine)() as session:
-        linear = load_active_model(session).linear
-    if linear is None:
-        raise SystemExit("the benchmark needs a trained logistic model")
-    reps = -(-rows // len(table))
-    big = FeatureTable.concat([table] * reps).take(np.arange(rows))
-    _, seconds = _timed(lambda: linear.probability(big))
-    peak = _traced_peak_mib(lambda: linear.probability(big))
-    return {
-        "rows": rows,
-        "score_seconds": round(seconds, 3),
-        "score_peak_mib": round(peak, 1),
-        "how": f"features of the {len(table):,} active accounts of the largest measured demo, repeated "
-        f"to {rows:,} rows; the scoring step only (SQL feature extraction not measured at 1M)",
-    }
-
-
-def _previous(accounts: int) -> dict[str, Any]:
-    if not RESULTS.is_file():
-        return {}
-    sizes: dict[str, Any] = json.loads(RESULTS.read_text()).get("sizes", {})
-    return dict(sizes.get(str(accounts), {}))
+    for key, value in list(out.items()):
+        if key.endswith("_seconds") and isinstance(value, float):
+            out[key] = round(value, 3)
+    return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
-    parser.add_argument("--full", action="store_true", help="also score 1M accounts")
+    parser.add_argument("--full", action="store_true", help="also 1,000,000 accounts")
     parser.add_argument("--db", action="append", default=[], help="SIZE=PATH: reuse a demo database")
     parser.add_argument("--db-dir", default="/tmp/churn-bench", help="where generated databases go")
     parser.add_argument("--samples", type=int, default=200, help="single-account calls timed per size")
+    parser.add_argument("--reuse-model", action="store_true", help="keep an active trained model")
     parser.add_argument(
-        "--reuse-model", action="store_true", help="keep an active trained model (no training)"
+        "--model-from",
+        action="append",
+        default=[],
+        help="SIZE=PATH: copy the active model of another database instead of training (e.g. for 1M)",
     )
     args = parser.parse_args()
     given = {int(k): Path(v) for k, v in (item.split("=", 1) for item in args.db)}
-    results: dict[str, Any] = {
-        "benchmark": "churn scoring and next-best-action (bench/churn_bench.py)",
-        "as_of": AS_OF.isoformat(),
-        "seed": SEED,
-        "machine": {"python": platform.python_version(), "platform": platform.platform()},
-        "sizes": {},
-    }
-    if RESULTS.is_file():  # keep sizes measured in earlier runs; re-measured ones are replaced
-        earlier = json.loads(RESULTS.read_text())
-        results["sizes"] = earlier.get("sizes", {})
-        if "million" in earlier:
-            results["million"] = earlier["million"]
-    largest: tuple[FeatureTable, Engine] | None = None
-    for accounts in sorted(args.sizes):
+    model_from = {int(k): Path(v) for k, v in (item.split("=", 1) for item in args.model_from)}
+    sizes = sorted(set(args.sizes) | ({1_000_000} if args.full else set()))
+    doc: dict[str, Any] = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
+    doc.pop("million", None)  # replaced by a measured 1M database
+    doc.update(
+        {
+            "benchmark": "churn scoring of all accounts, rank by churn, next-best-action (bench/churn_bench.py)",
+            "as_of": AS_OF.isoformat(),
+            "seed": SEED,
+            "machine": {
+                "python": platform.python_version(),
+                "platform": platform.platform(),
+                "cpus": os.cpu_count(),
+            },
+        }
+    )
+    doc.setdefault("sizes", {})
+    for accounts in sizes:
         path = given.get(accounts) or Path(args.db_dir) / f"demo_{accounts}.db"
         path.parent.mkdir(parents=True, exist_ok=True)
-        engine, gen_seconds = _ensure_db(accounts, path)
-        load_before = os.getloadavg()[0]
-        out, table = bench_size(accounts, engine, samples=args.samples, retrain=not args.reuse_model)
-        previous = _previous(accounts)
-        if out["train_seconds"] is None and previous.get("train_seconds"):
+        engine, info = _ensure_db(accounts, path)
+        load_before = _load()
+        out: dict[str, Any] = {"accounts": accounts}
+        out.update(_model(engine, retrain=not args.reuse_model, model_from=model_from.get(accounts)))
+        previous = doc["sizes"].get(str(accounts), {})
+        if out["train_seconds"] is None and "model_from" not in out and previous.get("train_seconds"):
             out["train_seconds"] = previous["train_seconds"]
-            out["train_seconds_note"] = "from the previous run (model reused)"
-        out["load_avg_1m"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]  # shared 2-core machine
+            out["train_seconds_note"] = "from an earlier run (model reused)"
+        out.update(bench_size(engine, samples=args.samples))
+        out["load_avg_1m"] = [load_before, _load()]  # shared 2-core machine
         out["measured_at"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
         out["database"] = str(path)
-        out["generated_seconds"] = gen_seconds
+        out.update(info)
         out["db_mib"] = round(path.stat().st_size / 2**20, 1)
-        for key, value in list(out.items()):
-            if key.endswith("_seconds") and isinstance(value, float):
-                out[key] = round(value, 3)
-        results["sizes"][str(accounts)] = out
-        print(json.dumps(out, indent=2))
-        largest = (table, engine)
-    if args.full and largest is not None:
-        if 1_000_000 in given:
-            results["million"] = results["sizes"].get("1000000")
-        else:
-            results["million"] = bench_million(*largest)
-            print(json.dumps(results["million"], indent=2))
-    results["max_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+        engine.dispose()
+        doc["sizes"][str(accounts)] = out
+        doc["sizes"] = dict(sorted(doc["sizes"].items(), key=lambda kv: int(kv[0])))
+        doc["max_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+        RESULTS.parent.mkdir(parents=True, exist_ok=True)
+        RESULTS.write_text(json.dumps(doc, indent=2) + "\n")  # after every size: a long run keeps it
+        print(json.dumps(out, indent=2), flush=True)
     print(f"wrote {RESULTS}")
 
 
