@@ -34,6 +34,7 @@ from langgraph.types import Command
 from pydantic import BaseModel, ValidationError
 
 from agent.deps import RunContext, ToolFixableError
+from agent.numbers import untraceable
 from agent.prompts import load_prompt
 from agent.runlog import RunLog
 
@@ -167,6 +168,7 @@ class CopilotMiddleware(AgentMiddleware[AgentState[Any], RunContext, Any]):
         self.answer_prompt = load_prompt("answer.md")
         self.prose_prompt = load_prompt("answer_prose.md")
         self.no_data_prompt = load_prompt("answer_no_data.md")
+        self.figures_prompt = load_prompt("answer_figures.md")
 
     # --- model calls ---------------------------------------------------------------------
     async def awrap_model_call(
@@ -215,7 +217,9 @@ class CopilotMiddleware(AgentMiddleware[AgentState[Any], RunContext, Any]):
                 turn.seen_calls.add(_call_key(c["name"], c["args"]))
             if len(kept) != len(ai.tool_calls):
                 ai = ai.model_copy(update={"tool_calls": kept})
-        return ModelResponse(result=[ai])
+            return ModelResponse(result=[ai])
+        text = await self._vet(str(ai.content), request, handler, turn)  # the router answered in prose
+        return ModelResponse(result=[AIMessage(content=text, id=ai.id, usage_metadata=ai.usage_metadata)])
 
     async def _answer(
         self,
@@ -238,7 +242,37 @@ class CopilotMiddleware(AgentMiddleware[AgentState[Any], RunContext, Any]):
             if ai.tool_calls or looks_like_call(text):
                 turn.notes.append("no prose answer: reported the tool results instead")
                 text = fallback_answer(request.messages)
+        text = await self._vet(text, request, handler, turn)
         return ModelResponse(result=[AIMessage(content=text, id=ai.id, usage_metadata=ai.usage_metadata)])
+
+    async def _vet(
+        self,
+        text: str,
+        request: ModelRequest[RunContext],
+        handler: Callable[[ModelRequest[RunContext]], Awaitable[ModelResponse[Any]]],
+        turn: TurnState,
+    ) -> str:
+        """Every figure in an answer must be in a tool result (or the user's words).
+
+        An answer stating other figures gets one rewrite request naming them; what is still
+        untraceable after that is flagged to the user at the end of the answer.
+        """
+        sources = [str(m.content) for m in request.messages]
+        invented = untraceable(text, sources)
+        if not invented:
+            return text
+        turn.notes.append(f"figures in no tool result: {', '.join(invented)}; asked for a rewrite")
+        ask = HumanMessage(self.figures_prompt.format(figures=", ".join(invented)))
+        again = [*request.messages, AIMessage(content=text), ask]
+        ai = await self._call(request.override(model=self.answerer, tools=[], messages=again), handler, turn)
+        rewritten = str(ai.content).strip()
+        if rewritten and not ai.tool_calls and not looks_like_call(rewritten):
+            text = rewritten
+        left = untraceable(text, sources)
+        if left:
+            turn.notes.append(f"unverified figures flagged: {', '.join(left)}")
+            text += f"\n\n(Unverified: {', '.join(left)} {'does' if len(left) == 1 else 'do'} not come from a tool result.)"
+        return text
 
     async def _call(
         self,

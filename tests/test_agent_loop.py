@@ -414,3 +414,24 @@ def test_an_answer_written_as_a_call_gets_a_prose_retry_then_a_plain_fallback(
     assert "- churn_risk returned:" in result.answer and '"account_id":"ACME-0042"' in result.answer
     assert result.notes[-2:] == ["answer was a function call: asked again for prose",
                                  "no prose answer: reported the tool results instead"]
+
+
+def test_an_answer_with_invented_figures_is_rewritten_or_flagged(sessions: sessionmaker[Session]) -> None:
+    script = Script([
+        call("churn_risk", account_id="ACME-0042"),
+        say("ACME-0042 will churn with 93% probability and lose 1,234,567."),  # invented figures
+        say("ACME-0042 is in the high band."),  # the rewrite, no figures
+    ])
+    result = copilot_for(sessions, script).ask("Is ACME-0042 at risk?")
+    assert result.answer == "ACME-0042 is in the high band."
+    assert result.notes == ["figures in no tool result: 93%, 1,234,567; asked for a rewrite"]
+    assert "93%, 1,234,567" in script.requests[-1]["messages"][-1].content
+
+    script = Script([
+        call("churn_risk", account_id="ACME-0042"),
+        say("It will churn with 93% probability."),
+        say("It will still churn with 93% probability."),
+    ])
+    flagged = copilot_for(sessions, script).ask("Is ACME-0042 at risk?")
+    assert flagged.answer.endswith("(Unverified: 93% does not come from a tool result.)")
+    assert flagged.notes[-1] == "unverified figures flagged: 93%"
