@@ -4,12 +4,16 @@ Only the first routing request of a turn is sent (system prompt + tool schemas +
 exactly what the agent sends), and no tool runs, so a case costs one model call. A call
 matches an expected one when the function name is right, each expected argument is present
 with an equal value after normalisation (lower-case, no spaces or punctuation), each
-`contains` argument mentions every listed phrase, and no argument outside
-args/contains/optional appears. `expect: none` cases (irrelevance) pass when no call is made.
+`allowed` argument is one of its listed values (null in the list: it may be left out), each
+`contains` argument mentions every listed phrase, every argument has the JSON type its tool
+schema declares (a string "5" is not an integer), and no argument outside
+args/allowed/contains/optional appears. Parallel cases (`all: true`) match calls to expected
+calls in any order. `expect: none` cases (irrelevance) pass when no call is made.
 """
 
 from __future__ import annotations
 
+import itertools
 import re
 import statistics
 import time
@@ -33,9 +37,11 @@ Category = Literal["single", "multiple", "parallel", "irrelevance"]
 
 class ExpectedCall(BaseModel):
     name: str
-    args: dict[str, Any] = Field(default_factory=dict)
-    contains: dict[str, list[str]] = Field(default_factory=dict)
-    optional: list[str] = Field(default_factory=list)
+    args: dict[str, Any] = Field(default_factory=dict, description="Required arguments and their values")
+    allowed: dict[str, list[Any]] = Field(
+        default_factory=dict, description="Argument → acceptable values; null in the list: may be absent")
+    contains: dict[str, list[str]] = Field(default_factory=dict, description="Argument → phrases it must mention")
+    optional: list[str] = Field(default_factory=list, description="Arguments that may appear with any value")
 
 
 class SelectionCase(BaseModel):
@@ -74,6 +80,8 @@ class CategoryScore(BaseModel):
     n: int
     name_accuracy: float
     arg_accuracy: float
+    after_retry_name_accuracy: float = 0.0
+    after_retry_arg_accuracy: float = 0.0
 
 
 class SelectionReport(BaseModel):
@@ -114,20 +122,56 @@ def norm(value: Any) -> Any:
         return text
 
 
-def match_call(call: dict[str, Any], exp: ExpectedCall) -> tuple[bool, bool, str]:
-    """(name matches, arguments match, why not)."""
+_JSON_TYPES: dict[str, tuple[type, ...]] = {
+    "integer": (int,), "number": (int, float), "string": (str,), "boolean": (bool,),
+    "object": (dict,), "array": (list,), "null": (type(None),),
+}
+
+
+def declared_types(schema: dict[str, Any] | None, arg: str) -> set[str]:
+    """JSON types the tool schema allows for `arg` (empty: unknown, anything goes)."""
+    prop = ((schema or {}).get("properties") or {}).get(arg) or {}
+    options = prop.get("anyOf") or [prop]
+    return {o["type"] for o in options if isinstance(o.get("type"), str)}
+
+
+def type_ok(value: Any, types: set[str]) -> bool:
+    if not types:
+        return True
+    for t in types:
+        allowed = _JSON_TYPES.get(t, (object,))
+        if isinstance(value, bool) and t in ("integer", "number"):
+            continue
+        if isinstance(value, allowed):
+            return True
+    return False
+
+
+def match_call(call: dict[str, Any], exp: ExpectedCall, schema: dict[str, Any] | None = None) -> tuple[bool, bool, str]:
+    """(name matches, arguments match, why not); `schema` (the tool's JSON schema) enables type checks."""
     if call["name"] != exp.name:
         return False, False, f"called {call['name']!r}, expected {exp.name!r}"
     args = {k: v for k, v in call["args"].items() if v not in (None, "", {}, [])}
-    allowed = set(exp.args) | set(exp.contains) | set(exp.optional)
+    allowed = set(exp.args) | set(exp.allowed) | set(exp.contains) | set(exp.optional)
     extra = sorted(set(args) - allowed)
     if extra:
         return True, False, f"unexpected argument(s) {extra}"
+    for key, value in args.items():
+        types = declared_types(schema, key)
+        if not type_ok(value, types):
+            return True, False, f"{key}={value!r} is {type(value).__name__}, expected {'/'.join(sorted(types))}"
     for key, want in exp.args.items():
         if key not in args:
             return True, False, f"missing argument {key!r}"
         if norm(args[key]) != norm(want):
             return True, False, f"{key}={args[key]!r}, expected {want!r}"
+    for key, values in exp.allowed.items():
+        if key not in args:
+            if None not in values:
+                return True, False, f"missing argument {key!r}"
+            continue
+        if norm(args[key]) not in [norm(v) for v in values if v is not None]:
+            return True, False, f"{key}={args[key]!r}, expected one of {[v for v in values if v is not None]}"
     for key, phrases in exp.contains.items():
         got = norm(args.get(key, ""))
         missing = [p for p in phrases if norm(p) not in str(got)]
@@ -140,6 +184,7 @@ def grade(case: SelectionCase, ai: AIMessage, tools: dict[str, BaseTool]) -> tup
     """(name_ok, args_ok, valid, detail) for the routing reply `ai`; `valid` includes the invented-id check."""
     question = case.question
     calls = [{"name": c["name"], "args": c["args"]} for c in ai.tool_calls]
+    schemas = {name: _schema(t) for name, t in tools.items()}
     valid = check_calls(ai, tools, question.upper(), squash(question)) is None
     if case.expect == "none":
         ok = not calls
@@ -147,27 +192,39 @@ def grade(case: SelectionCase, ai: AIMessage, tools: dict[str, BaseTool]) -> tup
     if not calls:
         return False, False, valid, "no call: answered in text"
     if case.all:
-        remaining = list(case.expect)
-        names_ok = True
-        args_ok = True
-        for c in calls:
-            best = next((e for e in remaining if match_call(c, e)[1]), None)
-            if best is None:
-                best = next((e for e in remaining if match_call(c, e)[0]), None)
-                args_ok = False
-            if best is None:
-                names_ok = False
-                continue
-            remaining.remove(best)
-        if remaining:
-            names_ok = args_ok = False
-        return names_ok, names_ok and args_ok, valid, "ok" if args_ok and names_ok else f"{len(remaining)} expected call(s) not made"
+        return _grade_parallel(calls, list(case.expect), schemas, valid)
     first = calls[0]
-    outcomes = [match_call(first, e) for e in case.expect]
+    outcomes = [match_call(first, e, schemas.get(e.name)) for e in case.expect]
     name_ok = any(o[0] for o in outcomes)
     args_ok = any(o[1] for o in outcomes)
     detail = "ok" if args_ok else "; ".join(o[2] for o in outcomes)
     return name_ok, args_ok, valid, detail
+
+
+def _schema(tool: BaseTool) -> dict[str, Any] | None:
+    schema = tool.tool_call_schema
+    if isinstance(schema, type) and issubclass(schema, BaseModel):
+        return schema.model_json_schema()
+    return schema if isinstance(schema, dict) else None
+
+
+def _grade_parallel(
+    calls: list[dict[str, Any]], expect: list[ExpectedCall], schemas: dict[str, dict[str, Any] | None], valid: bool,
+) -> tuple[bool, bool, bool, str]:
+    """Order-free: the best one-to-one pairing of calls with expected calls (names first, then arguments)."""
+    if len(calls) != len(expect):
+        return False, False, valid, f"{len(calls)} call(s), expected {len(expect)}"
+    best: tuple[int, int] = (-1, -1)
+    for order in itertools.permutations(range(len(expect))):
+        outcomes = [match_call(c, expect[i], schemas.get(expect[i].name)) for c, i in zip(calls, order, strict=True)]
+        score = (sum(o[0] for o in outcomes), sum(o[1] for o in outcomes))
+        best = max(best, score)
+        if score == (len(calls), len(calls)):
+            break
+    names_ok = best[0] == len(expect)
+    args_ok = names_ok and best[1] == len(expect)
+    detail = "ok" if args_ok else ("right functions, wrong arguments" if names_ok else "wrong function(s)")
+    return names_ok, args_ok, valid, detail
 
 
 def route_once(
@@ -239,6 +296,8 @@ def summarise(results: Sequence[CaseResult], model: str) -> SelectionReport:
             by_category[cat] = CategoryScore(
                 n=len(rows), name_accuracy=_share(sum(r.name_ok for r in rows), len(rows)),
                 arg_accuracy=_share(sum(r.args_ok for r in rows), len(rows)),
+                after_retry_name_accuracy=_share(sum(r.final_name_ok for r in rows), len(rows)),
+                after_retry_arg_accuracy=_share(sum(r.final_args_ok for r in rows), len(rows)),
             )
     in_scope = [r for r in results if r.category != "irrelevance"]
     out_scope = [r for r in results if r.category == "irrelevance"]

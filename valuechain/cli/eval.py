@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import typer
 from rich.table import Table
 
 from valuechain.cli.common import JsonOption, console, err_console, fail, print_json
 from valuechain.config import get_settings
+
+if TYPE_CHECKING:
+    from evals.report import EvalReport, SuiteName
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -77,3 +81,118 @@ def selection(
         f"selection {report.after_retry_selection_accuracy:.1%}, arguments {report.after_retry_argument_accuracy:.1%}, "
         f"abstention {report.after_retry_abstention:.1%}"
     )
+
+
+@app.command("run")
+def run(
+    suites: list[str] = typer.Argument(None, help="Suites: tools, selection, retrieval, tasks, faithfulness (default: all)"),
+    trials: int = typer.Option(1, "--trials", "-k", min=1, help="Trials per task (tasks suite: pass^1..pass^K)"),
+    base_url: str = typer.Option(None, "--base-url", help="OpenAI-compatible endpoint (default: LLM_BASE_URL or the embedded model)"),
+    model: str = typer.Option(None, "--model", help="Model name at --base-url (default: LLM_MODEL)"),
+    temperature: float = typer.Option(None, "--temperature", help="Sampling temperature of the model suites (default: the agent's, 0)"),
+    out_dir: Path = typer.Option(Path("reports/evals"), "--out-dir", help="Where report.json and report.md go"),
+    replay: bool = typer.Option(False, "--replay", help="Serve the model suites from evals/cassettes/ (no model needed)"),
+    record: bool = typer.Option(False, "--record", help="Run live and record the model suites into evals/cassettes/"),
+    cassettes: Path = typer.Option(None, "--cassettes", help="Cassette folder (default: evals/cassettes)"),
+    thresholds: Path = typer.Option(None, "--thresholds", help="Thresholds file (default: evals/thresholds.yaml)"),
+    only: list[str] = typer.Option(None, "--id", help="Run only these case/task ids (repeatable)"),
+    work_dir: Path = typer.Option(None, "--work-dir", help="Fixture databases and knowledge stores (default: OUT_DIR/.work)"),
+    as_json: bool = JsonOption,
+) -> None:
+    """Run eval suites; table in the terminal, report.json + report.md in OUT_DIR; exit 1 below a threshold."""
+    from agent.llm.client import LLMConfigError
+    from agent.llm.model_files import ModelFilesError
+    from agent.llm.server import LLMServerError
+    from evals.replay import ReplayError
+    from evals.report import SUITES, THRESHOLDS_FILE, load_thresholds, write_reports
+    from evals.runner import MODEL_SUITES, RunOptions, run_suites
+
+    chosen = list(dict.fromkeys(suites or SUITES))
+    unknown = [s for s in chosen if s not in SUITES]
+    if unknown:
+        raise fail(f"unknown suite(s) {', '.join(unknown)}; valid: {', '.join(SUITES)}", code=2)
+    if replay and record:
+        raise fail("--replay and --record exclude each other", code=2)
+    if (replay or record) and not MODEL_SUITES & set(chosen):
+        raise fail(f"--replay/--record apply to the model suites ({', '.join(sorted(MODEL_SUITES))})", code=2)
+    if replay and (base_url or model or temperature is not None):
+        raise fail("--replay uses the recorded model settings; drop --base-url/--model/--temperature", code=2)
+    settings = get_settings()
+    if base_url or model:
+        settings = settings.model_copy(update={"llm_base_url": base_url or settings.llm_base_url,
+                                               "llm_model": model or settings.llm_model})
+    try:
+        limits = load_thresholds(thresholds or THRESHOLDS_FILE)
+    except (OSError, ValueError) as exc:
+        raise fail(f"cannot read the thresholds: {exc}", code=2) from exc
+    options = RunOptions(
+        suites=cast("list[SuiteName]", chosen),  # checked against SUITES above
+        trials=trials, work_dir=work_dir or out_dir / ".work", ids=frozenset(only) if only else None,
+        temperature=temperature, llm_timeout_s=settings.llm_timeout_s,
+        mode="replay" if replay else "record" if record else "live", cassette_dir=cassettes,
+        progress=None if as_json else lambda line: err_console.print(f"[dim]{line}[/]"),
+    )
+    label = str(thresholds or "evals/thresholds.yaml")
+    try:
+        if not MODEL_SUITES & set(chosen):
+            report = run_suites(options, models=None, thresholds=limits, thresholds_label=label)
+        elif replay:
+            from evals.replay import CASSETTE_DIR, load_meta, replay_runtime
+
+            folder = cassettes or CASSETTE_DIR
+            report = run_suites(options, models=lambda suite: replay_runtime(load_meta(suite, folder), settings),
+                                thresholds=limits, thresholds_label=label)
+        else:
+            from agent.llm.runtime import LLMRuntime
+            from agent.prompts import load_prompt
+            from agent.tools import build_tools
+
+            with LLMRuntime.open(settings) as runtime:
+                runtime.warm(load_prompt("system.md"), build_tools())  # outside any cassette: not recorded
+                report = run_suites(options, models=lambda _suite: runtime, thresholds=limits, thresholds_label=label)
+    except (LLMConfigError, ModelFilesError, LLMServerError, ReplayError, ValueError) as exc:
+        raise fail(str(exc), code=2) from exc
+    json_path, md_path = write_reports(report, out_dir)
+    if as_json:
+        print_json(report)
+    else:
+        _show(report)
+        console.print(f"reports: {json_path} · {md_path}")
+    if not report.passed:
+        raise typer.Exit(1)
+
+
+def _show(report: EvalReport) -> None:
+    table = Table("suite", "cases", "result", "summary", title=f"evals {report.run_id} — {report.model or 'no model'} ({report.mode})")
+    for s in report.suites:
+        table.add_row(s.suite, str(s.cases), "[green]pass[/]" if s.passed else "[red]FAIL[/]", s.summary)
+    console.print(table)
+    for s in report.suites:
+        for t in s.tables:
+            sub = Table(*t.columns, title=f"{s.suite}: {t.title}")
+            for row in t.rows:
+                sub.add_row(*row)
+            console.print(sub)
+        for g in s.gates:
+            mark = "[green]ok[/]" if g.passed else "[red]below[/]"
+            value = "—" if g.value is None else f"{g.value:.4g}"
+            console.print(f"  {mark} {s.suite} {g.metric} = {value} (needs {g.bound})")
+        for line in s.failures[:10]:
+            console.print(f"  [dim]{s.suite}: {line}[/]")
+        if len(s.failures) > 10:
+            console.print(f"  [dim]{s.suite}: … {len(s.failures) - 10} more failures in the report[/]")
+
+
+@app.command("schema")
+def schema(
+    out_dir: Path = typer.Option(None, "--out-dir", help="Where the JSON schemas go (default: evals/schema)"),
+    check: bool = typer.Option(False, "--check", help="Write nothing; exit 1 if a schema file is out of date"),
+) -> None:
+    """Export the JSON schemas of the eval case files (from their pydantic models)."""
+    from evals.schema import SCHEMA_DIR, export
+
+    stale = export(out_dir or SCHEMA_DIR, check=check)
+    if check and stale:
+        err_console.print("out of date: " + ", ".join(str(p) for p in stale) + " (run `valuechain eval schema`)")
+        raise typer.Exit(1)
+    console.print(f"{'checked' if check else 'wrote'} {out_dir or SCHEMA_DIR}" + (f" ({len(stale)} changed)" if stale else ""))

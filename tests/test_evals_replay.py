@@ -1,0 +1,183 @@
+"""Recording and replaying the model suites (evals/replay.py), without a model.
+
+The plumbing test records the selection and tasks suites from a fake OpenAI-compatible endpoint
+(an httpx2 MockTransport that answers with the scripted fake's replies in OpenAI wire format),
+then replays them from the cassette alone — the autouse live-model tripwire is active, so any
+request the cassette cannot serve fails — and must reproduce the recorded results. A changed case
+must fail the replay loudly. The last test replays the committed recordings in evals/cassettes/
+when they exist (`make eval-record` makes them from the embedded model).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import httpx2
+import pytest
+import yaml
+from agent_fakes import Script, call, calls, say
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage
+
+from agent.llm.runtime import LLMRuntime
+from evals.replay import CASSETTE_DIR, ReplayError, load_meta, paths, replay_runtime
+from evals.report import SuiteName, load_thresholds
+from evals.runner import RunOptions, run_suites
+from valuechain.config import get_settings
+
+FAKE_URL = "http://fake-llm.test/v1"
+
+
+def _completion(reply: AIMessage, stream: bool) -> httpx2.Response:
+    """`reply` as an OpenAI chat completion (JSON, or server-sent events when streaming)."""
+    tool_calls = [{"id": c["id"], "type": "function",
+                   "function": {"name": c["name"], "arguments": json.dumps(c["args"])}} for c in reply.tool_calls]
+    finish = "tool_calls" if tool_calls else "stop"
+    usage = {"prompt_tokens": 100, "completion_tokens": 10, "total_tokens": 110}
+    base = {"id": "chatcmpl-fake", "created": 0, "model": "fake"}
+    if not stream:
+        message: dict[str, Any] = {"role": "assistant", "content": str(reply.content) or None}
+        if tool_calls:
+            message["tool_calls"] = tool_calls
+        body = {**base, "object": "chat.completion", "usage": usage,
+                "choices": [{"index": 0, "message": message, "finish_reason": finish}]}
+        return httpx2.Response(200, json=body)
+    chunks: list[dict[str, Any]] = []
+    if tool_calls:
+        chunks.append({"role": "assistant", "tool_calls": [{"index": i, **tc} for i, tc in enumerate(tool_calls)]})
+    else:
+        chunks += [{"role": "assistant", "content": word} for word in str(reply.content).split(" ")]
+    events = [{**base, "object": "chat.completion.chunk", "choices": [{"index": 0, "delta": d, "finish_reason": None}]}
+              for d in chunks]
+    events.append({**base, "object": "chat.completion.chunk",
+                   "choices": [{"index": 0, "delta": {}, "finish_reason": finish}]})
+    events.append({**base, "object": "chat.completion.chunk", "choices": [], "usage": usage})
+    text = "".join(f"data: {json.dumps(e)}\n\n" for e in events) + "data: [DONE]\n\n"
+    return httpx2.Response(200, content=text.encode(), headers={"content-type": "text/event-stream"})
+
+
+class FakeEndpoint(LLMRuntime):
+    """A configured (not embedded) endpoint whose HTTP goes to a MockTransport serving `script`."""
+
+    def __init__(self, script: Script) -> None:
+        settings = get_settings().model_copy(update={"llm_base_url": FAKE_URL, "llm_model": "fake"})
+        super().__init__(settings, FAKE_URL, "fake")
+        self.script = script
+        transport = httpx2.MockTransport(self._handle)
+        self._clients = {"http_client": httpx2.Client(transport=transport),
+                         "http_async_client": httpx2.AsyncClient(transport=transport)}
+
+    def _handle(self, request: httpx2.Request) -> httpx2.Response:
+        assert request.url.path == "/v1/chat/completions"
+        body = json.loads(request.content)
+        reply = self.script.replies.pop(0)
+        assert isinstance(reply, AIMessage)
+        return _completion(reply, bool(body.get("stream")))
+
+    def router(self, **overrides: Any) -> BaseChatModel:
+        return super().router(**self._clients, **overrides)
+
+    def answerer(self, **overrides: Any) -> BaseChatModel:
+        return super().answerer(**self._clients, **overrides)
+
+
+def cases(tmp_path: Path, question: str = "Compare the churn risk of ACME-0042 and ORII-0017.") -> dict[str, Path]:
+    sel = tmp_path / "selection.yaml"
+    sel.write_text(yaml.safe_dump({"version": 1, "cases": [
+        {"id": "s1", "category": "single", "question": "How risky is ACME-0042?",
+         "expect": [{"name": "churn_risk", "args": {"account_id": "ACME-0042"}}]},
+        {"id": "p1", "category": "parallel", "question": question, "all": True,
+         "expect": [{"name": "churn_risk", "args": {"account_id": "ACME-0042"}},
+                    {"name": "churn_risk", "args": {"account_id": "ORII-0017"}}]},
+    ]}))
+    return {"selection": sel}
+
+
+SCRIPT = [
+    call("churn_risk", account_id="ACME-0042"),  # selection s1
+    calls(("churn_risk", {"account_id": "ACME-0042"}), ("churn_risk", {"account_id": "ORII-0017"})),  # p1
+    # tasks: file-named-account (two trials, the second files the wrong action)
+    call("next_best_action", account_id="ACME-0042"),
+    call("propose_recommendation", account_id="ACME-0042", action="champion_rebuild", rationale="Champion left."),
+    say("Filed champion_rebuild for ACME-0042; expected value $91,521."),
+    call("next_best_action", account_id="ACME-0042"),
+    call("propose_recommendation", account_id="ACME-0042", action="exec_sponsor_outreach", rationale="x"),
+    say("Filed exec_sponsor_outreach for ACME-0042."),
+]
+
+
+def options(tmp_path: Path, mode: str, case_files: dict[str, Path]) -> RunOptions:
+    return RunOptions(suites=["selection", "tasks"], trials=2, work_dir=tmp_path / "work",
+                      ids=None if mode == "replay" else frozenset({"s1", "p1", "file-named-account"}),
+                      cases=case_files, mode=mode,  # type: ignore[arg-type]
+                      cassette_dir=tmp_path / "cassettes", knowledge=lambda: pytest.fail("no knowledge here"))
+
+
+def test_record_then_replay_reproduces_the_results_without_a_model(tmp_path: Path) -> None:
+    script = Script(SCRIPT)
+    fake = FakeEndpoint(script)
+    case_files = cases(tmp_path)
+    recorded = run_suites(options(tmp_path, "record", case_files), models=lambda _s: fake, thresholds=load_thresholds())
+    assert script.remaining == 0
+    folder = tmp_path / "cassettes"
+    for suite in ("selection", "tasks"):
+        cassette, meta_path = paths(suite, folder)
+        assert cassette.is_file() and meta_path.is_file()
+        assert "authorization" not in cassette.read_text().lower()  # the API key header is filtered
+    meta = load_meta("tasks", folder)
+    assert (meta.model, meta.embedded, meta.trials, meta.requests) == ("fake", False, 2, 6)
+    assert meta.case_ids == ["file-named-account"] and load_meta("selection", folder).case_ids == ["s1", "p1"]
+
+    # replay: no fake endpoint, no script; the live-model tripwire would fail any unrecorded request
+    settings = get_settings()
+    replayed = run_suites(options(tmp_path, "replay", case_files),
+                          models=lambda suite: replay_runtime(load_meta(suite, folder), settings),
+                          thresholds=load_thresholds())
+    assert replayed.mode == "replay" and replayed.trials == 2
+    for before, after in zip(recorded.suites, replayed.suites, strict=True):
+        assert after.metrics == before.metrics, after.suite
+        assert after.failures == before.failures
+    tasks = {s.suite: s for s in replayed.suites}["tasks"]
+    assert (tasks.metrics["pass^1"], tasks.metrics["pass^2"]) == (0.5, 0.0)
+
+
+def test_replay_fails_loudly_when_the_requests_change(tmp_path: Path) -> None:
+    fake = FakeEndpoint(Script(SCRIPT[:2]))
+    rec = options(tmp_path, "record", cases(tmp_path))
+    rec.suites = ["selection"]
+    run_suites(rec, models=lambda _s: fake, thresholds=load_thresholds())
+    folder = tmp_path / "cassettes"
+    changed = options(tmp_path, "replay", cases(tmp_path, question="Compare churn risk: ACME-0042 vs ORII-0017."))
+    changed.suites = ["selection"]
+    settings = get_settings()
+    with pytest.raises(ReplayError, match="re-record with `make eval-record`"):
+        run_suites(changed, models=lambda suite: replay_runtime(load_meta(suite, folder), settings),
+                   thresholds=load_thresholds())
+
+
+def test_replay_refuses_a_model_other_than_the_recorded_one(tmp_path: Path) -> None:
+    fake = FakeEndpoint(Script(SCRIPT[:2]))
+    rec = options(tmp_path, "record", cases(tmp_path))
+    rec.suites = ["selection"]
+    run_suites(rec, models=lambda _s: fake, thresholds=load_thresholds())
+    meta = load_meta("selection", tmp_path / "cassettes").model_copy(update={"embedded": True})
+    with pytest.raises(ReplayError, match="recorded with model 'fake'"):
+        replay_runtime(meta, get_settings().model_copy(update={"llm_gguf_path": None}))
+
+
+@pytest.mark.parametrize("group", [("selection",), ("tasks", "faithfulness")], ids=["selection", "tasks+faithfulness"])
+def test_committed_recordings_replay_to_the_recorded_result(group: tuple[SuiteName, ...], tmp_path: Path) -> None:
+    """(faithfulness also grades the tasks' answers, so the two replay together, as recorded)"""
+    missing = [s for s in group if not all(p.is_file() for p in paths(s, CASSETTE_DIR))]
+    if missing:
+        pytest.skip(f"evals/cassettes/{', '.join(missing)} not recorded yet: record with `make eval-record` "
+                    "(needs the embedded model; see docs/EVALS.md)")
+    settings = get_settings().model_copy(update={"llm_gguf_path": None})
+    report = run_suites(RunOptions(suites=list(group), work_dir=tmp_path / "work", mode="replay"),
+                        models=lambda s: replay_runtime(load_meta(s), settings), thresholds=load_thresholds())
+    for result in report.suites:
+        recorded = load_meta(result.suite).result
+        assert result.metrics == recorded.metrics, result.suite
+        assert result.failures == recorded.failures, result.suite
