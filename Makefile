@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: start test install lint typecheck check bench record-cassettes clean
+.PHONY: start test install lint typecheck check bench record-cassettes eval-record clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@command -v $(PY) >/dev/null 2>&1 || { echo "error: $(PY) not found; install Python 3.11 or run make PY=python3"; exit 1; }
@@ -32,6 +32,12 @@ test: $(STAMP)
 ## Re-record the agent cassettes from the real embedded model (needs the model packages; ~5 min).
 record-cassettes: $(STAMP)
 	$(BIN)/pytest tests/test_agent_cassettes.py --record-mode=rewrite -q
+
+## Re-record the eval cassettes (evals/cassettes/: selection, tasks x EVAL_TRIALS, faithfulness) from the
+## embedded model; 1-2 h on 2 quiet cores. Exit 1 (a suite below its threshold) still keeps the recording.
+EVAL_TRIALS ?= 2
+eval-record: $(STAMP)
+	$(BIN)/valuechain eval run selection tasks faithfulness --record --trials $(EVAL_TRIALS) || [ $$? -eq 1 ]
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run_all
