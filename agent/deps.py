@@ -29,6 +29,7 @@ class ToolOutcome:
     name: str
     result: BaseModel | None = None
     error: str | None = None
+    call_id: str | None = None
 
 
 @dataclass
@@ -47,7 +48,9 @@ class RunContext:
     turn: Any = None
     """The middleware's per-turn counters (`agent.middleware.TurnState`)."""
 
-    def call(self, name: str, fn: Callable[[Session], BaseModel], *, writes: bool = False) -> str:
+    def call(
+        self, name: str, fn: Callable[[Session], BaseModel], *, writes: bool = False, call_id: str | None = None
+    ) -> str:
         """Run a tool core in its own session; return the compact JSON the model reads.
 
         A `ToolInputError` or `ValueError` from the core is the model's to fix: it becomes a
@@ -61,10 +64,14 @@ class RunContext:
                 if not writes:
                     session.rollback()
         except (ToolInputError, ValueError) as exc:
-            self.outcomes.append(ToolOutcome(name, error=str(exc)))
+            self.outcomes.append(ToolOutcome(name, error=str(exc), call_id=call_id))
             raise ToolFixableError(str(exc)) from exc
-        self.outcomes.append(ToolOutcome(name, result=result))
+        self.outcomes.append(ToolOutcome(name, result=result, call_id=call_id))
         return compact_json(name, result)
+
+    def outcome_of(self, call_id: str | None) -> ToolOutcome | None:
+        """The outcome of the tool call with this id (parallel calls finish in any order)."""
+        return next((o for o in reversed(self.outcomes) if o.call_id == call_id), None)
 
     def evidence_for(self, target: str, action: str) -> tuple[dict[str, Any], float | None]:
         """The tool results of this run that concern `target`, and the EV of `action` if one was computed.

@@ -318,7 +318,6 @@ class CopilotMiddleware(AgentMiddleware[AgentState[Any], RunContext, Any]):
         turn: TurnState = ctx.turn
         call = request.tool_call
         turn.tool_calls += 1
-        done = len(ctx.outcomes)
         t0 = time.perf_counter()
         error: str | None = None
         try:
@@ -334,9 +333,8 @@ class CopilotMiddleware(AgentMiddleware[AgentState[Any], RunContext, Any]):
             raise
         ms = (time.perf_counter() - t0) * 1000
         turn.tool_s += ms / 1000
-        result = None
-        if len(ctx.outcomes) > done and ctx.outcomes[-1].result is not None:
-            result = ctx.outcomes[-1].result.model_dump(mode="json")
+        outcome = ctx.outcome_of(call["id"])
+        result = outcome.result.model_dump(mode="json") if outcome and outcome.result is not None else None
         if isinstance(out, ToolMessage) and out.status == "error" and error is None:
             error = str(out.content)
         if error is not None:

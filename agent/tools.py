@@ -25,6 +25,11 @@ from agent.deps import RunContext
 Runtime = ToolRuntime[RunContext]
 
 
+def _run(runtime: Runtime, name: str, fn: Callable[[Any], BaseModel], *, writes: bool = False) -> str:
+    """Run a core through the run context, tagged with the model's tool-call id."""
+    return runtime.context.call(name, fn, writes=writes, call_id=runtime.tool_call_id)
+
+
 def score_activities(runtime: Runtime, period: str | None = None) -> str:
     """Score all of this company's value-chain activities for a year: cost vs value share, margin leak, quadrant.
 
@@ -35,7 +40,7 @@ def score_activities(runtime: Runtime, period: str | None = None) -> str:
     """
     from tools.activities import score_activities as core
 
-    return runtime.context.call("score_activities", lambda s: core(session=s, period=period))
+    return _run(runtime, "score_activities", lambda s: core(session=s, period=period))
 
 
 def value_chain_analysis(runtime: Runtime, period: str | None = None) -> str:
@@ -48,7 +53,7 @@ def value_chain_analysis(runtime: Runtime, period: str | None = None) -> str:
     """
     from tools.analysis import value_chain_analysis as core
 
-    return runtime.context.call("value_chain_analysis", lambda s: core(session=s, period=period))
+    return _run(runtime, "value_chain_analysis", lambda s: core(session=s, period=period))
 
 
 def rank(
@@ -73,8 +78,7 @@ def rank(
     """
     from tools.ranking import rank as core
 
-    return runtime.context.call(
-        "rank",
+    return _run(runtime, "rank",
         lambda s: core(session=s, entity=entity, metric=metric, filters=dict(filters or {}), limit=limit),
     )
 
@@ -94,8 +98,7 @@ def churn_risk(
     """
     from tools.churn.scoring import churn_risk as core
 
-    return runtime.context.call(
-        "churn_risk",
+    return _run(runtime, "churn_risk",
         lambda s: core(
             session=s,
             account_id=account_id or None,
@@ -116,8 +119,7 @@ def next_best_action(runtime: Runtime, account_id: str, limit: int = 3) -> str:
     """
     from tools.nba import next_best_action as core
 
-    return runtime.context.call(
-        "next_best_action", lambda s: core(session=s, account_id=account_id, limit=limit)
+    return _run(runtime, "next_best_action", lambda s: core(session=s, account_id=account_id, limit=limit)
     )
 
 
@@ -129,7 +131,7 @@ def get_account(runtime: Runtime, account_id: str) -> str:
     """
     from tools.accounts import get_account as core
 
-    return runtime.context.call("get_account", lambda s: core(session=s, account_id=account_id))
+    return _run(runtime, "get_account", lambda s: core(session=s, account_id=account_id))
 
 
 def account_timeline(runtime: Runtime, account_id: str, limit: int = 10) -> str:
@@ -141,8 +143,7 @@ def account_timeline(runtime: Runtime, account_id: str, limit: int = 10) -> str:
     """
     from tools.accounts import account_timeline as core
 
-    return runtime.context.call(
-        "account_timeline", lambda s: core(session=s, account_id=account_id, limit=limit)
+    return _run(runtime, "account_timeline", lambda s: core(session=s, account_id=account_id, limit=limit)
     )
 
 
@@ -159,7 +160,7 @@ def search_knowledge(runtime: Runtime, query: str, k: int = 3) -> str:
     from knowledge.search import search_knowledge as core
 
     ctx = runtime.context
-    return ctx.call("search_knowledge", lambda _s: core(store=ctx.knowledge(), query=query, k=k))
+    return _run(runtime, "search_knowledge", lambda _s: core(store=ctx.knowledge(), query=query, k=k))
 
 
 def propose_recommendation(
@@ -200,7 +201,7 @@ def propose_recommendation(
             run_id=ctx.run_id,
         )
 
-    return ctx.call("propose_recommendation", run, writes=True)
+    return _run(runtime, "propose_recommendation", run, writes=True)
 
 
 # list_accounts is not offered to the model: with it the 1.5B model answered "top / biggest / most"

@@ -435,3 +435,16 @@ def test_an_answer_with_invented_figures_is_rewritten_or_flagged(sessions: sessi
     flagged = copilot_for(sessions, script).ask("Is ACME-0042 at risk?")
     assert flagged.answer.endswith("(Unverified: 93% does not come from a tool result.)")
     assert flagged.notes[-1] == "unverified figures flagged: 93%"
+
+
+def test_parallel_calls_are_logged_with_their_own_results(sessions: sessionmaker[Session]) -> None:
+    from tools.accounts import list_accounts
+
+    with sessions() as s:
+        ids = [a.id for a in list_accounts(session=s, limit=4).items]
+    script = Script([calls(*[("get_account", {"account_id": i}) for i in ids]), say("Four profiles.")])
+    result = copilot_for(sessions, script).ask("Profile " + ", ".join(ids))
+
+    logged = rows(sessions, ToolCall, result.run_id)
+    assert sorted(t.args["account_id"] for t in logged) == sorted(ids)
+    assert all(t.result["id"] == t.args["account_id"] for t in logged)
