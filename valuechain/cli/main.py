@@ -35,7 +35,7 @@ app.command("demo", help="Generate the deterministic demo company into the datab
 app.command("serve", help="Run the HTTP API (OpenAPI at /docs).")(serve_cmd.serve)
 app.command("ask", help="Ask the agent one question; prints the answer and its tool calls.")(ask_cmd.ask)
 app.command("chat", help="Chat with the agent interactively; answers stream.")(ask_cmd.chat)
-app.add_typer(eval_cmd.app, name="eval", help="Evals: tool selection and arguments of the configured model.")
+app.add_typer(eval_cmd.app, name="eval", help="Evals: run the suites (tools, selection, retrieval, tasks, faithfulness); dev tool selection.")
 app.add_typer(import_cmd.app, name="import", help="Import CSV files with a column mapping.")
 app.add_typer(db_cmd.app, name="db", help="Database maintenance: migrate, canonical hash.")
 app.add_typer(knowledge_cmd.app, name="knowledge", help="Knowledge base: ingest, search, build, eval.")
