@@ -21,7 +21,7 @@ import asyncio
 import json
 import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -33,7 +33,8 @@ from langgraph.prebuilt.tool_node import ToolCallRequest
 from langgraph.types import Command
 from pydantic import BaseModel, ValidationError
 
-from agent.deps import RunContext, ToolFixableError
+from agent.compact import compact_json
+from agent.deps import RunContext, ToolFixableError, ToolOutcome
 from agent.numbers import untraceable
 from agent.prompts import load_prompt
 from agent.runlog import RunLog
@@ -188,17 +189,22 @@ class CopilotMiddleware(AgentMiddleware[AgentState[Any], RunContext, Any]):
             turn.notes.append("too many failed tool calls")
             return await self._answer(request, handler, turn)
 
-        ai = await self._call(request.override(model=self.router), handler, turn)
+        last = ctx.outcomes[-1] if ctx.outcomes else None
+        if last is not None and last.name == "search_knowledge" and last.result is not None and _after_tools(request):
+            turn.notes.append("knowledge passages in: answering from them")
+            return await self._answer(request, handler, turn)
+
+        ai = self._repair(await self._call(request.override(model=self.router), handler, turn), said, turn)
         problem = check_calls(ai, tools, known, said)
         if problem is not None and turn.retries == 0:
             turn.retries += 1
             turn.notes.append(f"corrective retry: {problem}")
             retry = HumanMessage(self.retry_prompt.format(error=problem))
-            ai = await self._call(
+            ai = self._repair(await self._call(
                 request.override(model=self.router, messages=[*request.messages, as_text(ai), retry]),
                 handler,
                 turn,
-            )
+            ), said, turn)
             problem = check_calls(ai, tools, known, said)
         if problem is not None:
             turn.notes.append(f"gave up on calls: {problem}")
@@ -221,6 +227,13 @@ class CopilotMiddleware(AgentMiddleware[AgentState[Any], RunContext, Any]):
         text = await self._vet(str(ai.content), request, handler, turn)  # the router answered in prose
         return ModelResponse(result=[AIMessage(content=text, id=ai.id, usage_metadata=ai.usage_metadata)])
 
+    @staticmethod
+    def _repair(ai: AIMessage, said: str, turn: TurnState) -> AIMessage:
+        repaired, dropped = drop_unsaid_filters(ai, said)
+        if dropped:
+            turn.notes.append(f"dropped filters the user never named: {', '.join(dropped)}")
+        return repaired
+
     async def _answer(
         self,
         request: ModelRequest[RunContext],
@@ -241,7 +254,8 @@ class CopilotMiddleware(AgentMiddleware[AgentState[Any], RunContext, Any]):
             text = str(ai.content)
             if ai.tool_calls or looks_like_call(text):
                 turn.notes.append("no prose answer: reported the tool results instead")
-                text = fallback_answer(request.messages)
+                text = fallback_answer(request.runtime.context.outcomes)  # the tools' own words: no vetting
+                return ModelResponse(result=[AIMessage(content=text, id=ai.id, usage_metadata=ai.usage_metadata)])
         text = await self._vet(text, request, handler, turn)
         return ModelResponse(result=[AIMessage(content=text, id=ai.id, usage_metadata=ai.usage_metadata)])
 
@@ -321,6 +335,10 @@ class CopilotMiddleware(AgentMiddleware[AgentState[Any], RunContext, Any]):
         t0 = time.perf_counter()
         error: str | None = None
         try:
+            gate = (proposal_problem(call, ctx, user_text(request.state["messages"]))
+                    if call["name"] == "propose_recommendation" else None)
+            if gate is not None:
+                raise ToolFixableError(gate)
             out = await handler(request)
         except ToolFixableError as exc:
             error = str(exc)
@@ -352,16 +370,79 @@ def as_text(ai: AIMessage) -> AIMessage:
     return AIMessage(content=str(ai.content))
 
 
-def fallback_answer(messages: list[AnyMessage]) -> str:
-    """A plain answer built from this turn's tool messages, when the model gave none."""
+def fallback_answer(outcomes: list[ToolOutcome]) -> str:
+    """A plain answer from the tools' own explanations, when the model wrote none."""
     lines = ["I could not write an answer for this. What the tools reported:"]
-    for m in _current_turn(messages):
-        if isinstance(m, ToolMessage):
-            status = "failed" if m.status == "error" else "returned"
-            lines.append(f"- {m.name} {status}: {str(m.content)[:300]}")
+    for o in outcomes:
+        if o.error is not None:
+            lines.append(f"- {o.name} failed: {o.error}")
+        elif o.result is not None:
+            explanation = getattr(o.result, "explanation", None)
+            lines.append(f"- {o.name}: {explanation or compact_json(o.name, o.result)[:300]}")
     if len(lines) == 1:
         lines.append("- no tool was called")
     return "\n".join(lines)
+
+
+def _after_tools(request: ModelRequest[RunContext]) -> bool:
+    """The model is being called right after tool results came back."""
+    return bool(request.messages) and isinstance(request.messages[-1], ToolMessage)
+
+
+def drop_unsaid_filters(ai: AIMessage, said: str) -> tuple[AIMessage, list[str]]:
+    """Remove filter entries whose values the user never wrote (the model's inventions).
+
+    Safe to repair without asking the model again: a filter the user did not name only narrows
+    the answer wrongly; without it the call answers the question asked.
+    """
+    dropped: list[str] = []
+    calls = []
+    for call in ai.tool_calls:
+        filters = call["args"].get("filters")
+        if isinstance(filters, dict) and filters:
+            kept = {}
+            for key, value in filters.items():
+                values = value if isinstance(value, list) else [value]
+                if value in (None, "", [], {}) or all(squash(str(v)) and squash(str(v)) in said for v in values):
+                    kept[key] = value
+                else:
+                    dropped.append(f"{key}={value!r}")
+            if len(kept) != len(filters):
+                call = {**call, "args": {**call["args"], "filters": kept or None}}
+        calls.append(call)
+    if not dropped:
+        return ai, []
+    return ai.model_copy(update={"tool_calls": calls}), dropped
+
+
+ACTION_WORDS = ("should", "recommend", "propose", "file", "whattodo", "doabout", "action", "intervention",
+                "save", "retain", "keep", "grow", "next", "plan", "suggest")
+"""Words by which a user asks for an intervention; without one, filing a recommendation is overreach."""
+
+
+def proposal_problem(call: Mapping[str, Any], ctx: RunContext, said: str) -> str | None:
+    """Why `propose_recommendation` may not run now, or None.
+
+    The user must have asked for action, and an account recommendation must be one of the
+    actions next_best_action returned for that account in this run (so it is a playbook action
+    with its expected value and evidence, not the model's own idea).
+    """
+    if not any(word in said for word in ACTION_WORDS):
+        return ("not filed: the user did not ask for an action or recommendation; answer the question "
+                "instead (they can ask you to file one)")
+    account = call["args"].get("account_id")
+    if not account:
+        return None
+    nba = [o.result for o in ctx.outcomes
+           if o.name == "next_best_action" and o.result is not None
+           and str(getattr(o.result, "account_id", "")).upper() == str(account).strip().upper()]
+    if not nba:
+        return f"not filed: call next_best_action for {account!r} first and propose one of its actions"
+    actions = [a.action for a in getattr(nba[-1], "actions", [])]
+    if call["args"].get("action") not in actions:
+        return (f"not filed: {call['args'].get('action')!r} is not among the actions next_best_action found "
+                f"for {account!r}: {', '.join(actions) or 'none'}")
+    return None
 
 
 def describe_llm_error(exc: BaseException) -> str | None:

@@ -27,7 +27,7 @@ from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 from langchain_core.tools import BaseTool
 from pydantic import BaseModel, Field
 
-from agent.middleware import as_text, check_calls, squash
+from agent.middleware import as_text, check_calls, drop_unsaid_filters, squash
 from agent.prompts import load_prompt
 
 CASES_DIR = Path(__file__).resolve().parent / "cases"
@@ -261,11 +261,14 @@ def run_selection(
         ai = route_once(router, tools, system_prompt, case.question)
         latency = time.perf_counter() - t0
         name_ok, args_ok, valid, detail = grade(case, ai, by_name)
-        problem = check_calls(ai, by_name, case.question.upper(), squash(case.question))
-        final_name_ok, final_args_ok = name_ok, args_ok
+        said = squash(case.question)
+        repaired = drop_unsaid_filters(ai, said)[0]  # the agent drops invented filters first
+        problem = check_calls(repaired, by_name, case.question.upper(), said)
+        final_name_ok, final_args_ok = grade(case, repaired, by_name)[:2]
         if problem is not None:  # what the agent does next: one corrective retry
-            again = route_once(router, tools, system_prompt, case.question, retry_of=(ai, problem))
-            if check_calls(again, by_name, case.question.upper(), squash(case.question)) is None:
+            again = drop_unsaid_filters(
+                route_once(router, tools, system_prompt, case.question, retry_of=(ai, problem)), said)[0]
+            if check_calls(again, by_name, case.question.upper(), said) is None:
                 final_name_ok, final_args_ok = grade(case, again, by_name)[:2]
             else:  # the agent gives up on calls and answers without tools
                 final_name_ok = final_args_ok = case.expect == "none"
