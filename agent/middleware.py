@@ -170,6 +170,7 @@ class CopilotMiddleware(AgentMiddleware[AgentState[Any], RunContext, Any]):
         self.prose_prompt = load_prompt("answer_prose.md")
         self.no_data_prompt = load_prompt("answer_no_data.md")
         self.figures_prompt = load_prompt("answer_figures.md")
+        self.decline = load_prompt("decline.md")
 
     # --- model calls ---------------------------------------------------------------------
     async def awrap_model_call(
@@ -191,6 +192,13 @@ class CopilotMiddleware(AgentMiddleware[AgentState[Any], RunContext, Any]):
 
         last = ctx.outcomes[-1] if ctx.outcomes else None
         if last is not None and last.name == "search_knowledge" and last.result is not None and _after_tools(request):
+            data = [o for o in ctx.outcomes if o.result is not None and o.name != "search_knowledge"]
+            if not getattr(last.result, "on_topic", True) and not data:
+                # nothing in the knowledge base is about it and no data was asked for: out of scope.
+                # Declined in code: told to decline, the model still answered 3 of 6 such questions
+                # from memory (a weather forecast among them).
+                turn.notes.append("off-topic: declined")
+                return ModelResponse(result=[AIMessage(content=self.decline)])
             turn.notes.append("knowledge passages in: answering from them")
             return await self._answer(request, handler, turn)
 

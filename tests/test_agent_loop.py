@@ -477,3 +477,28 @@ def test_a_recommendation_needs_the_users_request_and_a_next_best_action(session
     assert "call next_best_action for 'ACME-0042' first" in (result.tool_calls[0].error or "")
     with sessions() as s:
         assert list(s.scalars(select(Recommendation))) == []
+
+
+class OffTopicStore:
+    """A knowledge store where nothing is close to the query (best similarity 0.05)."""
+
+    def search(self, query: str, k: int) -> list[Any]:
+        from knowledge.store import Hit
+
+        return [Hit("c1", "porter-value-chain", "Porter", "Intro", "text", 0.6)]
+
+    def vector_search(self, query: str, k: int) -> list[Any]:
+        from knowledge.store import Hit
+
+        return [Hit("c1", "porter-value-chain", "Porter", "Intro", "text", 0.05)]
+
+
+def test_an_off_topic_question_is_declined_in_code(sessions: sessionmaker[Session]) -> None:
+    script = Script([call("search_knowledge", query="weather in Paris"), say("Sunny and 25 degrees.")])
+    copilot = copilot_for(sessions, script)
+    copilot.knowledge = OffTopicStore
+    result = copilot.ask("What's the weather in Paris tomorrow?")
+
+    assert result.answer.startswith("I can only help with value-chain analysis")
+    assert result.notes == ["off-topic: declined"] and result.llm_calls == 1
+    assert script.remaining == 1  # the model was not asked to answer from memory
