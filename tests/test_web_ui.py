@@ -110,11 +110,12 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
 
     script = Script([
         call("score_activities"),
-        call("search_knowledge", query="what does margin leak measure"),
         call("rank", entity="accounts", metric="churn_probability", limit=1),
         call("next_best_action", account_id=account),
         call("propose_recommendation", account_id=account, action=action,
              rationale="Highest expected value for the riskiest account."),
+        # last: once knowledge passages are in, the agent answers from them
+        call("search_knowledge", query="what does margin leak measure"),
         say(f"**Margin leak** is cost not matched by value [{CITED}].\n\n"
             f"- {account} is the riskiest account\n- I filed `{action}` for approval."),
     ])
@@ -182,7 +183,7 @@ def test_sign_in_chat_review_and_value_chain_in_a_real_browser(served: Served, b
     tools = answer.locator("details.tool-call")
     expect(tools).to_have_count(5)
     expect(tools.locator(".tool-name")).to_have_text(
-        ["score_activities", "search_knowledge", "rank", "next_best_action", "propose_recommendation"]
+        ["score_activities", "rank", "next_best_action", "propose_recommendation", "search_knowledge"]
     )
     expect(tools.locator(".tool-status")).to_have_text(["ok"] * 5)
     first = tools.first

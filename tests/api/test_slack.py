@@ -292,7 +292,7 @@ def runs_of(sessions: sessionmaker[Session], conversation_id: str) -> list[Agent
 
 
 def test_slash_command_is_acked_at_once_then_answered_in_a_thread(env: Env) -> None:
-    env.agent([say("**Service** costs 31% of spend and returns 12% of value.")])
+    env.agent([say("**Service** costs more than the value it returns.")])  # no figure: none came from a tool
     env.fake.held["chat.postMessage"] = gate = threading.Event()  # Slack is slow: posting hangs
 
     t0 = time.monotonic()
@@ -309,7 +309,7 @@ def test_slash_command_is_acked_at_once_then_answered_in_a_thread(env: Env) -> N
     answer = env.fake.wait("chat.postMessage", 2)[1]
     thread_ts = "1700000000.000001"
     assert answer["thread_ts"] == thread_ts and answer["channel"] == CHANNEL
-    assert answer["text"] == "*Service* costs 31% of spend and returns 12% of value."  # Markdown → mrkdwn
+    assert answer["text"] == "*Service* costs more than the value it returns."  # Markdown → mrkdwn
     runs = runs_of(env.sessions, f"slack-{TEAM}-{CHANNEL}-{thread_ts}")
     assert [(r.question, r.status) for r in runs] == [("where do we lose margin?", "ok")]
     with env.sessions() as s:
