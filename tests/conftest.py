@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import Engine, create_engine, text
+from live_guard import LiveModelBlockedError
+from pg_databases import drop_pg_database, fresh_pg_database
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from crm.db import make_engine, make_sessionmaker
 from crm.migrate import upgrade
-
-PG_URL = os.environ.get("TEST_DATABASE_URL")
 
 
 def _sqlite_engine(tmp_path_factory: pytest.TempPathFactory) -> Engine:
@@ -29,35 +27,14 @@ def sqlite_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
     engine.dispose()
 
 
-def _fresh_pg_database() -> tuple[str, str]:
-    """Create a throw-away database on the test server; returns (url, name)."""
-    if not PG_URL:
-        pytest.skip("TEST_DATABASE_URL not set (PostgreSQL tests run in .ci/run)")
-    name = f"vc_test_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    base, _, _ = PG_URL.rpartition("/")
-    return f"{base}/{name}", name
-
-
-def _drop_pg_database(name: str) -> None:
-    assert PG_URL is not None
-    admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
-
-
 @pytest.fixture
 def pg_engine() -> Iterator[Engine]:
-    url, name = _fresh_pg_database()
+    url, name = fresh_pg_database()
     engine = make_engine(url)
     upgrade(engine)
     yield engine
     engine.dispose()
-    _drop_pg_database(name)
+    drop_pg_database(name)
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -78,10 +55,6 @@ def engine(sqlite_engine: Engine) -> Engine:
 def session(engine: Engine) -> Iterator[Session]:
     with make_sessionmaker(engine)() as s:
         yield s
-
-
-class LiveModelBlockedError(AssertionError):
-    """A test that is neither `live` nor replaying a cassette tried to reach a model server."""
 
 
 @pytest.fixture(autouse=True)

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from conftest import LiveModelBlockedError
 from langchain_core.messages import HumanMessage
+from live_guard import LiveModelBlockedError
 
 from agent.llm.client import make_chat_model
 from valuechain.config import Settings

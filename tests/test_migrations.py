@@ -6,7 +6,8 @@ import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from conftest import _drop_pg_database, _fresh_pg_database
+from pg_databases import drop_pg_database as _drop_pg_database
+from pg_databases import fresh_pg_database as _fresh_pg_database
 from sqlalchemy import DateTime, Engine, bindparam, inspect, text
 from sqlalchemy.exc import IntegrityError
 
