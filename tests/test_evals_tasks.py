@@ -71,8 +71,8 @@ def test_a_right_run_passes_and_a_wrong_action_fails_with_pass_hat_k(fixture: Pa
     assert (first.success, first.state_ok, first.facts_ok) == (True, True, True)
     assert [c["name"] for c in first.tool_calls] == ["next_best_action", "propose_recommendation"]
     assert second.success is False and second.facts_ok is True
-    assert second.problems == ["missing pending champion_rebuild for ACME-0042",
-                               "unexpected recommendation 3: exec_sponsor_outreach for ACME-0042"]
+    # the agent refuses an action next_best_action did not return, so nothing is filed at all
+    assert second.problems == ["missing pending champion_rebuild for ACME-0042"]
     assert result.metrics["pass^1"] == 0.5 and result.metrics["pass^2"] == 0.0
     assert result.metrics["file.pass^1"] == 0.5
     assert result.failures == [f"file-named-account #2: {'; '.join(second.problems)}"]
