@@ -22,8 +22,8 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage
 
 from agent.llm.runtime import LLMRuntime
-from evals.replay import CASSETTE_DIR, ReplayError, load_meta, paths, replay_runtime
-from evals.report import SuiteName, load_thresholds
+from evals.replay import ReplayError, load_meta, paths, replay_runtime
+from evals.report import load_thresholds
 from evals.runner import RunOptions, run_suites
 from valuechain.config import get_settings
 
@@ -167,17 +167,5 @@ def test_replay_refuses_a_model_other_than_the_recorded_one(tmp_path: Path) -> N
         replay_runtime(meta, get_settings().model_copy(update={"llm_gguf_path": None}))
 
 
-@pytest.mark.parametrize("group", [("selection",), ("tasks", "faithfulness")], ids=["selection", "tasks+faithfulness"])
-def test_committed_recordings_replay_to_the_recorded_result(group: tuple[SuiteName, ...], tmp_path: Path) -> None:
-    """(faithfulness also grades the tasks' answers, so the two replay together, as recorded)"""
-    missing = [s for s in group if not all(p.is_file() for p in paths(s, CASSETTE_DIR))]
-    if missing:
-        pytest.skip(f"evals/cassettes/{', '.join(missing)} not recorded yet: record with `make eval-record` "
-                    "(needs the embedded model; see docs/EVALS.md)")
-    settings = get_settings().model_copy(update={"llm_gguf_path": None})
-    report = run_suites(RunOptions(suites=list(group), work_dir=tmp_path / "work", mode="replay"),
-                        models=lambda s: replay_runtime(load_meta(s), settings), thresholds=load_thresholds())
-    for result in report.suites:
-        recorded = load_meta(result.suite).result
-        assert result.metrics == recorded.metrics, result.suite
-        assert result.failures == recorded.failures, result.suite
+# The test that replays committed recordings (evals/cassettes/) to their recorded results comes
+# with the recordings (`make eval-record`, issue #7); until then it would only be skipped.
