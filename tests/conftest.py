@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from live_guard import LiveModelBlockedError
 from pg_databases import drop_pg_database, fresh_pg_database
 from sqlalchemy import Engine
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from crm.db import make_engine, make_sessionmaker
+from crm.demo.generator import generate_demo
 from crm.migrate import upgrade
 
 
@@ -49,6 +52,27 @@ def any_engine(request: pytest.FixtureRequest) -> Iterator[Engine]:
 @pytest.fixture
 def engine(sqlite_engine: Engine) -> Engine:
     return sqlite_engine
+
+
+@pytest.fixture(scope="session")
+def demo_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A migrated SQLite file with the 120-account demo company (seed 7): a template, copy before writing."""
+    path = tmp_path_factory.mktemp("demo120") / "demo.db"
+    engine = make_engine(f"sqlite:///{path}")
+    upgrade(engine)
+    generate_demo(engine, accounts=120, seed=7)
+    engine.dispose()
+    return path
+
+
+@pytest.fixture
+def demo_sessions(demo_db: Path, tmp_path: Path) -> Iterator[sessionmaker[Session]]:
+    """Sessions on this test's own copy of the demo template."""
+    copy = tmp_path / "run.db"
+    shutil.copy(demo_db, copy)
+    engine = make_engine(f"sqlite:///{copy}")
+    yield make_sessionmaker(engine)
+    engine.dispose()
 
 
 @pytest.fixture

@@ -10,9 +10,7 @@ prompt, a tool docstring or a tool's output changes the bodies and means re-reco
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,9 +20,6 @@ from sqlalchemy.orm import Session, sessionmaker
 from agent.copilot import Copilot
 from agent.llm.runtime import LLMRuntime
 from agent.llm.server import embedded_model_name
-from crm.db import make_engine, make_sessionmaker
-from crm.demo.generator import generate_demo
-from crm.migrate import upgrade
 from crm.models import Recommendation, ToolCall
 from knowledge.ingest import ensure_corpus_index
 from knowledge.store import KnowledgeStore
@@ -62,16 +57,6 @@ def llm(record_mode: str) -> Iterator[LLMRuntime]:
 
 
 @pytest.fixture(scope="module")
-def demo_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("cassettedemo") / "demo.db"
-    engine = make_engine(f"sqlite:///{path}")
-    upgrade(engine)
-    generate_demo(engine, accounts=120, seed=7)
-    engine.dispose()
-    return path
-
-
-@pytest.fixture(scope="module")
 def knowledge(tmp_path_factory: pytest.TempPathFactory) -> KnowledgeStore:
     store = KnowledgeStore.at_path(tmp_path_factory.mktemp("cassettechroma"))
     ensure_corpus_index(store)
@@ -79,12 +64,8 @@ def knowledge(tmp_path_factory: pytest.TempPathFactory) -> KnowledgeStore:
 
 
 @pytest.fixture
-def sessions(demo_db: Path, tmp_path: Path) -> Iterator[sessionmaker[Session]]:
-    copy = tmp_path / "run.db"
-    shutil.copy(demo_db, copy)
-    engine = make_engine(f"sqlite:///{copy}")
-    yield make_sessionmaker(engine)
-    engine.dispose()
+def sessions(demo_sessions: sessionmaker[Session]) -> sessionmaker[Session]:
+    return demo_sessions
 
 
 @pytest.fixture

@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx2
@@ -22,31 +19,14 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from agent.copilot import AgentEvent, Copilot
 from agent.middleware import MAX_TOOL_CALLS
-from crm.db import make_engine, make_sessionmaker
-from crm.demo.generator import generate_demo
-from crm.migrate import upgrade
 from crm.models import AgentRun, LlmCall, Message, Recommendation, RecommendationEvent, ToolCall
 
 QUESTION = "Which 5 accounts are most likely to churn and what should we do about the first one?"
 
 
-@pytest.fixture(scope="module")
-def demo_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("agentdemo") / "demo.db"
-    engine = make_engine(f"sqlite:///{path}")
-    upgrade(engine)
-    generate_demo(engine, accounts=120, seed=7)
-    engine.dispose()
-    return path
-
-
 @pytest.fixture
-def sessions(demo_db: Path, tmp_path: Path) -> Iterator[sessionmaker[Session]]:
-    copy = tmp_path / "run.db"
-    shutil.copy(demo_db, copy)
-    engine = make_engine(f"sqlite:///{copy}")
-    yield make_sessionmaker(engine)
-    engine.dispose()
+def sessions(demo_sessions: sessionmaker[Session]) -> sessionmaker[Session]:
+    return demo_sessions
 
 
 def copilot_for(sessions: sessionmaker[Session], script: Script) -> Copilot:

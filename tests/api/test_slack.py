@@ -33,9 +33,6 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from agent.copilot import Copilot
 from api.app import create_app
-from crm.db import make_engine
-from crm.demo.generator import generate_demo
-from crm.migrate import upgrade
 from crm.models import AgentRun, Conversation, Recommendation, RecommendationEvent
 from valuechain.config import Settings
 
@@ -201,16 +198,6 @@ def submit_body(view: dict[str, Any], *, user: str, reason: str, note: str | Non
 
 
 # ------------------------------------------------------------------------------ the app under uvicorn
-
-
-@pytest.fixture(scope="module")
-def demo_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("slackdemo") / "demo.db"
-    engine = make_engine(f"sqlite:///{path}")
-    upgrade(engine)
-    generate_demo(engine, accounts=120, seed=7)
-    engine.dispose()
-    return path
 
 
 def slack_settings(db: Path, tmp_path: Path, **overrides: Any) -> Settings:
