@@ -184,9 +184,13 @@ PROJECTIONS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
 }
 
 
-def compact_json(name: str, result: BaseModel) -> str:
-    """The projection of `result` for tool `name` as compact JSON (unknown tools: the whole dump)."""
+def compact(name: str, result: BaseModel) -> Any:
+    """The projection of `result` for tool `name` as plain data (unknown tools: the whole dump)."""
     dumped = result.model_dump(mode="json")
     project = PROJECTIONS.get(name)
-    data = project(dumped) if project else dumped
-    return json.dumps(_clean(data), ensure_ascii=False, separators=(",", ":"))
+    return _clean(project(dumped) if project else dumped)
+
+
+def compact_json(name: str, result: BaseModel) -> str:
+    """`compact` as the compact JSON the model reads."""
+    return json.dumps(compact(name, result), ensure_ascii=False, separators=(",", ":"))

@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import BaseModel
 from sqlalchemy.orm import Session, sessionmaker
 
-from agent.compact import compact_json
+from agent.compact import compact, compact_json
 from crm.db import session_scope
 
 
@@ -87,15 +87,10 @@ class RunContext:
             dumped = outcome.result.model_dump(mode="json")
             if target and target not in str(dumped):
                 continue
-            evidence[outcome.name] = compact_json_obj(outcome.name, outcome.result)
+            evidence[outcome.name] = compact(outcome.name, outcome.result)
             if outcome.name == "next_best_action":
                 for option in dumped.get("actions", []):
                     if option.get("action") == action:
                         expected_value = option.get("expected_value")
         return evidence, expected_value
 
-
-def compact_json_obj(name: str, result: BaseModel) -> Any:
-    import json
-
-    return json.loads(compact_json(name, result))

@@ -94,6 +94,12 @@ def squash(text: str) -> str:
     return re.sub(r"[\W_]+", "", text.lower())
 
 
+def named_by_user(value: Any, said: str) -> bool:
+    """True when the filter value (or every value of a list) appears in the user's squashed words."""
+    values = value if isinstance(value, list) else [value]
+    return all(squash(str(v)) and squash(str(v)) in said for v in values)
+
+
 def user_text(messages: list[AnyMessage]) -> str:
     """What the user wrote in this conversation, squashed (lower-case, letters and digits only)."""
     return squash(" ".join(str(m.content) for m in messages if m.type == "human"))
@@ -140,8 +146,7 @@ def check_calls(
             for key, value in filters.items():
                 if value in (None, "", [], {}):
                     continue
-                values = value if isinstance(value, list) else [value]
-                if not all(squash(str(v)) and squash(str(v)) in said for v in values):
+                if not named_by_user(value, said):
                     return (
                         f"the filter {key}={value!r} is not something the user asked for; "
                         "use only filters the user named, or no filters"
@@ -410,8 +415,7 @@ def drop_unsaid_filters(ai: AIMessage, said: str) -> tuple[AIMessage, list[str]]
         if isinstance(filters, dict) and filters:
             kept = {}
             for key, value in filters.items():
-                values = value if isinstance(value, list) else [value]
-                if value in (None, "", [], {}) or all(squash(str(v)) and squash(str(v)) in said for v in values):
+                if value in (None, "", [], {}) or named_by_user(value, said):
                     kept[key] = value
                 else:
                     dropped.append(f"{key}={value!r}")

@@ -115,7 +115,7 @@ def norm(value: Any) -> Any:
         return value
     if isinstance(value, int | float):
         return float(value)
-    text = re.sub(r"[\W_]+", "", str(value).lower())
+    text = squash(str(value))
     try:
         return float(text) if re.fullmatch(r"\d+", text) else text
     except ValueError:
