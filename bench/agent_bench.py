@@ -26,7 +26,7 @@ from typing import Any
 from agent.copilot import AgentAnswer
 from agent.llm.runtime import LLMRuntime
 from agent.service import build_copilot
-from valuechain.config import get_settings
+from valuechain.config import Settings, get_settings
 
 RESULTS = Path(__file__).resolve().parent / "results" / "agent.json"
 QUESTIONS = (
@@ -78,17 +78,24 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def scratch_settings(prefix: str, db: Path | None = None, **overrides: Any) -> tuple[Settings, Path]:
+    """Settings on a throw-away copy of `db` (default: the configured SQLite file), and its folder.
+
+    Agent runs write (runs, recommendations); benchmarks must not touch the user's database.
+    """
+    base = get_settings()
+    tmp = Path(tempfile.mkdtemp(prefix=prefix))
+    shutil.copy(db or Path(base.resolved_database_url.removeprefix("sqlite:///")), tmp / "bench.db")
+    return base.model_copy(update={"database_url": f"sqlite:///{tmp / 'bench.db'}", **overrides}), tmp
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--warm-turns", type=int, default=len(QUESTIONS))
     ap.add_argument("--cold-turns", type=int, default=2)
     ap.add_argument("--db", type=Path, default=None, help="database to copy (default: the configured SQLite file)")
     args = ap.parse_args()
-    base = get_settings()
-    src = args.db or Path(base.resolved_database_url.removeprefix("sqlite:///"))
-    tmp = Path(tempfile.mkdtemp(prefix="agent-bench-"))
-    shutil.copy(src, tmp / "bench.db")
-    settings = base.model_copy(update={"database_url": f"sqlite:///{tmp / 'bench.db'}", "llm_base_url": None})
+    settings, tmp = scratch_settings("agent-bench-", args.db, llm_base_url=None)
     rows: list[dict[str, Any]] = []
     starts: list[float] = []
     warm_s: float | None = None

@@ -12,21 +12,17 @@ from __future__ import annotations
 
 import json
 import shutil
-import tempfile
 from pathlib import Path
 
 from agent.service import open_copilot
+from bench.agent_bench import scratch_settings
 from evals.selection import load_cases
-from valuechain.config import get_settings
 
 RESULTS = Path(__file__).resolve().parent / "results" / "irrelevance-turns.json"
 
 
 def main() -> None:
-    base = get_settings()
-    tmp = Path(tempfile.mkdtemp(prefix="irrelevance-"))
-    shutil.copy(base.resolved_database_url.removeprefix("sqlite:///"), tmp / "bench.db")
-    settings = base.model_copy(update={"database_url": f"sqlite:///{tmp / 'bench.db'}"})
+    settings, tmp = scratch_settings("irrelevance-")
     cases = [c for c in load_cases() if c.category == "irrelevance"]
     rows: list[dict[str, object]] = []
     declined = 0
