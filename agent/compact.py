@@ -117,13 +117,6 @@ def _get_account(d: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _list_accounts(d: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "total": d["total"],
-        "items": [_pick(a, "id", "name", "segment", "region", "plan", "arr") for a in d["items"]],
-    }
-
-
 def _timeline(d: dict[str, Any]) -> dict[str, Any]:
     return {
         **_pick(d, "account_id", "name", "total"),
@@ -176,7 +169,6 @@ PROJECTIONS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "churn_risk": _churn_risk,
     "next_best_action": _nba,
     "get_account": _get_account,
-    "list_accounts": _list_accounts,
     "account_timeline": _timeline,
     "search_knowledge": _knowledge,
     "propose_recommendation": _proposed,
