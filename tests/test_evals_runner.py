@@ -123,6 +123,8 @@ def test_cli_usage_errors_exit_2(tmp_path: Path) -> None:
     assert bad.exit_code == 2 and "unknown suite(s) nope" in bad.output
     both = runner.invoke(app, ["eval", "run", "tasks", "--replay", "--record"])
     assert both.exit_code == 2 and "exclude each other" in both.output
+    live = runner.invoke(app, ["eval", "run", "tasks", "--live", "--replay"])
+    assert live.exit_code == 2 and "exclude each other" in live.output
     missing = runner.invoke(app, ["eval", "run", "tasks", "--replay", "--cassettes", str(tmp_path),
                                   "--out-dir", str(tmp_path / "r"), "--work-dir", str(tmp_path / "w")])
     assert missing.exit_code == 2 and "no recording of the tasks suite" in missing.output

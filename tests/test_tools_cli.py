@@ -113,8 +113,23 @@ def test_input_errors_exit_2_with_message(db_url: str, args: list[str], message:
         assert result.stdout == ""
 
 
-def test_uninitialised_database_is_a_clear_error(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["tools", "score-activities"],
+        ["tools", "churn-risk", "ACME-0001"],
+        ["tools", "next-best-action", "ACME-0001"],
+        ["churn", "score"],
+        ["review", "list"],
+        ["review", "approve", "1", "--as", "ann", "--expected-version", "1"],
+        ["keys", "create", "--name", "ann", "--role", "viewer"],
+        ["analysis", "report"],
+    ],
+    ids=lambda a: " ".join(a[:2]),
+)
+def test_uninitialised_database_is_a_clear_error(tmp_path: Path, args: list[str]) -> None:
+    """Every command that reads the CRM says what to do (valuechain/cli/common.tool_errors), no traceback."""
     url = f"sqlite:///{tmp_path / 'empty.db'}"
-    result = runner.invoke(app, ["tools", "score-activities", "--database-url", url])
-    assert result.exit_code == 1
-    assert "valuechain init" in " ".join(result.stderr.split())
+    result = runner.invoke(app, [*args, "--database-url", url])
+    assert result.exit_code == 1, result.output
+    assert "database error" in result.stderr and "valuechain init" in " ".join(result.stderr.split())

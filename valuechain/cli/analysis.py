@@ -12,11 +12,17 @@ from pathlib import Path
 from typing import cast
 
 import typer
-from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from tools.analysis import ValueChainAnalysis, value_chain_analysis
-from tools.errors import ToolInputError
-from valuechain.cli.common import DatabaseUrlOption, JsonOption, err_console, fail, print_json, settings_for
+from valuechain.cli.common import (
+    DatabaseUrlOption,
+    JsonOption,
+    err_console,
+    fail,
+    print_json,
+    settings_for,
+    tool_errors,
+)
 from valuechain.reports import FORMATS, ReportFormat, render_report
 from valuechain.runtime import get_sessionmaker
 
@@ -37,14 +43,8 @@ def analysis() -> None:
 
 
 def _analyse(database_url: str | None, period: str | None) -> ValueChainAnalysis:
-    try:
-        with get_sessionmaker(settings_for(database_url))() as session:
-            return value_chain_analysis(session=session, period=period)
-    except ToolInputError as exc:
-        raise fail(str(exc), code=2) from None
-    except (OperationalError, ProgrammingError) as exc:
-        first = str(exc.orig).splitlines()[0] if exc.orig else str(exc)
-        raise fail(f"database error ({first}); is the database initialised? Run `valuechain init`.") from None
+    with tool_errors(), get_sessionmaker(settings_for(database_url))() as session:
+        return value_chain_analysis(session=session, period=period)
 
 
 def _format(fmt: str | None, out: Path | None) -> ReportFormat:

@@ -8,7 +8,15 @@ import typer
 from rich.table import Table
 
 from crm.db import session_scope
-from valuechain.cli.common import DatabaseUrlOption, JsonOption, console, fail, print_json, settings_for
+from valuechain.cli.common import (
+    DatabaseUrlOption,
+    JsonOption,
+    console,
+    fail,
+    print_json,
+    settings_for,
+    tool_errors,
+)
 from valuechain.runtime import get_sessionmaker
 
 app = typer.Typer(no_args_is_help=True)
@@ -85,24 +93,20 @@ def train_cmd(
     as_json: bool = JsonOption,
 ) -> None:
     from tools.churn.model import train
-    from tools.errors import ToolInputError
 
     if source not in (None, "history", "attributes"):
         raise fail(f"--source must be history or attributes; got {source!r}", code=2)
     day = _date(as_of)
     factory = get_sessionmaker(settings_for(database_url))
-    try:
-        with session_scope(factory) as session:
-            report = train(
-                session,
-                now=dt.datetime.now(dt.UTC).replace(tzinfo=None),
-                source=source,  # type: ignore[arg-type]
-                as_of=day,
-                c=c,
-                exclude_attributes=exclude_attribute,
-            )
-    except ToolInputError as exc:
-        raise fail(str(exc), code=2) from exc
+    with tool_errors(), session_scope(factory) as session:
+        report = train(
+            session,
+            now=dt.datetime.now(dt.UTC).replace(tzinfo=None),
+            source=source,  # type: ignore[arg-type]
+            as_of=day,
+            c=c,
+            exclude_attributes=exclude_attribute,
+        )
     if as_json:
         print_json(report)
         return
@@ -130,14 +134,10 @@ def score_cmd(
     as_json: bool = JsonOption,
 ) -> None:
     from tools.churn.scoring import write_score_snapshot
-    from tools.errors import ToolInputError
 
     day = _date(as_of)
-    try:
-        with session_scope(get_sessionmaker(settings_for(database_url))) as session:
-            result = write_score_snapshot(session, as_of=day)
-    except ToolInputError as exc:
-        raise fail(str(exc), code=2) from exc
+    with tool_errors(), session_scope(get_sessionmaker(settings_for(database_url))) as session:
+        result = write_score_snapshot(session, as_of=day)
     if as_json:
         print_json(result)
         return

@@ -91,6 +91,7 @@ def run(
     model: str = typer.Option(None, "--model", help="Model name at --base-url (default: LLM_MODEL)"),
     temperature: float = typer.Option(None, "--temperature", help="Sampling temperature of the model suites (default: the agent's, 0)"),
     out_dir: Path = typer.Option(Path("reports/evals"), "--out-dir", help="Where report.json and report.md go"),
+    live: bool = typer.Option(False, "--live", help="Run the model suites against the endpoint (the default; excludes --replay/--record)"),
     replay: bool = typer.Option(False, "--replay", help="Serve the model suites from evals/cassettes/ (no model needed)"),
     record: bool = typer.Option(False, "--record", help="Run live and record the model suites into evals/cassettes/"),
     cassettes: Path = typer.Option(None, "--cassettes", help="Cassette folder (default: evals/cassettes)"),
@@ -111,8 +112,8 @@ def run(
     unknown = [s for s in chosen if s not in SUITES]
     if unknown:
         raise fail(f"unknown suite(s) {', '.join(unknown)}; valid: {', '.join(SUITES)}", code=2)
-    if replay and record:
-        raise fail("--replay and --record exclude each other", code=2)
+    if sum((live, replay, record)) > 1:
+        raise fail("--live, --replay and --record exclude each other", code=2)
     if (replay or record) and not MODEL_SUITES & set(chosen):
         raise fail(f"--replay/--record apply to the model suites ({', '.join(sorted(MODEL_SUITES))})", code=2)
     if replay and (base_url or model or temperature is not None):

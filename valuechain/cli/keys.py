@@ -10,9 +10,9 @@ from valuechain.cli.common import (
     JsonOption,
     console,
     err_console,
-    fail,
     print_json,
     settings_for,
+    tool_errors,
 )
 from valuechain.runtime import get_sessionmaker
 
@@ -32,13 +32,10 @@ def create_cmd(
     as_json: bool = JsonOption,
 ) -> None:
     from api.auth import create_key
-    from tools.errors import ToolInputError
 
     with get_sessionmaker(settings_for(database_url))() as session:
-        try:
+        with tool_errors():
             created = create_key(session=session, name=name, role=role, email=email)
-        except ToolInputError as exc:
-            raise fail(str(exc), code=2) from None
         session.commit()
     if as_json:
         print_json(created)
@@ -76,13 +73,10 @@ def revoke_cmd(
     as_json: bool = JsonOption,
 ) -> None:
     from api.auth import revoke_key
-    from tools.errors import ToolInputError
 
     with get_sessionmaker(settings_for(database_url))() as session:
-        try:
+        with tool_errors():
             info = revoke_key(session=session, prefix=prefix)
-        except ToolInputError as exc:
-            raise fail(str(exc), code=2) from None
         session.commit()
     if as_json:
         print_json(info)

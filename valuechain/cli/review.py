@@ -14,7 +14,6 @@ from rich.table import Table
 from sqlalchemy import select
 
 from crm.models import User
-from tools.errors import ToolInputError
 from tools.review import (
     APPROVE_REASONS,
     REJECT_REASONS,
@@ -27,7 +26,15 @@ from tools.review import (
     get_recommendation,
     list_recommendations,
 )
-from valuechain.cli.common import DatabaseUrlOption, JsonOption, console, fail, print_json, settings_for
+from valuechain.cli.common import (
+    DatabaseUrlOption,
+    JsonOption,
+    console,
+    fail,
+    print_json,
+    settings_for,
+    tool_errors,
+)
 from valuechain.runtime import get_sessionmaker
 
 app = typer.Typer(no_args_is_help=True)
@@ -62,21 +69,18 @@ def list_cmd(
     as_json: bool = JsonOption,
 ) -> None:
     settings = settings_for(database_url)
-    with get_sessionmaker(settings)() as session:
-        try:
-            page = list_recommendations(
-                session=session,
-                status=status,
-                account_id=account_id,
-                action=action,
-                created_from=_date(created_from, "--from"),
-                created_to=_date(created_to, "--to"),
-                limit=limit,
-                offset=offset,
-                ttl_days=settings.recommendation_ttl_days,
-            )
-        except ToolInputError as exc:
-            raise fail(str(exc), code=2) from None
+    with get_sessionmaker(settings)() as session, tool_errors():
+        page = list_recommendations(
+            session=session,
+            status=status,
+            account_id=account_id,
+            action=action,
+            created_from=_date(created_from, "--from"),
+            created_to=_date(created_to, "--to"),
+            limit=limit,
+            offset=offset,
+            ttl_days=settings.recommendation_ttl_days,
+        )
     if as_json:
         print_json(page)
         return
@@ -156,7 +160,7 @@ def _decide(
 ) -> None:
     settings = settings_for(database_url)
     factory = get_sessionmaker(settings)
-    with factory() as session:
+    with tool_errors(), factory() as session:
         user = session.scalars(select(User).where(User.name == actor)).first()
         if user is None:
             raise fail(
@@ -177,8 +181,6 @@ def _decide(
                 ttl_days=settings.recommendation_ttl_days,
             )
             session.commit()
-        except ToolInputError as exc:
-            raise fail(str(exc), code=2) from None
         except DecisionRefused as exc:
             session.rollback()
             if isinstance(exc, RecommendationExpired):

@@ -10,7 +10,15 @@ import datetime as dt
 import typer
 from rich.table import Table
 
-from valuechain.cli.common import DatabaseUrlOption, JsonOption, console, fail, print_json, settings_for
+from valuechain.cli.common import (
+    DatabaseUrlOption,
+    JsonOption,
+    console,
+    fail,
+    print_json,
+    settings_for,
+    tool_errors,
+)
 from valuechain.runtime import get_sessionmaker
 
 
@@ -52,25 +60,21 @@ def churn_risk_cmd(
 ) -> None:
     """Churn probability, band, ARR at risk and drivers for one account or a filtered ranking."""
     from tools.churn.scoring import churn_risk
-    from tools.errors import ToolInputError
 
     try:
         low, high = (float(v) for v in bands.split(","))
     except ValueError as exc:
         raise fail(f"--bands takes two probabilities like 0.2,0.5; got {bands!r}", code=2) from exc
-    with get_sessionmaker(settings_for(database_url))() as session:
-        try:
-            result = churn_risk(
-                session=session,
-                account_id=account_id,
-                filters=_filters(filters) or None,
-                as_of=_date(as_of),
-                limit=limit,
-                band_thresholds=(low, high),
-                top_drivers=top_drivers,
-            )
-        except ToolInputError as exc:
-            raise fail(str(exc), code=2) from exc
+    with get_sessionmaker(settings_for(database_url))() as session, tool_errors():
+        result = churn_risk(
+            session=session,
+            account_id=account_id,
+            filters=_filters(filters) or None,
+            as_of=_date(as_of),
+            limit=limit,
+            band_thresholds=(low, high),
+            top_drivers=top_drivers,
+        )
     if as_json:
         print_json(result)
         return
@@ -126,25 +130,21 @@ def next_best_action_cmd(
     as_json: bool = JsonOption,
 ) -> None:
     """Rank playbook actions for one account by expected value, with evidence and suppressions."""
-    from tools.errors import ToolInputError
     from tools.nba import next_best_action
 
     settings = settings_for(database_url)
     if playbook is None and settings.playbook_path is not None:
         playbook = str(settings.playbook_path)
-    with get_sessionmaker(settings)() as session:
-        try:
-            result = next_best_action(
-                session=session,
-                account_id=account_id,
-                limit=limit,
-                as_of=_date(as_of),
-                playbook_path=playbook,
-                cooldown_days=cooldown_days,
-                rejection_days=rejection_days,
-            )
-        except ToolInputError as exc:
-            raise fail(str(exc), code=2) from exc
+    with get_sessionmaker(settings)() as session, tool_errors():
+        result = next_best_action(
+            session=session,
+            account_id=account_id,
+            limit=limit,
+            as_of=_date(as_of),
+            playbook_path=playbook,
+            cooldown_days=cooldown_days,
+            rejection_days=rejection_days,
+        )
     if as_json:
         print_json(result)
         return

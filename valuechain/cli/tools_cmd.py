@@ -14,15 +14,21 @@ from typing import TypeVar, cast
 
 import typer
 from rich.table import Table
-from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlalchemy.orm import Session
 
 from tools.accounts import account_timeline, get_account, list_accounts
 from tools.activities import score_activities
-from tools.errors import ToolInputError
 from tools.ranking import Entity, Order, RankResult, rank
 from valuechain.cli import tools_churn
-from valuechain.cli.common import DatabaseUrlOption, JsonOption, console, fail, print_json, settings_for
+from valuechain.cli.common import (
+    DatabaseUrlOption,
+    JsonOption,
+    console,
+    fail,
+    print_json,
+    settings_for,
+    tool_errors,
+)
 from valuechain.runtime import get_sessionmaker
 
 app = typer.Typer(no_args_is_help=True)
@@ -42,14 +48,8 @@ def _session(database_url: str | None) -> Iterator[Session]:
 
 def _run(database_url: str | None, call: Callable[[Session], T]) -> T:
     """Run a tool in a read-only session; tool-input errors exit 2, a missing schema exits 1."""
-    try:
-        with _session(database_url) as session:
-            return call(session)
-    except ToolInputError as exc:
-        raise fail(str(exc), code=2) from None
-    except (OperationalError, ProgrammingError) as exc:
-        first = str(exc.orig).splitlines()[0] if exc.orig else str(exc)
-        raise fail(f"database error ({first}); is the database initialised? Run `valuechain init`.") from None
+    with tool_errors(), _session(database_url) as session:
+        return call(session)
 
 
 def parse_filters(items: list[str]) -> dict[str, str | list[str]] | None:
