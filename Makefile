@@ -35,7 +35,7 @@ record-cassettes: $(STAMP)
 
 ## Re-record the eval cassettes (evals/cassettes/: selection, tasks x EVAL_TRIALS, faithfulness) from the
 ## embedded model; 1-2 h on 2 quiet cores. Exit 1 (a suite below its threshold) still keeps the recording.
-EVAL_TRIALS ?= 2
+EVAL_TRIALS ?= 4
 eval-record: $(STAMP)
 	$(BIN)/valuechain eval run selection tasks faithfulness --record --trials $(EVAL_TRIALS) || [ $$? -eq 1 ]
 

@@ -22,8 +22,8 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage
 
 from agent.llm.runtime import LLMRuntime
-from evals.replay import ReplayError, load_meta, paths, replay_runtime
-from evals.report import load_thresholds
+from evals.replay import CASSETTE_DIR, ReplayError, load_meta, paths, replay_runtime
+from evals.report import SuiteName, load_thresholds
 from evals.runner import RunOptions, run_suites
 from valuechain.config import get_settings
 
@@ -167,5 +167,19 @@ def test_replay_refuses_a_model_other_than_the_recorded_one(tmp_path: Path) -> N
         replay_runtime(meta, get_settings().model_copy(update={"llm_gguf_path": None}))
 
 
-# The test that replays committed recordings (evals/cassettes/) to their recorded results comes
-# with the recordings (`make eval-record`, issue #7); until then it would only be skipped.
+@pytest.mark.parametrize("group", [("selection",), ("tasks", "faithfulness")], ids=["selection", "tasks+faithfulness"])
+def test_committed_recordings_replay_to_the_recorded_result(group: tuple[SuiteName, ...], tmp_path: Path) -> None:
+    """The recordings of the embedded model in evals/cassettes/ (`make eval-record`) replay, with no
+    model, to exactly the result recorded with them (their trials and cases, evals/runner.py), and
+    that result clears evals/thresholds.yaml.
+
+    (faithfulness also grades the tasks' answers, so the two replay together, as recorded)"""
+    metas = {suite: load_meta(suite, CASSETTE_DIR) for suite in group}  # ReplayError when missing
+    settings = get_settings().model_copy(update={"llm_gguf_path": None})
+    report = run_suites(RunOptions(suites=list(group), work_dir=tmp_path / "work", mode="replay"),
+                        models=lambda s: replay_runtime(metas[s], settings), thresholds=load_thresholds())
+    for result in report.suites:
+        recorded = metas[result.suite].result
+        assert result.metrics == recorded.metrics, result.suite
+        assert result.failures == recorded.failures, result.suite
+        assert result.passed, [g for g in result.gates if not g.passed]
