@@ -112,3 +112,18 @@ class ScriptedChatModel(BaseChatModel):
             raise reply
         reply = reply.model_copy(update={"usage_metadata": {"input_tokens": 100, "output_tokens": 10, "total_tokens": 110}})
         return ChatResult(generations=[ChatGeneration(message=reply)])
+
+
+class ScriptedModels:
+    """`ChatModels` over one script: the router and the answerer pop from the same queue."""
+
+    model = "scripted"
+
+    def __init__(self, script: Script) -> None:
+        self.script = script
+
+    def router(self, **overrides: Any) -> BaseChatModel:
+        return ScriptedChatModel(script=self.script, label="router")
+
+    def answerer(self, **overrides: Any) -> BaseChatModel:
+        return ScriptedChatModel(script=self.script, label="answerer")

@@ -9,26 +9,12 @@ from typing import Any
 
 import pytest
 import yaml
-from agent_fakes import Script, ScriptedChatModel, call, say
-from langchain_core.language_models import BaseChatModel
+from agent_fakes import Script, ScriptedModels, call, say
 from typer.testing import CliRunner
 
 from evals.report import Bound, ThresholdFile, load_thresholds
 from evals.runner import RunOptions, run_suites
 from valuechain.cli.main import app
-
-
-class ScriptedModels:
-    model = "scripted"
-
-    def __init__(self, script: Script) -> None:
-        self.script = script
-
-    def router(self, **overrides: Any) -> BaseChatModel:
-        return ScriptedChatModel(script=self.script, label="router")
-
-    def answerer(self, **overrides: Any) -> BaseChatModel:
-        return ScriptedChatModel(script=self.script, label="answerer")
 
 
 @pytest.fixture(scope="module")

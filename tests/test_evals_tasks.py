@@ -7,8 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from agent_fakes import Script, ScriptedChatModel, call, say
-from langchain_core.language_models import BaseChatModel
+from agent_fakes import Script, ScriptedModels, call, say
 
 from crm.db import make_engine
 from crm.models import Recommendation
@@ -16,21 +15,6 @@ from evals import faithfulness
 from evals.fixtures import fixture_db
 from evals.runner import RunOptions, copilot_factory
 from evals.tasks import load_tasks, run_tasks
-
-
-class ScriptedModels:
-    """`ChatModels` over one script: the router and the answerer pop from the same queue."""
-
-    model = "scripted"
-
-    def __init__(self, script: Script) -> None:
-        self.script = script
-
-    def router(self, **overrides: Any) -> BaseChatModel:
-        return ScriptedChatModel(script=self.script, label="router")
-
-    def answerer(self, **overrides: Any) -> BaseChatModel:
-        return ScriptedChatModel(script=self.script, label="answerer")
 
 
 @pytest.fixture(scope="module")
