@@ -18,6 +18,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,
@@ -114,6 +115,8 @@ class UsageWeekly(Base):
     # covering index of the churn usage query (migration 0002): no table lookups per week
     __table_args__ = (
         Index("ix_usage_weekly_account_week_users", "account_id", "week_start", "active_users"),
+        # the weeks dated after a kept churn feature state (migration 0003)
+        Index("ix_usage_weekly_week_account_users", "week_start", "account_id", "active_users"),
     )
 
     account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True)
@@ -128,6 +131,7 @@ class SupportTicket(Base):
     __table_args__ = (
         Index("ix_support_tickets_account_open", "account_id", "opened_at", "closed_at", "priority"),
         Index("ix_support_tickets_closed_csat", "closed_at", "account_id", "csat"),
+        Index("ix_support_tickets_opened_account", "opened_at", "account_id", "priority", "closed_at"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -143,6 +147,7 @@ class Invoice(Base):
     __tablename__ = "invoices"
     __table_args__ = (
         Index("ix_invoices_account_due", "account_id", "due_date", "issued_at", "status", "paid_at"),
+        Index("ix_invoices_due_account", "due_date", "account_id", "issued_at", "status", "paid_at"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -156,7 +161,10 @@ class Invoice(Base):
 
 class Interaction(Base):
     __tablename__ = "interactions"
-    __table_args__ = (Index("ix_interactions_account_occurred", "account_id", "occurred_at"),)
+    __table_args__ = (
+        Index("ix_interactions_account_occurred", "account_id", "occurred_at"),
+        Index("ix_interactions_occurred_account", "occurred_at", "account_id"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), index=True)
@@ -413,6 +421,17 @@ class ChurnScore(Base):
     probability: Mapped[float] = mapped_column(Float)
     band: Mapped[str] = mapped_column(String(8))
     drivers: Mapped[list[Any]] = mapped_column(JSON, default=list)
+
+
+class ChurnFeatureState(Base):
+    """The churn feature state kept between batch runs (tools/churn/state.py): per-account
+    parts of the history features as of `as_of`, as one numpy archive."""
+
+    __tablename__ = "churn_feature_state"
+
+    key: Mapped[str] = mapped_column(String(32), primary_key=True)
+    as_of: Mapped[dt.date] = mapped_column(Date)
+    payload: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 class AppMeta(Base):

@@ -81,7 +81,7 @@ def test_0002_adds_indexes_and_expires_racing_pending_duplicates(engine_0001: En
                 {"status": status, "at": at},
             )
     upgrade(engine_0001)
-    assert current_revision(engine_0001) == "0002"
+    assert current_revision(engine_0001) == "0003"
     with engine_0001.connect() as conn:
         statuses = conn.execute(text("SELECT id, status, version FROM recommendations ORDER BY id")).all()
         events = conn.execute(
@@ -122,4 +122,16 @@ def test_0002_downgrades_and_upgrades_again(engine_0001: Engine) -> None:
         ix["name"] for ix in inspect(engine_0001).get_indexes("churn_scores")
     }
     upgrade(engine_0001)
-    assert current_revision(engine_0001) == "0002"
+    assert current_revision(engine_0001) == "0003"
+
+
+def test_0003_adds_the_churn_feature_state_table_and_downgrades(engine_0001: Engine) -> None:
+    upgrade(engine_0001)
+    assert "churn_feature_state" in inspect(engine_0001).get_table_names()
+    cfg = alembic_config(engine_0001.url.render_as_string(hide_password=False))
+    with engine_0001.begin() as connection:
+        cfg.attributes["connection"] = connection
+        command.downgrade(cfg, "0002")
+    assert "churn_feature_state" not in inspect(engine_0001).get_table_names()
+    upgrade(engine_0001)
+    assert current_revision(engine_0001) == "0003"

@@ -143,3 +143,12 @@ class ScoreSnapshotResult(BaseModel):
     accounts: int
     replaced: int = Field(description="Rows of an earlier run for the same date and model that were replaced")
     band_counts: dict[str, int]
+    features: str = Field(
+        default="read",
+        description="How the history features were obtained: 'built' (read from the event tables and "
+        "kept), 'advanced' (the kept feature state moved on with the rows dated after it), 'current' "
+        "(the kept state was already at this date) or 'read' (no state used)",
+    )
+    features_note: str = Field(
+        default="", description="Why the kept feature state was not used, if it was not"
+    )

@@ -15,7 +15,7 @@ from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session
 
 from crm.models import Account, ChurnScore
-from tools.churn.features import AccountScope, FeatureTable, active_on, compute_features
+from tools.churn.features import AccountScope, ComponentSource, FeatureTable, active_on, compute_features
 from tools.churn.model import ActiveModel, load_active_model
 from tools.churn.phrases import driver_phrase, driver_value
 from tools.churn.rules import RULES, health_score, rule_points
@@ -29,6 +29,7 @@ from tools.churn.schemas import (
     ScoreSnapshotResult,
 )
 from tools.churn.snapshots import stored_scores
+from tools.churn.state import KeptSource
 from tools.common import data_as_of, require_account
 from tools.errors import ToolInputError
 from tools.filters import conditions, describe, normalise_filters
@@ -69,6 +70,7 @@ def assess(
     scope: AccountScope,
     model: ActiveModel | None = None,
     with_history: bool = False,
+    source: ComponentSource | None = None,
 ) -> Assessment:
     """Compute features and churn probabilities for every account in `scope` (bulk, vectorised).
 
@@ -82,6 +84,7 @@ def assess(
         scope,
         history=model.uses_history or (with_history and as_of is not None),
         attribute_kinds=model.attribute_kinds or None,
+        source=source,
     )
     if model.linear is not None:
         prob = model.linear.probability(table)
@@ -181,29 +184,71 @@ def _json_value(value: float | str | None) -> str:
     return repr(float(value)) if math.isfinite(value) else json.dumps(value)
 
 
+# Features a driver's value and phrase are made of (tools/churn/phrases.py); the others use
+# only their own value.
+_PHRASE_INPUTS: dict[str, tuple[str, ...]] = {
+    "seat_utilisation": ("seat_utilisation", "seats", "usage_last4"),
+    "champion_left": ("champion_left", "champion_left_days"),
+}
+
+
 def driver_json(model: ActiveModel, table: FeatureTable, top_drivers: int) -> list[str]:
     """The top risk-raising drivers of every row as JSON text (the `churn_scores.drivers` value).
 
     The same text as `json.dumps` of `Driver.model_dump(mode="json")` from `explain_rows`, built
-    without pydantic objects: writing a million rows is dominated by this step.
+    without pydantic objects: writing a million rows is dominated by this step. A driver's
+    text is its fixed part (feature, value, unit, phrase) around its contribution; the fixed
+    part is built once per distinct input values of the group, which repeat a lot.
     """
     groups, contrib = group_contributions(model, table)
+    return driver_texts(model, table, groups, contrib, top_drivers)
+
+
+def driver_texts(
+    model: ActiveModel, table: FeatureTable, groups: list[str], contrib: np.ndarray, top_drivers: int
+) -> list[str]:
+    """`driver_json` from contributions already computed (see `group_contributions`)."""
+    n = len(table)
     unit = json.dumps("log_odds" if model.linear is not None else "health_points")
     idx, ok = _top_groups(contrib, groups, top_drivers, raising=True)
-    chosen = np.take_along_axis(contrib, idx, axis=1).tolist()
-    heads = [f'{{"feature": {json.dumps(g)}, "value": ' for g in groups]
-    out: list[str] = []
-    for row, picks, present, values in zip(table.views(), idx.tolist(), ok.tolist(), chosen, strict=True):
-        parts = []
-        for k, here, c in zip(picks, present, values, strict=True):
-            if not here:
-                break
+    columns = table.column_lists()
+    ranks: list[list[str]] = []
+    for r in range(idx.shape[1]):
+        picked, present = idx[:, r], ok[:, r]
+        heads = np.full(n, "", dtype=object)
+        tails = np.full(n, "", dtype=object)
+        for k in np.unique(picked[present]).tolist():
             g = groups[k]
-            parts.append(
-                f'{heads[k]}{_json_value(driver_value(g, row))}, "contribution": {c!r}, '
-                f'"unit": {unit}, "phrase": {encode_basestring_ascii(driver_phrase(g, row))}}}'
+            names = _PHRASE_INPUTS.get(g, (g,))
+            cols = [columns[f] for f in names]
+            rows = np.flatnonzero(present & (picked == k)).tolist()
+            keys = list(
+                zip(*[[None] * len(rows) if c is None else [c[i] for i in rows] for c in cols], strict=True)
             )
-        out.append("[" + ", ".join(parts) + "]")
+            fixed: dict[Any, tuple[str, str]] = {}
+            for key in set(keys):
+                row = dict(zip(names, key, strict=True))
+                fixed[key] = (
+                    f'{{"feature": {json.dumps(g)}, "value": {_json_value(driver_value(g, row))}, "contribution": ',
+                    f', "unit": {unit}, "phrase": {encode_basestring_ascii(driver_phrase(g, row))}}}',
+                )
+            pairs = [fixed[key] for key in keys]
+            heads[rows] = [h for h, _ in pairs]
+            tails[rows] = [t for _, t in pairs]
+        values = np.take_along_axis(contrib, idx[:, r : r + 1], axis=1)[:, 0].tolist()
+        ranks.append(
+            [
+                f"{h}{c!r}{t}" if here else ""
+                for h, c, t, here in zip(
+                    heads.tolist(), values, tails.tolist(), present.tolist(), strict=True
+                )
+            ]
+        )
+    if not ranks:
+        return ["[]"] * n
+    out = []
+    for texts in zip(*ranks, strict=True):
+        out.append("[" + ", ".join(t for t in texts if t) + "]")
     return out
 
 
@@ -409,6 +454,8 @@ def write_score_snapshot(
     band_thresholds: tuple[float, float] = DEFAULT_BANDS,
     top_drivers: int = 3,
     chunk: int = 50_000,
+    keep_state: bool = True,
+    rebuild: bool = False,
 ) -> ScoreSnapshotResult:
     """Score every account active on `as_of` in one batch and keep the scores in `churn_scores`.
 
@@ -417,13 +464,18 @@ def write_score_snapshot(
     same date and model version are replaced; rows of other dates are never touched, so an
     account that churns later keeps the score it had. `rank` and list-mode `churn_risk` read
     this snapshot instead of recomputing every account (tools/churn/snapshots.py).
+
+    With `keep_state` (default) the history features come from the kept feature state
+    (tools/churn/state.py), advanced with the rows dated since it, or rebuilt when it cannot
+    be used (`rebuild` forces that); the state is then kept at this date for the next run.
     """
     bands = check_bands(band_thresholds)
     model = load_active_model(session)
     day = resolve_as_of(session, as_of, model)
     if day is None:
         raise ToolInputError("the database holds no dated data; pass an explicit as_of date (YYYY-MM-DD)")
-    result = assess(session, as_of=day, scope=AccountScope(where=active_on(day)), model=model)
+    source = KeptSource(rebuild=rebuild) if keep_state and model.uses_history else None
+    result = assess(session, as_of=day, scope=AccountScope(where=active_on(day)), model=model, source=source)
     stale = (ChurnScore.as_of == day, ChurnScore.model_version == model.version)
     replaced = session.scalar(select(func.count()).select_from(ChurnScore).where(*stale)) or 0
     session.execute(delete(ChurnScore).where(*stale))
@@ -450,6 +502,8 @@ def write_score_snapshot(
         accounts=n,
         replaced=int(replaced or 0),
         band_counts=count_bands(result.probability, bands),
+        features=source.use.how if source is not None and source.use is not None else "read",
+        features_note=source.use.reason if source is not None and source.use is not None else "",
     )
 
 

@@ -1,0 +1,542 @@
+"""The churn feature state kept between batch runs, so scoring reads only what is new.
+
+Most of the cost of scoring every account is reading the event tables from the start: the
+latest interaction, the subscription in force, the latest NPS answer and the open tickets
+look at all of an account's history, and the usage windows at 12 weeks of it. The state
+keeps, per account, the *parts* those features are made of (tools/churn/features.py
+`KEPT_PARTS`) as of a date ``p``, and advances them to a later date ``d`` with the rows
+dated in between:
+
+- usage sums and week counts of the last-4 / previous-8 windows: + the weeks entering each
+  window, − the weeks leaving it (sums of integers, so exactly what a fresh read gives);
+- latest interaction, subscription in force, latest NPS answer: the latest of the kept one
+  and those dated in ``(p, d]`` (ties by id, as the fresh read);
+- open tickets per priority: + tickets opened in ``(p, d]``, − tickets closed by ``d`` that
+  were open or opened after ``p``.
+
+CSAT, invoices and champion departures are windowed and cheap (date-leading or small
+indexes); they are read fresh every time.
+
+**When the state is not used** (the features are then read from scratch and the state
+rebuilt): no state yet; a date before the state's or more than `MAX_STEP_DAYS` after it;
+another format; rows added to interactions, subscriptions, NPS answers or tickets since the
+state was written that are dated on or before its date (back-dated loads), or rows removed
+from them. The product's importer drops the state when it writes rows dated on or before
+the state's date or updates rows (`drop`). What neither can see: direct SQL that back-dates a
+usage week or changes a kept row in place (e.g. a subscription's seats, or a ticket closed on
+a date before the state's). After such writes run ``valuechain churn score --rebuild``.
+`tests/test_churn_state.py` checks that an advanced state gives the same features as a
+fresh read, on SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from sqlalchemy import Connection, Date, and_, bindparam, case, delete, func, or_, select
+from sqlalchemy.orm import Session
+
+from crm.models import (
+    Account,
+    ChurnFeatureState,
+    Contact,
+    Interaction,
+    Invoice,
+    NpsResponse,
+    Subscription,
+    SupportTicket,
+    UsageWeekly,
+)
+from tools.churn.features import (
+    KEPT_PARTS,
+    OPEN_PARTS,
+    PRIORITIES,
+    USAGE_PARTS,
+    WINDOW_DAYS,
+    AccountScope,
+    Components,
+    column,
+    history_params,
+    raw_rows,
+    read_components,
+    sort_by_id,
+    sql_components,
+    statements_for,
+)
+
+STATE_KEY = "history"
+FORMAT = 2
+CSAT_LEVELS = (1, 2, 3, 4, 5)
+CSAT_PARTS = tuple(f"csat_{v}" for v in CSAT_LEVELS)
+INVOICE_PARTS = ("inv_failed", "inv_late")
+# KEPT_PARTS plus the windowed groups kept in a form that can be moved on: the latest
+# champion departure of all time (the window's latest is it, if it is in the window), the
+# invoice counts of the due-date window, and a CSAT histogram of the closed-date window.
+STATE_PARTS = (*KEPT_PARTS, "champ_latest", *INVOICE_PARTS, *CSAT_PARTS)
+ZERO_PARTS = (*USAGE_PARTS, *OPEN_PARTS, *INVOICE_PARTS, *CSAT_PARTS)
+MAX_STEP_DAYS = 28
+KEPT_GROUPS = ("usage", "subscription", "touch", "open_tickets", "nps_last")
+# Tables whose new rows are checked for back-dating: (model, integer id, date column).
+_WATCHED = (
+    ("interactions", Interaction, Interaction.occurred_at),
+    ("subscriptions", Subscription, Subscription.start_date),
+    ("nps_responses", NpsResponse, NpsResponse.responded_at),
+    ("support_tickets", SupportTicket, SupportTicket.opened_at),
+    ("invoices", Invoice, Invoice.due_date),
+)
+
+
+@dataclass
+class FeatureState:
+    """Kept parts of every account's history features as of `as_of` (ids sorted)."""
+
+    as_of: dt.date
+    ids: list[str]
+    parts: dict[str, np.ndarray]
+    sub_plan: np.ndarray
+    watermarks: dict[str, int]
+
+    def index(self) -> dict[str, int]:
+        return {a: i for i, a in enumerate(self.ids)}
+
+
+@dataclass(frozen=True)
+class StateUse:
+    """How a batch got its features: `built` (read from scratch), `advanced` (from a kept
+    state, with `days` of new rows) or `current` (the kept state was already at the date)."""
+
+    how: str
+    from_date: dt.date | None
+    reason: str
+
+
+# --------------------------------------------------------------------------- storage
+
+
+def _pack(state: FeatureState) -> bytes:
+    buffer = io.BytesIO()
+    meta = {"format": FORMAT, "watermarks": state.watermarks}
+    texts = {
+        "ids": json.dumps(state.ids),
+        "sub_plan": json.dumps(state.sub_plan.tolist()),
+        "meta": json.dumps(meta),
+    }
+    arrays: dict[str, Any] = {k: np.frombuffer(v.encode(), dtype=np.uint8) for k, v in texts.items()}
+    arrays.update({f"part:{k}": v for k, v in state.parts.items()})
+    np.savez(buffer, **arrays)
+    return buffer.getvalue()
+
+
+def _unpack(as_of: dt.date, payload: bytes) -> FeatureState | None:
+    with np.load(io.BytesIO(payload), allow_pickle=False) as archive:
+        meta = json.loads(archive["meta"].tobytes())
+        if meta.get("format") != FORMAT:
+            return None
+        parts = {name[5:]: archive[name] for name in archive.files if name.startswith("part:")}
+        if set(parts) != set(STATE_PARTS):
+            return None
+        return FeatureState(
+            as_of=as_of,
+            ids=json.loads(archive["ids"].tobytes()),
+            parts=parts,
+            sub_plan=np.array(json.loads(archive["sub_plan"].tobytes()), dtype=object),
+            watermarks={k: int(v) for k, v in meta["watermarks"].items()},
+        )
+
+
+def load(session: Session) -> FeatureState | None:
+    row = session.execute(
+        select(ChurnFeatureState.as_of, ChurnFeatureState.payload).where(ChurnFeatureState.key == STATE_KEY)
+    ).first()
+    if row is None:
+        return None
+    return _unpack(row[0], bytes(row[1]))
+
+
+def save(session: Session, state: FeatureState) -> None:
+    session.execute(delete(ChurnFeatureState).where(ChurnFeatureState.key == STATE_KEY))
+    session.add(ChurnFeatureState(key=STATE_KEY, as_of=state.as_of, payload=_pack(state)))
+    session.flush()
+
+
+def drop(conn: Connection) -> int:
+    """Forget the kept state (the next batch reads from scratch); returns rows removed."""
+    return conn.execute(delete(ChurnFeatureState)).rowcount or 0
+
+
+def kept_as_of(conn: Connection) -> dt.date | None:
+    return conn.execute(select(ChurnFeatureState.as_of).where(ChurnFeatureState.key == STATE_KEY)).scalar()
+
+
+# --------------------------------------------------------------------------- validity
+
+
+def _watermarks(conn: Connection) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for name, model, _ in _WATCHED:
+        out[name] = int(conn.execute(select(func.max(model.id))).scalar() or 0)
+    return out
+
+
+def why_unusable(conn: Connection, state: FeatureState | None, d: dt.date) -> str | None:
+    """None when `state` can be advanced to `d`, else the reason it cannot."""
+    if state is None:
+        return "no kept feature state"
+    if d < state.as_of:
+        return f"the kept state is of {state.as_of}, after {d}"
+    if (d - state.as_of).days > MAX_STEP_DAYS:
+        return f"the kept state is of {state.as_of}, more than {MAX_STEP_DAYS} days before {d}"
+    now = _watermarks(conn)
+    for name, model, date_col in _WATCHED:
+        kept = state.watermarks.get(name, 0)
+        if now[name] < kept:
+            return f"rows were removed from {name}"
+        late = conn.execute(
+            select(func.count()).select_from(model).where(model.id > kept, date_col <= state.as_of)
+        ).scalar()
+        if late:
+            return (
+                f"{late} {name} row(s) dated on or before {state.as_of} were added after the state was kept"
+            )
+    return None
+
+
+# --------------------------------------------------------------------------- build and advance
+
+
+def build(session: Session, d: dt.date) -> FeatureState:
+    """The state of every account as of `d`, read from scratch."""
+    conn = session.connection()
+    watermarks = _watermarks(conn)
+    ids = column(sort_by_id(raw_rows(conn, select(Account.id))), 0)
+    index = {a: i for i, a in enumerate(ids)}
+    n = len(ids)
+    stmts, extra = statements_for(AccountScope())
+    params = {**history_params(d), **extra}
+    parts = read_components(conn, stmts, params, index, n, (*KEPT_GROUPS, "invoices"))
+    plan = parts.pop("sub_plan")
+    parts["champ_latest"] = np.full(n, np.nan)
+    _latest_champion(conn, index, parts, {"lo": dt.date.min, "hi": d})
+    for name in CSAT_PARTS:
+        parts[name] = np.zeros(n)
+    _add_csat(conn, index, parts, d - dt.timedelta(days=WINDOW_DAYS), d, 1.0)
+    for name in ZERO_PARTS:
+        parts[name] = np.nan_to_num(parts[name], nan=0.0)
+    return FeatureState(as_of=d, ids=ids, parts=parts, sub_plan=plan, watermarks=watermarks)
+
+
+_D = bindparam("d", type_=Date())
+_P = bindparam("p", type_=Date())
+_LO = bindparam("lo", type_=Date())
+_HI = bindparam("hi", type_=Date())
+_U = UsageWeekly
+_USAGE_SLICE = select(_U.account_id, _U.active_users).where(_U.week_start > _LO, _U.week_start <= _HI)
+_TOUCH = (
+    select(Interaction.account_id, func.max(Interaction.occurred_at))
+    .where(Interaction.occurred_at > _P, Interaction.occurred_at <= _D)
+    .group_by(Interaction.account_id)
+)
+_S = Subscription
+_NEW_SUBS = select(
+    _S.account_id, _S.seats, _S.discount, _S.renewal_date, _S.start_date, _S.id, _S.plan
+).where(_S.start_date > _P, _S.start_date <= _D)
+_N = NpsResponse
+_NEW_NPS = select(_N.account_id, _N.score, _N.responded_at, _N.id).where(
+    _N.responded_at > _P, _N.responded_at <= _D
+)
+_T = SupportTicket
+# tickets opened after the state's date (+1 each, −1 again if closed by d), and tickets
+# opened by it and closed after it (−1): the same open count as `opened ≤ d, not closed by d`
+_OPENED = select(_T.account_id, _T.priority, _T.closed_at).where(_T.opened_at > _P, _T.opened_at <= _D)
+_CLOSED = select(_T.account_id, _T.priority).where(_T.closed_at > _P, _T.closed_at <= _D, _T.opened_at <= _P)
+
+
+_C = Contact
+_CHAMPION = (
+    select(_C.account_id, func.max(_C.left_at))
+    .where(_C.is_champion.is_(True), _C.left_at > _LO, _C.left_at <= _HI)
+    .group_by(_C.account_id)
+)
+_CSAT = select(_T.account_id, _T.csat).where(_T.csat.is_not(None), _T.closed_at > _LO, _T.closed_at <= _HI)
+_I = Invoice
+_FAILED = _I.status == "failed"
+# invoices due in [lo, hi) and issued by `issued`: failed, and late (not paid by the due date)
+_INVOICE_SLICE = (
+    select(
+        _I.account_id,
+        func.sum(case((_FAILED, 1), else_=0)),
+        func.sum(case((and_(~_FAILED, or_(_I.paid_at.is_(None), _I.paid_at > _I.due_date)), 1), else_=0)),
+    )
+    .where(_I.due_date >= _LO, _I.due_date < _HI, _I.issued_at <= bindparam("issued", type_=Date()))
+    .group_by(_I.account_id)
+)
+
+
+class CsatOutOfRange(ValueError):
+    """A CSAT value other than 1..5: the histogram cannot hold it."""
+
+
+def _latest_champion(
+    conn: Connection, index: Mapping[str, int], parts: dict[str, np.ndarray], params: Mapping[str, Any]
+) -> None:
+    rows = raw_rows(conn, _CHAMPION, params)
+    if rows:
+        at = _rows_at(index, rows)
+        parts["champ_latest"][at] = np.fmax(parts["champ_latest"][at], _ordinals(column(rows, 1)))
+
+
+def _add_csat(
+    conn: Connection,
+    index: Mapping[str, int],
+    parts: dict[str, np.ndarray],
+    lo: dt.date,
+    hi: dt.date,
+    sign: float,
+) -> None:
+    """± the CSAT ratings of tickets closed in (lo, hi] into the per-account histogram."""
+    rows = raw_rows(conn, _CSAT, {"lo": lo, "hi": hi})
+    if not rows:
+        return
+    at = _rows_at(index, rows)
+    values = np.array(column(rows, 1), dtype=np.float64)
+    if not np.isin(values, CSAT_LEVELS).all():
+        raise CsatOutOfRange("a CSAT rating outside 1..5")
+    n = len(parts[CSAT_PARTS[0]])
+    for level, name in zip(CSAT_LEVELS, CSAT_PARTS, strict=True):
+        hit = values == level
+        if hit.any():
+            parts[name] += sign * np.bincount(at[hit], minlength=n)
+
+
+def _add_invoices(
+    conn: Connection,
+    index: Mapping[str, int],
+    parts: dict[str, np.ndarray],
+    lo: dt.date,
+    hi: dt.date,
+    issued: dt.date,
+    sign: float,
+) -> None:
+    rows = raw_rows(conn, _INVOICE_SLICE, {"lo": lo, "hi": hi, "issued": issued})
+    if rows:
+        at = _rows_at(index, rows)
+        parts["inv_failed"][at] += sign * np.array(column(rows, 1), dtype=np.float64)
+        parts["inv_late"][at] += sign * np.array(column(rows, 2), dtype=np.float64)
+
+
+def csat_median(parts: Mapping[str, np.ndarray]) -> np.ndarray:
+    """Median CSAT per account from the histogram (NaN with no ratings), as `_group_median`."""
+    counts = np.column_stack([parts[name] for name in CSAT_PARTS])
+    total = counts.sum(axis=1)
+    cum = np.cumsum(counts, axis=1)
+    levels = np.array(CSAT_LEVELS, dtype=np.float64)
+    lo = levels[np.argmax(cum > ((total - 1) // 2)[:, None], axis=1)]
+    hi = levels[np.argmax(cum > (total // 2)[:, None], axis=1)]
+    return np.where(total > 0, (lo + hi) / 2.0, np.nan)
+
+
+def _rows_at(index: Mapping[str, int], rows: list[Any]) -> np.ndarray:
+    return np.fromiter((index[r[0]] for r in rows), dtype=np.int64, count=len(rows))
+
+
+def _ordinals(values: list[Any]) -> np.ndarray:
+    days = np.array(
+        [v if v is None or isinstance(v, dt.date) else str(v)[:10] for v in values], dtype="datetime64[D]"
+    )
+    out = days.astype(np.int64).astype(np.float64) + dt.date(1970, 1, 1).toordinal()
+    out[np.isnat(days)] = np.nan
+    return out
+
+
+def _later(kept_at: np.ndarray, kept_id: np.ndarray, at: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """Where (at, id) is later than the kept (date, id); a missing kept one is earliest."""
+    missing = np.isnan(kept_at)
+    with np.errstate(invalid="ignore"):
+        return missing | (at > kept_at) | ((at == kept_at) & (ids > kept_id))
+
+
+def advance(session: Session, state: FeatureState, d: dt.date) -> FeatureState:
+    """`state` moved from its date to `d` (≥ it) with the rows dated in between."""
+    conn = session.connection()
+    p = state.as_of
+    ids = column(sort_by_id(raw_rows(conn, select(Account.id))), 0)
+    if ids != state.ids:  # new accounts start empty; removed ones are dropped
+        old = state.index()
+        at = np.array([old.get(a, -1) for a in ids], dtype=np.int64)
+        found = at >= 0
+        parts: dict[str, np.ndarray] = {}
+        for name, values in state.parts.items():
+            empty = 0.0 if name in ZERO_PARTS else np.nan
+            out = np.full(len(ids), empty)
+            out[found] = values[at[found]]
+            parts[name] = out
+        plan = np.full(len(ids), None, dtype=object)
+        plan[found] = state.sub_plan[at[found]]
+        state = FeatureState(as_of=p, ids=ids, parts=parts, sub_plan=plan, watermarks=state.watermarks)
+    parts = {k: v.copy() for k, v in state.parts.items()}
+    plan = state.sub_plan.copy()
+    index = state.index()
+    watermarks = _watermarks(conn)
+    if d > p:
+        window = dt.timedelta(days=WINDOW_DAYS)
+        _advance_usage(conn, index, parts, p, d)
+        _advance_latest(conn, index, parts, plan, p, d)
+        _advance_open(conn, index, parts, p, d)
+        _latest_champion(conn, index, parts, {"lo": p, "hi": d})
+        _add_invoices(conn, index, parts, p, d, d, 1.0)  # now due (window [d − 180, d))
+        _add_invoices(conn, index, parts, p - window, d - window, p, -1.0)  # due too long ago
+        _add_csat(conn, index, parts, p, d, 1.0)  # closed in (p, d]
+        _add_csat(conn, index, parts, p - window, d - window, -1.0)  # closed too long ago
+    return FeatureState(as_of=d, ids=ids, parts=parts, sub_plan=plan, watermarks=watermarks)
+
+
+def _advance_usage(
+    conn: Connection, index: Mapping[str, int], parts: dict[str, np.ndarray], p: dt.date, d: dt.date
+) -> None:
+    week = dt.timedelta(days=1)
+    lw_p, lw_d = p - 6 * week, d - 6 * week
+
+    def read(lo: dt.date, hi: dt.date) -> tuple[np.ndarray, np.ndarray]:
+        rows = raw_rows(conn, _USAGE_SLICE, {"lo": lo, "hi": hi})
+        return _rows_at(index, rows), np.array(column(rows, 1), dtype=np.float64)
+
+    def add(rows: tuple[np.ndarray, np.ndarray], s: str, c: str, sign: float) -> None:
+        at, users = rows
+        if at.size:
+            parts[s] += sign * np.bincount(at, weights=users, minlength=len(parts[s]))
+            parts[c] += sign * np.bincount(at, minlength=len(parts[c]))
+
+    add(read(lw_p, lw_d), "usage_s4", "usage_c4", 1.0)  # weeks entering the last 4
+    moved = read(lw_p - 28 * week, lw_d - 28 * week)  # leaving the last 4, entering the previous 8
+    add(moved, "usage_s4", "usage_c4", -1.0)
+    add(moved, "usage_s8", "usage_c8", 1.0)
+    add(read(lw_p - 84 * week, lw_d - 84 * week), "usage_s8", "usage_c8", -1.0)  # leaving the previous 8
+
+
+def _advance_latest(
+    conn: Connection,
+    index: Mapping[str, int],
+    parts: dict[str, np.ndarray],
+    plan: np.ndarray,
+    p: dt.date,
+    d: dt.date,
+) -> None:
+    params = {"p": p, "d": d}
+    touch = raw_rows(conn, _TOUCH, params)
+    if touch:
+        at = _rows_at(index, touch)
+        parts["touch"][at] = np.fmax(parts["touch"][at], _ordinals(column(touch, 1)))
+    subs = _latest_per_account(raw_rows(conn, _NEW_SUBS, params), date_at=4, id_at=5)
+    if subs:
+        at = _rows_at(index, subs)
+        start, sid = _ordinals(column(subs, 4)), np.array(column(subs, 5), dtype=np.float64)
+        take = _later(parts["sub_start"][at], parts["sub_id"][at], start, sid)
+        at, chosen = at[take], [r for r, t in zip(subs, take.tolist(), strict=True) if t]
+        parts["sub_seats"][at] = np.array([_num(r[1]) for r in chosen], dtype=np.float64)
+        parts["sub_discount"][at] = np.array([_num(r[2]) for r in chosen], dtype=np.float64)
+        parts["sub_renewal"][at] = _ordinals([r[3] for r in chosen])
+        parts["sub_start"][at] = start[take]
+        parts["sub_id"][at] = sid[take]
+        plan[at] = np.array([r[6] for r in chosen], dtype=object)
+    nps = _latest_per_account(raw_rows(conn, _NEW_NPS, params), date_at=2, id_at=3)
+    if nps:
+        at = _rows_at(index, nps)
+        when, nid = _ordinals(column(nps, 2)), np.array(column(nps, 3), dtype=np.float64)
+        take = _later(parts["nps_at"][at], parts["nps_id"][at], when, nid)
+        parts["nps_score"][at[take]] = np.array([_num(r[1]) for r in nps], dtype=np.float64)[take]
+        parts["nps_at"][at[take]] = when[take]
+        parts["nps_id"][at[take]] = nid[take]
+
+
+def _num(value: Any) -> float:
+    return np.nan if value is None else float(value)
+
+
+def _latest_per_account(rows: list[Any], *, date_at: int, id_at: int) -> list[Any]:
+    """The row with the latest (date, id) of each account (ISO dates compare as text)."""
+    best: dict[str, Any] = {}
+    for r in rows:
+        held = best.get(r[0])
+        if held is None or (str(r[date_at]), r[id_at]) > (str(held[date_at]), held[id_at]):
+            best[r[0]] = r
+    return list(best.values())
+
+
+def _advance_open(
+    conn: Connection, index: Mapping[str, int], parts: dict[str, np.ndarray], p: dt.date, d: dt.date
+) -> None:
+    params = {"p": p, "d": d}
+    d_text = d.isoformat()
+    for account_id, priority, closed_at in raw_rows(conn, _OPENED, params):
+        key = str(priority).lower()
+        if key in PRIORITIES and (closed_at is None or str(closed_at)[:10] > d_text):
+            parts[f"open_{key}"][index[account_id]] += 1.0
+    for account_id, priority in raw_rows(conn, _CLOSED, params):
+        key = str(priority).lower()
+        if key in PRIORITIES:
+            parts[f"open_{key}"][index[account_id]] -= 1.0
+
+
+# --------------------------------------------------------------------------- use in a batch
+
+
+class KeptSource:
+    """A `ComponentSource` for `compute_features` that takes the components from the kept
+    state, advanced to the date (or rebuilt), and keeps the result for the next run."""
+
+    def __init__(self, *, rebuild: bool = False) -> None:
+        self.rebuild = rebuild
+        self.use: StateUse | None = None
+
+    def __call__(
+        self, session: Session, scope: AccountScope, index: Mapping[str, int], n: int, d: dt.date, broad: bool
+    ) -> Components:
+        conn = session.connection()
+        kept = None if self.rebuild else load(session)
+        reason = "--rebuild" if self.rebuild else why_unusable(conn, kept, d)
+        state: FeatureState | None = None
+        try:
+            if kept is not None and reason is None:
+                state = advance(session, kept, d) if d > kept.as_of else kept
+                self.use = StateUse("advanced" if d > kept.as_of else "current", kept.as_of, "")
+            else:
+                state = build(session, d)
+                self.use = StateUse("built", None, reason or "")
+        except CsatOutOfRange:
+            state = None
+        if state is None:  # data the state cannot hold: read everything fresh, keep nothing
+            drop(conn)
+            self.use = StateUse("read", None, "CSAT ratings outside 1..5 cannot be kept in the feature state")
+            return sql_components(session, scope, index, n, d, broad)
+        if state is not kept:
+            save(session, state)
+        at_state = state.index()
+        rows = np.array([at_state.get(a, -1) for a in _ordered(index, n)], dtype=np.int64)
+        if (rows < 0).any():  # cannot happen: the state holds every account
+            raise RuntimeError("an account in scope is missing from the churn feature state")
+        return components_of(state, rows, d)
+
+
+def components_of(state: FeatureState, rows: np.ndarray, d: dt.date) -> Components:
+    """The history components of the state's rows `rows` (its date must be `d`)."""
+    taken = {name: values[rows] for name, values in state.parts.items()}
+    numeric = {name: taken[name] for name in KEPT_PARTS}
+    numeric["inv_failed"], numeric["inv_late"] = taken["inv_failed"], taken["inv_late"]
+    latest = taken["champ_latest"]
+    with np.errstate(invalid="ignore"):
+        numeric["champ"] = np.where(latest > d.toordinal() - WINDOW_DAYS, latest, np.nan)
+    numeric["csat"] = csat_median(taken)
+    return Components(numeric=numeric, sub_plan=state.sub_plan[rows])
+
+
+def _ordered(index: Mapping[str, int], n: int) -> list[str]:
+    out = [""] * n
+    for account_id, i in index.items():
+        out[i] = account_id
+    return out
