@@ -186,3 +186,24 @@ def test_cli_churn_score_json(db: Engine) -> None:
             select(func.count()).select_from(ChurnScore).where(ChurnScore.as_of == dt.date(2026, 8, 31))
         )
     assert kept == doc["accounts"]
+
+
+def test_cli_churn_score_says_how_it_got_the_features(db: Engine) -> None:
+    from valuechain.cli.main import app
+
+    def score(day: str, *extra: str) -> str:
+        out = CliRunner().invoke(
+            app, ["churn", "score", "--as-of", day, *extra, "--database-url", str(db.url)]
+        )
+        assert out.exit_code == 0, out.output
+        return out.stdout
+
+    first = score("2026-09-01", "--rebuild")
+    assert "features: read from the event tables; feature state kept for the next run (--rebuild)" in first
+    assert "features: kept feature state moved on with the rows dated since it" in score("2026-09-08")
+    assert "features: kept feature state already at this date" in score("2026-09-08")
+    earlier = score("2026-09-01")  # a past date does not replace the newer kept state
+    assert (
+        "features: read from the event tables (the kept state is of 2026-09-08, after 2026-09-01)" in earlier
+    )
+    assert "features: kept feature state moved on with the rows dated since it" in score("2026-09-15")

@@ -21,7 +21,7 @@ from crm.demo import (
 from crm.demo.checks import churn_rate_last_year, holdout_auc
 from crm.dump import database_hash
 from crm.migrate import upgrade
-from crm.models import Account, AppMeta, Contact, Initiative, ValueChainActivity
+from crm.models import Account, AppMeta, ChurnFeatureState, Contact, Initiative, ValueChainActivity
 from valuechain.cli.main import app
 
 AS_OF = DEFAULT_AS_OF
@@ -372,8 +372,12 @@ def test_reset_regenerates_the_same_content(tmp_path: Path) -> None:
     engine = _fresh(tmp_path, "reset.db")
     generate_demo(engine, accounts=100, seed=2, as_of=AS_OF)
     first = database_hash(engine)
+    with engine.begin() as conn:  # a churn feature state describes the old data: it goes too
+        conn.execute(insert(ChurnFeatureState).values(key="history", as_of=AS_OF, payload=b"x"))
     generate_demo(engine, accounts=100, seed=2, as_of=AS_OF, reset=True)
     assert database_hash(engine) == first
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(ChurnFeatureState)).scalar_one() == 0
 
 
 def test_large_runs_trim_history_to_a_subset(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

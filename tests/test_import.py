@@ -18,7 +18,7 @@ from crm.importer import ImportReport, MappingError, import_csv, load_mapping, p
 from crm.importer.convert import AttributeInference, ConversionError, parse_date, parse_int, parse_list
 from crm.importer.csvfile import CsvFile
 from crm.importer.mapping import check_mapping
-from crm.models import Account, Initiative, SupportTicket, ValueChainActivity
+from crm.models import Account, ChurnFeatureState, Initiative, SupportTicket, ValueChainActivity
 from valuechain.cli.main import app
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -487,3 +487,52 @@ def test_mostly_numeric_text_column_is_a_warning(engine: Engine, tmp_path: Path)
     mapping.write_text("columns: {id: id}\nattribute_types: {spend: float}\n", encoding="utf-8")
     strict = _import(engine, "accounts", path, mapping, upsert=True)
     assert [(e.line, e.column) for e in strict.errors] == [(22, "spend")]
+
+
+# --------------------------------------------------------------------------- churn feature state
+
+
+def _keep_state(engine: Engine, as_of: dt.date) -> None:
+    with engine.begin() as conn:
+        conn.execute(insert(ChurnFeatureState).values(key="history", as_of=as_of, payload=b"x"))
+
+
+def _state_dates(engine: Engine) -> list[dt.date]:
+    with Session(engine) as s:
+        return list(s.scalars(select(ChurnFeatureState.as_of)))
+
+
+@pytest.mark.parametrize(
+    ("state_as_of", "dropped"),
+    [
+        # tickets.csv is dated 2026-03-02..2026-03-06: after a state of February they are new rows
+        (dt.date(2026, 2, 28), None),
+        # a state of 2026-03-04 would miss the tickets opened or closed on or before it
+        (dt.date(2026, 3, 4), "support_tickets rows dated 2026-03-02, on or before the state's date"),
+    ],
+)
+def test_an_import_drops_the_churn_state_it_would_make_wrong(
+    engine: Engine, state_as_of: dt.date, dropped: str | None
+) -> None:
+    assert _import(engine, "accounts", TELCO, TELCO_MAPPING).ok
+    _keep_state(engine, state_as_of)
+    report = _import(engine, "tickets", DATA / "tickets.csv", MAPPINGS / "tickets.yaml")
+    assert report.ok and report.rows_inserted == report.rows_read
+    if dropped is None:
+        assert report.churn_state_dropped is None and _state_dates(engine) == [state_as_of]
+    else:
+        assert report.churn_state_dropped is not None and report.churn_state_dropped.startswith(dropped)
+        assert _state_dates(engine) == []
+
+
+def test_an_upsert_into_an_event_table_drops_the_churn_state_and_accounts_do_not(engine: Engine) -> None:
+    assert _import(engine, "accounts", TELCO, TELCO_MAPPING).ok
+    assert _import(engine, "tickets", DATA / "tickets.csv", MAPPINGS / "tickets.yaml").ok
+    _keep_state(engine, dt.date(2026, 1, 1))
+    again = _import(engine, "accounts", TELCO, TELCO_MAPPING, upsert=True)
+    assert again.ok and again.rows_updated > 0 and again.churn_state_dropped is None
+    assert _state_dates(engine) == [dt.date(2026, 1, 1)]  # account fields are read fresh every run
+    report = _import(engine, "tickets", DATA / "tickets.csv", MAPPINGS / "tickets.yaml", upsert=True)
+    assert report.ok and report.rows_updated == report.rows_read
+    assert report.churn_state_dropped == f"{report.rows_updated} support_tickets row(s) were updated in place"
+    assert _state_dates(engine) == []

@@ -51,6 +51,7 @@ _RESET_ORDER = (
     "recommendation_events",
     "recommendations",
     "churn_scores",
+    "churn_feature_state",
     "churn_models",
     "nps_responses",
     "opportunities",

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from sqlalchemy import Connection, Engine, bindparam, insert, select, text, tuple_, update
+from sqlalchemy import Connection, Date, Engine, bindparam, delete, insert, select, text, tuple_, update
 from sqlalchemy.exc import IntegrityError
 
 from crm.importer.convert import (
@@ -42,7 +42,7 @@ from crm.importer.mapping import (
 )
 from crm.importer.report import ImportIssue, ImportReport
 from crm.importer.tables import TableSpec, normalise_choice, table_spec
-from crm.models import PRIMARY_CATEGORIES, Base
+from crm.models import PRIMARY_CATEGORIES, Base, ChurnFeatureState
 
 BATCH_SIZE = 2000
 _IN_CHUNK = 500  # values per IN (...) lookup; well below every driver's parameter limit
@@ -199,10 +199,11 @@ def _run(
             existing = _check_database(conn, plan, scan, report, upsert=upsert)
             if report.error_count or dry_run:
                 raise _Abort
-            inserted, updated = _write(conn, plan, path, report, existing, batch_size)
+            inserted, updated, earliest = _write(conn, plan, path, report, existing, batch_size)
             if report.error_count:
                 raise _Abort
             report.rows_inserted, report.rows_updated = inserted, updated
+            report.churn_state_dropped = _drop_stale_churn_state(conn, spec, updated, earliest)
     except _Abort:
         return
     except IntegrityError as exc:
@@ -633,8 +634,9 @@ def _write(
     report: ImportReport,
     existing: set[Key],
     batch_size: int,
-) -> tuple[int, int]:
-    """Pass 2: convert again (the file was valid) and write in batches; returns (inserted, updated)."""
+) -> tuple[int, int, dt.date | None]:
+    """Pass 2: convert again (the file was valid) and write in batches; returns (inserted,
+    updated, the earliest value of any date field written)."""
     spec = plan.spec
     types = report.attribute_types
     attr_mode: Literal["rest", "none"] | list[str] = plan.mapping.attributes_mode(spec)
@@ -646,6 +648,8 @@ def _write(
     to_insert: list[dict[str, Any]] = []
     to_update: list[dict[str, Any]] = []
     explicit_ids = False
+    date_fields = [c.name for c in spec.table.columns if isinstance(c.type, Date)]
+    earliest: dt.date | None = None
 
     def flush() -> None:
         nonlocal inserted, updated
@@ -661,19 +665,23 @@ def _write(
     with CsvFile(path, encoding=plan.mapping.encoding, delimiter=plan.mapping.delimiter) as csv_file:
         if csv_file.header != plan.header:
             report.add_error(None, None, "the file changed while importing; nothing was written")
-            return 0, 0
+            return 0, 0, None
         for record in csv_file.records():
             ok = len(record.cells) == len(plan.header)
             row, ok = _convert_row(plan, record, report) if ok else ({}, False)
             if not ok:
                 report.add_error(record.line, None, "the file changed while importing; nothing was written")
-                return 0, 0
+                return 0, 0, None
             if with_attributes:
                 row["attributes"] = {
                     column: _attribute(types[column], record.cells[idx].strip())
                     for column, idx in plan.attr_columns
                     if record.cells[idx].strip()
                 }
+            for name in date_fields:
+                value = row.get(name)
+                if isinstance(value, dt.date) and (earliest is None or value < earliest):
+                    earliest = value
             key = tuple(row.get(k) for k in spec.key)
             if key in existing:
                 to_update.append(row)
@@ -691,7 +699,43 @@ def _write(
                 f"(SELECT MAX({spec.key[0]}) FROM {spec.name}))"
             )
         )
-    return inserted, updated
+    return inserted, updated, earliest
+
+
+# Event tables behind the churn features: rows dated on or before the kept feature state's
+# date, or rows changed in place, make that state wrong (tools/churn/state.py).
+CHURN_EVENT_TABLES = frozenset(
+    {
+        "usage_weekly",
+        "interactions",
+        "support_tickets",
+        "invoices",
+        "nps_responses",
+        "subscriptions",
+        "contacts",
+    }
+)
+
+
+def _drop_stale_churn_state(
+    conn: Connection, spec: TableSpec, updated: int, earliest: dt.date | None
+) -> str | None:
+    """Drop the kept churn feature state when this import wrote what it cannot follow:
+    updated rows, or rows with a date on or before the state's date. Returns why, or None."""
+    if spec.name not in CHURN_EVENT_TABLES:
+        return None
+    kept = conn.execute(select(ChurnFeatureState.as_of)).scalars().all()
+    if not kept:
+        return None
+    as_of = min(kept)
+    if updated:
+        reason = f"{updated} {spec.name} row(s) were updated in place"
+    elif earliest is not None and earliest <= as_of:
+        reason = f"{spec.name} rows dated {earliest}, on or before the state's date {as_of}, were added"
+    else:
+        return None
+    conn.execute(delete(ChurnFeatureState))
+    return reason
 
 
 def _attribute(kind: AttributeType, cell: str) -> Any:

@@ -44,6 +44,11 @@ class ImportReport(BaseModel):
     ignored_columns: list[str] = Field(
         default_factory=list, description="CSV columns that fed nothing (not mapped, not attributes)"
     )
+    churn_state_dropped: str | None = Field(
+        None,
+        description="Why the kept churn feature state was dropped by this import (the next "
+        "`valuechain churn score` reads the event tables from scratch), if it was",
+    )
     seconds: float = 0.0
 
     def add_error(self, line: int | None, column: str | None, message: str) -> None:

@@ -514,7 +514,10 @@ class KeptSource:
             drop(conn)
             self.use = StateUse("read", None, "CSAT ratings outside 1..5 cannot be kept in the feature state")
             return sql_components(session, scope, index, n, d, broad)
-        if state is not kept:
+        if kept is not None and d < kept.as_of and not self.rebuild:
+            # a past date: the newer kept state stays for the next regular run
+            self.use = StateUse("read", None, reason or "")
+        elif state is not kept:
             save(session, state)
         at_state = state.index()
         rows = np.array([at_state.get(a, -1) for a in _ordered(index, n)], dtype=np.int64)

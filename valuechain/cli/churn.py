@@ -6,6 +6,7 @@ import datetime as dt
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from crm.db import session_scope
 from valuechain.cli.common import (
@@ -130,6 +131,12 @@ def report_cmd(database_url: str | None = DatabaseUrlOption, as_json: bool = Jso
 @app.command("score", help="Keep a churn-score snapshot of every active account as of a date (churn_scores).")
 def score_cmd(
     as_of: str | None = AsOfOption,
+    rebuild: bool = typer.Option(
+        False,
+        "--rebuild",
+        help="Read the churn features from the event tables and rebuild the kept feature state "
+        "(after changing event rows outside `valuechain import`)",
+    ),
     database_url: str | None = DatabaseUrlOption,
     as_json: bool = JsonOption,
 ) -> None:
@@ -137,7 +144,7 @@ def score_cmd(
 
     day = _date(as_of)
     with tool_errors(), session_scope(get_sessionmaker(settings_for(database_url))) as session:
-        result = write_score_snapshot(session, as_of=day)
+        result = write_score_snapshot(session, as_of=day, rebuild=rebuild)
     if as_json:
         print_json(result)
         return
@@ -146,3 +153,11 @@ def score_cmd(
         f"({result.method}); replaced {result.replaced:,} earlier rows"
     )
     console.print(", ".join(f"{k}: {v:,}" for k, v in result.band_counts.items()))
+    how = {
+        "built": "read from the event tables; feature state kept for the next run",
+        "advanced": "kept feature state moved on with the rows dated since it",
+        "current": "kept feature state already at this date",
+        "read": "read from the event tables",
+    }[result.features]
+    note = f" ({result.features_note})" if result.features_note else ""
+    console.print(Text(f"features: {how}{note}"), soft_wrap=True)

@@ -72,6 +72,14 @@ def _render(report: ImportReport) -> None:
             console.print(
                 Text(f"ignored columns (not mapped): {', '.join(report.ignored_columns)}"), soft_wrap=True
             )
+        if report.churn_state_dropped:
+            console.print(
+                Text(
+                    f"churn feature state dropped ({report.churn_state_dropped}): the next "
+                    "`valuechain churn score` reads the event tables from scratch"
+                ),
+                soft_wrap=True,
+            )
         return
     noun = "error" if report.error_count == 1 else "errors"
     err_console.print(
