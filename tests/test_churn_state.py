@@ -53,14 +53,15 @@ def _fresh(session: Session, d: dt.date) -> tuple[dict[str, np.ndarray], np.ndar
 
 def _assert_same(kept: state.FeatureState, session: Session) -> None:
     parts, plan = _fresh(session, kept.as_of)
-    assert kept.ids == sorted(session.scalars(select(Account.id)))
+    assert kept.ids.tolist() == sorted(session.scalars(select(Account.id)))
     for name in KEPT_PARTS:
         np.testing.assert_array_equal(kept.parts[name], parts[name], err_msg=f"{name} as of {kept.as_of}")
     assert kept.sub_plan.tolist() == plan.tolist()
     # every component the features are made of, the windowed ones (CSAT median, invoice
     # counts, champion departure) included
     n = len(kept.ids)
-    fresh = sql_components(session, AccountScope(), kept.index(), n, kept.as_of, True)
+    by_id = {a: i for i, a in enumerate(kept.ids.tolist())}
+    fresh = sql_components(session, AccountScope(), by_id, n, kept.as_of, True)
     via_state = state.components_of(kept, np.arange(n), kept.as_of)
     for name in ("csat", "inv_failed", "inv_late", "champ"):
         np.testing.assert_array_equal(
@@ -90,7 +91,7 @@ def test_state_survives_storage_and_new_accounts_start_empty(demo: Session) -> N
     kept = state.build(demo, D0)
     state.save(demo, kept)
     loaded = state.load(demo)
-    assert loaded is not None and loaded.as_of == D0 and loaded.ids == kept.ids
+    assert loaded is not None and loaded.as_of == D0 and loaded.ids.tolist() == kept.ids.tolist()
     for name in KEPT_PARTS:
         np.testing.assert_array_equal(loaded.parts[name], kept.parts[name])
     assert loaded.sub_plan.tolist() == kept.sub_plan.tolist()
@@ -154,3 +155,16 @@ def test_batch_scoring_builds_then_advances_with_the_same_scores_as_a_fresh_read
     for name, values in direct.numeric.items():
         np.testing.assert_array_equal(via_state.numeric[name], values, err_msg=name)
     assert via_state.categorical["plan"].tolist() == direct.categorical["plan"].tolist()
+
+
+def test_parts_are_stored_compactly_only_when_that_is_exact() -> None:
+    whole = np.array([0.0, 3.0, np.nan, 739_000.0, -2.0])
+    packed = state._compact(whole)
+    assert packed.dtype == np.int32
+    np.testing.assert_array_equal(state._expand(packed), whole)
+    for kept_as_float in (np.array([0.5, 1.0]), np.array([3e9, np.nan]), np.array([-(2.0**31), 1.0])):
+        assert state._compact(kept_as_float) is kept_as_float
+    index = state.AccountIndex(np.array(["A-1", "A-2", "B-7"]))
+    assert index.positions(["B-7", "A-1"]).tolist() == [2, 0]
+    with pytest.raises(KeyError):
+        index.positions(["A-3"])

@@ -191,6 +191,32 @@ class RowView(Mapping[str, Any]):
         return len(self._columns.table.numeric) + len(self._columns.table.categorical)
 
 
+class IdIndex(Mapping[str, int]):
+    """Account id → row position for ids in row order; the dict is built on first lookup, so a
+    caller that only needs the ordered ids (`ordered`) does not pay for a million entries."""
+
+    def __init__(self, ids: list[str]) -> None:
+        self.ordered = ids
+        self._positions: dict[str, int] | None = None
+
+    def _map(self) -> dict[str, int]:
+        if self._positions is None:
+            self._positions = {account_id: i for i, account_id in enumerate(self.ordered)}
+        return self._positions
+
+    def __getitem__(self, key: str) -> int:
+        return self._map()[key]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self._map().get(key, default)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.ordered)
+
+    def __len__(self) -> int:
+        return len(self.ordered)
+
+
 @dataclass(frozen=True)
 class AccountScope:
     """Which accounts to compute features for: SQL conditions over `accounts`, or explicit ids."""
@@ -423,10 +449,10 @@ def _account_rows(session: Session, scope: AccountScope, *, attributes: bool = F
 
 def _frame(
     rows: Sequence[Any],
-) -> tuple[np.ndarray, dict[str, int], dict[str, np.ndarray], dict[str, np.ndarray]]:
+) -> tuple[np.ndarray, Mapping[str, int], dict[str, np.ndarray], dict[str, np.ndarray]]:
     cols = [column(rows, j) for j in range(len(_ACCOUNT_COLUMNS))]
     ids = np.array(cols[0], dtype=object)
-    index = {account_id: i for i, account_id in enumerate(cols[0])}
+    index = IdIndex(cols[0])
     numeric = {
         "arr": np.nan_to_num(np.array(cols[3], dtype=np.float64), nan=0.0),
         "created_at": _dates(cols[4]),
@@ -442,7 +468,7 @@ def _frame(
 
 def account_frame(
     session: Session, scope: AccountScope
-) -> tuple[np.ndarray, dict[str, int], dict[str, np.ndarray], dict[str, np.ndarray]]:
+) -> tuple[np.ndarray, Mapping[str, int], dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Ids (sorted), id → row index, and the account-level columns of the accounts in scope."""
     return _frame(_account_rows(session, scope))
 

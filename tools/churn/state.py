@@ -61,6 +61,7 @@ from tools.churn.features import (
     WINDOW_DAYS,
     AccountScope,
     Components,
+    IdIndex,
     column,
     history_params,
     raw_rows,
@@ -69,6 +70,29 @@ from tools.churn.features import (
     sql_components,
     statements_for,
 )
+
+
+class AccountIndex:
+    """Row positions of account ids in a sorted id array, looked up in bulk (numpy binary
+    search over fixed-width strings: no million-entry dict to build on every run)."""
+
+    def __init__(self, ids: np.ndarray) -> None:
+        self.ids = ids
+
+    def positions(self, keys: list[Any]) -> np.ndarray:
+        if not keys:
+            return np.zeros(0, dtype=np.int64)
+        wanted = np.array(keys, dtype=self.ids.dtype if len(self.ids) else str)
+        at = np.searchsorted(self.ids, wanted)
+        inside = at < len(self.ids)
+        if not inside.all() or not (self.ids[at] == wanted).all():
+            raise KeyError("an account id is missing from the churn feature state")
+        return at.astype(np.int64)
+
+
+def _id_array(ids: list[str]) -> np.ndarray:
+    return np.array(ids, dtype=str) if ids else np.array([], dtype="<U1")
+
 
 STATE_KEY = "history"
 FORMAT = 2
@@ -97,13 +121,13 @@ class FeatureState:
     """Kept parts of every account's history features as of `as_of` (ids sorted)."""
 
     as_of: dt.date
-    ids: list[str]
+    ids: np.ndarray  # sorted, fixed-width strings
     parts: dict[str, np.ndarray]
     sub_plan: np.ndarray
     watermarks: dict[str, int]
 
-    def index(self) -> dict[str, int]:
-        return {a: i for i, a in enumerate(self.ids)}
+    def index(self) -> AccountIndex:
+        return AccountIndex(self.ids)
 
 
 @dataclass(frozen=True)
@@ -122,15 +146,35 @@ class StateUse:
 def _pack(state: FeatureState) -> bytes:
     buffer = io.BytesIO()
     meta = {"format": FORMAT, "watermarks": state.watermarks}
-    texts = {
-        "ids": json.dumps(state.ids),
-        "sub_plan": json.dumps(state.sub_plan.tolist()),
-        "meta": json.dumps(meta),
-    }
+    texts = {"sub_plan": json.dumps(state.sub_plan.tolist()), "meta": json.dumps(meta)}
     arrays: dict[str, Any] = {k: np.frombuffer(v.encode(), dtype=np.uint8) for k, v in texts.items()}
-    arrays.update({f"part:{k}": v for k, v in state.parts.items()})
+    arrays["ids"] = state.ids
+    for name, values in state.parts.items():
+        arrays[f"part:{name}"] = _compact(values)
     np.savez(buffer, **arrays)
     return buffer.getvalue()
+
+
+_NONE32 = np.iinfo(np.int32).min  # NaN in a compacted part
+
+
+def _compact(values: np.ndarray) -> np.ndarray:
+    """A part as int32 when every value is a whole number in range or NaN (counts, day
+    ordinals, most ids): half the bytes to write and read, and exactly the same floats back."""
+    known = values[~np.isnan(values)]
+    if known.size and (
+        (known != np.round(known)).any() or known.min() <= _NONE32 or known.max() > np.iinfo(np.int32).max
+    ):
+        return values
+    return np.where(np.isnan(values), _NONE32, values).astype(np.int32)
+
+
+def _expand(values: np.ndarray) -> np.ndarray:
+    if values.dtype != np.int32:
+        return values
+    out = values.astype(np.float64)
+    out[values == _NONE32] = np.nan
+    return out
 
 
 def _unpack(as_of: dt.date, payload: bytes) -> FeatureState | None:
@@ -138,12 +182,12 @@ def _unpack(as_of: dt.date, payload: bytes) -> FeatureState | None:
         meta = json.loads(archive["meta"].tobytes())
         if meta.get("format") != FORMAT:
             return None
-        parts = {name[5:]: archive[name] for name in archive.files if name.startswith("part:")}
+        parts = {name[5:]: _expand(archive[name]) for name in archive.files if name.startswith("part:")}
         if set(parts) != set(STATE_PARTS):
             return None
         return FeatureState(
             as_of=as_of,
-            ids=json.loads(archive["ids"].tobytes()),
+            ids=archive["ids"],
             parts=parts,
             sub_plan=np.array(json.loads(archive["sub_plan"].tobytes()), dtype=object),
             watermarks={k: int(v) for k, v in meta["watermarks"].items()},
@@ -197,9 +241,9 @@ def why_unusable(conn: Connection, state: FeatureState | None, d: dt.date) -> st
         kept = state.watermarks.get(name, 0)
         if now[name] < kept:
             return f"rows were removed from {name}"
-        late = conn.execute(
-            select(func.count()).select_from(model).where(model.id > kept, date_col <= state.as_of)
-        ).scalar()
+        # rows added since (ordered by id, so the primary key is walked, not the date index)
+        added = conn.execute(select(date_col).where(model.id > kept).order_by(model.id)).scalars().all()
+        late = sum(1 for v in added if v is not None and str(v)[:10] <= state.as_of.isoformat())
         if late:
             return (
                 f"{late} {name} row(s) dated on or before {state.as_of} were added after the state was kept"
@@ -215,11 +259,12 @@ def build(session: Session, d: dt.date) -> FeatureState:
     conn = session.connection()
     watermarks = _watermarks(conn)
     ids = column(sort_by_id(raw_rows(conn, select(Account.id))), 0)
-    index = {a: i for i, a in enumerate(ids)}
     n = len(ids)
     stmts, extra = statements_for(AccountScope())
     params = {**history_params(d), **extra}
-    parts = read_components(conn, stmts, params, index, n, (*KEPT_GROUPS, "invoices"))
+    by_id = {a: i for i, a in enumerate(ids)}
+    parts = read_components(conn, stmts, params, by_id, n, (*KEPT_GROUPS, "invoices"))
+    index = AccountIndex(_id_array(ids))
     plan = parts.pop("sub_plan")
     parts["champ_latest"] = np.full(n, np.nan)
     _latest_champion(conn, index, parts, {"lo": dt.date.min, "hi": d})
@@ -228,7 +273,7 @@ def build(session: Session, d: dt.date) -> FeatureState:
     _add_csat(conn, index, parts, d - dt.timedelta(days=WINDOW_DAYS), d, 1.0)
     for name in ZERO_PARTS:
         parts[name] = np.nan_to_num(parts[name], nan=0.0)
-    return FeatureState(as_of=d, ids=ids, parts=parts, sub_plan=plan, watermarks=watermarks)
+    return FeatureState(as_of=d, ids=index.ids, parts=parts, sub_plan=plan, watermarks=watermarks)
 
 
 _D = bindparam("d", type_=Date())
@@ -283,7 +328,7 @@ class CsatOutOfRange(ValueError):
 
 
 def _latest_champion(
-    conn: Connection, index: Mapping[str, int], parts: dict[str, np.ndarray], params: Mapping[str, Any]
+    conn: Connection, index: AccountIndex, parts: dict[str, np.ndarray], params: Mapping[str, Any]
 ) -> None:
     rows = raw_rows(conn, _CHAMPION, params)
     if rows:
@@ -293,7 +338,7 @@ def _latest_champion(
 
 def _add_csat(
     conn: Connection,
-    index: Mapping[str, int],
+    index: AccountIndex,
     parts: dict[str, np.ndarray],
     lo: dt.date,
     hi: dt.date,
@@ -316,7 +361,7 @@ def _add_csat(
 
 def _add_invoices(
     conn: Connection,
-    index: Mapping[str, int],
+    index: AccountIndex,
     parts: dict[str, np.ndarray],
     lo: dt.date,
     hi: dt.date,
@@ -341,8 +386,8 @@ def csat_median(parts: Mapping[str, np.ndarray]) -> np.ndarray:
     return np.where(total > 0, (lo + hi) / 2.0, np.nan)
 
 
-def _rows_at(index: Mapping[str, int], rows: list[Any]) -> np.ndarray:
-    return np.fromiter((index[r[0]] for r in rows), dtype=np.int64, count=len(rows))
+def _rows_at(index: AccountIndex, rows: list[Any]) -> np.ndarray:
+    return index.positions(column(rows, 0))
 
 
 def _ordinals(values: list[Any]) -> np.ndarray:
@@ -365,11 +410,12 @@ def advance(session: Session, state: FeatureState, d: dt.date) -> FeatureState:
     """`state` moved from its date to `d` (≥ it) with the rows dated in between."""
     conn = session.connection()
     p = state.as_of
-    ids = column(sort_by_id(raw_rows(conn, select(Account.id))), 0)
-    if ids != state.ids:  # new accounts start empty; removed ones are dropped
-        old = state.index()
-        at = np.array([old.get(a, -1) for a in ids], dtype=np.int64)
-        found = at >= 0
+    ids = _id_array(column(sort_by_id(raw_rows(conn, select(Account.id))), 0))
+    if len(ids) != len(state.ids) or not (ids == state.ids).all():
+        # new accounts start empty; removed ones are dropped
+        at = np.searchsorted(state.ids, ids) if len(state.ids) else np.zeros(len(ids), dtype=np.int64)
+        found = at < len(state.ids)
+        found[found] = state.ids[at[found]] == ids[found]
         parts: dict[str, np.ndarray] = {}
         for name, values in state.parts.items():
             empty = 0.0 if name in ZERO_PARTS else np.nan
@@ -397,7 +443,7 @@ def advance(session: Session, state: FeatureState, d: dt.date) -> FeatureState:
 
 
 def _advance_usage(
-    conn: Connection, index: Mapping[str, int], parts: dict[str, np.ndarray], p: dt.date, d: dt.date
+    conn: Connection, index: AccountIndex, parts: dict[str, np.ndarray], p: dt.date, d: dt.date
 ) -> None:
     week = dt.timedelta(days=1)
     lw_p, lw_d = p - 6 * week, d - 6 * week
@@ -421,7 +467,7 @@ def _advance_usage(
 
 def _advance_latest(
     conn: Connection,
-    index: Mapping[str, int],
+    index: AccountIndex,
     parts: dict[str, np.ndarray],
     plan: np.ndarray,
     p: dt.date,
@@ -469,18 +515,19 @@ def _latest_per_account(rows: list[Any], *, date_at: int, id_at: int) -> list[An
 
 
 def _advance_open(
-    conn: Connection, index: Mapping[str, int], parts: dict[str, np.ndarray], p: dt.date, d: dt.date
+    conn: Connection, index: AccountIndex, parts: dict[str, np.ndarray], p: dt.date, d: dt.date
 ) -> None:
     params = {"p": p, "d": d}
     d_text = d.isoformat()
-    for account_id, priority, closed_at in raw_rows(conn, _OPENED, params):
-        key = str(priority).lower()
-        if key in PRIORITIES and (closed_at is None or str(closed_at)[:10] > d_text):
-            parts[f"open_{key}"][index[account_id]] += 1.0
-    for account_id, priority in raw_rows(conn, _CLOSED, params):
-        key = str(priority).lower()
-        if key in PRIORITIES:
-            parts[f"open_{key}"][index[account_id]] -= 1.0
+    opened = raw_rows(conn, _OPENED, params)
+    closed = raw_rows(conn, _CLOSED, params)
+    for rows, sign in ((opened, 1.0), (closed, -1.0)):
+        at = _rows_at(index, rows).tolist()
+        for i, r in zip(at, rows, strict=True):
+            key = str(r[1]).lower()
+            still_open = sign < 0 or r[2] is None or str(r[2])[:10] > d_text
+            if key in PRIORITIES and still_open:
+                parts[f"open_{key}"][i] += sign
 
 
 # --------------------------------------------------------------------------- use in a batch
@@ -519,11 +566,7 @@ class KeptSource:
             self.use = StateUse("read", None, reason or "")
         elif state is not kept:
             save(session, state)
-        at_state = state.index()
-        rows = np.array([at_state.get(a, -1) for a in _ordered(index, n)], dtype=np.int64)
-        if (rows < 0).any():  # cannot happen: the state holds every account
-            raise RuntimeError("an account in scope is missing from the churn feature state")
-        return components_of(state, rows, d)
+        return components_of(state, state.index().positions(_ordered(index, n)), d)
 
 
 def components_of(state: FeatureState, rows: np.ndarray, d: dt.date) -> Components:
@@ -539,6 +582,8 @@ def components_of(state: FeatureState, rows: np.ndarray, d: dt.date) -> Componen
 
 
 def _ordered(index: Mapping[str, int], n: int) -> list[str]:
+    if isinstance(index, IdIndex):
+        return index.ordered
     out = [""] * n
     for account_id, i in index.items():
         out[i] = account_id
