@@ -119,17 +119,21 @@ def group_contributions(model: ActiveModel, table: FeatureTable) -> tuple[list[s
     """Driver groups and their contributions per row (log-odds, or health points for rules)."""
     if model.linear is None:
         return [rule.group for rule in RULES], rule_points(table)
-    contrib = model.linear.contributions(table)
+    linear = model.linear
     groups: list[str] = []
     position: dict[str, int] = {}
-    for col in model.linear.columns:
+    for col in linear.columns:
         if col.group not in position:
             position[col.group] = len(groups)
             groups.append(col.group)
-    out = np.zeros((len(table), len(groups)))
-    for j, col in enumerate(model.linear.columns):  # sequential: same sums alone or in a batch
-        out[:, position[col.group]] += contrib[:, j]
-    return groups, out
+    # one group per row of `sums` (contiguous), columns added in order: the same sums as
+    # adding up `linear.contributions(table)` column by column, without its rows × columns matrix
+    sums = np.zeros((len(groups), len(table)))
+    for j, col in enumerate(linear.columns):
+        sums[position[col.group]] += linear.coefs[j] * (
+            (col.values(table) - linear.means[j]) / linear.scales[j]
+        )
+    return groups, sums.T
 
 
 def _top_groups(
@@ -204,6 +208,44 @@ def driver_json(model: ActiveModel, table: FeatureTable, top_drivers: int) -> li
     return driver_texts(model, table, groups, contrib, top_drivers)
 
 
+def _fixed_parts(g: str, names: tuple[str, ...], key: tuple[Any, ...], unit: str) -> tuple[str, str]:
+    """A driver's JSON text before and after its contribution, for these phrase inputs."""
+    row = dict(zip(names, key, strict=True))
+    return (
+        f'{{"feature": {json.dumps(g)}, "value": {_json_value(driver_value(g, row))}, "contribution": ',
+        f', "unit": {unit}, "phrase": {encode_basestring_ascii(driver_phrase(g, row))}}}',
+    )
+
+
+def _group_parts(
+    table: FeatureTable, columns: Mapping[str, list[Any] | None], g: str, rows: np.ndarray, unit: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """The fixed JSON parts of group `g`'s driver for each of `rows`, built once per distinct
+    input: found with numpy for a group phrased from its own number, with a dict otherwise."""
+    names = _PHRASE_INPUTS.get(g, (g,))
+    if names == (g,) and g in table.numeric:
+        # distinct by bit pattern, so -0.0 and 0.0 keep their own text as they would one by one
+        bits, inverse = np.unique(table.numeric[g][rows].view(np.int64), return_inverse=True)
+        uniq = bits.view(np.float64)
+        built = [_fixed_parts(g, names, (None if v != v else v,), unit) for v in uniq.tolist()]  # v != v: NaN
+        heads = np.array([h for h, _ in built], dtype=object)
+        tails = np.array([t for _, t in built], dtype=object)
+        return heads[inverse], tails[inverse]
+    picked = rows.tolist()
+    keys = list(
+        zip(
+            *[
+                [None] * len(picked) if c is None else [c[i] for i in picked]
+                for c in [columns[f] for f in names]
+            ],
+            strict=True,
+        )
+    )
+    fixed = {key: _fixed_parts(g, names, key, unit) for key in set(keys)}
+    pairs = [fixed[key] for key in keys]
+    return np.array([h for h, _ in pairs], dtype=object), np.array([t for _, t in pairs], dtype=object)
+
+
 def driver_texts(
     model: ActiveModel, table: FeatureTable, groups: list[str], contrib: np.ndarray, top_drivers: int
 ) -> list[str]:
@@ -211,44 +253,32 @@ def driver_texts(
     n = len(table)
     unit = json.dumps("log_odds" if model.linear is not None else "health_points")
     idx, ok = _top_groups(contrib, groups, top_drivers, raising=True)
+    if idx.shape[1] == 0:
+        return ["[]"] * n
     columns = table.column_lists()
-    ranks: list[list[str]] = []
+    ranks: list[tuple[list[str], list[float], list[str]]] = []
     for r in range(idx.shape[1]):
         picked, present = idx[:, r], ok[:, r]
         heads = np.full(n, "", dtype=object)
         tails = np.full(n, "", dtype=object)
         for k in np.unique(picked[present]).tolist():
-            g = groups[k]
-            names = _PHRASE_INPUTS.get(g, (g,))
-            cols = [columns[f] for f in names]
-            rows = np.flatnonzero(present & (picked == k)).tolist()
-            keys = list(
-                zip(*[[None] * len(rows) if c is None else [c[i] for i in rows] for c in cols], strict=True)
-            )
-            fixed: dict[Any, tuple[str, str]] = {}
-            for key in set(keys):
-                row = dict(zip(names, key, strict=True))
-                fixed[key] = (
-                    f'{{"feature": {json.dumps(g)}, "value": {_json_value(driver_value(g, row))}, "contribution": ',
-                    f', "unit": {unit}, "phrase": {encode_basestring_ascii(driver_phrase(g, row))}}}',
-                )
-            pairs = [fixed[key] for key in keys]
-            heads[rows] = [h for h, _ in pairs]
-            tails[rows] = [t for _, t in pairs]
+            rows = np.flatnonzero(present & (picked == k))
+            heads[rows], tails[rows] = _group_parts(table, columns, groups[k], rows, unit)
         values = np.take_along_axis(contrib, idx[:, r : r + 1], axis=1)[:, 0].tolist()
-        ranks.append(
-            [
-                f"{h}{c!r}{t}" if here else ""
-                for h, c, t, here in zip(
-                    heads.tolist(), values, tails.tolist(), present.tolist(), strict=True
-                )
-            ]
-        )
-    if not ranks:
-        return ["[]"] * n
-    out = []
-    for texts in zip(*ranks, strict=True):
-        out.append("[" + ", ".join(t for t in texts if t) + "]")
+        ranks.append((heads.tolist(), values, tails.tolist()))
+    count = ok.sum(axis=1)  # drivers present are the first `count` ranks of a row
+    out = [""] * n
+    for m in range(idx.shape[1] + 1):
+        where = np.flatnonzero(count == m).tolist()
+        if not where:
+            continue
+        if m == 0:
+            texts = ["[]"] * len(where)
+        else:
+            per_rank = [[f"{h[i]}{c[i]!r}{t[i]}" for i in where] for h, c, t in ranks[:m]]
+            texts = ["[" + ", ".join(parts) + "]" for parts in zip(*per_rank, strict=True)]
+        for i, text in zip(where, texts, strict=True):
+            out[i] = text
     return out
 
 
