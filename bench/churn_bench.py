@@ -18,9 +18,15 @@ Per size, in this order:
 3. with no kept snapshot: ``rank(accounts, churn_probability, limit=20)`` and list-mode
    ``churn_risk(limit=20)``, which compute every filtered account;
 4. **batch scoring of all accounts** (``write_score_snapshot``: features, probabilities, top
-   drivers, bulk insert into churn_scores, commit) — the issue #3 target is ≤ 10 s at 1M;
+   drivers, bulk insert into churn_scores, commit) with no kept feature state: everything is
+   read from the event tables (and the state is built and kept);
 5. the same ``rank`` and ``churn_risk`` calls reading the kept snapshot;
-6. ``churn_risk`` and ``next_best_action`` for single accounts (p50/p95).
+6. ``churn_risk`` and ``next_best_action`` for single accounts (p50/p95);
+7. **with the kept feature state** (tools/churn/state.py) of 1 and of 7 days before: the state
+   build itself, scoring every active account (features + probabilities, state advanced and
+   kept), and the whole batch as a nightly run writes it (a new date: the rows of the date
+   are deleted first, untimed). The batch rows must equal the from-scratch batch's (checked).
+   The issue #3 target is ≤ 10 s at 1M.
 
 Times are wall-clock of one run. Peak memory is the tracemalloc peak of a separate traced
 pass of the same step (numpy buffers included; tracing slows Python code, so it is not timed).
@@ -49,10 +55,11 @@ from sqlalchemy.orm import Session
 
 from crm.db import make_engine, make_sessionmaker
 from crm.migrate import current_revision, upgrade
-from crm.models import Account, ChurnModel, ChurnScore
+from crm.models import Account, ChurnFeatureState, ChurnModel, ChurnScore
+from tools.churn import state as churn_state
 from tools.churn.features import AccountScope, FeatureTable, active_on, compute_features
 from tools.churn.model import load_active_model, load_model_report, train
-from tools.churn.scoring import churn_risk, write_score_snapshot
+from tools.churn.scoring import assess, churn_risk, write_score_snapshot
 from tools.nba import next_best_action
 from tools.ranking import rank
 
@@ -196,8 +203,11 @@ def bench_size(engine: Engine, *, samples: int) -> dict[str, Any]:
             raise SystemExit("expected the computed path with no snapshot kept")
 
         def batch() -> Any:
+            session.execute(delete(ChurnFeatureState))  # from scratch: no kept feature state
             result = write_score_snapshot(session, as_of=AS_OF)
             session.commit()
+            if result.features != "built":
+                raise SystemExit(f"expected a batch from scratch, got {result.features}")
             return result
 
         written, out["batch_score_all_seconds"] = _timed(batch)
@@ -238,9 +248,73 @@ def bench_size(engine: Engine, *, samples: int) -> dict[str, Any]:
             risk_times.append(time.perf_counter() - start)
         out["next_best_action_single"] = _percentiles(nba_times)
         out["churn_risk_single"] = _percentiles(risk_times)
+        out.update(_with_kept_state(session))
     for key, value in list(out.items()):
         if key.endswith("_seconds") and isinstance(value, float):
             out[key] = round(value, 3)
+    return out
+
+
+def _scores(session: Session) -> dict[str, float]:
+    rows = session.execute(
+        select(ChurnScore.account_id, ChurnScore.probability).where(ChurnScore.as_of == AS_OF)
+    ).all()
+    return {str(a): float(p) for a, p in rows}
+
+
+def _keep_state_at(session: Session, day: dt.date) -> float:
+    """Build and keep the feature state as of `day`; returns the build time (SQL → numpy)."""
+    built, seconds = _timed(lambda: churn_state.build(session, day))
+    churn_state.save(session, built)
+    session.commit()
+    return seconds
+
+
+def _with_kept_state(session: Session) -> dict[str, Any]:
+    """Scoring with the kept feature state 1 and 7 days behind the scoring date."""
+    out: dict[str, Any] = {}
+    reference = _scores(session)  # the from-scratch batch's rows
+    scope = AccountScope(where=active_on(AS_OF))
+    for days in (1, 7):
+        out[f"state_build_{days}d_seconds"] = round(_keep_state_at(session, AS_OF - dt.timedelta(days=days)), 3)
+
+        def score() -> Any:
+            source = churn_state.KeptSource()
+            result = assess(session, as_of=AS_OF, scope=scope, source=source)
+            if source.use is None or source.use.how != "advanced":
+                raise SystemExit(f"expected the kept state to be advanced, got {source.use}")
+            return result
+
+        scored, seconds = _timed(score)
+        session.rollback()  # keep the state where it was for the batch below
+        out[f"score_all_state_{days}d_seconds"] = round(seconds, 3)
+        session.execute(delete(ChurnScore).where(ChurnScore.as_of == AS_OF))
+        session.commit()
+
+        def batch() -> Any:
+            result = write_score_snapshot(session, as_of=AS_OF)
+            session.commit()
+            return result
+
+        written, seconds = _timed(batch)
+        out[f"batch_state_{days}d_seconds"] = round(seconds, 3)
+        if written.features != "advanced":
+            raise SystemExit(f"expected the batch to advance the kept state, got {written.features}")
+        kept = _scores(session)
+        same = (
+            kept == reference
+            and dict(zip(scored.table.ids.tolist(), scored.probability.tolist(), strict=True)) == kept
+        )
+        out[f"state_{days}d_equals_from_scratch"] = same
+        if not same:
+            raise SystemExit(f"scores with the state {days} d behind differ from the from-scratch batch")
+    payload = session.execute(select(func.length(ChurnFeatureState.payload))).scalar()
+    out["state_payload_mib"] = round((payload or 0) / 2**20, 1)
+    _keep_state_at(session, AS_OF - dt.timedelta(days=1))
+    session.execute(delete(ChurnScore).where(ChurnScore.as_of == AS_OF))
+    session.commit()
+    out["batch_state_1d_peak_mib"] = _traced_peak_mib(lambda: write_score_snapshot(session, as_of=AS_OF))
+    session.rollback()
     return out
 
 

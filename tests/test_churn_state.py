@@ -107,6 +107,15 @@ def test_state_survives_storage_and_new_accounts_start_empty(demo: Session) -> N
     )
     assert state.why_unusable(demo.connection(), loaded, dt.date(2026, 7, 7)) is None
     _assert_same(state.advance(demo, loaded, dt.date(2026, 7, 7)), demo)
+    # given the accounts being scored, it adds those it lacks and keeps the others (here the
+    # scored ones are just the two new accounts, one with a longer id than any kept: nothing
+    # may be cut short) ...
+    longer = "AAA-NEW-WITH-A-LONG-ID"
+    demo.execute(insert(Account).values(id=longer, name="Longer", arr=1.0, created_at=dt.date(2026, 7, 6)))
+    demo.execute(insert(Interaction).values(account_id=longer, type="call", occurred_at=dt.date(2026, 7, 6)))
+    _assert_same(state.advance(demo, loaded, dt.date(2026, 7, 7), ["AAA-NEW", longer]), demo)
+    # ... and when a row in between belongs to an account it still lacks, reads them all after all
+    _assert_same(state.advance(demo, loaded, dt.date(2026, 7, 7), loaded.ids.tolist()[:10]), demo)
 
 
 def test_back_dated_rows_too_long_a_step_or_an_earlier_date_rebuild(demo: Session) -> None:
@@ -166,5 +175,6 @@ def test_parts_are_stored_compactly_only_when_that_is_exact() -> None:
         assert state._compact(kept_as_float) is kept_as_float
     index = state.AccountIndex(np.array(["A-1", "A-2", "B-7"]))
     assert index.positions(["B-7", "A-1"]).tolist() == [2, 0]
-    with pytest.raises(KeyError):
-        index.positions(["A-3"])
+    for unknown in (["A-3"], ["A-10"], ["B-77"]):  # a longer id must not be cut to a known one
+        with pytest.raises(KeyError):
+            index.positions(unknown)
