@@ -276,7 +276,9 @@ def _with_kept_state(session: Session) -> dict[str, Any]:
     reference = _scores(session)  # the from-scratch batch's rows
     scope = AccountScope(where=active_on(AS_OF))
     for days in (1, 7):
-        out[f"state_build_{days}d_seconds"] = round(_keep_state_at(session, AS_OF - dt.timedelta(days=days)), 3)
+        out[f"state_build_{days}d_seconds"] = round(
+            _keep_state_at(session, AS_OF - dt.timedelta(days=days)), 3
+        )
 
         def score() -> Any:
             source = churn_state.KeptSource()
