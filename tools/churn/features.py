@@ -251,7 +251,7 @@ def active_on(day: dt.date) -> tuple[ColumnElement[bool], ...]:
 _EPOCH_ORDINAL = dt.date(1970, 1, 1).toordinal()
 
 
-def _dates(values: Sequence[Any]) -> np.ndarray:
+def date_ordinals(values: Sequence[Any]) -> np.ndarray:
     """Dates (date objects, or ISO strings as SQLite returns them) as float day ordinals; None → NaN.
 
     Only the present values are parsed: a column that is mostly empty (e.g. `churned_at` of
@@ -278,7 +278,7 @@ def _column(values: Sequence[Any]) -> np.ndarray:
     """A float array of numbers or dates (as day ordinals); None → NaN."""
     first = next((v for v in values if v is not None), None)
     if isinstance(first, dt.date | str):
-        return _dates(values)
+        return date_ordinals(values)
     return np.array(values, dtype=np.float64)
 
 
@@ -465,8 +465,8 @@ def _frame(
     index = IdIndex(cols[0])
     numeric = {
         "arr": np.nan_to_num(np.array(cols[3], dtype=np.float64), nan=0.0),
-        "created_at": _dates(cols[4]),
-        "churned_at": _dates(cols[5]),
+        "created_at": date_ordinals(cols[4]),
+        "churned_at": date_ordinals(cols[5]),
     }
     categorical = {
         "segment": np.array(cols[1], dtype=object),

@@ -63,6 +63,7 @@ from tools.churn.features import (
     Components,
     IdIndex,
     column,
+    date_ordinals,
     history_params,
     raw_rows,
     read_components,
@@ -351,7 +352,7 @@ def _latest_champion(
     rows = raw_rows(conn, _CHAMPION, params)
     if rows:
         at = _rows_at(index, rows)
-        parts["champ_latest"][at] = np.fmax(parts["champ_latest"][at], _ordinals(column(rows, 1)))
+        parts["champ_latest"][at] = np.fmax(parts["champ_latest"][at], date_ordinals(column(rows, 1)))
 
 
 def _add_csat(
@@ -406,15 +407,6 @@ def csat_median(parts: Mapping[str, np.ndarray]) -> np.ndarray:
 
 def _rows_at(index: AccountIndex, rows: list[Any]) -> np.ndarray:
     return index.positions(column(rows, 0))
-
-
-def _ordinals(values: list[Any]) -> np.ndarray:
-    days = np.array(
-        [v if v is None or isinstance(v, dt.date) else str(v)[:10] for v in values], dtype="datetime64[D]"
-    )
-    out = days.astype(np.int64).astype(np.float64) + dt.date(1970, 1, 1).toordinal()
-    out[np.isnat(days)] = np.nan
-    return out
 
 
 def _later(kept_at: np.ndarray, kept_id: np.ndarray, at: np.ndarray, ids: np.ndarray) -> np.ndarray:
@@ -534,23 +526,23 @@ def _advance_latest(
     touch = raw_rows(conn, _TOUCH, params)
     if touch:
         at = _rows_at(index, touch)
-        parts["touch"][at] = np.fmax(parts["touch"][at], _ordinals(column(touch, 1)))
+        parts["touch"][at] = np.fmax(parts["touch"][at], date_ordinals(column(touch, 1)))
     subs = _latest_per_account(raw_rows(conn, _NEW_SUBS, params), date_at=4, id_at=5)
     if subs:
         at = _rows_at(index, subs)
-        start, sid = _ordinals(column(subs, 4)), np.array(column(subs, 5), dtype=np.float64)
+        start, sid = date_ordinals(column(subs, 4)), np.array(column(subs, 5), dtype=np.float64)
         take = _later(parts["sub_start"][at], parts["sub_id"][at], start, sid)
         at, chosen = at[take], [r for r, t in zip(subs, take.tolist(), strict=True) if t]
         parts["sub_seats"][at] = np.array([_num(r[1]) for r in chosen], dtype=np.float64)
         parts["sub_discount"][at] = np.array([_num(r[2]) for r in chosen], dtype=np.float64)
-        parts["sub_renewal"][at] = _ordinals([r[3] for r in chosen])
+        parts["sub_renewal"][at] = date_ordinals([r[3] for r in chosen])
         parts["sub_start"][at] = start[take]
         parts["sub_id"][at] = sid[take]
         plan[at] = np.array([r[6] for r in chosen], dtype=object)
     nps = _latest_per_account(raw_rows(conn, _NEW_NPS, params), date_at=2, id_at=3)
     if nps:
         at = _rows_at(index, nps)
-        when, nid = _ordinals(column(nps, 2)), np.array(column(nps, 3), dtype=np.float64)
+        when, nid = date_ordinals(column(nps, 2)), np.array(column(nps, 3), dtype=np.float64)
         take = _later(parts["nps_at"][at], parts["nps_id"][at], when, nid)
         parts["nps_score"][at[take]] = np.array([_num(r[1]) for r in nps], dtype=np.float64)[take]
         parts["nps_at"][at[take]] = when[take]
