@@ -8,6 +8,7 @@ step to September goes through every kind of change the deltas handle.
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from collections.abc import Iterator
 
 import numpy as np
@@ -178,3 +179,34 @@ def test_parts_are_stored_compactly_only_when_that_is_exact() -> None:
     for unknown in (["A-3"], ["A-10"], ["B-77"]):  # a longer id must not be cut to a known one
         with pytest.raises(KeyError):
             index.positions(unknown)
+
+
+@pytest.mark.postgres
+def test_two_batches_keeping_their_state_at_once_do_not_fail(pg_engine: Engine) -> None:
+    """B's save waits for A's uncommitted one and then replaces it (a delete + insert would
+    hit the primary key once A commits)."""
+    generate_demo(pg_engine, accounts=20, seed=3)
+    factory = make_sessionmaker(pg_engine)
+    errors: list[BaseException] = []
+    with factory() as first, factory() as second:
+        kept_a = state.build(first, D0)
+        kept_b = state.build(second, D0 + dt.timedelta(days=1))
+        state.save(first, kept_a)  # uncommitted: holds the key
+
+        def save_second() -> None:
+            try:
+                state.save(second, kept_b)
+                second.commit()
+            except BaseException as exc:  # reported by the assertion below
+                errors.append(exc)
+
+        worker = threading.Thread(target=save_second)
+        worker.start()
+        worker.join(timeout=0.5)
+        assert worker.is_alive()  # waiting for the first transaction
+        first.commit()
+        worker.join(timeout=30)
+    assert not worker.is_alive() and errors == []
+    with factory() as check:
+        kept = state.load(check)
+    assert kept is not None and kept.as_of == D0 + dt.timedelta(days=1)

@@ -40,6 +40,7 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy import Connection, Date, and_, bindparam, case, delete, func, or_, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from crm.models import (
@@ -223,9 +224,24 @@ def load(session: Session) -> FeatureState | None:
 
 
 def save(session: Session, state: FeatureState) -> None:
-    session.execute(delete(ChurnFeatureState).where(ChurnFeatureState.key == STATE_KEY))
-    session.add(ChurnFeatureState(key=STATE_KEY, as_of=state.as_of, payload=_pack(state)))
-    session.flush()
+    """Keep `state`, replacing the kept one in one statement (an upsert on SQLite and
+    PostgreSQL), so two batches finishing together leave the later one's state rather than
+    failing on the key."""
+    values = {"key": STATE_KEY, "as_of": state.as_of, "payload": _pack(state)}
+    dialect = session.get_bind().dialect.name
+    if dialect in ("sqlite", "postgresql"):
+        module = sqlite if dialect == "sqlite" else postgresql
+        stmt = module.insert(ChurnFeatureState).values(**values)
+        session.execute(
+            stmt.on_conflict_do_update(
+                index_elements=[ChurnFeatureState.key],
+                set_={"as_of": stmt.excluded.as_of, "payload": stmt.excluded.payload},
+            )
+        )
+    else:  # pragma: no cover - the product runs on SQLite and PostgreSQL
+        session.execute(delete(ChurnFeatureState).where(ChurnFeatureState.key == STATE_KEY))
+        session.add(ChurnFeatureState(**values))
+        session.flush()
 
 
 def drop(conn: Connection) -> int:
