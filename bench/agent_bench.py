@@ -51,19 +51,10 @@ def pct(values: list[float], q: float) -> float:
 def turn_record(kind: str, question: str, r: AgentAnswer) -> dict[str, Any]:
     other = max(0.0, r.latency_s - r.llm_s - r.tool_s)
     return {
-        "kind": kind,
-        "question": question,
-        "latency_s": r.latency_s,
-        "llm_s": r.llm_s,
-        "tool_s": r.tool_s,
-        "other_s": round(other, 3),
-        "outside_llm_share": round((r.latency_s - r.llm_s) / r.latency_s, 4),
-        "llm_calls": r.llm_calls,
-        "prompt_tokens": r.prompt_tokens,
-        "completion_tokens": r.completion_tokens,
-        "tools": [c.name for c in r.tool_calls],
-        "error": r.error,
-        "load_1m": os.getloadavg()[0],
+        "kind": kind, "question": question, "latency_s": r.latency_s, "llm_s": r.llm_s, "tool_s": r.tool_s,
+        "other_s": round(other, 3), "outside_llm_share": round((r.latency_s - r.llm_s) / r.latency_s, 4),
+        "llm_calls": r.llm_calls, "prompt_tokens": r.prompt_tokens, "completion_tokens": r.completion_tokens,
+        "tools": [c.name for c in r.tool_calls], "error": r.error, "load_1m": os.getloadavg()[0],
         "answer": r.answer,
     }
 
@@ -102,9 +93,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--warm-turns", type=int, default=len(QUESTIONS))
     ap.add_argument("--cold-turns", type=int, default=2)
-    ap.add_argument(
-        "--db", type=Path, default=None, help="database to copy (default: the configured SQLite file)"
-    )
+    ap.add_argument("--db", type=Path, default=None, help="database to copy (default: the configured SQLite file)")
     args = ap.parse_args()
     settings, tmp = scratch_settings("agent-bench-", args.db, llm_base_url=None)
     rows: list[dict[str, Any]] = []
@@ -125,10 +114,8 @@ def main() -> None:
         for q in QUESTIONS[: args.warm_turns]:
             rows.append(turn_record("warm", q, copilot.ask(q)))
             r = rows[-1]
-            print(
-                f"warm  {r['latency_s']:6.1f}s llm {r['llm_s']:6.1f}s calls {r['llm_calls']} {r['tools']}  {q}",
-                flush=True,
-            )
+            print(f"warm  {r['latency_s']:6.1f}s llm {r['llm_s']:6.1f}s calls {r['llm_calls']} {r['tools']}  {q}",
+                  flush=True)
         model = runtime.model
     result = {
         "when": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),

@@ -30,17 +30,11 @@ def main() -> None:
         for case in cases:
             r = copilot.ask(case.question)
             data_tools = [t.name for t in r.tool_calls if t.name != "search_knowledge"]
-            rows.append(
-                {
-                    "question": case.question,
-                    "tools": [t.name for t in r.tool_calls],
-                    "answer": r.answer,
-                    "notes": r.notes,
-                    "llm_calls": r.llm_calls,
-                    "latency_s": r.latency_s,
-                    "declined": not data_tools and not any(ch.isdigit() for ch in r.answer),
-                }
-            )
+            rows.append({
+                "question": case.question, "tools": [t.name for t in r.tool_calls], "answer": r.answer,
+                "notes": r.notes, "llm_calls": r.llm_calls, "latency_s": r.latency_s,
+                "declined": not data_tools and not any(ch.isdigit() for ch in r.answer),
+            })
             declined += bool(rows[-1]["declined"])
             print(json.dumps(rows[-1]), flush=True)
     RESULTS.write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")

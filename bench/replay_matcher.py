@@ -41,9 +41,7 @@ def _per_call(matcher: Any, pairs: list[tuple[Any, Any]]) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--suite", default="tasks")
     parser.add_argument("--pairs", type=int, default=300, help="non-matching pairs timed per matcher")
     args = parser.parse_args(argv)
@@ -73,13 +71,9 @@ def main(argv: list[str] | None = None) -> int:
     walk_same_body_s = time.perf_counter() - t0
 
     rng = random.Random(0)
-    different = [
-        (requests[i], requests[j])
-        for i, j in (
-            (rng.randrange(len(requests)), rng.randrange(len(requests))) for _ in range(args.pairs * 3)
-        )
-        if bodies[i] != bodies[j]
-    ][: args.pairs]
+    different = [(requests[i], requests[j]) for i, j in
+                 ((rng.randrange(len(requests)), rng.randrange(len(requests))) for _ in range(args.pairs * 3))
+                 if bodies[i] != bodies[j]][: args.pairs]
     vcr_mismatch = _per_call(matchers.body, different)
     ours_mismatch = _per_call(same_body, different)
     equal = [(r, r) for r in requests[: min(len(requests), args.pairs)]]

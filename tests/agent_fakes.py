@@ -79,15 +79,12 @@ class ScriptedChatModel(BaseChatModel):
         assert isinstance(reply, AIMessage)
         if reply.tool_calls:
             chunks = [reply.tool_calls]
-            yield ChatGenerationChunk(
-                message=AIMessageChunk(
-                    content="",
-                    tool_call_chunks=[
-                        {"name": c["name"], "args": json.dumps(c["args"]), "id": c["id"], "index": i}
-                        for i, c in enumerate(chunks[0])
-                    ],
-                )
-            )
+            yield ChatGenerationChunk(message=AIMessageChunk(
+                content="", tool_call_chunks=[
+                    {"name": c["name"], "args": json.dumps(c["args"]), "id": c["id"], "index": i}
+                    for i, c in enumerate(chunks[0])
+                ],
+            ))
         else:
             words = str(reply.content).split(" ")
             for i, word in enumerate(words):
@@ -105,9 +102,7 @@ class ScriptedChatModel(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        self.script.requests.append(
-            {"model": self.label, "tools": list(self.tool_names), "messages": messages}
-        )
+        self.script.requests.append({"model": self.label, "tools": list(self.tool_names), "messages": messages})
         if self.on_request is not None:
             self.on_request(messages)
         if not self.script.replies:
@@ -115,9 +110,7 @@ class ScriptedChatModel(BaseChatModel):
         reply = self.script.replies.pop(0)
         if isinstance(reply, Exception):
             raise reply
-        reply = reply.model_copy(
-            update={"usage_metadata": {"input_tokens": 100, "output_tokens": 10, "total_tokens": 110}}
-        )
+        reply = reply.model_copy(update={"usage_metadata": {"input_tokens": 100, "output_tokens": 10, "total_tokens": 110}})
         return ChatResult(generations=[ChatGeneration(message=reply)])
 
 

@@ -48,9 +48,7 @@ def _every_recording_is_played(vcr: Any, record_mode: str) -> Iterator[None]:
 
 @pytest.fixture(scope="module")
 def llm(record_mode: str) -> Iterator[LLMRuntime]:
-    settings = get_settings().model_copy(
-        update={"llm_base_url": None, "llm_model": None, "llm_gguf_path": None}
-    )
+    settings = get_settings().model_copy(update={"llm_base_url": None, "llm_model": None, "llm_gguf_path": None})
     if record_mode == "none":
         yield LLMRuntime(settings, REPLAY_URL, embedded_model_name(settings))
         return
@@ -72,14 +70,8 @@ def sessions(demo_sessions: sessionmaker[Session]) -> sessionmaker[Session]:
 
 @pytest.fixture
 def copilot(sessions: sessionmaker[Session], knowledge: KnowledgeStore, llm: LLMRuntime) -> Copilot:
-    return Copilot(
-        sessions=sessions,
-        knowledge=lambda: knowledge,
-        router=llm.router(),
-        answerer=llm.answerer(),
-        model_name=llm.model,
-        llm_call_timeout_s=llm.settings.llm_timeout_s,
-    )
+    return Copilot(sessions=sessions, knowledge=lambda: knowledge, router=llm.router(),
+                   answerer=llm.answerer(), model_name=llm.model, llm_call_timeout_s=llm.settings.llm_timeout_s)
 
 
 def logged(sessions: sessionmaker[Session], run_id: str) -> list[ToolCall]:
@@ -88,9 +80,7 @@ def logged(sessions: sessionmaker[Session], run_id: str) -> list[ToolCall]:
 
 
 def test_top_churn_risks_and_what_to_do(copilot: Copilot, sessions: sessionmaker[Session]) -> None:
-    result = copilot.ask(
-        "Which 5 accounts are most likely to churn and what should we do about the first one?"
-    )
+    result = copilot.ask("Which 5 accounts are most likely to churn and what should we do about the first one?")
 
     assert result.error is None and result.answer
     names = [c.name for c in result.tool_calls]
@@ -98,11 +88,8 @@ def test_top_churn_risks_and_what_to_do(copilot: Copilot, sessions: sessionmaker
     assert all(c.ok for c in result.tool_calls)
     rows = logged(sessions, result.run_id)
     assert [r.name for r in rows] == names
-    listed = (
-        [i["id"] for i in rows[0].result["items"]]
-        if names[0] == "rank"
-        else [a["account_id"] for a in rows[0].result["accounts"]]
-    )
+    listed = [i["id"] for i in rows[0].result["items"]] if names[0] == "rank" else [
+        a["account_id"] for a in rows[0].result["accounts"]]
     nba = rows[names.index("next_best_action")]
     assert nba.args["account_id"] == listed[0]  # it asked about the first account the ranking returned
     with sessions() as s:

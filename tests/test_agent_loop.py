@@ -53,13 +53,11 @@ def rows(sessions: sessionmaker[Session], model: type, run_id: str) -> list[Any]
 
 def test_rank_then_next_best_action_is_logged_end_to_end(sessions: sessionmaker[Session]) -> None:
     first = top_account(sessions)
-    script = Script(
-        [
-            call("rank", entity="accounts", metric="churn_probability", limit=5),
-            call("next_best_action", account_id=first),
-            say(f"{first} is most at risk."),
-        ]
-    )
+    script = Script([
+        call("rank", entity="accounts", metric="churn_probability", limit=5),
+        call("next_best_action", account_id=first),
+        say(f"{first} is most at risk."),
+    ])
     result = copilot_for(sessions, script).ask(QUESTION)
 
     assert result.error is None
@@ -72,36 +70,24 @@ def test_rank_then_next_best_action_is_logged_end_to_end(sessions: sessionmaker[
     assert script.requests[0]["tools"][:3] == ["rank", "churn_risk", "next_best_action"]
 
     run_rows = rows(sessions, ToolCall, result.run_id)
-    assert [(t.name, t.ok, t.error) for t in run_rows] == [
-        ("rank", True, None),
-        ("next_best_action", True, None),
-    ]
+    assert [(t.name, t.ok, t.error) for t in run_rows] == [("rank", True, None), ("next_best_action", True, None)]
     assert run_rows[0].result["items"][0]["id"] == first  # the full result, not the compact one
     assert run_rows[1].args == {"account_id": first}
     llm = rows(sessions, LlmCall, result.run_id)
-    assert [(c.seq, c.prompt_tokens, c.error) for c in llm] == [
-        (1, 100, None),
-        (2, 100, None),
-        (3, 100, None),
-    ]
+    assert [(c.seq, c.prompt_tokens, c.error) for c in llm] == [(1, 100, None), (2, 100, None), (3, 100, None)]
     with sessions() as s:
         run = s.get(AgentRun, result.run_id)
         assert run is not None and run.status == "ok" and run.answer == result.answer and run.llm_calls == 3
-        roles = [
-            m.role
-            for m in s.scalars(select(Message).where(Message.run_id == result.run_id).order_by(Message.seq))
-        ]
+        roles = [m.role for m in s.scalars(select(Message).where(Message.run_id == result.run_id).order_by(Message.seq))]
     assert roles == ["user", "assistant", "tool", "assistant", "tool", "assistant"]
 
 
 def test_unknown_tool_gets_one_corrective_retry(sessions: sessionmaker[Session]) -> None:
-    script = Script(
-        [
-            call("churn_score", account_id="ACME-0042"),
-            call("churn_risk", account_id="ACME-0042"),
-            say("ACME-0042 is at high risk."),
-        ]
-    )
+    script = Script([
+        call("churn_score", account_id="ACME-0042"),
+        call("churn_risk", account_id="ACME-0042"),
+        say("ACME-0042 is at high risk."),
+    ])
     result = copilot_for(sessions, script).ask("How likely is ACME-0042 to churn?")
 
     assert [c.name for c in result.tool_calls] == ["churn_risk"]
@@ -111,16 +97,12 @@ def test_unknown_tool_gets_one_corrective_retry(sessions: sessionmaker[Session])
     assert len(rows(sessions, ToolCall, result.run_id)) == 1  # the bad call never ran
 
 
-def test_invalid_arguments_twice_falls_back_to_an_answer_without_tools(
-    sessions: sessionmaker[Session],
-) -> None:
-    script = Script(
-        [
-            call("next_best_action", limit=2),  # account_id missing
-            call("next_best_action", account="ACME-0042"),  # still missing
-            say("I need an account id to suggest actions."),
-        ]
-    )
+def test_invalid_arguments_twice_falls_back_to_an_answer_without_tools(sessions: sessionmaker[Session]) -> None:
+    script = Script([
+        call("next_best_action", limit=2),  # account_id missing
+        call("next_best_action", account="ACME-0042"),  # still missing
+        say("I need an account id to suggest actions."),
+    ])
     result = copilot_for(sessions, script).ask("What should we do next?")
 
     assert result.tool_calls == []
@@ -134,13 +116,11 @@ def test_invalid_arguments_twice_falls_back_to_an_answer_without_tools(
 
 
 def test_malformed_json_reply_is_retried(sessions: sessionmaker[Session]) -> None:
-    script = Script(
-        [
-            say('```json\n{"name": "get_account", "arguments": {"account_id": "ACME-0042"\n```'),
-            call("get_account", account_id="ACME-0042"),
-            say("ACME-0042 is an Enterprise account."),
-        ]
-    )
+    script = Script([
+        say('```json\n{"name": "get_account", "arguments": {"account_id": "ACME-0042"\n```'),
+        call("get_account", account_id="ACME-0042"),
+        say("ACME-0042 is an Enterprise account."),
+    ])
     result = copilot_for(sessions, script).ask("Tell me about ACME-0042")
 
     assert [c.name for c in result.tool_calls] == ["get_account"]
@@ -148,13 +128,11 @@ def test_malformed_json_reply_is_retried(sessions: sessionmaker[Session]) -> Non
 
 
 def test_a_tool_error_goes_back_to_the_model_and_the_run_goes_on(sessions: sessionmaker[Session]) -> None:
-    script = Script(
-        [
-            call("churn_risk", account_id="ACME-42"),
-            call("churn_risk", account_id="ACME-0042"),
-            say("ACME-0042 is at risk."),
-        ]
-    )
+    script = Script([
+        call("churn_risk", account_id="ACME-42"),
+        call("churn_risk", account_id="ACME-0042"),
+        say("ACME-0042 is at risk."),
+    ])
     result = copilot_for(sessions, script).ask("Churn risk of ACME-42?")
 
     assert [(c.name, c.ok) for c in result.tool_calls] == [("churn_risk", False), ("churn_risk", True)]
@@ -170,7 +148,7 @@ def test_tool_budget_ends_the_turn_with_an_answer(sessions: sessionmaker[Session
 
     with sessions() as s:
         ids = [a.id for a in list_accounts(session=s, limit=9).items]
-    script = Script([*[call("get_account", account_id=i) for i in ids[:MAX_TOOL_CALLS]], say("Done.")])
+    script = Script([*[call("get_account", account_id=i) for i in ids[: MAX_TOOL_CALLS]], say("Done.")])
     result = copilot_for(sessions, script).ask("Profile " + ", ".join(ids))
 
     assert len(result.tool_calls) == MAX_TOOL_CALLS
@@ -180,12 +158,10 @@ def test_tool_budget_ends_the_turn_with_an_answer(sessions: sessionmaker[Session
 
 
 def test_parallel_calls_over_the_budget_are_dropped(sessions: sessionmaker[Session]) -> None:
-    script = Script(
-        [
-            calls(*[("get_account", {"account_id": f"ACME-{n:04d}"}) for n in range(1, MAX_TOOL_CALLS + 3)]),
-            say("Here they are."),
-        ]
-    )
+    script = Script([
+        calls(*[("get_account", {"account_id": f"ACME-{n:04d}"}) for n in range(1, MAX_TOOL_CALLS + 3)]),
+        say("Here they are."),
+    ])
     result = copilot_for(sessions, script).ask(
         "Profile " + ", ".join(f"ACME-{n:04d}" for n in range(1, MAX_TOOL_CALLS + 3))
     )
@@ -195,13 +171,11 @@ def test_parallel_calls_over_the_budget_are_dropped(sessions: sessionmaker[Sessi
 
 
 def test_a_repeated_call_hands_over_to_the_answerer(sessions: sessionmaker[Session]) -> None:
-    script = Script(
-        [
-            call("score_activities"),
-            call("score_activities"),
-            say("Product R&D leaks the most margin."),
-        ]
-    )
+    script = Script([
+        call("score_activities"),
+        call("score_activities"),
+        say("Product R&D leaks the most margin."),
+    ])
     result = copilot_for(sessions, script).ask("Which activities leak the most margin?")
 
     assert [c.name for c in result.tool_calls] == ["score_activities"]
@@ -209,21 +183,17 @@ def test_a_repeated_call_hands_over_to_the_answerer(sessions: sessionmaker[Sessi
     assert [r["model"] for r in script.requests] == ["router", "router", "answerer"]
 
 
-def test_propose_recommendation_files_a_pending_one_with_tool_evidence(
-    sessions: sessionmaker[Session],
-) -> None:
+def test_propose_recommendation_files_a_pending_one_with_tool_evidence(sessions: sessionmaker[Session]) -> None:
     first = top_account(sessions)
     from tools.nba import next_best_action
 
     with sessions() as s:
         action = next_best_action(session=s, account_id=first).actions[0]
-    script = Script(
-        [
-            call("next_best_action", account_id=first),
-            call("propose_recommendation", account_id=first, action=action.action, rationale="Highest EV."),
-            say(f"Filed {action.action} for approval."),
-        ]
-    )
+    script = Script([
+        call("next_best_action", account_id=first),
+        call("propose_recommendation", account_id=first, action=action.action, rationale="Highest EV."),
+        say(f"Filed {action.action} for approval."),
+    ])
     result = copilot_for(sessions, script).ask(f"What should we do about {first}? File it.")
 
     assert [c.ok for c in result.tool_calls] == [True, True]
@@ -231,24 +201,15 @@ def test_propose_recommendation_files_a_pending_one_with_tool_evidence(
         recs = list(s.scalars(select(Recommendation)))
         assert len(recs) == 1
         rec = recs[0]
-        assert (rec.status, rec.account_id, rec.action, rec.run_id) == (
-            "pending",
-            first,
-            action.action,
-            result.run_id,
-        )
+        assert (rec.status, rec.account_id, rec.action, rec.run_id) == ("pending", first, action.action, result.run_id)
         assert rec.expected_value == pytest.approx(action.expected_value)
-        assert (
-            rec.evidence["next_best_action"]["account_id"] == first
-        )  # evidence from the tool, not the model
+        assert rec.evidence["next_best_action"]["account_id"] == first  # evidence from the tool, not the model
         events = [e.event for e in s.scalars(select(RecommendationEvent))]
         assert events == ["proposed"]
         assert rec.decided_at is None and rec.decided_by is None
 
 
-def test_endpoint_failure_gives_a_clear_message_and_keeps_the_conversation(
-    sessions: sessionmaker[Session],
-) -> None:
+def test_endpoint_failure_gives_a_clear_message_and_keeps_the_conversation(sessions: sessionmaker[Session]) -> None:
     request = httpx2.Request("POST", "http://127.0.0.1:9/v1/chat/completions")
     script = Script([openai.APIConnectionError(request=request), say("ACME-0042 is fine.")])
     copilot = copilot_for(sessions, script)
@@ -273,9 +234,7 @@ def test_endpoint_failure_gives_a_clear_message_and_keeps_the_conversation(
     assert again.error is None and again.conversation_id == failed.conversation_id
 
 
-def test_a_bug_in_a_tool_raises_and_is_logged(
-    sessions: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_bug_in_a_tool_raises_and_is_logged(sessions: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch) -> None:
     import tools.accounts
 
     def broken(**_: Any) -> None:
@@ -313,12 +272,7 @@ def test_streaming_yields_tool_events_then_the_answer(sessions: sessionmaker[Ses
     assert kinds[0] == "run_started" and kinds[-1] == "answer"
     start = next(e for e in events if e.type == "tool_start")
     end = next(e for e in events if e.type == "tool_end")
-    assert (start.name, start.args, end.name, end.ok) == (
-        "score_activities",
-        {"period": "2026"},
-        "score_activities",
-        True,
-    )
+    assert (start.name, start.args, end.name, end.ok) == ("score_activities", {"period": "2026"}, "score_activities", True)
     assert json.loads(end.text or "")["period"] == "2026"
     assert kinds.index("tool_start") < kinds.index("tool_end") < kinds.index("answer")
 
@@ -337,27 +291,19 @@ def test_a_stale_pending_recommendation_does_not_block_a_fresh_one(sessions: ses
     with sessions() as s:
         from tools.nba import next_best_action as nba
 
-        old = propose_recommendation(
-            session=s,
-            action=nba(session=s, account_id="ACME-0042").actions[0].action,
-            rationale="old",
-            evidence={},
-            account_id="ACME-0042",
-            created_by="someone",
-            now=long_ago,
-        )
+        old = propose_recommendation(session=s, action=nba(session=s, account_id="ACME-0042").actions[0].action,
+                                     rationale="old", evidence={},
+                                     account_id="ACME-0042", created_by="someone", now=long_ago)
         s.commit()
     from tools.nba import next_best_action
 
     with sessions() as s:
         best = next_best_action(session=s, account_id="ACME-0042").actions[0].action
-    script = Script(
-        [
-            call("next_best_action", account_id="ACME-0042"),
-            call("propose_recommendation", account_id="ACME-0042", action=best, rationale="Best EV."),
-            say("Filed."),
-        ]
-    )
+    script = Script([
+        call("next_best_action", account_id="ACME-0042"),
+        call("propose_recommendation", account_id="ACME-0042", action=best, rationale="Best EV."),
+        say("Filed."),
+    ])
     result = copilot_for(sessions, script).ask(f"File {best} for ACME-0042.")
 
     assert [c.ok for c in result.tool_calls] == [True, True]
@@ -369,14 +315,12 @@ def test_a_stale_pending_recommendation_does_not_block_a_fresh_one(sessions: ses
 
 def test_an_invented_account_id_is_sent_back_for_correction(sessions: sessionmaker[Session]) -> None:
     first = top_account(sessions)
-    script = Script(
-        [
-            call("churn_risk", account_id="ACME-0042"),  # not in the question: made up
-            call("rank", entity="accounts", metric="churn_probability", limit=1),
-            call("churn_risk", account_id=first),  # returned by rank: fine
-            say(f"{first} is the riskiest."),
-        ]
-    )
+    script = Script([
+        call("churn_risk", account_id="ACME-0042"),  # not in the question: made up
+        call("rank", entity="accounts", metric="churn_probability", limit=1),
+        call("churn_risk", account_id=first),  # returned by rank: fine
+        say(f"{first} is the riskiest."),
+    ])
     result = copilot_for(sessions, script).ask("How risky is our riskiest account?")
 
     assert [c.name for c in result.tool_calls] == ["rank", "churn_risk"]
@@ -385,13 +329,11 @@ def test_an_invented_account_id_is_sent_back_for_correction(sessions: sessionmak
 
 
 def test_answer_tokens_stream_and_call_json_is_held_back(sessions: sessionmaker[Session]) -> None:
-    script = Script(
-        [
-            call("score_activities", period="2026"),
-            say('```json\n{"name": "rank"'),  # a broken call written as text: never shown to the user
-            say("Product research leaks the most margin."),
-        ]
-    )
+    script = Script([
+        call("score_activities", period="2026"),
+        say('```json\n{"name": "rank"'),  # a broken call written as text: never shown to the user
+        say("Product research leaks the most margin."),
+    ])
     copilot = copilot_for(sessions, script)
 
     async def collect() -> list[AgentEvent]:
@@ -401,10 +343,7 @@ def test_answer_tokens_stream_and_call_json_is_held_back(sessions: sessionmaker[
     tokens = [e.text for e in events if e.type == "token"]
     assert len(tokens) > 3
     assert "".join(t or "" for t in tokens).strip() == "Product research leaks the most margin."
-    assert (
-        events[-1].result is not None
-        and events[-1].result.answer == "Product research leaks the most margin."
-    )
+    assert events[-1].result is not None and events[-1].result.answer == "Product research leaks the most margin."
 
 
 def test_a_model_call_over_its_time_limit_ends_the_turn_clearly(sessions: sessionmaker[Session]) -> None:
@@ -412,14 +351,8 @@ def test_a_model_call_over_its_time_limit_ends_the_turn_clearly(sessions: sessio
 
     script = Script([say("never mind")])
     slow = ScriptedChatModel(script=script, on_request=lambda _m: _time.sleep(0.5))
-    copilot = Copilot(
-        sessions=sessions,
-        knowledge=lambda: None,
-        router=slow,
-        answerer=slow,
-        model_name="scripted",
-        llm_call_timeout_s=0.05,
-    )
+    copilot = Copilot(sessions=sessions, knowledge=lambda: None, router=slow, answerer=slow,
+                      model_name="scripted", llm_call_timeout_s=0.05)
     result = copilot.ask("Is ACME-0042 at risk?")
 
     assert result.error is not None and "did not answer in time" in result.error
@@ -429,18 +362,10 @@ def test_a_model_call_over_its_time_limit_ends_the_turn_clearly(sessions: sessio
 
 
 def test_a_filter_the_user_never_named_is_dropped(sessions: sessionmaker[Session]) -> None:
-    script = Script(
-        [
-            call(
-                "rank",
-                entity="accounts",
-                metric="arr",
-                filters={"region": "North America", "segment": "SMB"},
-                limit=3,
-            ),
-            say("Here are the top SMB accounts."),
-        ]
-    )
+    script = Script([
+        call("rank", entity="accounts", metric="arr", filters={"region": "North America", "segment": "SMB"}, limit=3),
+        say("Here are the top SMB accounts."),
+    ])
     result = copilot_for(sessions, script).ask("Top 3 smb accounts by ARR")
 
     assert [c.args.get("filters") for c in result.tool_calls] == [{"segment": "SMB"}]
@@ -449,13 +374,11 @@ def test_a_filter_the_user_never_named_is_dropped(sessions: sessionmaker[Session
 
 
 def test_repeated_tool_failures_hand_over_to_the_answerer(sessions: sessionmaker[Session]) -> None:
-    script = Script(
-        [
-            call("rank", entity="accounts", metric="popularity"),
-            call("rank", entity="accounts", metric="fame"),
-            say("I could not rank by that; valid metrics are listed."),
-        ]
-    )
+    script = Script([
+        call("rank", entity="accounts", metric="popularity"),
+        call("rank", entity="accounts", metric="fame"),
+        say("I could not rank by that; valid metrics are listed."),
+    ])
     result = copilot_for(sessions, script).ask("Rank accounts by popularity")
 
     assert [c.ok for c in result.tool_calls] == [False, False]
@@ -467,45 +390,37 @@ def test_an_answer_written_as_a_call_gets_a_prose_retry_then_a_plain_fallback(
     sessions: sessionmaker[Session],
 ) -> None:
     call_text = '```json\n{"name": "churn_risk", "arguments": {"account_id": "ACME-0042"}}\n```'
-    script = Script(
-        [
-            call("churn_risk", account_id="ACME-0042"),
-            call("churn_risk", account_id="ACME-0042"),  # a repeat: the answerer takes over
-            say(call_text),
-            say(call_text),
-        ]
-    )
+    script = Script([
+        call("churn_risk", account_id="ACME-0042"),
+        call("churn_risk", account_id="ACME-0042"),  # a repeat: the answerer takes over
+        say(call_text),
+        say(call_text),
+    ])
     result = copilot_for(sessions, script).ask("Churn risk of ACME-0042?")
 
     assert result.answer.startswith("I could not write an answer for this. What the tools reported:")
     logged = rows(sessions, ToolCall, result.run_id)[0].result
     assert f"- churn_risk: {logged['explanation']}" in result.answer
-    assert result.notes[-2:] == [
-        "answer was a function call: asked again for prose",
-        "no prose answer: reported the tool results instead",
-    ]
+    assert result.notes[-2:] == ["answer was a function call: asked again for prose",
+                                 "no prose answer: reported the tool results instead"]
 
 
 def test_an_answer_with_invented_figures_is_rewritten_or_flagged(sessions: sessionmaker[Session]) -> None:
-    script = Script(
-        [
-            call("churn_risk", account_id="ACME-0042"),
-            say("ACME-0042 will churn with 93% probability and lose 1,234,567."),  # invented figures
-            say("ACME-0042 is in the high band."),  # the rewrite, no figures
-        ]
-    )
+    script = Script([
+        call("churn_risk", account_id="ACME-0042"),
+        say("ACME-0042 will churn with 93% probability and lose 1,234,567."),  # invented figures
+        say("ACME-0042 is in the high band."),  # the rewrite, no figures
+    ])
     result = copilot_for(sessions, script).ask("Is ACME-0042 at risk?")
     assert result.answer == "ACME-0042 is in the high band."
     assert result.notes == ["figures in no tool result: 93%, 1,234,567; asked for a rewrite"]
     assert "93%, 1,234,567" in script.requests[-1]["messages"][-1].content
 
-    script = Script(
-        [
-            call("churn_risk", account_id="ACME-0042"),
-            say("It will churn with 93% probability."),
-            say("It will still churn with 93% probability."),
-        ]
-    )
+    script = Script([
+        call("churn_risk", account_id="ACME-0042"),
+        say("It will churn with 93% probability."),
+        say("It will still churn with 93% probability."),
+    ])
     flagged = copilot_for(sessions, script).ask("Is ACME-0042 at risk?")
     assert flagged.answer.endswith("(Unverified: 93% does not come from a tool result.)")
     assert flagged.notes[-1] == "unverified figures flagged: 93%"
@@ -524,33 +439,20 @@ def test_parallel_calls_are_logged_with_their_own_results(sessions: sessionmaker
     assert all(t.result["id"] == t.args["account_id"] for t in logged)
 
 
-def test_a_recommendation_needs_the_users_request_and_a_next_best_action(
-    sessions: sessionmaker[Session],
-) -> None:
-    script = Script(
-        [
-            call("churn_risk", account_id="ACME-0042"),
-            call(
-                "propose_recommendation", account_id="ACME-0042", action="champion_rebuild", rationale="risky"
-            ),
-            say("ACME-0042 is at risk."),
-        ]
-    )
+def test_a_recommendation_needs_the_users_request_and_a_next_best_action(sessions: sessionmaker[Session]) -> None:
+    script = Script([
+        call("churn_risk", account_id="ACME-0042"),
+        call("propose_recommendation", account_id="ACME-0042", action="champion_rebuild", rationale="risky"),
+        say("ACME-0042 is at risk."),
+    ])
     result = copilot_for(sessions, script).ask("How likely is ACME-0042 to churn?")
-    assert [(c.name, c.ok) for c in result.tool_calls] == [
-        ("churn_risk", True),
-        ("propose_recommendation", False),
-    ]
+    assert [(c.name, c.ok) for c in result.tool_calls] == [("churn_risk", True), ("propose_recommendation", False)]
     assert "the user did not ask for an action" in (result.tool_calls[1].error or "")
 
-    script = Script(
-        [
-            call(
-                "propose_recommendation", account_id="ACME-0042", action="discount_everything", rationale="x"
-            ),
-            say("I could not file that."),
-        ]
-    )
+    script = Script([
+        call("propose_recommendation", account_id="ACME-0042", action="discount_everything", rationale="x"),
+        say("I could not file that."),
+    ])
     result = copilot_for(sessions, script).ask("What should we do about ACME-0042?")
     assert "call next_best_action for 'ACME-0042' first" in (result.tool_calls[0].error or "")
     with sessions() as s:

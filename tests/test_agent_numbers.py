@@ -4,39 +4,25 @@ from __future__ import annotations
 
 from agent.numbers import numbers_in, traceable, untraceable
 
-TOOL = (
-    '{"account_id":"ACME-0042","arr":631512,"probability":0.569,"arr_at_risk":359114,'
-    '"expected_value":78005.118,"usage_trend":-0.4432,"as_of":"2026-09-30"}'
-)
+TOOL = '{"account_id":"ACME-0042","arr":631512,"probability":0.569,"arr_at_risk":359114,' \
+       '"expected_value":78005.118,"usage_trend":-0.4432,"as_of":"2026-09-30"}'
 
 
 def test_numbers_are_found_with_their_units() -> None:
     assert numbers_in("ARR $631,512, risk 57% and 1.2M at stake; 3.5k seats; -4.2 points") == [
-        "631,512",
-        "57%",
-        "1.2M",
-        "3.5k",
-        "-4.2",
-    ]
+        "631,512", "57%", "1.2M", "3.5k", "-4.2"]
 
 
 def test_roundings_of_tool_figures_are_traceable() -> None:
-    assert (
-        untraceable(
-            "ACME-0042 has ARR 631,512 ($631.5k, about 0.63M), a 57% (0.569) churn probability, "
-            "359,114 at risk and an expected value of 78,005; usage is down 44% as of 2026-09-30.",
-            [TOOL],
-        )
-        == []
-    )
+    assert untraceable(
+        "ACME-0042 has ARR 631,512 ($631.5k, about 0.63M), a 57% (0.569) churn probability, "
+        "359,114 at risk and an expected value of 78,005; usage is down 44% as of 2026-09-30.",
+        [TOOL],
+    ) == []
 
 
 def test_invented_figures_are_reported_once_each() -> None:
-    assert untraceable("Account 12345 churns at 20%, account 67890 at 20%.", [TOOL]) == [
-        "12345",
-        "20%",
-        "67890",
-    ]
+    assert untraceable("Account 12345 churns at 20%, account 67890 at 20%.", [TOOL]) == ["12345", "20%", "67890"]
 
 
 def test_small_integers_and_the_users_numbers_are_allowed() -> None:

@@ -48,14 +48,10 @@ def test_match_checks_name_required_values_extras_and_phrases() -> None:
     exp = ExpectedCall(name="rank", args={"entity": "accounts", "metric": "arr"}, optional=["limit"])
     assert match_call({"name": "rank", "args": {"entity": "Accounts", "metric": "ARR", "limit": 3}}, exp)[1]
     assert match_call({"name": "rank", "args": {"entity": "accounts"}}, exp)[2] == "missing argument 'metric'"
-    extra = match_call(
-        {"name": "rank", "args": {"entity": "accounts", "metric": "arr", "filters": {"a": "b"}}}, exp
-    )
+    extra = match_call({"name": "rank", "args": {"entity": "accounts", "metric": "arr", "filters": {"a": "b"}}}, exp)
     assert extra[:2] == (True, False) and "unexpected" in extra[2]
     # empty optional values count as absent
-    assert match_call({"name": "rank", "args": {"entity": "accounts", "metric": "arr", "filters": {}}}, exp)[
-        1
-    ]
+    assert match_call({"name": "rank", "args": {"entity": "accounts", "metric": "arr", "filters": {}}}, exp)[1]
     kb = ExpectedCall(name="search_knowledge", contains={"query": ["inbound logistics"]})
     assert match_call({"name": "search_knowledge", "args": {"query": "Porter inbound-logistics"}}, kb)[1]
     assert not match_call({"name": "search_knowledge", "args": {"query": "Porter"}}, kb)[1]
@@ -72,12 +68,8 @@ def test_grade_irrelevance_parallel_and_alternatives() -> None:
     assert grade(par, good, TOOLS)[:2] == (True, True)
     assert grade(par, call("churn_risk", account_id="A-1"), TOOLS)[:2] == (False, False)
 
-    alt = case(
-        [
-            ExpectedCall(name="rank", args={"metric": "churn_probability"}, optional=["entity", "limit"]),
-            ExpectedCall(name="churn_risk", optional=["limit"]),
-        ]
-    )
+    alt = case([ExpectedCall(name="rank", args={"metric": "churn_probability"}, optional=["entity", "limit"]),
+                ExpectedCall(name="churn_risk", optional=["limit"])])
     assert grade(alt, call("churn_risk", limit=5), TOOLS)[:2] == (True, True)
     assert grade(alt, say("no idea"), TOOLS)[3] == "no call: answered in text"
 
@@ -90,30 +82,12 @@ def test_grade_flags_schema_invalid_calls() -> None:
 
 def test_summary_separates_categories_and_abstention() -> None:
     def r(cid: str, cat: str, name_ok: bool, args_ok: bool, has_call: bool) -> CaseResult:
-        return CaseResult(
-            id=cid,
-            category=cat,
-            question="q",
-            calls=[{"name": "x", "args": {}}] if has_call else [],  # type: ignore[arg-type]
-            text="",
-            name_ok=name_ok,
-            args_ok=args_ok,
-            valid=True,
-            detail="",
-            latency_s=1.0,
-            prompt_tokens=None,
-            completion_tokens=None,
-        )
+        return CaseResult(id=cid, category=cat, question="q", calls=[{"name": "x", "args": {}}] if has_call else [],  # type: ignore[arg-type]
+                          text="", name_ok=name_ok, args_ok=args_ok, valid=True, detail="", latency_s=1.0,
+                          prompt_tokens=None, completion_tokens=None)
 
-    report = summarise(
-        [
-            r("a", "single", True, True, True),
-            r("b", "single", True, False, True),
-            r("c", "single", False, False, False),
-            r("d", "irrelevance", True, True, False),
-        ],
-        "m",
-    )
+    report = summarise([r("a", "single", True, True, True), r("b", "single", True, False, True),
+                        r("c", "single", False, False, False), r("d", "irrelevance", True, True, False)], "m")
     assert report.by_category["single"].n == 3
     assert report.tool_selection_accuracy == round(2 / 3, 4)
     assert report.argument_accuracy == round(1 / 3, 4)
@@ -128,34 +102,18 @@ def test_run_selection_measures_the_corrective_retry() -> None:
 
     cases = [
         case([ExpectedCall(name="churn_risk", args={"account_id": "ACME-0042"})]),
-        SelectionCase(
-            id="r",
-            category="single",
-            question="Churn risk of the riskiest account?",
-            expect=[
-                ExpectedCall(
-                    name="rank",
-                    args={"entity": "accounts", "metric": "churn_probability"},
-                    optional=["limit"],
-                )
-            ],
-        ),
+        SelectionCase(id="r", category="single", question="Churn risk of the riskiest account?",
+                      expect=[ExpectedCall(name="rank", args={"entity": "accounts", "metric": "churn_probability"},
+                                           optional=["limit"])]),
     ]
     cases[0] = cases[0].model_copy(update={"question": "Risk of ACME-0042?"})
-    script = Script(
-        [
-            call("churn_risk", account_id="ACME-0042"),
-            call("churn_risk", account_id="12345"),  # invented id: the agent would retry
-            call("rank", entity="accounts", metric="churn_probability"),
-        ]
-    )
-    report = run_selection(
-        cases,
-        router=ScriptedChatModel(script=script),
-        tools=list(TOOLS.values()),
-        system_prompt="s",
-        model="scripted",
-    )
+    script = Script([
+        call("churn_risk", account_id="ACME-0042"),
+        call("churn_risk", account_id="12345"),  # invented id: the agent would retry
+        call("rank", entity="accounts", metric="churn_probability"),
+    ])
+    report = run_selection(cases, router=ScriptedChatModel(script=script), tools=list(TOOLS.values()),
+                           system_prompt="s", model="scripted")
     first, second = report.results
     assert (first.args_ok, first.retried, first.final_args_ok) == (True, False, True)
     assert (second.name_ok, second.retried, second.final_args_ok) == (False, True, True)

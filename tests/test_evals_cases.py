@@ -56,35 +56,23 @@ def test_tool_cases_cover_every_core_and_pass_on_the_golden_fixture(work: Path) 
     assert sum(1 for c in cases if c.error) >= 10  # the messages the model is shown
     fixture = fixture_db("golden", work)
     before = database_hash(make_engine(f"sqlite:///{fixture}"))
-    result = tools_suite.run_tools(
-        cases, fixture=fixture, work_dir=work, knowledge=cache(lambda: fixture_knowledge(work))
-    )
+    result = tools_suite.run_tools(cases, fixture=fixture, work_dir=work,
+                                   knowledge=cache(lambda: fixture_knowledge(work)))
     assert result.failures == [] and result.metrics["pass_rate"] == 1.0
     assert database_hash(make_engine(f"sqlite:///{fixture}")) == before  # writing cases ran on copies
 
 
 def test_a_wrong_expectation_fails_with_what_differs(work: Path) -> None:
-    wrong = tools_suite.ToolCase.model_validate(
-        {
-            "id": "w",
-            "tool": "rank",
-            "args": {"entity": "accounts", "metric": "arr"},
-            "expect": [{"path": "items.0.id", "equals": "ACME-0003"}, {"path": "items.9.id", "equals": "x"}],
-        }
-    )
-    err = tools_suite.ToolCase.model_validate(
-        {"id": "e", "tool": "get_account", "args": {"account_id": "ACME-0001"}, "error": "no account"}
-    )
-    result = tools_suite.run_tools(
-        [wrong, err],
-        fixture=fixture_db("golden", work),
-        work_dir=work,
-        knowledge=lambda: pytest.fail("no knowledge case"),
-    )
+    wrong = tools_suite.ToolCase.model_validate({
+        "id": "w", "tool": "rank", "args": {"entity": "accounts", "metric": "arr"},
+        "expect": [{"path": "items.0.id", "equals": "ACME-0003"}, {"path": "items.9.id", "equals": "x"}]})
+    err = tools_suite.ToolCase.model_validate({"id": "e", "tool": "get_account", "args": {"account_id": "ACME-0001"},
+                                               "error": "no account"})
+    result = tools_suite.run_tools([wrong, err], fixture=fixture_db("golden", work), work_dir=work,
+                                   knowledge=lambda: pytest.fail("no knowledge case"))
     assert result.metrics["pass_rate"] == 0.0
-    assert result.failures[0] == (
-        "w (rank): items.0.id = 'ACME-0001', expected 'ACME-0003'; items.9.id: items has 5 element(s), no [9]"
-    )
+    assert result.failures[0] == ("w (rank): items.0.id = 'ACME-0001', expected 'ACME-0003'; "
+                                  "items.9.id: items has 5 element(s), no [9]")
     assert result.failures[1] == "e (get_account): no error raised; expected 'no account'"
     with pytest.raises(ValueError, match="exactly one of equals"):
         tools_suite.Check.model_validate({"path": "a", "equals": 1, "approx": 1.0})
@@ -118,10 +106,7 @@ def test_tasks_are_many_and_each_gold_solution_reaches_the_expected_state(work: 
             found, value, why = tasks.fact_value(fact, calls)
             assert found and value is not None, (task.id, fact.label, why)
         for mention in task.mentions:  # what the answer must mention comes from the question or a tool
-            assert mention in "\n".join(task.turns) or any(mention in str(c[2]) for c in calls), (
-                task.id,
-                mention,
-            )
+            assert mention in "\n".join(task.turns) or any(mention in str(c[2]) for c in calls), (task.id, mention)
 
 
 def test_faithfulness_cases_load() -> None:

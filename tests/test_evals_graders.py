@@ -39,8 +39,7 @@ RANK_SCHEMA = TOOLS["rank"].tool_call_schema.model_json_schema()  # type: ignore
 
 def case(expect: list[ExpectedCall] | str, category: str = "single", all_: bool = False) -> SelectionCase:
     return SelectionCase.model_validate(
-        {"id": "t", "category": category, "question": "q ACME-0042 QUIN-0958", "expect": expect, "all": all_}
-    )
+        {"id": "t", "category": category, "question": "q ACME-0042 QUIN-0958", "expect": expect, "all": all_})
 
 
 # ---------------------------------------------------------------------------- selection grader
@@ -62,44 +61,27 @@ def test_types_follow_the_tool_schema() -> None:
 
 
 def test_allowed_values_and_optional_absence() -> None:
-    exp = ExpectedCall(
-        name="rank",
-        args={"entity": "activities"},
-        allowed={"metric": ["margin_leak", "value_cost_index"], "limit": [3, None]},
-    )
-    assert match_call({"name": "rank", "args": {"entity": "activities", "metric": "Value-Cost Index"}}, exp)[
-        1
-    ]
-    assert match_call(
-        {"name": "rank", "args": {"entity": "activities", "metric": "margin_leak", "limit": 3}}, exp
-    )[1]
+    exp = ExpectedCall(name="rank", args={"entity": "activities"}, allowed={"metric": ["margin_leak", "value_cost_index"],
+                                                                           "limit": [3, None]})
+    assert match_call({"name": "rank", "args": {"entity": "activities", "metric": "Value-Cost Index"}}, exp)[1]
+    assert match_call({"name": "rank", "args": {"entity": "activities", "metric": "margin_leak", "limit": 3}}, exp)[1]
     wrong = match_call({"name": "rank", "args": {"entity": "activities", "metric": "cost"}}, exp)
     assert wrong[:2] == (True, False) and "expected one of ['margin_leak', 'value_cost_index']" in wrong[2]
-    assert (
-        "limit=4"
-        in match_call(
-            {"name": "rank", "args": {"entity": "activities", "metric": "margin_leak", "limit": 4}}, exp
-        )[2]
-    )
+    assert "limit=4" in match_call({"name": "rank", "args": {"entity": "activities", "metric": "margin_leak",
+                                                            "limit": 4}}, exp)[2]
     needed = ExpectedCall(name="rank", allowed={"metric": ["arr"]}, optional=["entity"])
-    assert (
-        match_call({"name": "rank", "args": {"entity": "accounts"}}, needed)[2] == "missing argument 'metric'"
-    )
+    assert match_call({"name": "rank", "args": {"entity": "accounts"}}, needed)[2] == "missing argument 'metric'"
 
 
 def test_parallel_calls_match_in_any_order_one_to_one() -> None:
-    both = [
-        ExpectedCall(name="churn_risk", args={"account_id": "ACME-0042"}),
-        ExpectedCall(name="get_account", args={"account_id": "ACME-0042"}),
-    ]
+    both = [ExpectedCall(name="churn_risk", args={"account_id": "ACME-0042"}),
+            ExpectedCall(name="get_account", args={"account_id": "ACME-0042"})]
     par = case(both, "parallel", all_=True)
     reply = calls(("get_account", {"account_id": "ACME-0042"}), ("churn_risk", {"account_id": "ACME-0042"}))
     assert grade(par, reply, TOOLS)[:2] == (True, True)
     twice = calls(("churn_risk", {"account_id": "ACME-0042"}), ("churn_risk", {"account_id": "ACME-0042"}))
     assert grade(par, twice, TOOLS)[:2] == (False, False)  # one call cannot satisfy two expectations
-    wrong_arg = calls(
-        ("get_account", {"account_id": "QUIN-0958"}), ("churn_risk", {"account_id": "ACME-0042"})
-    )
+    wrong_arg = calls(("get_account", {"account_id": "QUIN-0958"}), ("churn_risk", {"account_id": "ACME-0042"}))
     assert grade(par, wrong_arg, TOOLS)[:2] == (True, False)
     assert grade(par, call("churn_risk", account_id="ACME-0042"), TOOLS)[3] == "1 call(s), expected 2"
     assert grade(par, say("no"), TOOLS)[:2] == (False, False)
@@ -125,49 +107,24 @@ def test_pass_hat_k_is_the_chance_that_k_trials_all_succeed() -> None:
 # ---------------------------------------------------------------------------- faithfulness
 
 
-RESULT = {
-    "account_id": "ACME-0042",
-    "probability": 0.6659398496240602,
-    "arr_at_risk": 420549.0063157895,
-    "as_of": "2026-09-30",
-    "drivers": [{"phrase": "usage down 44% over the last 4 weeks"}],
-    "actions": [{"action": "champion_rebuild", "expected_value": 91520.78}],
-    "days_to_renewal": -10,
-}
+RESULT = {"account_id": "ACME-0042", "probability": 0.6659398496240602, "arr_at_risk": 420549.0063157895,
+          "as_of": "2026-09-30", "drivers": [{"phrase": "usage down 44% over the last 4 weeks"}],
+          "actions": [{"action": "champion_rebuild", "expected_value": 91520.78}], "days_to_renewal": -10}
 
 
 def test_figures_skip_ids_periods_dates_list_markers_and_the_questions_numbers() -> None:
-    text = (
-        "1. ACME-0042 (INI-007, TEC-RND-2026, A1, 2026-Q1) renews on 2026-10-01.\n"
-        "2. Its risk is 66.6% and $420.5k is at risk; top 5 accounts; index 2.5x."
-    )
+    text = ("1. ACME-0042 (INI-007, TEC-RND-2026, A1, 2026-Q1) renews on 2026-10-01.\n"
+            "2. Its risk is 66.6% and $420.5k is at risk; top 5 accounts; index 2.5x.")
     assert [f.text for f in figures(text, question="top 5 accounts")] == ["66.6%", "$420.5k", "2.5"]
 
 
-@pytest.mark.parametrize(
-    ("written", "ok"),
-    [
-        ("66.6%", True),
-        ("67%", True),
-        ("0.666", True),
-        ("0.67", True),
-        ("66.59%", True),
-        ("66.5%", False),  # truncated, not rounded
-        ("$420,549", True),
-        ("420.5k", True),
-        ("$0.42M", True),
-        ("420,000", False),
-        ("421k", True),
-        ("91,521", True),
-        ("$91.5K", True),
-        ("10 days overdue", True),
-        ("-10", True),
-        ("44%", True),
-        ("4 weeks", True),
-        ("12", False),
-        ("2.5", False),
-    ],
-)
+@pytest.mark.parametrize(("written", "ok"), [
+    ("66.6%", True), ("67%", True), ("0.666", True), ("0.67", True), ("66.59%", True),
+    ("66.5%", False),  # truncated, not rounded
+    ("$420,549", True), ("420.5k", True), ("$0.42M", True), ("420,000", False), ("421k", True),
+    ("91,521", True), ("$91.5K", True), ("10 days overdue", True), ("-10", True), ("44%", True),
+    ("4 weeks", True), ("12", False), ("2.5", False),
+])
 def test_a_figure_is_traceable_when_it_rounds_a_tool_number(written: str, ok: bool) -> None:
     check = check_answer(f"Figure: {written}.", [RESULT])
     assert (check.untraceable == []) is ok, check
@@ -182,12 +139,7 @@ def test_dates_must_appear_in_the_tool_output() -> None:
 def test_tool_error_text_counts_and_counts_of_lists() -> None:
     assert check_answer("There is 1 driver and 1 action.", [RESULT]).untraceable == []  # list lengths
     assert check_answer("There are 2 drivers.", [RESULT]).untraceable == ["2"]
-    assert (
-        check_answer(
-            "Valid periods are 2026 and 2025.", ['unknown period "2030"; valid: 2026, 2025']
-        ).untraceable
-        == []
-    )
+    assert check_answer("Valid periods are 2026 and 2025.", ['unknown period "2030"; valid: 2026, 2025']).untraceable == []
 
 
 def test_matches_and_mentions_value() -> None:
@@ -203,17 +155,13 @@ def test_matches_and_mentions_value() -> None:
 # ---------------------------------------------------------------------------- tasks: end state and facts
 
 
-def snap(
-    recs: dict[int, tuple[object, ...]],
-    events: dict[int, tuple[object, ...]] | None = None,
-    tables: dict[str, tuple[int, str]] | None = None,
-) -> Snapshot:
+def snap(recs: dict[int, tuple[object, ...]], events: dict[int, tuple[object, ...]] | None = None,
+         tables: dict[str, tuple[int, str]] | None = None) -> Snapshot:
     return Snapshot(tables=tables or {"accounts": (3, "abc")}, recommendations=recs, events=events or {})
 
 
-BASE = snap(
-    {1: ("IONA-0069", None, "champion_rebuild", "pending", 1, None, None)}, {1: (1, "proposed", "maria")}
-)
+BASE = snap({1: ("IONA-0069", None, "champion_rebuild", "pending", 1, None, None)},
+            {1: (1, "proposed", "maria")})
 
 
 def rec(account: str, action: str, status: str = "pending") -> tuple[object, ...]:
@@ -222,85 +170,47 @@ def rec(account: str, action: str, status: str = "pending") -> tuple[object, ...
 
 def test_state_right_only_with_exactly_the_expected_pending_rows() -> None:
     want = [ExpectedRecommendation(account_id="ACME-0042", action="champion_rebuild")]
-    good = snap(
-        {**BASE.recommendations, 2: rec("ACME-0042", "champion_rebuild")},
-        {**BASE.events, 2: (2, "proposed", "agent")},
-    )
+    good = snap({**BASE.recommendations, 2: rec("ACME-0042", "champion_rebuild")},
+                {**BASE.events, 2: (2, "proposed", "agent")})
     assert state_problems(BASE, good, want) == []
     assert state_problems(BASE, BASE, want) == ["missing pending champion_rebuild for ACME-0042"]
     assert state_problems(BASE, BASE, []) == []
-    extra = snap(
-        {**good.recommendations, 3: rec("ACME-0042", "exec_sponsor_outreach")},
-        {**good.events, 3: (3, "proposed", "agent")},
-    )
-    assert state_problems(BASE, extra, want) == [
-        "unexpected recommendation 3: exec_sponsor_outreach for ACME-0042"
-    ]
-    wrong_account = snap(
-        {**BASE.recommendations, 2: rec("DYNE-0036", "champion_rebuild")},
-        {**BASE.events, 2: (2, "proposed", "agent")},
-    )
+    extra = snap({**good.recommendations, 3: rec("ACME-0042", "exec_sponsor_outreach")},
+                 {**good.events, 3: (3, "proposed", "agent")})
+    assert state_problems(BASE, extra, want) == ["unexpected recommendation 3: exec_sponsor_outreach for ACME-0042"]
+    wrong_account = snap({**BASE.recommendations, 2: rec("DYNE-0036", "champion_rebuild")},
+                         {**BASE.events, 2: (2, "proposed", "agent")})
     assert "missing pending champion_rebuild for ACME-0042" in state_problems(BASE, wrong_account, want)
     any_action = [ExpectedRecommendation(account_id="ACME-0042")]
     assert state_problems(BASE, good, any_action) == []
 
 
 def test_state_catches_approvals_changes_and_other_tables() -> None:
-    approved = snap(
-        {1: ("IONA-0069", None, "champion_rebuild", "approved", 2, "agent", "2026-10-01")},
-        {**BASE.events, 2: (1, "approved", "agent")},
-    )
+    approved = snap({1: ("IONA-0069", None, "champion_rebuild", "approved", 2, "agent", "2026-10-01")},
+                    {**BASE.events, 2: (1, "approved", "agent")})
     assert state_problems(BASE, approved, []) == [
-        "existing recommendation 1 changed (pending → approved)",
-        "unexpected approved event on recommendation 1",
-    ]
-    new_approved = snap(
-        {**BASE.recommendations, 2: rec("ACME-0042", "champion_rebuild", "approved")},
-        {**BASE.events, 2: (2, "proposed", "agent")},
-    )
+        "existing recommendation 1 changed (pending → approved)", "unexpected approved event on recommendation 1"]
+    new_approved = snap({**BASE.recommendations, 2: rec("ACME-0042", "champion_rebuild", "approved")},
+                        {**BASE.events, 2: (2, "proposed", "agent")})
     assert "new recommendation 2 is approved, not pending" in state_problems(BASE, new_approved, [])
     touched = snap(BASE.recommendations, BASE.events, tables={"accounts": (3, "changed")})
     assert state_problems(BASE, touched, []) == ["table accounts changed"]
 
 
 def test_facts_come_from_this_runs_tool_results() -> None:
-    task = Task(
-        id="t",
-        category="read",
-        turns=["q"],
-        mentions=["ACME-0042"],
-        facts=[
-            Fact(
-                label="EV",
-                one_of=[
-                    {
-                        "tool": "next_best_action",
-                        "path": "actions.0.expected_value",  # type: ignore[list-item]
-                        "where": {"account_id": "acme-0042"},
-                    }
-                ],
-            ),
-            Fact(
-                label="p",
-                one_of=[
-                    {"tool": "rank", "path": "items.0.value"},  # type: ignore[list-item]
-                    {"tool": "churn_risk", "path": "probability"},
-                ],
-            ),
-        ],
-    )
-    runs = [
-        ("next_best_action", {"account_id": "ACME-0042"}, RESULT),
-        ("churn_risk", {"account_id": "ACME-0042"}, RESULT),
-    ]
+    task = Task(id="t", category="read", turns=["q"], mentions=["ACME-0042"], facts=[
+        Fact(label="EV", one_of=[{"tool": "next_best_action", "path": "actions.0.expected_value",  # type: ignore[list-item]
+                                  "where": {"account_id": "acme-0042"}}]),
+        Fact(label="p", one_of=[{"tool": "rank", "path": "items.0.value"},  # type: ignore[list-item]
+                                {"tool": "churn_risk", "path": "probability"}]),
+    ])
+    runs = [("next_best_action", {"account_id": "ACME-0042"}, RESULT), ("churn_risk", {"account_id": "ACME-0042"}, RESULT)]
     assert fact_problems(task, "ACME-0042: 66.6% risk; champion rebuild worth $91,521.", runs) == []
     problems = fact_problems(task, "acme-0042 is at risk (67%).", runs)
     assert problems == ["fact 'EV': the answer does not state 91520.78"]
     other = [("next_best_action", {"account_id": "DYNE-0036"}, RESULT)]
     missing = fact_problems(task, "nothing", other)
-    assert missing[0].startswith(
-        "fact 'EV': no successful next_best_action with {'account_id': 'acme-0042'} call"
-    )
+    assert missing[0].startswith("fact 'EV': no successful next_best_action with {'account_id': 'acme-0042'} call")
     assert "answer does not mention 'ACME-0042'" in missing
 
 
@@ -318,27 +228,15 @@ def test_jsonpath_selectors_and_errors() -> None:
 
 
 def result(metrics: dict[str, float]) -> SuiteResult:
-    return SuiteResult(
-        suite="tasks",
-        cases=2,
-        metrics=metrics,
-        summary="s",
-        failures=["t1 #1: missing x"],
-        tables=[ReportTable(title="by category", columns=["c", "n"], rows=[["file", "1|2"]])],
-    )
+    return SuiteResult(suite="tasks", cases=2, metrics=metrics, summary="s", failures=["t1 #1: missing x"],
+                       tables=[ReportTable(title="by category", columns=["c", "n"], rows=[["file", "1|2"]])])
 
 
 def test_thresholds_gate_min_max_and_missing_metrics() -> None:
-    limits = ThresholdFile(
-        version=1,
-        suites={"tasks": {"pass^1": Bound(min=0.5), "errors": Bound(max=0), "pass^3": Bound(min=0.1)}},
-    )
+    limits = ThresholdFile(version=1, suites={"tasks": {"pass^1": Bound(min=0.5), "errors": Bound(max=0),
+                                                        "pass^3": Bound(min=0.1)}})
     gated = apply_thresholds(result({"pass^1": 0.5, "errors": 1.0}), limits)
-    assert [(g.metric, g.passed) for g in gated.gates] == [
-        ("pass^1", True),
-        ("errors", False),
-        ("pass^3", False),
-    ]
+    assert [(g.metric, g.passed) for g in gated.gates] == [("pass^1", True), ("errors", False), ("pass^3", False)]
     assert gated.passed is False
     assert apply_thresholds(result({"pass^1": 0.6, "errors": 0.0, "pass^3": 0.2}), limits).passed
     assert apply_thresholds(result({}), ThresholdFile(version=1, suites={})).passed  # nothing gated
@@ -355,16 +253,8 @@ def test_shipped_thresholds_load() -> None:
 def test_reports_are_written_as_json_and_markdown(tmp_path: Path) -> None:
     limits = ThresholdFile(version=1, suites={"tasks": {"pass^1": Bound(min=0.9)}})
     suite = apply_thresholds(result({"pass^1": 0.5}), limits)
-    report = EvalReport(
-        run_id="20260101T000000Z",
-        started_at="20260101T000000Z",
-        model="m",
-        mode="replay",
-        trials=3,
-        thresholds_file="evals/thresholds.yaml",
-        suites=[suite],
-        passed=suite.passed,
-    )
+    report = EvalReport(run_id="20260101T000000Z", started_at="20260101T000000Z", model="m", mode="replay", trials=3,
+                        thresholds_file="evals/thresholds.yaml", suites=[suite], passed=suite.passed)
     json_path, md_path = write_reports(report, tmp_path)
     assert json.loads(json_path.read_text())["suites"][0]["gates"][0]["passed"] is False
     md = md_path.read_text()

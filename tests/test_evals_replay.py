@@ -32,14 +32,8 @@ FAKE_URL = "http://fake-llm.test/v1"
 
 def _completion(reply: AIMessage, stream: bool) -> httpx2.Response:
     """`reply` as an OpenAI chat completion (JSON, or server-sent events when streaming)."""
-    tool_calls = [
-        {
-            "id": c["id"],
-            "type": "function",
-            "function": {"name": c["name"], "arguments": json.dumps(c["args"])},
-        }
-        for c in reply.tool_calls
-    ]
+    tool_calls = [{"id": c["id"], "type": "function",
+                   "function": {"name": c["name"], "arguments": json.dumps(c["args"])}} for c in reply.tool_calls]
     finish = "tool_calls" if tool_calls else "stop"
     usage = {"prompt_tokens": 100, "completion_tokens": 10, "total_tokens": 110}
     base = {"id": "chatcmpl-fake", "created": 0, "model": "fake"}
@@ -47,35 +41,18 @@ def _completion(reply: AIMessage, stream: bool) -> httpx2.Response:
         message: dict[str, Any] = {"role": "assistant", "content": str(reply.content) or None}
         if tool_calls:
             message["tool_calls"] = tool_calls
-        body = {
-            **base,
-            "object": "chat.completion",
-            "usage": usage,
-            "choices": [{"index": 0, "message": message, "finish_reason": finish}],
-        }
+        body = {**base, "object": "chat.completion", "usage": usage,
+                "choices": [{"index": 0, "message": message, "finish_reason": finish}]}
         return httpx2.Response(200, json=body)
     chunks: list[dict[str, Any]] = []
     if tool_calls:
-        chunks.append(
-            {"role": "assistant", "tool_calls": [{"index": i, **tc} for i, tc in enumerate(tool_calls)]}
-        )
+        chunks.append({"role": "assistant", "tool_calls": [{"index": i, **tc} for i, tc in enumerate(tool_calls)]})
     else:
         chunks += [{"role": "assistant", "content": word} for word in str(reply.content).split(" ")]
-    events = [
-        {
-            **base,
-            "object": "chat.completion.chunk",
-            "choices": [{"index": 0, "delta": d, "finish_reason": None}],
-        }
-        for d in chunks
-    ]
-    events.append(
-        {
-            **base,
-            "object": "chat.completion.chunk",
-            "choices": [{"index": 0, "delta": {}, "finish_reason": finish}],
-        }
-    )
+    events = [{**base, "object": "chat.completion.chunk", "choices": [{"index": 0, "delta": d, "finish_reason": None}]}
+              for d in chunks]
+    events.append({**base, "object": "chat.completion.chunk",
+                   "choices": [{"index": 0, "delta": {}, "finish_reason": finish}]})
     events.append({**base, "object": "chat.completion.chunk", "choices": [], "usage": usage})
     text = "".join(f"data: {json.dumps(e)}\n\n" for e in events) + "data: [DONE]\n\n"
     return httpx2.Response(200, content=text.encode(), headers={"content-type": "text/event-stream"})
@@ -89,10 +66,8 @@ class FakeEndpoint(LLMRuntime):
         super().__init__(settings, FAKE_URL, "fake")
         self.script = script
         transport = httpx2.MockTransport(self._handle)
-        self._clients = {
-            "http_client": httpx2.Client(transport=transport),
-            "http_async_client": httpx2.AsyncClient(transport=transport),
-        }
+        self._clients = {"http_client": httpx2.Client(transport=transport),
+                         "http_async_client": httpx2.AsyncClient(transport=transport)}
 
     def _handle(self, request: httpx2.Request) -> httpx2.Response:
         assert request.url.path == "/v1/chat/completions"
@@ -108,35 +83,15 @@ class FakeEndpoint(LLMRuntime):
         return super().answerer(**self._clients, **overrides)
 
 
-def cases(
-    tmp_path: Path, question: str = "Compare the churn risk of ACME-0042 and ORII-0017."
-) -> dict[str, Path]:
+def cases(tmp_path: Path, question: str = "Compare the churn risk of ACME-0042 and ORII-0017.") -> dict[str, Path]:
     sel = tmp_path / "selection.yaml"
-    sel.write_text(
-        yaml.safe_dump(
-            {
-                "version": 1,
-                "cases": [
-                    {
-                        "id": "s1",
-                        "category": "single",
-                        "question": "How risky is ACME-0042?",
-                        "expect": [{"name": "churn_risk", "args": {"account_id": "ACME-0042"}}],
-                    },
-                    {
-                        "id": "p1",
-                        "category": "parallel",
-                        "question": question,
-                        "all": True,
-                        "expect": [
-                            {"name": "churn_risk", "args": {"account_id": "ACME-0042"}},
-                            {"name": "churn_risk", "args": {"account_id": "ORII-0017"}},
-                        ],
-                    },
-                ],
-            }
-        )
-    )
+    sel.write_text(yaml.safe_dump({"version": 1, "cases": [
+        {"id": "s1", "category": "single", "question": "How risky is ACME-0042?",
+         "expect": [{"name": "churn_risk", "args": {"account_id": "ACME-0042"}}]},
+        {"id": "p1", "category": "parallel", "question": question, "all": True,
+         "expect": [{"name": "churn_risk", "args": {"account_id": "ACME-0042"}},
+                    {"name": "churn_risk", "args": {"account_id": "ORII-0017"}}]},
+    ]}))
     return {"selection": sel}
 
 
@@ -145,12 +100,7 @@ SCRIPT = [
     calls(("churn_risk", {"account_id": "ACME-0042"}), ("churn_risk", {"account_id": "ORII-0017"})),  # p1
     # tasks: file-named-account (two trials, the second files the wrong action)
     call("next_best_action", account_id="ACME-0042"),
-    call(
-        "propose_recommendation",
-        account_id="ACME-0042",
-        action="champion_rebuild",
-        rationale="Champion left.",
-    ),
+    call("propose_recommendation", account_id="ACME-0042", action="champion_rebuild", rationale="Champion left."),
     say("Filed champion_rebuild for ACME-0042; expected value $91,521."),
     call("next_best_action", account_id="ACME-0042"),
     call("propose_recommendation", account_id="ACME-0042", action="exec_sponsor_outreach", rationale="x"),
@@ -159,25 +109,17 @@ SCRIPT = [
 
 
 def options(tmp_path: Path, mode: str, case_files: dict[str, Path]) -> RunOptions:
-    return RunOptions(
-        suites=["selection", "tasks"],
-        trials=2,
-        work_dir=tmp_path / "work",
-        ids=None if mode == "replay" else frozenset({"s1", "p1", "file-named-account"}),
-        cases=case_files,
-        mode=mode,  # type: ignore[arg-type]
-        cassette_dir=tmp_path / "cassettes",
-        knowledge=lambda: pytest.fail("no knowledge here"),
-    )
+    return RunOptions(suites=["selection", "tasks"], trials=2, work_dir=tmp_path / "work",
+                      ids=None if mode == "replay" else frozenset({"s1", "p1", "file-named-account"}),
+                      cases=case_files, mode=mode,  # type: ignore[arg-type]
+                      cassette_dir=tmp_path / "cassettes", knowledge=lambda: pytest.fail("no knowledge here"))
 
 
 def test_record_then_replay_reproduces_the_results_without_a_model(tmp_path: Path) -> None:
     script = Script(SCRIPT)
     fake = FakeEndpoint(script)
     case_files = cases(tmp_path)
-    recorded = run_suites(
-        options(tmp_path, "record", case_files), models=lambda _s: fake, thresholds=load_thresholds()
-    )
+    recorded = run_suites(options(tmp_path, "record", case_files), models=lambda _s: fake, thresholds=load_thresholds())
     assert script.remaining == 0
     folder = tmp_path / "cassettes"
     for suite in ("selection", "tasks"):
@@ -190,11 +132,9 @@ def test_record_then_replay_reproduces_the_results_without_a_model(tmp_path: Pat
 
     # replay: no fake endpoint, no script; the live-model tripwire would fail any unrecorded request
     settings = get_settings()
-    replayed = run_suites(
-        options(tmp_path, "replay", case_files),
-        models=lambda suite: replay_runtime(load_meta(suite, folder), settings),
-        thresholds=load_thresholds(),
-    )
+    replayed = run_suites(options(tmp_path, "replay", case_files),
+                          models=lambda suite: replay_runtime(load_meta(suite, folder), settings),
+                          thresholds=load_thresholds())
     assert replayed.mode == "replay" and replayed.trials == 2
     for before, after in zip(recorded.suites, replayed.suites, strict=True):
         assert after.metrics == before.metrics, after.suite
@@ -209,17 +149,12 @@ def test_replay_fails_loudly_when_the_requests_change(tmp_path: Path) -> None:
     rec.suites = ["selection"]
     run_suites(rec, models=lambda _s: fake, thresholds=load_thresholds())
     folder = tmp_path / "cassettes"
-    changed = options(
-        tmp_path, "replay", cases(tmp_path, question="Compare churn risk: ACME-0042 vs ORII-0017.")
-    )
+    changed = options(tmp_path, "replay", cases(tmp_path, question="Compare churn risk: ACME-0042 vs ORII-0017."))
     changed.suites = ["selection"]
     settings = get_settings()
     with pytest.raises(ReplayError, match="re-record with `make eval-record`"):
-        run_suites(
-            changed,
-            models=lambda suite: replay_runtime(load_meta(suite, folder), settings),
-            thresholds=load_thresholds(),
-        )
+        run_suites(changed, models=lambda suite: replay_runtime(load_meta(suite, folder), settings),
+                   thresholds=load_thresholds())
 
 
 def test_replay_refuses_a_model_other_than_the_recorded_one(tmp_path: Path) -> None:
@@ -232,12 +167,8 @@ def test_replay_refuses_a_model_other_than_the_recorded_one(tmp_path: Path) -> N
         replay_runtime(meta, get_settings().model_copy(update={"llm_gguf_path": None}))
 
 
-@pytest.mark.parametrize(
-    "group", [("selection",), ("tasks", "faithfulness")], ids=["selection", "tasks+faithfulness"]
-)
-def test_committed_recordings_replay_to_the_recorded_result(
-    group: tuple[SuiteName, ...], tmp_path: Path
-) -> None:
+@pytest.mark.parametrize("group", [("selection",), ("tasks", "faithfulness")], ids=["selection", "tasks+faithfulness"])
+def test_committed_recordings_replay_to_the_recorded_result(group: tuple[SuiteName, ...], tmp_path: Path) -> None:
     """The recordings of the embedded model in evals/cassettes/ (`make eval-record`) replay, with no
     model, to exactly the result recorded with them (their trials and cases, evals/runner.py), and
     that result clears evals/thresholds.yaml.
@@ -245,11 +176,8 @@ def test_committed_recordings_replay_to_the_recorded_result(
     (faithfulness also grades the tasks' answers, so the two replay together, as recorded)"""
     metas = {suite: load_meta(suite, CASSETTE_DIR) for suite in group}  # ReplayError when missing
     settings = get_settings().model_copy(update={"llm_gguf_path": None})
-    report = run_suites(
-        RunOptions(suites=list(group), work_dir=tmp_path / "work", mode="replay"),
-        models=lambda s: replay_runtime(metas[s], settings),
-        thresholds=load_thresholds(),
-    )
+    report = run_suites(RunOptions(suites=list(group), work_dir=tmp_path / "work", mode="replay"),
+                        models=lambda s: replay_runtime(metas[s], settings), thresholds=load_thresholds())
     for result in report.suites:
         recorded = metas[result.suite].result
         assert result.metrics == recorded.metrics, result.suite

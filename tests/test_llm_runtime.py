@@ -59,25 +59,13 @@ def test_a_dead_owner_or_unhealthy_server_is_not_shared(tmp_path: Path, health_s
     settings = settings_in(tmp_path)
     path = registry_path(settings)
     path.parent.mkdir(parents=True)
-    path.write_text(
-        json.dumps(
-            {"base_url": health_server, "model": "qwen2.5-coder-1.5b-instruct", "owner_pid": 2**22 + 12345}
-        )
-    )
+    path.write_text(json.dumps({"base_url": health_server, "model": "qwen2.5-coder-1.5b-instruct",
+                                "owner_pid": 2**22 + 12345}))
     assert _running_server(settings) is None  # no such process
-    path.write_text(
-        json.dumps(
-            {
-                "base_url": "http://127.0.0.1:9/v1",
-                "model": "qwen2.5-coder-1.5b-instruct",
-                "owner_pid": os.getpid(),
-            }
-        )
-    )
+    path.write_text(json.dumps({"base_url": "http://127.0.0.1:9/v1", "model": "qwen2.5-coder-1.5b-instruct",
+                                "owner_pid": os.getpid()}))
     assert _running_server(settings) is None  # nothing answers /health
-    path.write_text(
-        json.dumps({"base_url": health_server, "model": "another-model", "owner_pid": os.getpid()})
-    )
+    path.write_text(json.dumps({"base_url": health_server, "model": "another-model", "owner_pid": os.getpid()}))
     assert _running_server(settings) is None  # a different model
     path.write_text("not json")
     assert _running_server(settings) is None

@@ -94,14 +94,8 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     ingest_documents(load_documents(files, base=CORPUS), store=store)
 
     settings = Settings(
-        database_url=url,
-        data_dir=tmp / "data",
-        chroma_path=tmp / "chroma",
-        chroma_host=None,
-        llm_base_url=None,
-        llm_autostart=False,
-        playbook_path=None,
-        recommendation_ttl_days=30,
+        database_url=url, data_dir=tmp / "data", chroma_path=tmp / "chroma", chroma_host=None,
+        llm_base_url=None, llm_autostart=False, playbook_path=None, recommendation_ttl_days=30,
     )  # type: ignore[call-arg]
     app = create_app(settings, knowledge_store=store)
     sock = _free_socket()
@@ -114,25 +108,17 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
             pytest.fail("the uvicorn server did not start")
         time.sleep(0.05)
 
-    script = Script(
-        [
-            call("score_activities"),
-            call("rank", entity="accounts", metric="churn_probability", limit=1),
-            call("next_best_action", account_id=account),
-            call(
-                "propose_recommendation",
-                account_id=account,
-                action=action,
-                rationale="Highest expected value for the riskiest account.",
-            ),
-            # last: once knowledge passages are in, the agent answers from them
-            call("search_knowledge", query="what does margin leak measure"),
-            say(
-                f"**Margin leak** is cost not matched by value [{CITED}].\n\n"
-                f"- {account} is the riskiest account\n- I filed `{action}` for approval."
-            ),
-        ]
-    )
+    script = Script([
+        call("score_activities"),
+        call("rank", entity="accounts", metric="churn_probability", limit=1),
+        call("next_best_action", account_id=account),
+        call("propose_recommendation", account_id=account, action=action,
+             rationale="Highest expected value for the riskiest account."),
+        # last: once knowledge passages are in, the agent answers from them
+        call("search_knowledge", query="what does margin leak measure"),
+        say(f"**Margin leak** is cost not matched by value [{CITED}].\n\n"
+            f"- {account} is the riskiest account\n- I filed `{action}` for approval."),
+    ])
     app.state.llm.copilot = Copilot(
         sessions=app.state.sessionmaker,
         knowledge=lambda: store,
@@ -154,9 +140,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
 def browser() -> Iterator[Any]:
     executable = chromium_executable()
     if executable is None:
-        pytest.skip(
-            "no Chromium found (install Debian's `chromium` or set CHROMIUM_PATH): the browser test cannot run"
-        )
+        pytest.skip("no Chromium found (install Debian's `chromium` or set CHROMIUM_PATH): the browser test cannot run")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
@@ -311,14 +295,8 @@ def test_init_prints_a_first_admin_key_once(tmp_path: Path, capsys: pytest.Captu
     sessions = make_sessionmaker(engine)
     settings = Settings(database_url=str(engine.url), data_dir=tmp_path)  # type: ignore[call-arg]
 
-    _first_admin_key(
-        sessions,
-        Settings(
-            database_url=str(engine.url),
-            data_dir=tmp_path,  # type: ignore[call-arg]
-            environment="production",
-        ),
-    )
+    _first_admin_key(sessions, Settings(database_url=str(engine.url), data_dir=tmp_path,  # type: ignore[call-arg]
+                                         environment="production"))
     assert "no API key yet" in capsys.readouterr().out
     _first_admin_key(sessions, settings)
     out = capsys.readouterr().out

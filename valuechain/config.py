@@ -42,9 +42,7 @@ class Settings(BaseSettings):
     )
 
     recommendation_ttl_days: int = Field(
-        default=30,
-        ge=0,
-        description="Pending recommendations older than this can no longer be decided (0 = never)",
+        default=30, ge=0, description="Pending recommendations older than this can no longer be decided (0 = never)"
     )
 
     slack_bot_token: str | None = None

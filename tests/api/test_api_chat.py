@@ -41,9 +41,7 @@ def scripted(client: TestClient, factory: sessionmaker[Session]) -> CopilotFacto
     return install
 
 
-def sse_events(
-    client: TestClient, key: str, body: dict[str, Any], **headers: str
-) -> list[tuple[str, dict[str, Any]]]:
+def sse_events(client: TestClient, key: str, body: dict[str, Any], **headers: str) -> list[tuple[str, dict[str, Any]]]:
     """POST a chat with `Accept: text/event-stream`; the (event, data) pairs in order."""
     events: list[tuple[str, dict[str, Any]]] = []
     with client.stream(
@@ -54,10 +52,10 @@ def sse_events(
         name = None
         for line in resp.iter_lines():
             if line.startswith("event: "):
-                name = line[len("event: ") :]
+                name = line[len("event: "):]
             elif line.startswith("data: "):
                 assert name is not None
-                events.append((name, json.loads(line[len("data: ") :])))
+                events.append((name, json.loads(line[len("data: "):])))
                 name = None
     return events
 
@@ -82,9 +80,7 @@ def test_chat_returns_the_agent_answer_as_json(
     runs_before = metric("vcc_agent_run_duration_seconds_count", channel="api", status="ok")
     tokens_before = metric("vcc_llm_tokens_total", model="scripted", kind="prompt")
 
-    resp = client.post(
-        "/api/v1/chat", json={"message": "  Which activities leak margin?  "}, headers=bearer(keys["analyst"])
-    )
+    resp = client.post("/api/v1/chat", json={"message": "  Which activities leak margin?  "}, headers=bearer(keys["analyst"]))
 
     assert resp.status_code == 200, resp.text
     body = resp.json()
@@ -97,9 +93,7 @@ def test_chat_returns_the_agent_answer_as_json(
     assert conv is not None and conv.channel == "api" and conv.user_id == user_id(factory, "analyst1")
     assert run is not None and run.status == "ok" and run.question == "Which activities leak margin?"
     # the conversation is the caller's: listed for them, with the run and its tool call
-    history = client.get(
-        f"/api/v1/conversations/{body['conversation_id']}", headers=bearer(keys["analyst"])
-    ).json()
+    history = client.get(f"/api/v1/conversations/{body['conversation_id']}", headers=bearer(keys["analyst"])).json()
     assert history["user"] == "analyst1" and history["runs"][0]["tool_calls"][0]["name"] == "score_activities"
     assert metric("vcc_agent_run_duration_seconds_count", channel="api", status="ok") == runs_before + 1
     assert metric("vcc_llm_tokens_total", model="scripted", kind="prompt") == tokens_before + 200
@@ -110,9 +104,7 @@ def test_chat_streams_server_sent_events_named_by_event_type(
 ) -> None:
     scripted(call("score_activities"), say("Sales leaks the most."))
 
-    events = sse_events(
-        client, keys["approver"], {"message": "Which activities leak margin?"}, **{"X-Client": "web"}
-    )
+    events = sse_events(client, keys["approver"], {"message": "Which activities leak margin?"}, **{"X-Client": "web"})
 
     names = [n for n, _ in events]
     assert names[0] == "run_started" and names[-1] == "answer"
@@ -125,10 +117,7 @@ def test_chat_streams_server_sent_events_named_by_event_type(
     tokens = "".join(d["text"] for n, d in events if n == "token")
     assert "Sales leaks the most.".startswith(tokens)  # the fake model does not stream; a real one does
     answer = events[-1][1]["result"]
-    assert (
-        answer["answer"] == "Sales leaks the most."
-        and answer["conversation_id"] == events[0][1]["conversation_id"]
-    )
+    assert answer["answer"] == "Sales leaks the most." and answer["conversation_id"] == events[0][1]["conversation_id"]
     with factory() as s:
         conv = s.get(Conversation, answer["conversation_id"])
     assert conv is not None and conv.channel == "web" and conv.user_id == user_id(factory, "approver1")
@@ -141,18 +130,12 @@ def test_a_conversation_goes_on_only_for_its_owner(
     first = client.post("/api/v1/chat", json={"message": "hi"}, headers=bearer(keys["analyst"])).json()
     cid = first["conversation_id"]
 
-    other = client.post(
-        "/api/v1/chat", json={"message": "and?", "conversation_id": cid}, headers=bearer(keys["approver"])
-    )
+    other = client.post("/api/v1/chat", json={"message": "and?", "conversation_id": cid}, headers=bearer(keys["approver"]))
     assert other.status_code == 404 and "of yours" in other.json()["detail"]
-    unknown = client.post(
-        "/api/v1/chat", json={"message": "x", "conversation_id": "conv-nope"}, headers=bearer(keys["analyst"])
-    )
+    unknown = client.post("/api/v1/chat", json={"message": "x", "conversation_id": "conv-nope"}, headers=bearer(keys["analyst"]))
     assert unknown.status_code == 404
 
-    again = client.post(
-        "/api/v1/chat", json={"message": "and?", "conversation_id": cid}, headers=bearer(keys["analyst"])
-    )
+    again = client.post("/api/v1/chat", json={"message": "and?", "conversation_id": cid}, headers=bearer(keys["analyst"]))
     assert again.status_code == 200 and again.json()["conversation_id"] == cid
     sent = [(m.type, m.content) for m in script.requests[-1]["messages"] if m.type != "system"]
     assert sent == [("human", "hi"), ("ai", "Hello."), ("human", "and?")]
@@ -205,34 +188,20 @@ def test_no_copilot_is_503_with_the_reason(client: TestClient, keys: dict[str, s
     assert resp.status_code == 503 and "LLM_AUTOSTART=false" in resp.json()["detail"]
 
     client.app.state.llm.status = "warming"  # type: ignore[attr-defined]
-    resp = client.post(
-        "/api/v1/chat",
-        json={"message": "hi"},
-        headers={**bearer(keys["analyst"]), "Accept": "text/event-stream"},
-    )
+    resp = client.post("/api/v1/chat", json={"message": "hi"}, headers={**bearer(keys["analyst"]), "Accept": "text/event-stream"})
     assert resp.status_code == 503 and "warming up" in resp.json()["detail"]
     assert resp.headers["retry-after"] == "10"
     status = client.get("/api/v1/chat/status", headers=bearer(keys["viewer"])).json()
     assert status["available"] is False and status["status"] == "warming"
 
 
-def test_chat_roles_and_validation(
-    client: TestClient, keys: dict[str, str], scripted: CopilotFactory
-) -> None:
+def test_chat_roles_and_validation(client: TestClient, keys: dict[str, str], scripted: CopilotFactory) -> None:
     scripted()
     assert client.post("/api/v1/chat", json={"message": "hi"}).status_code == 401
     viewer = client.post("/api/v1/chat", json={"message": "hi"}, headers=bearer(keys["viewer"]))
     assert viewer.status_code == 403 and "analyst" in viewer.json()["detail"]
-    for body in (
-        {"message": "   "},
-        {"message": ""},
-        {},
-        {"message": "x" * 4001},
-        {"message": "hi", "conversation_id": "a b"},
-    ):
-        assert client.post("/api/v1/chat", json=body, headers=bearer(keys["analyst"])).status_code == 422, (
-            body
-        )
+    for body in ({"message": "   "}, {"message": ""}, {}, {"message": "x" * 4001}, {"message": "hi", "conversation_id": "a b"}):
+        assert client.post("/api/v1/chat", json=body, headers=bearer(keys["analyst"])).status_code == 422, body
     assert client.get("/api/v1/chat/status", headers=bearer(keys["viewer"])).json()["available"] is True
 
 
@@ -248,11 +217,8 @@ def test_chat_files_a_recommendation_for_review(
         call("propose_recommendation", account_id="ACME-0001", action=action, rationale="Highest EV."),
         say(f"Filed {action} for approval."),
     )
-    body = client.post(
-        "/api/v1/chat",
-        json={"message": "File the best action for ACME-0001"},
-        headers=bearer(keys["analyst"]),
-    ).json()
+    body = client.post("/api/v1/chat", json={"message": "File the best action for ACME-0001"},
+                       headers=bearer(keys["analyst"])).json()
     with factory() as s:
         rec = s.scalars(select(Recommendation).where(Recommendation.run_id == body["run_id"])).one()
     assert (rec.status, rec.account_id, rec.action) == ("pending", "ACME-0001", action)
@@ -264,26 +230,19 @@ def test_chat_files_a_recommendation_for_review(
     ("fmt", "media", "head"),
     [("md", "text/markdown", b"# "), ("html", "text/html", b"<!"), ("pdf", "application/pdf", b"%PDF")],
 )
-def test_analysis_report_formats(
-    client: TestClient, keys: dict[str, str], fmt: str, media: str, head: bytes
-) -> None:
+def test_analysis_report_formats(client: TestClient, keys: dict[str, str], fmt: str, media: str, head: bytes) -> None:
     resp = client.get(f"/api/v1/analysis?format={fmt}", headers=bearer(keys["analyst"]))
     assert resp.status_code == 200, resp.text
     assert resp.headers["content-type"].startswith(media)
     assert resp.content.lstrip()[: len(head)].lower() == head.lower()
-    assert resp.headers["content-disposition"].startswith('inline; filename="value-chain-analysis-')
+    assert resp.headers["content-disposition"].startswith("inline; filename=\"value-chain-analysis-")
 
 
 def test_analysis_json_errors_and_roles(client: TestClient, keys: dict[str, str]) -> None:
     body = client.get("/api/v1/analysis", headers=bearer(keys["analyst"])).json()
     assert {"period", "step1_primary", "step3_costs"} <= set(body)
-    dl = client.get(
-        f"/api/v1/analysis?format=md&download=true&period={body['period']}", headers=bearer(keys["admin"])
-    )
-    assert (
-        dl.headers["content-disposition"]
-        == f'attachment; filename="value-chain-analysis-{body["period"]}.md"'
-    )
+    dl = client.get(f"/api/v1/analysis?format=md&download=true&period={body['period']}", headers=bearer(keys["admin"]))
+    assert dl.headers["content-disposition"] == f'attachment; filename="value-chain-analysis-{body["period"]}.md"'
     bad = client.get("/api/v1/analysis?period=1999", headers=bearer(keys["analyst"]))
     assert bad.status_code == 422 and body["period"] in bad.json()["detail"]
     assert client.get("/api/v1/analysis?format=docx", headers=bearer(keys["analyst"])).status_code == 422

@@ -151,46 +151,22 @@ FORM = "application/x-www-form-urlencoded"
 
 
 def command_body(fake: FakeSlack, text: str, user: str = CAROL) -> str:
-    return urlencode(
-        {
-            "token": "unused",
-            "team_id": TEAM,
-            "channel_id": CHANNEL,
-            "user_id": user,
-            "user_name": user.lower(),
-            "command": "/valuechain",
-            "text": text,
-            "response_url": f"{fake.url}/respond/cmd",
-            "trigger_id": "trig-cmd",
-        }
-    )
+    return urlencode({
+        "token": "unused", "team_id": TEAM, "channel_id": CHANNEL, "user_id": user, "user_name": user.lower(),
+        "command": "/valuechain", "text": text, "response_url": f"{fake.url}/respond/cmd", "trigger_id": "trig-cmd",
+    })
 
 
 _events = itertools.count(1)
 
 
 def mention_body(text: str, *, ts: str, thread_ts: str | None = None, user: str = CAROL) -> str:
-    event: dict[str, Any] = {
-        "type": "app_mention",
-        "user": user,
-        "text": f"<@{BOT}> {text}",
-        "ts": ts,
-        "channel": CHANNEL,
-        "event_ts": ts,
-    }
+    event: dict[str, Any] = {"type": "app_mention", "user": user, "text": f"<@{BOT}> {text}", "ts": ts,
+                             "channel": CHANNEL, "event_ts": ts}
     if thread_ts:
         event["thread_ts"] = thread_ts
-    return json.dumps(
-        {
-            "token": "unused",
-            "team_id": TEAM,
-            "api_app_id": "A0TEST",
-            "type": "event_callback",
-            "event_id": f"Ev{next(_events)}",
-            "event_time": int(time.time()),
-            "event": event,
-        }
-    )
+    return json.dumps({"token": "unused", "team_id": TEAM, "api_app_id": "A0TEST", "type": "event_callback",
+                       "event_id": f"Ev{next(_events)}", "event_time": int(time.time()), "event": event})
 
 
 _actions = itertools.count(1)
@@ -198,24 +174,12 @@ _actions = itertools.count(1)
 
 def click_body(fake: FakeSlack, action_id: str, value: str, *, user: str, message_ts: str) -> str:
     payload = {
-        "type": "block_actions",
-        "team": {"id": TEAM},
-        "user": {"id": user},
-        "api_app_id": "A0TEST",
-        "trigger_id": f"trig-{next(_actions)}",
-        "response_url": f"{fake.url}/respond/act-{next(_actions)}",
+        "type": "block_actions", "team": {"id": TEAM}, "user": {"id": user}, "api_app_id": "A0TEST",
+        "trigger_id": f"trig-{next(_actions)}", "response_url": f"{fake.url}/respond/act-{next(_actions)}",
         "container": {"type": "message", "channel_id": CHANNEL, "message_ts": message_ts},
-        "channel": {"id": CHANNEL},
-        "message": {"ts": message_ts},
-        "actions": [
-            {
-                "type": "button",
-                "action_id": action_id,
-                "block_id": "decide",
-                "value": value,
-                "action_ts": str(time.time()),
-            }
-        ],
+        "channel": {"id": CHANNEL}, "message": {"ts": message_ts},
+        "actions": [{"type": "button", "action_id": action_id, "block_id": "decide", "value": value,
+                     "action_ts": str(time.time())}],
     }
     return urlencode({"payload": json.dumps(payload)})
 
@@ -226,17 +190,9 @@ def submit_body(view: dict[str, Any], *, user: str, reason: str, note: str | Non
         "note": {"text": {"type": "plain_text_input", "value": note}},
     }
     payload = {
-        "type": "view_submission",
-        "team": {"id": TEAM},
-        "user": {"id": user},
-        "api_app_id": "A0TEST",
-        "view": {
-            "id": "V0TEST",
-            "type": "modal",
-            "callback_id": view["callback_id"],
-            "private_metadata": view["private_metadata"],
-            "state": {"values": values},
-        },
+        "type": "view_submission", "team": {"id": TEAM}, "user": {"id": user}, "api_app_id": "A0TEST",
+        "view": {"id": "V0TEST", "type": "modal", "callback_id": view["callback_id"],
+                 "private_metadata": view["private_metadata"], "state": {"values": values}},
     }
     return urlencode({"payload": json.dumps(payload)})
 
@@ -246,16 +202,9 @@ def submit_body(view: dict[str, Any], *, user: str, reason: str, note: str | Non
 
 def slack_settings(db: Path, tmp_path: Path, **overrides: Any) -> Settings:
     values: dict[str, Any] = {
-        "database_url": f"sqlite:///{db}",
-        "data_dir": tmp_path / "data",
-        "chroma_path": tmp_path / "chroma",
-        "chroma_host": None,
-        "llm_base_url": None,
-        "llm_autostart": False,
-        "playbook_path": None,
-        "recommendation_ttl_days": 30,
-        "slack_bot_token": TOKEN,
-        "slack_signing_secret": SECRET,
+        "database_url": f"sqlite:///{db}", "data_dir": tmp_path / "data", "chroma_path": tmp_path / "chroma",
+        "chroma_host": None, "llm_base_url": None, "llm_autostart": False, "playbook_path": None,
+        "recommendation_ttl_days": 30, "slack_bot_token": TOKEN, "slack_signing_secret": SECRET,
         "slack_approvers": f"{ALICE}:alice, {BOB}:bob",
     }
     values.update(overrides)
@@ -285,9 +234,8 @@ class Env:
         )
         return script
 
-    def post(
-        self, body: str, content_type: str, *, at: float | None = None, headers: dict[str, str] | None = None
-    ) -> httpx.Response:
+    def post(self, body: str, content_type: str, *, at: float | None = None,
+             headers: dict[str, str] | None = None) -> httpx.Response:
         sent = {**signed_headers(body, content_type, at=at), **(headers or {})}
         return httpx.post(f"{self.url}/slack/events", content=body.encode(), headers=sent, timeout=WAIT_S)
 
@@ -323,13 +271,8 @@ def env(demo_db: Path, tmp_path: Path, fake_slack: FakeSlack) -> Iterator[Env]:
 
 def runs_of(sessions: sessionmaker[Session], conversation_id: str) -> list[AgentRun]:
     with sessions() as s:
-        return list(
-            s.scalars(
-                select(AgentRun)
-                .where(AgentRun.conversation_id == conversation_id)
-                .order_by(AgentRun.started_at, AgentRun.id)
-            )
-        )
+        return list(s.scalars(select(AgentRun).where(AgentRun.conversation_id == conversation_id)
+                              .order_by(AgentRun.started_at, AgentRun.id)))
 
 
 # ------------------------------------------------------------------------------ questions
@@ -368,15 +311,10 @@ def test_empty_slash_command_says_how_to_ask(env: Env) -> None:
 
 
 def test_mentions_answer_in_the_thread_and_a_thread_is_one_conversation(env: Env) -> None:
-    script = env.agent(
-        [say("Enterprise churn risk is concentrated in EMEA."), say("Start with the top three.")]
-    )
+    script = env.agent([say("Enterprise churn risk is concentrated in EMEA."), say("Start with the top three.")])
     first_ts = "1700000100.000100"
 
-    assert (
-        env.post(mention_body("which segment churns most?", ts=first_ts), "application/json").status_code
-        == 200
-    )
+    assert env.post(mention_body("which segment churns most?", ts=first_ts), "application/json").status_code == 200
     first = env.fake.wait("chat.postMessage")[0]
     assert (first["thread_ts"], first["text"]) == (first_ts, "Enterprise churn risk is concentrated in EMEA.")
 
@@ -403,9 +341,7 @@ def test_a_retried_event_is_not_answered_twice(env: Env) -> None:
 
 def test_model_not_ready_is_said_in_the_thread(env: Env) -> None:
     assert env.app.state.llm.copilot is None  # LLM_AUTOSTART=false: no agent in this app
-    assert (
-        env.post(mention_body("anyone there?", ts="1700000400.000400"), "application/json").status_code == 200
-    )
+    assert env.post(mention_body("anyone there?", ts="1700000400.000400"), "application/json").status_code == 200
     posted = env.fake.wait("chat.postMessage")[0]
     assert posted["thread_ts"] == "1700000400.000400"
     assert posted["text"].startswith("The model is unavailable: disabled (LLM_AUTOSTART=false).")
@@ -436,25 +372,13 @@ def filed(env: Env) -> Filed:
     with env.sessions() as s:
         account = rank(session=s, entity="accounts", metric="churn_probability", limit=1).items[0].id
         action = next_best_action(session=s, account_id=account).actions[0].action
-    env.agent(
-        [
-            call("next_best_action", account_id=account),
-            call(
-                "propose_recommendation",
-                account_id=account,
-                action=action,
-                rationale="Highest expected value.",
-            ),
-            say(f"I filed {action} for {account}; it waits for an approver."),
-        ]
-    )
-    assert (
-        env.post(
-            mention_body(f"what should we do about {account}? file it", ts="1700000500.000500"),
-            "application/json",
-        ).status_code
-        == 200
-    )
+    env.agent([
+        call("next_best_action", account_id=account),
+        call("propose_recommendation", account_id=account, action=action, rationale="Highest expected value."),
+        say(f"I filed {action} for {account}; it waits for an approver."),
+    ])
+    assert env.post(mention_body(f"what should we do about {account}? file it", ts="1700000500.000500"),
+                    "application/json").status_code == 200
     answer, posted = env.fake.wait("chat.postMessage", 2)
     assert answer["text"].startswith("I filed")
     with env.sessions() as s:
@@ -469,9 +393,7 @@ def test_a_filed_recommendation_is_posted_in_the_thread_with_buttons(env: Env, f
     assert "filed by slack:UCAROL" in blocks[0]["text"]["text"]
     buttons = blocks[1]["elements"]
     assert [(b["action_id"], b["text"]["text"], b.get("style")) for b in buttons] == [
-        ("vcc_approve", "Approve", "primary"),
-        ("vcc_reject", "Reject", "danger"),
-    ]
+        ("vcc_approve", "Approve", "primary"), ("vcc_reject", "Reject", "danger")]
     with env.sessions() as s:
         rec = s.get(Recommendation, filed.id)
         assert rec is not None and rec.status == "pending" and rec.created_by == "slack:UCAROL"
@@ -483,20 +405,13 @@ def test_a_filed_recommendation_is_posted_in_the_thread_with_buttons(env: Env, f
 
 def decisions(sessions: sessionmaker[Session], rid: int) -> list[tuple[str, str]]:
     with sessions() as s:
-        return [
-            (e.event, e.actor)
-            for e in s.scalars(
-                select(RecommendationEvent).where(
-                    RecommendationEvent.recommendation_id == rid, RecommendationEvent.event != "proposed"
-                )
-            )
-        ]
+        return [(e.event, e.actor) for e in s.scalars(
+            select(RecommendationEvent).where(RecommendationEvent.recommendation_id == rid,
+                                              RecommendationEvent.event != "proposed"))]
 
 
 def test_an_approver_click_decides_once_and_updates_the_message(env: Env, filed: Filed) -> None:
-    body = click_body(
-        env.fake, "vcc_approve", filed.button("vcc_approve"), user=ALICE, message_ts=filed.message_ts
-    )
+    body = click_body(env.fake, "vcc_approve", filed.button("vcc_approve"), user=ALICE, message_ts=filed.message_ts)
     assert env.post(body, FORM).status_code == 200
 
     update = env.fake.wait("chat.update")[0]
@@ -523,10 +438,8 @@ def test_a_second_click_names_the_winner(env: Env, filed: Filed) -> None:
     assert f"recommendation #{filed.id} was already approved by alice" in refusal["text"]
     assert decisions(env.sessions, filed.id) == [("approved", "alice")]  # one decision, bob's changed nothing
     # a late Reject is refused the same way, before any dialog opens
-    env.post(
-        click_body(env.fake, "vcc_reject", filed.button("vcc_reject"), user=BOB, message_ts=filed.message_ts),
-        FORM,
-    )
+    env.post(click_body(env.fake, "vcc_reject", filed.button("vcc_reject"), user=BOB,
+                        message_ts=filed.message_ts), FORM)
     late = env.fake.wait_response(2)[1]
     assert late["text"] == f"recommendation #{filed.id} was already approved by alice; nothing was changed"
     assert env.fake.of("views.open") == []
@@ -534,25 +447,15 @@ def test_a_second_click_names_the_winner(env: Env, filed: Filed) -> None:
 
 
 def test_a_non_approver_click_is_refused(env: Env, filed: Filed) -> None:
-    env.post(
-        click_body(
-            env.fake, "vcc_approve", filed.button("vcc_approve"), user=CAROL, message_ts=filed.message_ts
-        ),
-        FORM,
-    )
-    env.post(
-        click_body(
-            env.fake, "vcc_reject", filed.button("vcc_reject"), user=CAROL, message_ts=filed.message_ts
-        ),
-        FORM,
-    )
+    env.post(click_body(env.fake, "vcc_approve", filed.button("vcc_approve"), user=CAROL,
+                        message_ts=filed.message_ts), FORM)
+    env.post(click_body(env.fake, "vcc_reject", filed.button("vcc_reject"), user=CAROL,
+                        message_ts=filed.message_ts), FORM)
 
     refusals = env.fake.wait_response(2)
     for refusal in refusals:
         assert refusal["response_type"] == "ephemeral" and refusal["replace_original"] is False
-        assert refusal["text"].startswith(
-            f"Only approvers may decide recommendations, and <@{CAROL}> is not one"
-        )
+        assert refusal["text"].startswith(f"Only approvers may decide recommendations, and <@{CAROL}> is not one")
     assert env.fake.of("chat.update") == [] and env.fake.of("views.open") == []
     with env.sessions() as s:
         rec = s.get(Recommendation, filed.id)
@@ -561,10 +464,8 @@ def test_a_non_approver_click_is_refused(env: Env, filed: Filed) -> None:
 
 
 def test_reject_asks_for_a_reason_then_records_it(env: Env, filed: Filed) -> None:
-    env.post(
-        click_body(env.fake, "vcc_reject", filed.button("vcc_reject"), user=BOB, message_ts=filed.message_ts),
-        FORM,
-    )
+    env.post(click_body(env.fake, "vcc_reject", filed.button("vcc_reject"), user=BOB,
+                        message_ts=filed.message_ts), FORM)
     opened = env.fake.wait("views.open")[0]
     view = opened["view"]
     assert opened["trigger_id"].startswith("trig-") and view["callback_id"] == "vcc_reject"
@@ -574,25 +475,17 @@ def test_reject_asks_for_a_reason_then_records_it(env: Env, filed: Filed) -> Non
     # "other" without a note: the dialog says what is missing, nothing is decided
     resp = env.post(submit_body(view, user=BOB, reason="other", note=None), FORM)
     assert resp.status_code == 200
-    assert json.loads(resp.text) == {
-        "response_action": "errors",
-        "errors": {"note": 'reason_code "other" needs a note saying why'},
-    }
+    assert json.loads(resp.text) == {"response_action": "errors",
+                                     "errors": {"note": 'reason_code "other" needs a note saying why'}}
     assert decisions(env.sessions, filed.id) == []
 
-    resp = env.post(
-        submit_body(view, user=BOB, reason="not_worth_it", note="Costs more than the ARR at risk"), FORM
-    )
+    resp = env.post(submit_body(view, user=BOB, reason="not_worth_it", note="Costs more than the ARR at risk"), FORM)
     assert resp.status_code == 200 and resp.text == ""  # the dialog closes
     line = env.fake.wait("chat.update")[0]["blocks"][-1]["elements"][0]["text"]
     assert line.startswith(f"*Rejected by <@{BOB}> (bob)*") and "reason `not_worth_it`" in line
     with env.sessions() as s:
         event = s.scalars(select(RecommendationEvent).where(RecommendationEvent.event == "rejected")).one()
-        assert (event.actor, event.reason_code, event.note) == (
-            "bob",
-            "not_worth_it",
-            "Costs more than the ARR at risk",
-        )
+        assert (event.actor, event.reason_code, event.note) == ("bob", "not_worth_it", "Costs more than the ARR at risk")
 
 
 # ------------------------------------------------------------------------------ verification and config
@@ -617,22 +510,16 @@ def test_a_stale_timestamp_is_refused(env: Env) -> None:
 @pytest.mark.parametrize("timestamp", ["", "yesterday", "-5"])
 def test_a_malformed_timestamp_is_refused(env: Env, timestamp: str) -> None:
     body = command_body(env.fake, "hello")
-    headers = {
-        "Content-Type": FORM,
-        "X-Slack-Request-Timestamp": timestamp,
-        "X-Slack-Signature": signature(body, timestamp),
-    }
+    headers = {"Content-Type": FORM, "X-Slack-Request-Timestamp": timestamp,
+               "X-Slack-Signature": signature(body, timestamp)}
     assert httpx.post(f"{env.url}/slack/events", content=body.encode(), headers=headers).status_code == 401
 
 
 def test_a_wrong_secret_is_refused(env: Env) -> None:
     body = command_body(env.fake, "hello")
     timestamp = str(int(time.time()))
-    headers = {
-        "Content-Type": FORM,
-        "X-Slack-Request-Timestamp": timestamp,
-        "X-Slack-Signature": signature(body, timestamp, secret="not-the-secret"),
-    }
+    headers = {"Content-Type": FORM, "X-Slack-Request-Timestamp": timestamp,
+               "X-Slack-Signature": signature(body, timestamp, secret="not-the-secret")}
     assert httpx.post(f"{env.url}/slack/events", content=body.encode(), headers=headers).status_code == 401
 
 
@@ -642,23 +529,19 @@ def test_url_verification_answers_the_challenge(env: Env) -> None:
     assert resp.status_code == 200 and json.loads(resp.text) == {"challenge": "c-123"}
 
 
-def test_without_slack_settings_the_route_answers_503_and_the_rest_works(
-    demo_db: Path, tmp_path: Path
-) -> None:
+def test_without_slack_settings_the_route_answers_503_and_the_rest_works(demo_db: Path, tmp_path: Path) -> None:
     settings = slack_settings(demo_db, tmp_path, slack_bot_token=None, slack_signing_secret=None)
     with TestClient(create_app(settings)) as client:
         resp = client.post("/slack/events", content=b"{}", headers={"Content-Type": "application/json"})
         assert resp.status_code == 503
-        assert resp.json()["detail"].startswith(
-            "Slack is not configured: set SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET"
-        )
+        assert resp.json()["detail"].startswith("Slack is not configured: set SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET")
         assert client.get("/healthz").status_code == 200
         assert "/slack/events" in client.get("/openapi.json").json()["paths"]
 
 
 @pytest.mark.parametrize("value", ["U1", "U1:", ":alice", "U1:alice,U2"])
 def test_a_malformed_approver_list_fails_at_start(value: str, tmp_path: Path) -> None:
-    with pytest.raises(ValidationError, match='is not "SLACK_USER_ID:name"'):
+    with pytest.raises(ValidationError, match="is not \"SLACK_USER_ID:name\""):
         slack_settings(tmp_path / "x.db", tmp_path, slack_approvers=value)
 
 
@@ -671,3 +554,4 @@ def test_placeholder_slack_secrets_are_refused_in_production(name: str, tmp_path
 def test_approver_names_are_parsed(tmp_path: Path) -> None:
     settings = slack_settings(tmp_path / "x.db", tmp_path, slack_approvers=" U1:alice , U2: bob ,")
     assert settings.slack_approver_map == {"U1": "alice", "U2": "bob"}
+

@@ -80,13 +80,9 @@ async def _chat_turn(copilot: Copilot, question: str, conversation: str | None) 
             sys.stdout.write(event.text)
             sys.stdout.flush()
         elif event.type == "tool_start":
-            err_console.print(
-                f"[cyan]→ {event.name}[/]({', '.join(f'{k}={v!r}' for k, v in (event.args or {}).items())})"
-            )
+            err_console.print(f"[cyan]→ {event.name}[/]({', '.join(f'{k}={v!r}' for k, v in (event.args or {}).items())})")
         elif event.type == "tool_end":
-            err_console.print(
-                f"[cyan]← {event.name}[/] {'ok' if event.ok else '[red]error[/]: ' + (event.text or '')}"
-            )
+            err_console.print(f"[cyan]← {event.name}[/] {'ok' if event.ok else '[red]error[/]: ' + (event.text or '')}")
         elif event.type == "error":
             err_console.print(f"[bold red]{event.text}[/]")
         elif event.type == "answer":

@@ -56,12 +56,8 @@ def selection(
         with LLMRuntime.open(get_settings()) as runtime:
             runtime.warm(system_prompt, tools)
             report = run_selection(
-                chosen,
-                router=runtime.router(),
-                tools=tools,
-                system_prompt=system_prompt,
-                model=runtime.model,
-                progress=None if as_json else show,
+                chosen, router=runtime.router(), tools=tools, system_prompt=system_prompt,
+                model=runtime.model, progress=None if as_json else show,
             )
     except (LLMConfigError, ModelFilesError, LLMServerError) as exc:
         raise fail(str(exc)) from exc
@@ -89,41 +85,19 @@ def selection(
 
 @app.command("run")
 def run(
-    suites: list[str] = typer.Argument(
-        None, help="Suites: tools, selection, retrieval, tasks, faithfulness (default: all)"
-    ),
-    trials: int = typer.Option(
-        1, "--trials", "-k", min=1, help="Trials per task (tasks suite: pass^1..pass^K)"
-    ),
-    base_url: str = typer.Option(
-        None, "--base-url", help="OpenAI-compatible endpoint (default: LLM_BASE_URL or the embedded model)"
-    ),
+    suites: list[str] = typer.Argument(None, help="Suites: tools, selection, retrieval, tasks, faithfulness (default: all)"),
+    trials: int = typer.Option(1, "--trials", "-k", min=1, help="Trials per task (tasks suite: pass^1..pass^K)"),
+    base_url: str = typer.Option(None, "--base-url", help="OpenAI-compatible endpoint (default: LLM_BASE_URL or the embedded model)"),
     model: str = typer.Option(None, "--model", help="Model name at --base-url (default: LLM_MODEL)"),
-    temperature: float = typer.Option(
-        None, "--temperature", help="Sampling temperature of the model suites (default: the agent's, 0)"
-    ),
-    out_dir: Path = typer.Option(
-        Path("reports/evals"), "--out-dir", help="Where report.json and report.md go"
-    ),
-    live: bool = typer.Option(
-        False,
-        "--live",
-        help="Run the model suites against the endpoint (the default; excludes --replay/--record)",
-    ),
-    replay: bool = typer.Option(
-        False, "--replay", help="Serve the model suites from evals/cassettes/ (no model needed)"
-    ),
-    record: bool = typer.Option(
-        False, "--record", help="Run live and record the model suites into evals/cassettes/"
-    ),
+    temperature: float = typer.Option(None, "--temperature", help="Sampling temperature of the model suites (default: the agent's, 0)"),
+    out_dir: Path = typer.Option(Path("reports/evals"), "--out-dir", help="Where report.json and report.md go"),
+    live: bool = typer.Option(False, "--live", help="Run the model suites against the endpoint (the default; excludes --replay/--record)"),
+    replay: bool = typer.Option(False, "--replay", help="Serve the model suites from evals/cassettes/ (no model needed)"),
+    record: bool = typer.Option(False, "--record", help="Run live and record the model suites into evals/cassettes/"),
     cassettes: Path = typer.Option(None, "--cassettes", help="Cassette folder (default: evals/cassettes)"),
-    thresholds: Path = typer.Option(
-        None, "--thresholds", help="Thresholds file (default: evals/thresholds.yaml)"
-    ),
+    thresholds: Path = typer.Option(None, "--thresholds", help="Thresholds file (default: evals/thresholds.yaml)"),
     only: list[str] = typer.Option(None, "--id", help="Run only these case/task ids (repeatable)"),
-    work_dir: Path = typer.Option(
-        None, "--work-dir", help="Fixture databases and knowledge stores (default: OUT_DIR/.work)"
-    ),
+    work_dir: Path = typer.Option(None, "--work-dir", help="Fixture databases and knowledge stores (default: OUT_DIR/.work)"),
     as_json: bool = JsonOption,
 ) -> None:
     """Run eval suites; table in the terminal, report.json + report.md in OUT_DIR; exit 1 below a threshold."""
@@ -146,25 +120,17 @@ def run(
         raise fail("--replay uses the recorded model settings; drop --base-url/--model/--temperature", code=2)
     settings = get_settings()
     if base_url or model:
-        settings = settings.model_copy(
-            update={
-                "llm_base_url": base_url or settings.llm_base_url,
-                "llm_model": model or settings.llm_model,
-            }
-        )
+        settings = settings.model_copy(update={"llm_base_url": base_url or settings.llm_base_url,
+                                               "llm_model": model or settings.llm_model})
     try:
         limits = load_thresholds(thresholds or THRESHOLDS_FILE)
     except (OSError, ValueError) as exc:
         raise fail(f"cannot read the thresholds: {exc}", code=2) from exc
     options = RunOptions(
         suites=cast("list[SuiteName]", chosen),  # checked against SUITES above
-        trials=trials,
-        work_dir=work_dir or out_dir / ".work",
-        ids=frozenset(only) if only else None,
-        temperature=temperature,
-        llm_timeout_s=settings.llm_timeout_s,
-        mode="replay" if replay else "record" if record else "live",
-        cassette_dir=cassettes,
+        trials=trials, work_dir=work_dir or out_dir / ".work", ids=frozenset(only) if only else None,
+        temperature=temperature, llm_timeout_s=settings.llm_timeout_s,
+        mode="replay" if replay else "record" if record else "live", cassette_dir=cassettes,
         progress=None if as_json else lambda line: err_console.print(f"[dim]{line}[/]"),
     )
     label = str(thresholds or "evals/thresholds.yaml")
@@ -175,12 +141,8 @@ def run(
             from evals.replay import CASSETTE_DIR, load_meta, replay_runtime
 
             folder = cassettes or CASSETTE_DIR
-            report = run_suites(
-                options,
-                models=lambda suite: replay_runtime(load_meta(suite, folder), settings),
-                thresholds=limits,
-                thresholds_label=label,
-            )
+            report = run_suites(options, models=lambda suite: replay_runtime(load_meta(suite, folder), settings),
+                                thresholds=limits, thresholds_label=label)
         else:
             from agent.llm.runtime import LLMRuntime
             from agent.prompts import load_prompt
@@ -188,9 +150,7 @@ def run(
 
             with LLMRuntime.open(settings) as runtime:
                 runtime.warm(load_prompt("system.md"), build_tools())  # outside any cassette: not recorded
-                report = run_suites(
-                    options, models=lambda _suite: runtime, thresholds=limits, thresholds_label=label
-                )
+                report = run_suites(options, models=lambda _suite: runtime, thresholds=limits, thresholds_label=label)
     except (LLMConfigError, ModelFilesError, LLMServerError, ReplayError, ValueError) as exc:
         raise fail(str(exc), code=2) from exc
     json_path, md_path = write_reports(report, out_dir)
@@ -204,13 +164,7 @@ def run(
 
 
 def _show(report: EvalReport) -> None:
-    table = Table(
-        "suite",
-        "cases",
-        "result",
-        "summary",
-        title=f"evals {report.run_id} — {report.model or 'no model'} ({report.mode})",
-    )
+    table = Table("suite", "cases", "result", "summary", title=f"evals {report.run_id} — {report.model or 'no model'} ({report.mode})")
     for s in report.suites:
         table.add_row(s.suite, str(s.cases), "[green]pass[/]" if s.passed else "[red]FAIL[/]", s.summary)
     console.print(table)
@@ -233,20 +187,13 @@ def _show(report: EvalReport) -> None:
 @app.command("schema")
 def schema(
     out_dir: Path = typer.Option(None, "--out-dir", help="Where the JSON schemas go (default: evals/schema)"),
-    check: bool = typer.Option(
-        False, "--check", help="Write nothing; exit 1 if a schema file is out of date"
-    ),
+    check: bool = typer.Option(False, "--check", help="Write nothing; exit 1 if a schema file is out of date"),
 ) -> None:
     """Export the JSON schemas of the eval case files (from their pydantic models)."""
     from evals.schema import SCHEMA_DIR, export
 
     stale = export(out_dir or SCHEMA_DIR, check=check)
     if check and stale:
-        err_console.print(
-            "out of date: " + ", ".join(str(p) for p in stale) + " (run `valuechain eval schema`)"
-        )
+        err_console.print("out of date: " + ", ".join(str(p) for p in stale) + " (run `valuechain eval schema`)")
         raise typer.Exit(1)
-    console.print(
-        f"{'checked' if check else 'wrote'} {out_dir or SCHEMA_DIR}"
-        + (f" ({len(stale)} changed)" if stale else "")
-    )
+    console.print(f"{'checked' if check else 'wrote'} {out_dir or SCHEMA_DIR}" + (f" ({len(stale)} changed)" if stale else ""))

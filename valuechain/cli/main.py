@@ -35,23 +35,15 @@ app.command("demo", help="Generate the deterministic demo company into the datab
 app.command("serve", help="Run the HTTP API (OpenAPI at /docs).")(serve_cmd.serve)
 app.command("ask", help="Ask the agent one question; prints the answer and its tool calls.")(ask_cmd.ask)
 app.command("chat", help="Chat with the agent interactively; answers stream.")(ask_cmd.chat)
-app.add_typer(
-    eval_cmd.app,
-    name="eval",
-    help="Evals: run the suites (tools, selection, retrieval, tasks, faithfulness); dev tool selection.",
-)
+app.add_typer(eval_cmd.app, name="eval", help="Evals: run the suites (tools, selection, retrieval, tasks, faithfulness); dev tool selection.")
 app.add_typer(import_cmd.app, name="import", help="Import CSV files with a column mapping.")
 app.add_typer(db_cmd.app, name="db", help="Database maintenance: migrate, canonical hash.")
 app.add_typer(knowledge_cmd.app, name="knowledge", help="Knowledge base: ingest, search, build, eval.")
 app.add_typer(llm_cmd.app, name="llm", help="LLM endpoint and speed; run the embedded model server.")
 app.add_typer(churn_cmd.app, name="churn", help="Churn model: train, report, keep score snapshots.")
-app.add_typer(
-    analysis_cmd.app, name="analysis", help="Five-step value-chain analysis report (md, html, pdf)."
-)
+app.add_typer(analysis_cmd.app, name="analysis", help="Five-step value-chain analysis report (md, html, pdf).")
 app.add_typer(tools_cmd.app, name="tools", help="Deterministic tools: scoring, ranking, accounts, churn.")
-app.add_typer(
-    review_cmd.app, name="review", help="Review queue: list, show, approve, reject recommendations."
-)
+app.add_typer(review_cmd.app, name="review", help="Review queue: list, show, approve, reject recommendations.")
 app.add_typer(keys_cmd.app, name="keys", help="API keys: create (shown once), list, revoke.")
 
 

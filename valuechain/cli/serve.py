@@ -18,9 +18,7 @@ def _key_hint(settings: Settings) -> str:
     make = "`valuechain keys create --name NAME --role admin`"
     try:
         with get_sessionmaker(settings)() as session:
-            active = session.scalar(
-                select(func.count()).select_from(ApiKey).where(ApiKey.revoked_at.is_(None))
-            )
+            active = session.scalar(select(func.count()).select_from(ApiKey).where(ApiKey.revoked_at.is_(None)))
     except (OperationalError, ProgrammingError):
         return "the database is not initialised: run `valuechain init` first (it prints a first admin key)"
     if not active:

@@ -82,20 +82,18 @@ def _first_admin_key(factory: sessionmaker[Session], settings: Settings) -> None
         if session.scalar(select(func.count()).select_from(ApiKey)):
             return
         if settings.environment == "production":
-            console.print("no API key yet: create one with `valuechain keys create --name NAME --role admin`")
+            console.print(
+                "no API key yet: create one with `valuechain keys create --name NAME --role admin`"
+            )
             return
         try:
             created = create_key(session=session, name=FIRST_ADMIN, role="admin")
         except ToolInputError as exc:  # a user "admin" with another role: leave it to the operator
             console.print(f"no first admin key created ({exc}); use `valuechain keys create`")
             return
-    console.print(
-        f"\n[bold]First start: admin API key for user {created.user!r}[/bold] (shown only now, stored hashed):"
-    )
+    console.print(f"\n[bold]First start: admin API key for user {created.user!r}[/bold] (shown only now, stored hashed):")
     console.print(f"\n    {created.key}\n", highlight=False, markup=False, soft_wrap=True)
-    console.print(
-        "Sign in to the web UI with it. More keys: `valuechain keys create --name NAME --role ROLE`."
-    )
+    console.print("Sign in to the web UI with it. More keys: `valuechain keys create --name NAME --role ROLE`.")
     console.print(f"Revoke it: `valuechain keys revoke {created.prefix}`.\n", highlight=False)
 
 
