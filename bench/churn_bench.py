@@ -57,6 +57,7 @@ from crm.db import make_engine, make_sessionmaker
 from crm.migrate import current_revision, upgrade
 from crm.models import Account, ChurnFeatureState, ChurnModel, ChurnScore
 from tools.churn import state as churn_state
+from tools.churn import state_store
 from tools.churn.features import AccountScope, FeatureTable, active_on, compute_features
 from tools.churn.model import load_active_model, load_model_report, train
 from tools.churn.scoring import assess, churn_risk, write_score_snapshot
@@ -265,7 +266,7 @@ def _scores(session: Session) -> dict[str, float]:
 def _keep_state_at(session: Session, day: dt.date) -> float:
     """Build and keep the feature state as of `day`; returns the build time (SQL → numpy)."""
     built, seconds = _timed(lambda: churn_state.build(session, day))
-    churn_state.save(session, built)
+    state_store.save(session, built)
     session.commit()
     return seconds
 

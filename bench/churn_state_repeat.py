@@ -21,6 +21,7 @@ from pathlib import Path
 
 from crm.db import make_engine, make_sessionmaker
 from tools.churn import state as churn_state
+from tools.churn import state_store
 from tools.churn.features import AccountScope, active_on
 from tools.churn.scoring import assess
 
@@ -37,7 +38,7 @@ def main() -> None:
     seconds: list[float] = []
     load_before = os.getloadavg()[0]
     with make_sessionmaker(engine)() as session:
-        churn_state.save(session, churn_state.build(session, AS_OF - dt.timedelta(days=1)))
+        state_store.save(session, churn_state.build(session, AS_OF - dt.timedelta(days=1)))
         session.commit()
         for _ in range(args.runs):
             source = churn_state.KeptSource()

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from crm.db import make_sessionmaker
 from crm.demo import generate_demo
 from crm.models import Account, ChurnScore, Interaction, SupportTicket
-from tools.churn import state
+from tools.churn import state, state_store
 from tools.churn.features import (
     KEPT_PARTS,
     OPEN_PARTS,
@@ -52,7 +52,7 @@ def _fresh(session: Session, d: dt.date) -> tuple[dict[str, np.ndarray], np.ndar
     return parts, comp.sub_plan
 
 
-def _assert_same(kept: state.FeatureState, session: Session) -> None:
+def _assert_same(kept: state_store.FeatureState, session: Session) -> None:
     parts, plan = _fresh(session, kept.as_of)
     assert kept.ids.tolist() == sorted(session.scalars(select(Account.id)))
     for name in KEPT_PARTS:
@@ -75,7 +75,7 @@ def test_advancing_step_by_step_equals_reading_fresh(demo: Session) -> None:
     kept = state.build(demo, D0)
     _assert_same(kept, demo)
     day = D0
-    changed = dict.fromkeys(state.STATE_PARTS, 0)
+    changed = dict.fromkeys(state_store.STATE_PARTS, 0)
     for step in STEPS:
         day += dt.timedelta(days=step)
         before = {k: v.copy() for k, v in kept.parts.items()}
@@ -90,8 +90,8 @@ def test_advancing_step_by_step_equals_reading_fresh(demo: Session) -> None:
 
 def test_state_survives_storage_and_new_accounts_start_empty(demo: Session) -> None:
     kept = state.build(demo, D0)
-    state.save(demo, kept)
-    loaded = state.load(demo)
+    state_store.save(demo, kept)
+    loaded = state_store.load(demo)
     assert loaded is not None and loaded.as_of == D0 and loaded.ids.tolist() == kept.ids.tolist()
     for name in KEPT_PARTS:
         np.testing.assert_array_equal(loaded.parts[name], kept.parts[name])
@@ -169,12 +169,12 @@ def test_batch_scoring_builds_then_advances_with_the_same_scores_as_a_fresh_read
 
 def test_parts_are_stored_compactly_only_when_that_is_exact() -> None:
     whole = np.array([0.0, 3.0, np.nan, 739_000.0, -2.0])
-    packed = state._compact(whole)
+    packed = state_store._compact(whole)
     assert packed.dtype == np.int32
-    np.testing.assert_array_equal(state._expand(packed), whole)
+    np.testing.assert_array_equal(state_store._expand(packed), whole)
     for kept_as_float in (np.array([0.5, 1.0]), np.array([3e9, np.nan]), np.array([-(2.0**31), 1.0])):
-        assert state._compact(kept_as_float) is kept_as_float
-    index = state.AccountIndex(np.array(["A-1", "A-2", "B-7"]))
+        assert state_store._compact(kept_as_float) is kept_as_float
+    index = state_store.AccountIndex(np.array(["A-1", "A-2", "B-7"]))
     assert index.positions(["B-7", "A-1"]).tolist() == [2, 0]
     for unknown in (["A-3"], ["A-10"], ["B-77"]):  # a longer id must not be cut to a known one
         with pytest.raises(KeyError):
@@ -191,11 +191,11 @@ def test_two_batches_keeping_their_state_at_once_do_not_fail(pg_engine: Engine) 
     with factory() as first, factory() as second:
         kept_a = state.build(first, D0)
         kept_b = state.build(second, D0 + dt.timedelta(days=1))
-        state.save(first, kept_a)  # uncommitted: holds the key
+        state_store.save(first, kept_a)  # uncommitted: holds the key
 
         def save_second() -> None:
             try:
-                state.save(second, kept_b)
+                state_store.save(second, kept_b)
                 second.commit()
             except BaseException as exc:  # reported by the assertion below
                 errors.append(exc)
@@ -208,5 +208,5 @@ def test_two_batches_keeping_their_state_at_once_do_not_fail(pg_engine: Engine) 
         worker.join(timeout=30)
     assert not worker.is_alive() and errors == []
     with factory() as check:
-        kept = state.load(check)
+        kept = state_store.load(check)
     assert kept is not None and kept.as_of == D0 + dt.timedelta(days=1)
