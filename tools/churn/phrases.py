@@ -147,6 +147,20 @@ PHRASES: dict[str, Callable[[Mapping[str, Any]], str]] = {
 }
 
 
+# Phrases that read features besides their own group's value; every other driver's value
+# and phrase depend on that value alone (`phrase_inputs`).
+_EXTRA_INPUTS: dict[str, tuple[str, ...]] = {
+    "seat_utilisation": ("seat_utilisation", "seats", "usage_last4"),
+    "champion_left": ("champion_left", "champion_left_days"),
+}
+
+
+def phrase_inputs(group: str) -> tuple[str, ...]:
+    """The features a driver's value and phrase are made of (what `driver_value` and
+    `driver_phrase` read from the row)."""
+    return _EXTRA_INPUTS.get(group, (group,))
+
+
 def driver_value(group: str, row: Mapping[str, Any]) -> float | str | None:
     """The raw value a driver group is about (for evidence)."""
     value = row.get(group)

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from crm.models import Account, ChurnScore
 from tools.churn.features import AccountScope, ComponentSource, FeatureTable, active_on, compute_features
 from tools.churn.model import ActiveModel, load_active_model
-from tools.churn.phrases import driver_phrase, driver_value
+from tools.churn.phrases import driver_phrase, driver_value, phrase_inputs
 from tools.churn.rules import RULES, health_score, rule_points
 from tools.churn.schemas import (
     AccountChurnRisk,
@@ -188,14 +188,6 @@ def _json_value(value: float | str | None) -> str:
     return repr(float(value)) if math.isfinite(value) else json.dumps(value)
 
 
-# Features a driver's value and phrase are made of (tools/churn/phrases.py); the others use
-# only their own value.
-_PHRASE_INPUTS: dict[str, tuple[str, ...]] = {
-    "seat_utilisation": ("seat_utilisation", "seats", "usage_last4"),
-    "champion_left": ("champion_left", "champion_left_days"),
-}
-
-
 def driver_json(model: ActiveModel, table: FeatureTable, top_drivers: int) -> list[str]:
     """The top risk-raising drivers of every row as JSON text (the `churn_scores.drivers` value).
 
@@ -205,51 +197,6 @@ def driver_json(model: ActiveModel, table: FeatureTable, top_drivers: int) -> li
     part is built once per distinct input values of the group, which repeat a lot.
     """
     groups, contrib = group_contributions(model, table)
-    return driver_texts(model, table, groups, contrib, top_drivers)
-
-
-def _fixed_parts(g: str, names: tuple[str, ...], key: tuple[Any, ...], unit: str) -> tuple[str, str]:
-    """A driver's JSON text before and after its contribution, for these phrase inputs."""
-    row = dict(zip(names, key, strict=True))
-    return (
-        f'{{"feature": {json.dumps(g)}, "value": {_json_value(driver_value(g, row))}, "contribution": ',
-        f', "unit": {unit}, "phrase": {encode_basestring_ascii(driver_phrase(g, row))}}}',
-    )
-
-
-def _group_parts(
-    table: FeatureTable, columns: Mapping[str, list[Any] | None], g: str, rows: np.ndarray, unit: str
-) -> tuple[np.ndarray, np.ndarray]:
-    """The fixed JSON parts of group `g`'s driver for each of `rows`, built once per distinct
-    input: found with numpy for a group phrased from its own number, with a dict otherwise."""
-    names = _PHRASE_INPUTS.get(g, (g,))
-    if names == (g,) and g in table.numeric:
-        # distinct by bit pattern, so -0.0 and 0.0 keep their own text as they would one by one
-        bits, inverse = np.unique(table.numeric[g][rows].view(np.int64), return_inverse=True)
-        uniq = bits.view(np.float64)
-        built = [_fixed_parts(g, names, (None if v != v else v,), unit) for v in uniq.tolist()]  # v != v: NaN
-        heads = np.array([h for h, _ in built], dtype=object)
-        tails = np.array([t for _, t in built], dtype=object)
-        return heads[inverse], tails[inverse]
-    picked = rows.tolist()
-    keys = list(
-        zip(
-            *[
-                [None] * len(picked) if c is None else [c[i] for i in picked]
-                for c in [columns[f] for f in names]
-            ],
-            strict=True,
-        )
-    )
-    fixed = {key: _fixed_parts(g, names, key, unit) for key in set(keys)}
-    pairs = [fixed[key] for key in keys]
-    return np.array([h for h, _ in pairs], dtype=object), np.array([t for _, t in pairs], dtype=object)
-
-
-def driver_texts(
-    model: ActiveModel, table: FeatureTable, groups: list[str], contrib: np.ndarray, top_drivers: int
-) -> list[str]:
-    """`driver_json` from contributions already computed (see `group_contributions`)."""
     n = len(table)
     unit = json.dumps("log_odds" if model.linear is not None else "health_points")
     idx, ok = _top_groups(contrib, groups, top_drivers, raising=True)
@@ -280,6 +227,44 @@ def driver_texts(
         for i, text in zip(where, texts, strict=True):
             out[i] = text
     return out
+
+
+def _fixed_parts(g: str, names: tuple[str, ...], key: tuple[Any, ...], unit: str) -> tuple[str, str]:
+    """A driver's JSON text before and after its contribution, for these phrase inputs."""
+    row = dict(zip(names, key, strict=True))
+    return (
+        f'{{"feature": {json.dumps(g)}, "value": {_json_value(driver_value(g, row))}, "contribution": ',
+        f', "unit": {unit}, "phrase": {encode_basestring_ascii(driver_phrase(g, row))}}}',
+    )
+
+
+def _group_parts(
+    table: FeatureTable, columns: Mapping[str, list[Any] | None], g: str, rows: np.ndarray, unit: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """The fixed JSON parts of group `g`'s driver for each of `rows`, built once per distinct
+    input: found with numpy for a group phrased from its own number, with a dict otherwise."""
+    names = phrase_inputs(g)
+    if names == (g,) and g in table.numeric:
+        # distinct by bit pattern, so -0.0 and 0.0 keep their own text as they would one by one
+        bits, inverse = np.unique(table.numeric[g][rows].view(np.int64), return_inverse=True)
+        uniq = bits.view(np.float64)
+        built = [_fixed_parts(g, names, (None if v != v else v,), unit) for v in uniq.tolist()]  # v != v: NaN
+        heads = np.array([h for h, _ in built], dtype=object)
+        tails = np.array([t for _, t in built], dtype=object)
+        return heads[inverse], tails[inverse]
+    picked = rows.tolist()
+    keys = list(
+        zip(
+            *[
+                [None] * len(picked) if c is None else [c[i] for i in picked]
+                for c in [columns[f] for f in names]
+            ],
+            strict=True,
+        )
+    )
+    fixed = {key: _fixed_parts(g, names, key, unit) for key in set(keys)}
+    pairs = [fixed[key] for key in keys]
+    return np.array([h for h, _ in pairs], dtype=object), np.array([t for _, t in pairs], dtype=object)
 
 
 def model_info(model: ActiveModel) -> ModelInfo:
