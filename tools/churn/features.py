@@ -699,14 +699,13 @@ def history_params(d: dt.date) -> dict[str, Any]:
 # usage sums and week counts of the two windows, the subscription in force (with its
 # start date and id, which say which one is in force), the latest touch, open tickets per
 # priority, the latest NPS answer (with its date and id), invoice counts, the latest
-# champion departure in the window, and CSAT. tools/churn/state.py keeps the first five
-# groups between runs and advances them with the rows dated after its date.
+# champion departure in the window, and CSAT. tools/churn/state.py keeps them between runs
+# (the windowed ones in a form it can move on) and advances them with the rows dated after.
 USAGE_PARTS = ("usage_s4", "usage_c4", "usage_s8", "usage_c8")
 SUB_PARTS = ("sub_seats", "sub_discount", "sub_renewal", "sub_start", "sub_id")
 OPEN_PARTS = tuple(f"open_{p}" for p in PRIORITIES)
 NPS_PARTS = ("nps_score", "nps_at", "nps_id")
 KEPT_PARTS = (*USAGE_PARTS, *SUB_PARTS, "touch", *OPEN_PARTS, *NPS_PARTS)
-WINDOW_GROUPS = ("csat", "invoices", "champion")
 
 
 @dataclass
@@ -781,7 +780,7 @@ def read_components(
     return out
 
 
-ALL_GROUPS = ("usage", "subscription", "touch", "open_tickets", "nps_last", *WINDOW_GROUPS)
+ALL_GROUPS = ("usage", "subscription", "touch", "open_tickets", "nps_last", "csat", "invoices", "champion")
 
 # A source of components: (session, scope, index, n, as_of, broad) -> Components. The default
 # reads every group with the statements above; tools/churn/state.py offers a kept-state one.

@@ -4,8 +4,8 @@ Most of the cost of scoring every account is reading the event tables from the s
 latest interaction, the subscription in force, the latest NPS answer and the open tickets
 look at all of an account's history, the usage windows at 12 weeks and the CSAT, invoice
 and champion windows at 180 days of it. The state keeps, per account, the *parts* those
-features are made of (`STATE_PARTS`) as of a date ``p``, and advances them to a later date ``d`` with the rows
-dated in between:
+features are made of (`STATE_PARTS`) as of a date ``p``, and advances them to a later
+date ``d`` with the rows dated in between:
 
 - usage sums and week counts of the last-4 / previous-8 windows: + the weeks entering each
   window, − the weeks leaving it (sums of integers, so exactly what a fresh read gives);
@@ -93,11 +93,11 @@ _WATCHED = (
 
 @dataclass(frozen=True)
 class StateUse:
-    """How a batch got its features: `built` (read from scratch), `advanced` (from a kept
-    state, with `days` of new rows) or `current` (the kept state was already at the date)."""
+    """How a batch got its features: `built` (read from scratch, state kept), `advanced` (the
+    kept state moved on), `current` (the kept state was already at the date) or `read` (from
+    scratch, nothing kept); `reason` says why the kept state was not used, if it was not."""
 
     how: str
-    from_date: dt.date | None
     reason: str
 
 
@@ -464,19 +464,19 @@ class KeptSource:
         try:
             if kept is not None and reason is None:
                 state = advance(session, kept, d, _ordered(index, n)) if d > kept.as_of else kept
-                self.use = StateUse("advanced" if d > kept.as_of else "current", kept.as_of, "")
+                self.use = StateUse("advanced" if d > kept.as_of else "current", "")
             else:
                 state = build(session, d)
-                self.use = StateUse("built", None, reason or "")
+                self.use = StateUse("built", reason or "")
         except CsatOutOfRange:
             state = None
         if state is None:  # data the state cannot hold: read everything fresh, keep nothing
             drop(conn)
-            self.use = StateUse("read", None, "CSAT ratings outside 1..5 cannot be kept in the feature state")
+            self.use = StateUse("read", "CSAT ratings outside 1..5 cannot be kept in the feature state")
             return sql_components(session, scope, index, n, d, broad)
         if kept is not None and d < kept.as_of and not self.rebuild:
             # a past date: the newer kept state stays for the next regular run
-            self.use = StateUse("read", None, reason or "")
+            self.use = StateUse("read", reason or "")
         elif state is not kept:
             save(session, state)
         return components_of(state, state.index().positions(_ordered(index, n)), d)

@@ -175,7 +175,3 @@ def save(session: Session, state: FeatureState) -> None:
 def drop(conn: Connection) -> int:
     """Forget the kept state (the next batch reads from scratch); returns rows removed."""
     return conn.execute(delete(ChurnFeatureState)).rowcount or 0
-
-
-def kept_as_of(conn: Connection) -> dt.date | None:
-    return conn.execute(select(ChurnFeatureState.as_of).where(ChurnFeatureState.key == STATE_KEY)).scalar()
