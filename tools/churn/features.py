@@ -576,6 +576,7 @@ def _history_statements(restrict: Restrict) -> dict[str, Any]:
     last4_lo = bindparam("last4_lo", type_=Date())
     prev8_lo = bindparam("prev8_lo", type_=Date())
     window_lo = bindparam("window_lo", type_=Date())
+    issued = bindparam("issued", type_=Date())  # = d, except when the kept state moves a window
     u = UsageWeekly
     recent = u.week_start > last4_lo
     earlier = u.week_start <= last4_lo
@@ -641,7 +642,9 @@ def _history_statements(restrict: Restrict) -> dict[str, Any]:
                 case((and_(~failed, or_(inv.paid_at.is_(None), inv.paid_at > inv.due_date)), 1), else_=0)
             ),
         )
-        .where(inv.issued_at <= d, inv.due_date < d, inv.due_date >= window_lo, *restrict(inv.account_id))
+        .where(
+            inv.issued_at <= issued, inv.due_date < d, inv.due_date >= window_lo, *restrict(inv.account_id)
+        )
         .group_by(inv.account_id)
     )
     nps = NpsResponse
@@ -692,6 +695,7 @@ def history_params(d: dt.date) -> dict[str, Any]:
         "last4_lo": last_week - days(days=28),
         "prev8_lo": last_week - days(days=84),
         "window_lo": d - days(days=WINDOW_DAYS),
+        "issued": d,
     }
 
 

@@ -38,12 +38,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Connection, Date, and_, bindparam, case, func, or_, select
+from sqlalchemy import Connection, Date, bindparam, func, select
 from sqlalchemy.orm import Session
 
 from crm.models import (
     Account,
-    Contact,
     Interaction,
     Invoice,
     NpsResponse,
@@ -150,7 +149,7 @@ def build(session: Session, d: dt.date) -> FeatureState:
     index = AccountIndex(_id_array(ids))
     plan = parts.pop("sub_plan")
     parts["champ_latest"] = np.full(n, np.nan)
-    _latest_champion(conn, index, parts, {"lo": dt.date.min, "hi": d})
+    _latest_champion(conn, index, parts, dt.date.min, d)
     for name in CSAT_PARTS:
         parts[name] = np.zeros(n)
     _add_csat(conn, index, parts, d - dt.timedelta(days=WINDOW_DAYS), d, 1.0)
@@ -185,25 +184,16 @@ _OPENED = select(_T.account_id, _T.priority, _T.closed_at).where(_T.opened_at > 
 _CLOSED = select(_T.account_id, _T.priority).where(_T.closed_at > _P, _T.closed_at <= _D, _T.opened_at <= _P)
 
 
-_C = Contact
-_CHAMPION = (
-    select(_C.account_id, func.max(_C.left_at))
-    .where(_C.is_champion.is_(True), _C.left_at > _LO, _C.left_at <= _HI)
-    .group_by(_C.account_id)
-)
-_CSAT = select(_T.account_id, _T.csat).where(_T.csat.is_not(None), _T.closed_at > _LO, _T.closed_at <= _HI)
-_I = Invoice
-_FAILED = _I.status == "failed"
-# invoices due in [lo, hi) and issued by `issued`: failed, and late (not paid by the due date)
-_INVOICE_SLICE = (
-    select(
-        _I.account_id,
-        func.sum(case((_FAILED, 1), else_=0)),
-        func.sum(case((and_(~_FAILED, or_(_I.paid_at.is_(None), _I.paid_at > _I.due_date)), 1), else_=0)),
-    )
-    .where(_I.due_date >= _LO, _I.due_date < _HI, _I.issued_at <= bindparam("issued", type_=Date()))
-    .group_by(_I.account_id)
-)
+# The windowed groups reuse the fresh read's statements over every account, bound to a
+# slice instead of the window: `window_lo` < date ≤ `d` (CSAT closed, champion left) and, for
+# invoices, `window_lo` ≤ due < `d`, issued by `issued`.
+
+
+def _window_rows(
+    conn: Connection, group: str, lo: dt.date, hi: dt.date, issued: dt.date | None = None
+) -> list[Any]:
+    stmts, _ = statements_for(AccountScope())
+    return raw_rows(conn, stmts[group], {"d": hi, "window_lo": lo, "issued": issued or hi})
 
 
 class CsatOutOfRange(ValueError):
@@ -211,9 +201,10 @@ class CsatOutOfRange(ValueError):
 
 
 def _latest_champion(
-    conn: Connection, index: AccountIndex, parts: dict[str, np.ndarray], params: Mapping[str, Any]
+    conn: Connection, index: AccountIndex, parts: dict[str, np.ndarray], lo: dt.date, hi: dt.date
 ) -> None:
-    rows = raw_rows(conn, _CHAMPION, params)
+    """The latest champion departure in (lo, hi] where it is later than the kept one."""
+    rows = _window_rows(conn, "champion", lo, hi)
     if rows:
         at = _rows_at(index, rows)
         parts["champ_latest"][at] = np.fmax(parts["champ_latest"][at], date_ordinals(column(rows, 1)))
@@ -228,7 +219,7 @@ def _add_csat(
     sign: float,
 ) -> None:
     """± the CSAT ratings of tickets closed in (lo, hi] into the per-account histogram."""
-    rows = raw_rows(conn, _CSAT, {"lo": lo, "hi": hi})
+    rows = _window_rows(conn, "csat", lo, hi)
     if not rows:
         return
     at = _rows_at(index, rows)
@@ -251,7 +242,7 @@ def _add_invoices(
     issued: dt.date,
     sign: float,
 ) -> None:
-    rows = raw_rows(conn, _INVOICE_SLICE, {"lo": lo, "hi": hi, "issued": issued})
+    rows = _window_rows(conn, "invoices", lo, hi, issued)
     if rows:
         at = _rows_at(index, rows)
         parts["inv_failed"][at] += sign * np.array(column(rows, 1), dtype=np.float64)
@@ -347,7 +338,7 @@ def _advanced(conn: Connection, state: FeatureState, d: dt.date) -> FeatureState
         _advance_usage(conn, index, parts, p, d)
         _advance_latest(conn, index, parts, plan, p, d)
         _advance_open(conn, index, parts, p, d)
-        _latest_champion(conn, index, parts, {"lo": p, "hi": d})
+        _latest_champion(conn, index, parts, p, d)
         _add_invoices(conn, index, parts, p, d, d, 1.0)  # now due (window [d − 180, d))
         _add_invoices(conn, index, parts, p - window, d - window, p, -1.0)  # due too long ago
         _add_csat(conn, index, parts, p, d, 1.0)  # closed in (p, d]
