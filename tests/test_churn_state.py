@@ -114,9 +114,9 @@ def test_state_survives_storage_and_new_accounts_start_empty(demo: Session) -> N
     longer = "AAA-NEW-WITH-A-LONG-ID"
     demo.execute(insert(Account).values(id=longer, name="Longer", arr=1.0, created_at=dt.date(2026, 7, 6)))
     demo.execute(insert(Interaction).values(account_id=longer, type="call", occurred_at=dt.date(2026, 7, 6)))
-    _assert_same(state.advance(demo, loaded, dt.date(2026, 7, 7), ["AAA-NEW", longer]), demo)
+    _assert_same(state.advance(demo, loaded, dt.date(2026, 7, 7), np.array(["AAA-NEW", longer])), demo)
     # ... and when a row in between belongs to an account it still lacks, reads them all after all
-    _assert_same(state.advance(demo, loaded, dt.date(2026, 7, 7), loaded.ids.tolist()[:10]), demo)
+    _assert_same(state.advance(demo, loaded, dt.date(2026, 7, 7), loaded.ids[:10]), demo)
 
 
 def test_back_dated_rows_too_long_a_step_or_an_earlier_date_rebuild(demo: Session) -> None:

@@ -75,6 +75,7 @@ from tools.churn.state_store import (
     _id_array,
     drop,
     load,
+    locate,
     save,
 )
 
@@ -279,9 +280,7 @@ def _reindexed(state: FeatureState, ids: np.ndarray) -> FeatureState:
     """`state` over exactly `ids` (sorted): new accounts start empty, others are dropped."""
     if len(ids) == len(state.ids) and (ids == state.ids).all():
         return state
-    at = np.searchsorted(state.ids, ids) if len(state.ids) else np.zeros(len(ids), dtype=np.int64)
-    found = at < len(state.ids)
-    found[found] = state.ids[at[found]] == ids[found]
+    at, found = locate(state.ids, ids)
     parts: dict[str, np.ndarray] = {}
     for name, values in state.parts.items():
         out = np.full(len(ids), _empty(name))
@@ -294,9 +293,7 @@ def _reindexed(state: FeatureState, ids: np.ndarray) -> FeatureState:
 
 def _with_accounts(state: FeatureState, ids: np.ndarray) -> FeatureState:
     """`state` with empty rows added for the accounts of `ids` it lacks (all others kept)."""
-    at = np.searchsorted(state.ids, ids)
-    found = at < len(state.ids)
-    found[found] = state.ids[at[found]] == ids[found]
+    at, found = locate(state.ids, ids)
     if found.all():
         return state
     where, new = at[~found], ids[~found]
@@ -309,10 +306,10 @@ def _with_accounts(state: FeatureState, ids: np.ndarray) -> FeatureState:
     )
 
 
-def advance(session: Session, state: FeatureState, d: dt.date, ids: list[str] | None = None) -> FeatureState:
+def advance(session: Session, state: FeatureState, d: dt.date, ids: np.ndarray | None = None) -> FeatureState:
     """`state` moved from its date to `d` (≥ it) with the rows dated in between.
 
-    With `ids` (sorted: e.g. the accounts being scored) the state gains rows for those it
+    With `ids` (a sorted id array: e.g. the accounts being scored) the state gains rows for those it
     lacks and keeps all others, which saves reading every account id; if a row dated in
     between belongs to an account it still lacks, every account id is read after all. Without
     `ids` the state is reindexed to exactly the accounts in the database.
@@ -320,7 +317,7 @@ def advance(session: Session, state: FeatureState, d: dt.date, ids: list[str] | 
     conn = session.connection()
     if ids is not None:
         try:
-            return _advanced(conn, _with_accounts(state, _id_array(ids)), d)
+            return _advanced(conn, _with_accounts(state, ids), d)
         except KeyError:
             pass
     every = _id_array(column(sort_by_id(raw_rows(conn, select(Account.id))), 0))
@@ -451,10 +448,11 @@ class KeptSource:
         conn = session.connection()
         kept = None if self.rebuild else load(session)
         reason = "--rebuild" if self.rebuild else why_unusable(conn, kept, d)
+        scored = _id_array(_ordered(index, n))
         state: FeatureState | None = None
         try:
             if kept is not None and reason is None:
-                state = advance(session, kept, d, _ordered(index, n)) if d > kept.as_of else kept
+                state = advance(session, kept, d, scored) if d > kept.as_of else kept
                 self.use = StateUse("advanced" if d > kept.as_of else "current", "")
             else:
                 state = build(session, d)
@@ -470,7 +468,7 @@ class KeptSource:
             self.use = StateUse("read", reason or "")
         elif state is not kept:
             save(session, state)
-        return components_of(state, state.index().positions(_ordered(index, n)), d)
+        return components_of(state, state.index().positions(scored), d)
 
 
 def components_of(state: FeatureState, rows: np.ndarray, d: dt.date) -> Components:

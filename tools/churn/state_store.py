@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +23,14 @@ from crm.models import ChurnFeatureState
 from tools.churn.features import KEPT_PARTS, OPEN_PARTS, USAGE_PARTS
 
 
+def locate(sorted_ids: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Where each of `ids` is, or would go, in `sorted_ids`, and whether it is there."""
+    at = np.searchsorted(sorted_ids, ids)
+    found = at < len(sorted_ids)
+    found[found] = sorted_ids[at[found]] == ids[found]
+    return at, found
+
+
 class AccountIndex:
     """Row positions of account ids in a sorted id array, looked up in bulk (numpy binary
     search over fixed-width strings: no million-entry dict to build on every run)."""
@@ -29,13 +38,12 @@ class AccountIndex:
     def __init__(self, ids: np.ndarray) -> None:
         self.ids = ids
 
-    def positions(self, keys: list[Any]) -> np.ndarray:
-        if not keys:
+    def positions(self, keys: Sequence[Any] | np.ndarray) -> np.ndarray:
+        if not len(keys):
             return np.zeros(0, dtype=np.int64)
-        wanted = np.array(keys, dtype=str)  # its own width: a longer key is never cut to match
-        at = np.searchsorted(self.ids, wanted)
-        inside = at < len(self.ids)
-        if not inside.all() or not (self.ids[at] == wanted).all():
+        wanted = np.asarray(keys, dtype=str)  # its own width: a longer key is never cut to match
+        at, found = locate(self.ids, wanted)
+        if not found.all():
             raise KeyError("an account id is missing from the churn feature state")
         return at.astype(np.int64)
 
