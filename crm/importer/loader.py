@@ -648,7 +648,9 @@ def _write(
     to_insert: list[dict[str, Any]] = []
     to_update: list[dict[str, Any]] = []
     explicit_ids = False
-    date_fields = [c.name for c in spec.table.columns if isinstance(c.type, Date)]
+    # dates are only looked at where they can make the kept churn feature state wrong
+    churn_events = spec.name in CHURN_EVENT_TABLES
+    date_fields = [c.name for c in spec.table.columns if isinstance(c.type, Date)] if churn_events else []
     earliest: dt.date | None = None
 
     def flush() -> None:
