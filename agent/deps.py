@@ -7,15 +7,17 @@ the run: the middleware logs them and `propose_recommendation` attaches them as 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel
 from sqlalchemy.orm import Session, sessionmaker
 
-from agent.compact import compact, compact_json
 from crm.db import session_scope
+from tools.errors import ToolInputError
+from tools.registry import ToolSpec, tool_named
+from tools.review import expire_stale
 
 
 class ToolFixableError(Exception):
@@ -48,26 +50,35 @@ class RunContext:
     turn: Any = None
     """The middleware's per-turn counters (`agent.middleware.TurnState`)."""
 
-    def call(
-        self, name: str, fn: Callable[[Session], BaseModel], *, writes: bool = False, call_id: str | None = None
-    ) -> str:
-        """Run a tool core in its own session; return the compact JSON the model reads.
+    def call(self, spec: ToolSpec[Any, Any], args: Mapping[str, Any], *, call_id: str | None = None) -> str:
+        """Run the tool `spec` with the model's `args` in its own session; return the JSON the model reads.
 
-        A `ToolInputError` or `ValueError` from the core is the model's to fix: it becomes a
-        `ToolFixableError` carrying the core's message. Anything else is a bug and raises.
+        A `ToolInputError` (from the arguments or the core) is the model's to fix: it becomes a
+        `ToolFixableError` carrying the message. Anything else is a fault and raises. A tool
+        that does not write has its session rolled back.
         """
-        from tools.errors import ToolInputError
-
         try:
+            kwargs = spec.core_kwargs(args)
             with session_scope(self.sessions) as session:
-                result = fn(session)
-                if not writes:
+                if "provenance" in spec.needs:
+                    kwargs |= self._provenance(session, kwargs)
+                result = spec.call(kwargs, session=session, store=self.knowledge)
+                if not spec.writes:
                     session.rollback()
-        except (ToolInputError, ValueError) as exc:
-            self.outcomes.append(ToolOutcome(name, error=str(exc), call_id=call_id))
+        except ToolInputError as exc:
+            self.outcomes.append(ToolOutcome(spec.name, error=str(exc), call_id=call_id))
             raise ToolFixableError(str(exc)) from exc
-        self.outcomes.append(ToolOutcome(name, result=result, call_id=call_id))
-        return compact_json(name, result)
+        self.outcomes.append(ToolOutcome(spec.name, result=result, call_id=call_id))
+        return spec.view_json(result)
+
+    def _provenance(self, session: Session, kwargs: Mapping[str, Any]) -> dict[str, Any]:
+        """Who files a recommendation, from which run, on what evidence (never from the model)."""
+        # a pending one past its TTL can no longer be decided; expire it so it does not block a fresh one
+        expire_stale(session=session, ttl_days=self.recommendation_ttl_days)
+        target = kwargs.get("account_id") or kwargs.get("activity_id") or ""
+        evidence, expected_value = self.evidence_for(target, kwargs["action"])
+        return {"evidence": evidence, "expected_value": expected_value, "created_by": self.actor,
+                "run_id": self.run_id}
 
     def outcome_of(self, call_id: str | None) -> ToolOutcome | None:
         """The outcome of the tool call with this id (parallel calls finish in any order)."""
@@ -87,7 +98,7 @@ class RunContext:
             dumped = outcome.result.model_dump(mode="json")
             if target and target not in str(dumped):
                 continue
-            evidence[outcome.name] = compact(outcome.name, outcome.result)
+            evidence[outcome.name] = tool_named(outcome.name).view(outcome.result)
             if outcome.name == "next_best_action":
                 for option in dumped.get("actions", []):
                     if option.get("action") == action:

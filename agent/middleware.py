@@ -33,11 +33,11 @@ from langgraph.prebuilt.tool_node import ToolCallRequest
 from langgraph.types import Command
 from pydantic import BaseModel, ValidationError
 
-from agent.compact import compact_json
 from agent.deps import RunContext, ToolFixableError, ToolOutcome
 from agent.numbers import untraceable
 from agent.prompts import load_prompt
 from agent.runlog import RunLog
+from tools.registry import tool_named
 
 MAX_TOOL_CALLS = 6
 """Tool calls one turn may make; then the answerer must reply."""
@@ -391,7 +391,7 @@ def fallback_answer(outcomes: list[ToolOutcome]) -> str:
             lines.append(f"- {o.name} failed: {o.error}")
         elif o.result is not None:
             explanation = getattr(o.result, "explanation", None)
-            lines.append(f"- {o.name}: {explanation or compact_json(o.name, o.result)[:300]}")
+            lines.append(f"- {o.name}: {explanation or tool_named(o.name).view_json(o.result)[:300]}")
     if len(lines) == 1:
         lines.append("- no tool was called")
     return "\n".join(lines)

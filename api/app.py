@@ -23,7 +23,17 @@ from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from api.llm import start_llm, stop_llm
 from api.metrics import MetricsMiddleware
-from api.routes import analysis, chat, conversations, health, knowledge, recommendations, tools, ui
+from api.routes import (
+    analysis,
+    chat,
+    conversations,
+    health,
+    knowledge,
+    recommendations,
+    tool_calls,
+    tools,
+    ui,
+)
 from api.routes.slack import router as slack_router
 from crm.db import make_engine, make_sessionmaker
 from tools.errors import ToolInputError
@@ -141,6 +151,7 @@ def create_app(
     app.include_router(health.router)
     app.include_router(recommendations.router)
     app.include_router(tools.router)
+    app.include_router(tool_calls.router)
     app.include_router(knowledge.router)
     app.include_router(conversations.router)
     app.include_router(chat.router)

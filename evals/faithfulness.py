@@ -5,7 +5,7 @@
 list markers ("1. "), and numbers the user wrote in the question. `tool_numbers(results)`
 collects every number in the run's tool results — numeric fields, numbers inside their text
 (explanations, driver phrases), list lengths — and the values the model actually read
-(`agent.compact` rounds money to units and ratios to 3 decimals).
+(`tools.projection.num` rounds money to units and ratios to 3 decimals).
 
 A figure is *traceable* when some tool number, scaled by the figure's unit (% → ×100 or as is;
 k/M/bn → ×10³/10⁶/10⁹), rounds to it at the precision the figure is written with (half a unit of
@@ -27,6 +27,8 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
+
+from tools.projection import num
 
 if TYPE_CHECKING:
     from evals.report import SuiteResult
@@ -107,13 +109,6 @@ def _walk(node: Any, out: list[float], strings: list[str]) -> None:
             _walk(v, out, strings)
 
 
-def _compact(x: float) -> float:
-    """`agent.compact.num`: what the model read."""
-    if abs(x) >= 100:
-        return float(round(x))
-    return round(x, 2) if abs(x) >= 1 else round(x, 3)
-
-
 @dataclass
 class ToolNumbers:
     values: list[float]
@@ -129,7 +124,7 @@ class ToolNumbers:
             blobs.append(json.dumps(r, default=str))
         for s in strings:
             numbers += [f.value for f in _raw_figures(s)]
-        numbers += [_compact(x) for x in list(numbers)]
+        numbers += [float(num(x)) for x in list(numbers)]  # what the model read
         return cls(values=sorted({abs(x) for x in numbers}), text="\n".join(blobs))
 
 

@@ -14,23 +14,23 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from sqlalchemy.orm import Session
 
+from crm.db import make_sessionmaker
+from evals.fixtures import fresh_copy
 from evals.jsonpath import PathError, resolve
 from evals.report import ReportTable, SuiteResult, dump
+from tools.errors import ToolInputError
+from tools.registry import ALL_TOOLS, TOOL_NAMES, tool_named
 
 CASES_FILE = Path(__file__).resolve().parent / "cases" / "tools.yaml"
 FIXED_NOW = dt.datetime(2026, 3, 31, 12, 0)
 """`propose_recommendation`'s audit timestamp in this suite (the wall clock otherwise)."""
 
-ToolName = Literal[
-    "score_activities", "rank", "get_account", "list_accounts", "account_timeline", "churn_risk",
-    "next_best_action", "propose_recommendation", "value_chain_analysis", "search_knowledge",
-]
 
 
 class Check(BaseModel):
@@ -54,12 +54,22 @@ class Check(BaseModel):
 class ToolCase(BaseModel):
     model_config = ConfigDict(extra="forbid")
     id: str
-    tool: ToolName
+    tool: str = Field(description="A tool of the registry (tools.registry.ALL_TOOLS)",
+                      json_schema_extra={"enum": list(TOOL_NAMES)})
     args: dict[str, Any] = Field(default_factory=dict)
     note: str = Field(default="", description="The hand arithmetic behind the expected values")
     expect: list[Check] = Field(default_factory=list)
     error: str | None = Field(default=None, description="Exact message of the expected fixable error")
     error_contains: str | None = None
+
+    @field_validator("tool")
+    @classmethod
+    def _registered(cls, tool: str) -> str:
+        try:
+            tool_named(tool)
+        except ToolInputError as exc:  # pydantic reports ValueErrors as the case's validation error
+            raise ValueError(str(exc)) from None
+        return tool
 
     @model_validator(mode="after")
     def _expects_something(self) -> ToolCase:
@@ -96,41 +106,11 @@ def load_cases(path: Path = CASES_FILE) -> list[ToolCase]:
 
 
 def call_core(tool: str, args: dict[str, Any], session: Session, knowledge: Callable[[], Any]) -> BaseModel:
-    """Call the `tools/` (or `knowledge/`) core `tool` the way the agent's wrappers do, minus serialisation."""
-    if tool == "score_activities":
-        from tools.activities import score_activities
-
-        return score_activities(session=session, **args)
-    if tool == "rank":
-        from tools.ranking import rank
-
-        return rank(session=session, **args)
-    if tool in ("get_account", "list_accounts", "account_timeline"):
-        from tools import accounts
-
-        fn: Callable[..., BaseModel] = getattr(accounts, tool)
-        return fn(session=session, **args)
-    if tool == "churn_risk":
-        from tools.churn.scoring import churn_risk
-
-        return churn_risk(session=session, **args)
-    if tool == "next_best_action":
-        from tools.nba import next_best_action
-
-        return next_best_action(session=session, **args)
-    if tool == "propose_recommendation":
-        from tools.recommendations import propose_recommendation
-
-        return propose_recommendation(session=session, **{"evidence": {}, "now": FIXED_NOW, **args})
-    if tool == "value_chain_analysis":
-        from tools.analysis.core import value_chain_analysis
-
-        return value_chain_analysis(session=session, **args)
-    if tool == "search_knowledge":
-        from knowledge.search import search_knowledge
-
-        return search_knowledge(store=knowledge(), **args)
-    raise ValueError(f"unknown tool core {tool!r}")
+    """Call the core of registry tool `tool` with core keyword `args` (what the agent binds, minus serialisation)."""
+    spec = tool_named(tool)
+    if "provenance" in spec.needs:  # what an agent run attaches; fixed here so results are reproducible
+        args = {"evidence": {}, "now": FIXED_NOW, **args}
+    return spec.call(args, session=session, store=knowledge)
 
 
 def check(result: Any, c: Check) -> str | None:
@@ -156,13 +136,11 @@ def check(result: Any, c: Check) -> str | None:
 
 
 def run_case(case: ToolCase, session: Session, knowledge: Callable[[], Any]) -> ToolCaseResult:
-    from tools.errors import ToolInputError
-
     t0 = time.perf_counter()
     problems: list[str] = []
     try:
         result = call_core(case.tool, dict(case.args), session, knowledge)
-    except (ToolInputError, ValueError) as exc:
+    except ToolInputError as exc:
         message = str(exc)
         if case.error is not None and message != case.error:
             problems.append(f"error {message!r}, expected {case.error!r}")
@@ -183,7 +161,7 @@ def run_case(case: ToolCase, session: Session, knowledge: Callable[[], Any]) -> 
                           seconds=round(time.perf_counter() - t0, 4))
 
 
-WRITING_TOOLS = frozenset({"propose_recommendation"})
+WRITING_TOOLS = frozenset(t.name for t in ALL_TOOLS if t.writes)
 
 
 def run_tools(
@@ -197,9 +175,6 @@ def run_tools(
 
     (A rollback is not enough to undo a write on SQLite: the tool's SAVEPOINT, released outside
     a transaction, commits.)"""
-    from crm.db import make_sessionmaker
-    from evals.fixtures import fresh_copy
-
     t0 = time.perf_counter()
     results = []
     shared = fresh_copy(fixture, work_dir / "tools-run.db")

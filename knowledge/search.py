@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from pydantic import BaseModel, Field
 
-from knowledge.store import KnowledgeStore
+if TYPE_CHECKING:  # the store loads chromadb (~0.8 s); the tool registry imports this module
+    from knowledge.store import KnowledgeStore
 
 MAX_K = 20
 OFF_TOPIC_SIMILARITY = 0.28
@@ -35,6 +38,23 @@ class KnowledgeResults(BaseModel):
     on_topic: bool = Field(
         default=True, description=f"False when best_similarity < {OFF_TOPIC_SIMILARITY}: nothing here is about the query"
     )
+
+
+KNOWLEDGE_CHARS = 600
+"""Characters of each passage the model reads."""
+OFF_TOPIC_NOTE = (
+    "Nothing in the knowledge base is about this. The question is outside what this "
+    "assistant covers (value chains, CRM accounts, churn): say so, and do not answer it from memory."
+)
+
+
+def project_knowledge(r: KnowledgeResults) -> dict[str, Any]:
+    """What the model reads of `search_knowledge`: source, section and the start of each passage."""
+    if not r.on_topic:
+        return {"results": [], "note": OFF_TOPIC_NOTE}
+    return {
+        "results": [{"source": h.source, "section": h.section, "text": h.text[:KNOWLEDGE_CHARS]} for h in r.results]
+    }
 
 
 def search_knowledge(*, store: KnowledgeStore, query: str, k: int = 5) -> KnowledgeResults:

@@ -237,10 +237,10 @@ def test_endpoint_failure_gives_a_clear_message_and_keeps_the_conversation(sessi
 def test_a_bug_in_a_tool_raises_and_is_logged(sessions: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch) -> None:
     import tools.accounts
 
-    def broken(**_: Any) -> None:
+    def broken(*_: Any, **__: Any) -> None:
         raise ZeroDivisionError("bug")
 
-    monkeypatch.setattr(tools.accounts, "get_account", broken)
+    monkeypatch.setattr(tools.accounts, "require_account", broken)  # inside the get_account core
     script = Script([call("get_account", account_id="ACME-0042"), say("unused")])
     with pytest.raises(ZeroDivisionError):
         copilot_for(sessions, script).ask("Tell me about ACME-0042")

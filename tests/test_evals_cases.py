@@ -11,12 +11,13 @@ from typing import Any
 
 import pytest
 
-from agent.tools import TOOL_FUNCTIONS, build_tools
+from agent.tools import build_tools
 from crm.db import make_engine
 from crm.dump import database_hash
 from evals import faithfulness, selection, tasks, tools_suite
 from evals.fixtures import fixture_db, fixture_knowledge, fresh_copy
 from evals.schema import export
+from tools.registry import ALL_TOOLS, MODEL_TOOLS
 
 TOOLS = {t.name: t for t in build_tools()}
 
@@ -32,7 +33,7 @@ def test_selection_cases_are_many_per_category_and_name_only_offered_tools() -> 
     assert len({c.id for c in cases}) == len(cases)
     per = Counter(c.category for c in cases)
     assert set(per) == {"single", "multiple", "parallel", "irrelevance"} and min(per.values()) >= 10
-    offered = {fn.__name__ for fn in TOOL_FUNCTIONS}
+    offered = {t.name for t in MODEL_TOOLS}
     assert "list_accounts" not in offered
     dev = {c.question for c in selection.load_cases()}
     for c in cases:
@@ -51,8 +52,7 @@ def test_selection_cases_are_many_per_category_and_name_only_offered_tools() -> 
 
 def test_tool_cases_cover_every_core_and_pass_on_the_golden_fixture(work: Path) -> None:
     cases = tools_suite.load_cases()
-    offered = {fn.__name__ for fn in TOOL_FUNCTIONS} | {"list_accounts"}
-    assert {c.tool for c in cases} == offered
+    assert {c.tool for c in cases} == {t.name for t in ALL_TOOLS}
     assert sum(1 for c in cases if c.error) >= 10  # the messages the model is shown
     fixture = fixture_db("golden", work)
     before = database_hash(make_engine(f"sqlite:///{fixture}"))
@@ -86,7 +86,7 @@ def test_tasks_are_many_and_each_gold_solution_reaches_the_expected_state(work: 
     engine = make_engine(f"sqlite:///{fixture}")
     baseline = tasks.snapshot(engine)
     engine.dispose()
-    offered = {fn.__name__ for fn in TOOL_FUNCTIONS}
+    offered = {t.name for t in MODEL_TOOLS}
 
     def no_knowledge() -> Any:
         pytest.fail("gold solutions that search the knowledge base are checked without it")

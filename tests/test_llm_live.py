@@ -25,6 +25,7 @@ from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage, Sys
 from agent.llm import probe
 from agent.llm.client import make_chat_model
 from agent.llm.server import ANSWER_SLOT, ROUTE_SLOT, EmbeddedLLMServer
+from agent.tools import build_tools
 from valuechain.config import Settings, get_settings
 
 pytestmark = pytest.mark.live
@@ -129,29 +130,25 @@ def test_unambiguous_questions_become_native_tool_calls(server: EmbeddedLLMServe
 
 
 def _messages(question: str) -> list[Any]:
-    return [SystemMessage(probe.SYSTEM_PROMPT), HumanMessage(question)]
+    return [SystemMessage(probe.system_prompt()), HumanMessage(question)]
 
 
 def test_langchain_tool_call(server: EmbeddedLLMServer, settings: Settings) -> None:
-    model = make_chat_model(settings, base_url=server.base_url, slot=ROUTE_SLOT).bind_tools(
-        list(probe.TOOL_FUNCTIONS)
-    )
-    msg = model.invoke(_messages("Show me the details of account ACC-01234."))
+    model = make_chat_model(settings, base_url=server.base_url, slot=ROUTE_SLOT).bind_tools(build_tools())
+    msg = model.invoke(_messages("Show me the profile of account DYNE-0036."))
     assert isinstance(msg, AIMessage)
-    assert [(c["name"], c["args"]) for c in msg.tool_calls] == [("get_account", {"account_id": "ACC-01234"})]
+    assert [(c["name"], c["args"]) for c in msg.tool_calls] == [("get_account", {"account_id": "DYNE-0036"})]
     assert msg.usage_metadata is not None and msg.usage_metadata["input_tokens"] > 900
 
 
 def test_langchain_streams_tool_call_and_usage(server: EmbeddedLLMServer, settings: Settings) -> None:
-    model = make_chat_model(settings, base_url=server.base_url, slot=ROUTE_SLOT).bind_tools(
-        list(probe.TOOL_FUNCTIONS)
-    )
+    model = make_chat_model(settings, base_url=server.base_url, slot=ROUTE_SLOT).bind_tools(build_tools())
     total: AIMessageChunk | None = None
-    for chunk in model.stream(_messages("What is the churn risk for account ACC-00042?")):
+    for chunk in model.stream(_messages("What is the churn risk for account QUIN-0958?")):
         assert isinstance(chunk, AIMessageChunk)
         total = chunk if total is None else total + chunk
     assert total is not None
-    assert [(c["name"], c["args"]) for c in total.tool_calls] == [("churn_risk", {"account_id": "ACC-00042"})]
+    assert [(c["name"], c["args"]) for c in total.tool_calls] == [("churn_risk", {"account_id": "QUIN-0958"})]
     assert total.usage_metadata is not None and total.usage_metadata["output_tokens"] > 0
 
 

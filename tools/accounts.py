@@ -28,6 +28,7 @@ from crm.models import (
 from tools.common import byte_order, data_as_of, require_account
 from tools.errors import ToolInputError
 from tools.filters import Normalised, conditions, describe, normalise_filters
+from tools.projection import pick
 from tools.ranking import ACCOUNT_DEFAULT_FILTERS, ACCOUNT_FILTERS
 
 PRIORITIES = ("urgent", "high", "medium", "low")
@@ -274,6 +275,18 @@ def get_account(*, session: Session, account_id: str, as_of: dt.date | None = No
     )
 
 
+def project_account(r: AccountProfile) -> dict[str, Any]:
+    """What the model reads of `get_account`: the profile's headline fields, last NPS score, latest usage."""
+    out = pick(
+        r, "id", "name", "segment", "industry", "region", "plan", "arr", "owner", "status",
+        "tenure_days", "days_to_renewal", "open_tickets", "failed_or_late_invoices_365d",
+        "champions_active", "champions_left",
+    )
+    out["last_nps"] = r.last_nps.score if r.last_nps else None
+    out["latest_usage"] = r.latest_usage
+    return out
+
+
 def _priority_rank(priority: str) -> int:
     return PRIORITIES.index(priority) if priority in PRIORITIES else len(PRIORITIES)
 
@@ -419,6 +432,14 @@ class AccountTimeline(BaseModel):
     as_of: dt.date
     explanation: str
     inputs: TimelineInputs
+
+
+def project_timeline(r: AccountTimeline) -> dict[str, Any]:
+    """What the model reads of `account_timeline`: date, kind and summary of each event."""
+    return {
+        **pick(r, "account_id", "name", "total"),
+        "events": [pick(e, "date", "kind", "summary") for e in r.events],
+    }
 
 
 def _events(

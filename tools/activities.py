@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel
 from sqlalchemy import select
@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session
 from crm.models import ValueChainActivity
 from tools.common import activity_periods
 from tools.errors import ToolInputError, unknown
+from tools.projection import MAX_ROWS, pick
 
 Quadrant = Literal["invest_and_scale", "optimize", "eliminate_or_restructure", "maintain"]
 QUADRANTS: tuple[Quadrant, ...] = ("invest_and_scale", "optimize", "eliminate_or_restructure", "maintain")
@@ -250,3 +251,17 @@ def score_activities(*, session: Session, period: str | None = None) -> Activity
         explanation=_explain(resolved, defaulted, scores, total_cost, leak),
         inputs=ScoreActivitiesInputs(period=resolved, period_defaulted=defaulted),
     )
+
+
+def project_scores(r: ActivityScores) -> dict[str, Any]:
+    """What the model reads of `score_activities`: totals and the top activities by margin leak."""
+    return {
+        "period": r.period,
+        "total_cost": r.total_cost,
+        "total_margin_leak": r.total_margin_leak,
+        "activities_by_margin_leak": [
+            pick(a, "id", "name", "cost_share", "value_share", "value_cost_index", "margin_leak", "quadrant")
+            for a in r.activities[:MAX_ROWS]
+        ],
+        "more": max(0, len(r.activities) - MAX_ROWS),
+    }

@@ -38,6 +38,7 @@ from tools.churn.schemas import Band, Method
 from tools.churn.scoring import assess, band_of, explain_rows, model_info
 from tools.common import data_as_of, require_account
 from tools.errors import ToolInputError
+from tools.projection import pick
 
 SHIPPED_PLAYBOOK = Path(__file__).with_name("playbook.yaml")
 CONTEXT_FEATURES = ("p_churn", "band", "health", "arr", "segment", "plan", "status")
@@ -270,6 +271,21 @@ class NextBestActionResult(BaseModel):
     playbook_version: str = Field(description="sha256 prefix of the playbook file used")
     explanation: str
     inputs: NextBestActionInputs
+
+
+def project_nba(r: NextBestActionResult) -> dict[str, Any]:
+    """What the model reads of `next_best_action`: the ranked actions with their evidence phrases."""
+    return {
+        **pick(r, "account_id", "name", "arr", "p_churn", "band"),
+        "actions": [
+            {
+                **pick(a, "action", "kind", "activity", "expected_value", "cost"),
+                "because": list(dict.fromkeys(e.phrase for e in a.evidence)),
+            }
+            for a in r.actions
+        ],
+        "suppressed": [pick(s, "action", "reason") for s in r.suppressed],
+    }
 
 
 # --------------------------------------------------------------------------- evaluation

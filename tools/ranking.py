@@ -30,6 +30,7 @@ from tools.activities import ActivityScore, resolve_period, score_activities
 from tools.common import byte_order, data_as_of
 from tools.errors import ToolInputError, unknown
 from tools.filters import FilterColumn, Normalised, conditions, describe, normalise_filters
+from tools.projection import pick
 
 Entity = Literal["accounts", "activities", "initiatives"]
 ENTITIES: tuple[Entity, ...] = get_args(Entity)
@@ -369,6 +370,24 @@ class RankResult(BaseModel):
     )
     explanation: str
     inputs: RankInputs
+
+
+RANK_CONTEXT = ("arr", "band", "top_driver", "segment", "quadrant", "owner")
+"""The context fields of a ranked item the model reads."""
+
+
+def project_rank(r: RankResult) -> dict[str, Any]:
+    """What the model reads of `rank`: each item's id, name and value under the metric's own name."""
+    return {
+        "metric": r.metric,
+        "as_of": r.as_of,
+        "period": r.period,
+        "total_matching": r.total_matching,
+        "items": [
+            {**pick(i, "rank", "id", "name"), r.metric: i.value, **pick(i.context, *RANK_CONTEXT)}
+            for i in r.items
+        ],
+    }
 
 
 def metric_specs(entity: str) -> dict[str, MetricSpec]:

@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 from crm.models import AgentRun, Recommendation, RecommendationEvent
 from tools.common import require_account, require_activity
 from tools.errors import ToolInputError
+from tools.projection import pick
 
 ACTION_MAX = 64
 ACTOR_MAX = 100
@@ -59,6 +60,15 @@ class ProposedRecommendation(BaseModel):
     duplicate_of: int | None
     explanation: str
     inputs: ProposeInputs
+
+
+def project_proposed(r: ProposedRecommendation) -> dict[str, Any]:
+    """What the model reads of `propose_recommendation`: what was filed, and that a human decides."""
+    return {
+        **pick(r, "id", "status", "action", "account_id", "activity_id", "expected_value"),
+        "note": "pending: a human must approve it",
+        "duplicate_of": r.duplicate_of,
+    }
 
 
 def canonical_json(payload: Any) -> str:

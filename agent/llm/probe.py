@@ -1,129 +1,42 @@
-"""A fixed tool-routing probe for the embedded model: dummy tools, ten questions, a BFCL-style check.
+"""A fixed tool-routing probe of the model: the product's own tools and system prompt, ten questions,
+a BFCL-style check.
 
-The tools mirror the product's shapes (typed functions whose docstrings are the tool
-descriptions) but do nothing; the probe only asks whether the server returns a native
-OpenAI ``tool_calls`` entry with the right function and valid arguments. Used by the
-live tests, ``bench/llm_bench.py`` and ``valuechain llm status --routing``.
+The tool schemas are the agent's (`agent.tools.build_tools`, derived from the tool registry)
+and the system prompt is `agent/prompts/system.md`, so the probe measures the model against
+what it is asked in production; the tools are not run. The probe only asks whether the server
+returns a native OpenAI ``tool_calls`` entry with the right function and valid arguments. Used
+by the live tests, ``bench/llm_bench.py`` and ``valuechain llm status --routing``.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
+import httpx
 from langchain_core.utils.function_calling import convert_to_openai_tool
 
-SYSTEM_PROMPT = """\
-You are Value Chain Copilot, an analyst for a B2B company's CRM. You explain where value \
-is created and lost along Porter's value chain, which accounts are at risk, and what to do next.
-
-Rules:
-- Every number you state comes from a tool result. Never invent figures, accounts or ids.
-- Framework, definition and method questions are answered from the knowledge base \
-(search_knowledge); cite the chunks you used.
-- Account questions need an account id (like ACC-00042); if none was given, ask for it.
-- Interventions are only proposed with propose_recommendation; a human approves them.
-- Periods look like 2026-Q3 or 2026-09. Keep answers short."""
-
-
-def score_activities(period: str) -> str:
-    """Compute this company's cost, revenue contribution and margin per value-chain activity for a period.
-
-    Args:
-        period: The period to score, e.g. "2026-Q3" or "2026-09".
-    """
-    return ""
-
-
-def rank(
-    entity: Literal["account", "product", "segment", "region"],
-    metric: Literal["revenue", "margin", "churn_risk", "growth", "cost_to_serve"],
-    filters: dict[str, str] | None = None,
-    limit: int = 10,
-) -> str:
-    """Rank accounts, products, segments or regions by a numeric metric, highest first.
-
-    Args:
-        entity: What to rank.
-        metric: The metric to rank by.
-        filters: Optional field equality filters, e.g. {"region": "EMEA", "segment": "SMB"}.
-        limit: How many rows to return.
-    """
-    return ""
-
-
-def churn_risk(account_id: str) -> str:
-    """Churn risk of one account: probability, risk band and the main drivers.
-
-    Args:
-        account_id: The account id, e.g. "ACC-00042".
-    """
-    return ""
-
-
-def next_best_action(account_id: str, limit: int = 3) -> str:
-    """The best next actions for one account, ranked by expected value.
-
-    Args:
-        account_id: The account id, e.g. "ACC-00042".
-        limit: How many actions to return.
-    """
-    return ""
-
-
-def get_account(account_id: str) -> str:
-    """Profile of one account: name, segment, region, owner, revenue, products, open opportunities.
-
-    Args:
-        account_id: The account id, e.g. "ACC-00042".
-    """
-    return ""
-
-
-def search_knowledge(query: str, k: int = 4) -> str:
-    """Explain a framework, concept, definition, method or playbook from the knowledge base.
-
-    Use it for every "what is", "what does ... say", "explain" or "how to" question.
-
-    Args:
-        query: What to look for, keeping all of the user's key terms.
-        k: How many chunks to return.
-    """
-    return ""
-
-
-def propose_recommendation(account_id: str, action: str, rationale: str) -> str:
-    """Propose an intervention for one account; it waits for a human to approve it.
-
-    Args:
-        account_id: The account id, e.g. "ACC-00042".
-        action: The proposed action, e.g. "offer a 10% renewal discount".
-        rationale: Why, citing the figures it is based on.
-    """
-    return ""
-
-
-TOOL_FUNCTIONS: tuple[Callable[..., str], ...] = (
-    score_activities,
-    rank,
-    churn_risk,
-    next_best_action,
-    get_account,
-    search_knowledge,
-    propose_recommendation,
-)
+from agent.llm.client import EMBEDDED_API_KEY, NO_API_KEY, Endpoint
+from agent.prompts import load_prompt
+from agent.tools import build_tools
+from valuechain.config import Settings
 
 
 def tool_schemas() -> list[dict[str, Any]]:
-    """OpenAI tool schemas built from the functions' signatures and docstrings."""
-    return [convert_to_openai_tool(fn) for fn in TOOL_FUNCTIONS]
+    """The OpenAI tool schemas the agent offers the model, in its order."""
+    return [convert_to_openai_tool(t) for t in build_tools()]
+
+
+def system_prompt() -> str:
+    return load_prompt("system.md")
 
 
 def prefix_messages() -> list[dict[str, Any]]:
     """The fixed part of every routing request: the system prompt (tools travel beside it)."""
-    return [{"role": "system", "content": SYSTEM_PROMPT}]
+    return [{"role": "system", "content": system_prompt()}]
 
 
 # The model sometimes goes on to invent a tool result; nothing after this marker is useful.
@@ -168,28 +81,28 @@ class RoutingCase:
 
 CASES: tuple[RoutingCase, ...] = (
     RoutingCase(
-        "What is the churn risk for account ACC-00042?", "churn_risk", {"account_id": equals("ACC-00042")}
+        "What is the churn risk for account QUIN-0958?", "churn_risk", {"account_id": equals("QUIN-0958")}
     ),
     RoutingCase(
-        "Show me the details of account ACC-01234.", "get_account", {"account_id": equals("ACC-01234")}
+        "Show me the profile of account DYNE-0036.", "get_account", {"account_id": equals("DYNE-0036")}
     ),
     RoutingCase(
-        "Which 5 accounts in EMEA bring the most revenue?",
+        "Which 5 Enterprise accounts have the most ARR at risk?",
         "rank",
         {
-            "entity": equals("account"),
-            "metric": equals("revenue"),
-            "filters": holds("EMEA"),
+            "entity": equals("accounts"),
+            "metric": equals("arr_at_risk"),
+            "filters": holds("Enterprise"),
             "limit": equals(5),
         },
     ),
     RoutingCase(
-        "Score our value-chain activities for 2026-Q3.", "score_activities", {"period": equals("2026-Q3")}
+        "Score our value-chain activities for 2026.", "score_activities", {"period": equals("2026")}
     ),
     RoutingCase(
-        "What should we do next with ACC-00077? Give me the top 2 actions.",
+        "What should we do next with CENI-0789? Give me the top 2 actions.",
         "next_best_action",
-        {"account_id": equals("ACC-00077"), "limit": equals(2)},
+        {"account_id": equals("CENI-0789"), "limit": equals(2)},
     ),
     RoutingCase(
         "What does Porter's value chain framework say about inbound logistics?",
@@ -197,20 +110,20 @@ CASES: tuple[RoutingCase, ...] = (
         {"query": mentions("inbound logistics")},
     ),
     RoutingCase(
-        "Propose a 10% renewal discount for ACC-00100 because their usage dropped 40% last quarter.",
+        "File a champion_rebuild recommendation for QUIN-0958: their champion left last month.",
         "propose_recommendation",
-        {"account_id": equals("ACC-00100"), "action": mentions("discount"), "rationale": mentions("usage")},
+        {"account_id": equals("QUIN-0958"), "action": equals("champion_rebuild"), "rationale": mentions("champion")},
     ),
     RoutingCase(
-        "Rank our products by margin and show the top 10.",
+        "Rank our improvement initiatives by ROI and show the top 10.",
         "rank",
-        {"entity": equals("product"), "metric": equals("margin"), "limit": equals(10)},
+        {"entity": equals("initiatives"), "metric": equals("roi"), "limit": equals(10)},
     ),
     RoutingCase(
-        "Is account ACC-00500 likely to leave us?", "churn_risk", {"account_id": equals("ACC-00500")}
+        "Is account DYNE-0036 likely to leave us?", "churn_risk", {"account_id": equals("DYNE-0036")}
     ),
     RoutingCase(
-        "Explain what a margin leak is and how to find one.",
+        "Explain what a margin leak is and how it is computed.",
         "search_knowledge",
         {"query": mentions("margin leak")},
     ),
@@ -227,6 +140,7 @@ class RoutingResult:
     valid: bool
     problems: tuple[str, ...]
     content: str
+    seconds: float | None = None
 
 
 _TYPES: dict[str, tuple[type, ...]] = {
@@ -316,3 +230,25 @@ def routing_payload(
     if slot is not None:
         payload["id_slot"] = slot
     return payload
+
+
+def run_routing(endpoint: Endpoint, settings: Settings, client: httpx.Client | None = None,
+                cases: tuple[RoutingCase, ...] = CASES) -> list[RoutingResult]:
+    """Send every case to `endpoint` (greedy, the product's tools and prompt) and grade the replies.
+
+    Raises httpx.HTTPError when the endpoint fails."""
+    if endpoint.base_url is None:
+        raise ValueError("the endpoint has no base_url; start the embedded server first")
+    schemas = tool_schemas()
+    key = EMBEDDED_API_KEY if endpoint.embedded else (settings.llm_api_key or NO_API_KEY)
+    results = []
+    with client or httpx.Client(timeout=settings.llm_timeout_s) as http:
+        for case in cases:
+            payload = {"model": endpoint.model, **routing_payload(case, schemas)}
+            begin = time.perf_counter()
+            resp = http.post(endpoint.base_url + "/chat/completions", json=payload,
+                             headers={"Authorization": f"Bearer {key}"})
+            resp.raise_for_status()
+            result = check_response(case, resp.json(), schemas)
+            results.append(RoutingResult(**{**result.__dict__, "seconds": round(time.perf_counter() - begin, 2)}))
+    return results

@@ -15,6 +15,7 @@ import httpx
 from pydantic import BaseModel
 
 from agent.llm.client import EMBEDDED_API_KEY, NO_API_KEY, Endpoint
+from agent.llm.probe import RoutingResult
 from valuechain.config import Settings
 
 # About 200 prompt tokens: enough for a stable prompt rate, short enough for a slow CPU.
@@ -57,6 +58,8 @@ class LLMStatus(BaseModel):
     load_average_1m: float | None = None
     """Run-queue length when measured: above ~1 per core, other work is slowing the model."""
     cpu_count: int | None = None
+    routing: list[RoutingResult] | None = None
+    """The routing probe's graded replies (`--routing`)."""
 
 
 def measure_speed(endpoint: Endpoint, settings: Settings, client: httpx.Client | None = None) -> SpeedSample:

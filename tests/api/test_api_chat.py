@@ -166,10 +166,10 @@ def test_a_bug_in_a_tool_still_ends_the_stream_and_marks_the_run_failed(
 ) -> None:
     import tools.accounts
 
-    def broken(**_: Any) -> None:
+    def broken(*_: Any, **__: Any) -> None:
         raise ZeroDivisionError("bug")
 
-    monkeypatch.setattr(tools.accounts, "get_account", broken)
+    monkeypatch.setattr(tools.accounts, "require_account", broken)  # inside the get_account core
     scripted(call("get_account", account_id="ACME-0001"), say("unused"))
 
     events = sse_events(client, keys["analyst"], {"message": "Tell me about ACME-0001"})

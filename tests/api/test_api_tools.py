@@ -135,3 +135,43 @@ def test_tool_calls_are_timed(client: TestClient, keys: dict[str, str]) -> None:
     text = client.get("/metrics").text
     assert 'vcc_tool_call_duration_seconds_count{outcome="ok",tool="score_activities"}' in text
     assert 'vcc_tool_call_duration_seconds_count{outcome="input_error",tool="rank"}' in text
+
+
+# ------------------------------------------------------------------ POST /api/v1/tools/call/<name>
+
+
+def test_a_registry_route_returns_what_the_agent_call_returns(
+    client: TestClient, keys: dict[str, str], db_engine: Engine
+) -> None:
+    body = {"account_id": "ACME-0001", "filters": {"segment": "SMB"}}  # a filter with an id is dropped
+    r = client.post("/api/v1/tools/call/churn_risk", json=body, headers=bearer(keys["analyst"]))
+    assert r.status_code == 200, r.text
+    with sessionmaker(db_engine)() as s:
+        expected = churn_risk(session=s, account_id="ACME-0001", filters=None, limit=10)
+    assert r.json() == expected.model_dump(mode="json")
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "message"),
+    [
+        ("/api/v1/tools/call/rank", {"entity": "accounts", "metric": "nope"}, 'unknown metric "nope"'),
+        ("/api/v1/tools/call/get_account", {"account_id": "ACME-9999"}, 'no account "ACME-9999"'),
+        ("/api/v1/tools/call/rank", {"entity": "accounts", "metric": "arr", "as_of": "2026-01-01"}, "as_of"),
+    ],
+)
+def test_registry_routes_give_422_with_the_message(
+    client: TestClient, keys: dict[str, str], path: str, body: dict[str, Any], message: str
+) -> None:
+    r = client.post(path, json=body, headers=bearer(keys["analyst"]))
+    assert r.status_code == 422 and message in str(r.json()["detail"]), r.text
+
+
+def test_registry_routes_need_an_analyst_and_writing_tools_have_none(
+    client: TestClient, keys: dict[str, str]
+) -> None:
+    body = {"entity": "accounts", "metric": "arr"}
+    assert client.post("/api/v1/tools/call/rank", json=body).status_code == 401
+    assert client.post("/api/v1/tools/call/rank", json=body, headers=bearer(keys["viewer"])).status_code == 403
+    r = client.post("/api/v1/tools/call/propose_recommendation", json={"action": "x", "rationale": "y"},
+                    headers=bearer(keys["analyst"]))
+    assert r.status_code in (404, 405)

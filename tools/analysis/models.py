@@ -8,11 +8,12 @@ metrics of the CRM view) are documented on their fields and in docs/ANALYSIS.md.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
 from tools.activities import Quadrant
+from tools.projection import pick
 
 InitiativeType = Literal["automate", "streamline", "renegotiate", "invest", "eliminate"]
 Advantage = Literal["cost", "differentiation"]
@@ -347,3 +348,20 @@ class ValueChainAnalysis(BaseModel):
     crm_view: CrmView
     explanation: str
     inputs: AnalysisInputs
+
+
+def project_analysis(r: ValueChainAnalysis) -> dict[str, Any]:
+    """What the model reads of `value_chain_analysis`: each step's summary and its top three items."""
+    s3, s4, s5 = r.step3_costs, r.step4_opportunities, r.step5_advantage
+    return {
+        "period": r.period,
+        "total_cost": r.total_cost,
+        "1_primary": r.step1_primary.summary,
+        "2_support": r.step2_support.summary,
+        "top_margin_leak": [pick(i, "id", "name", "margin_leak", "quadrant") for i in s3.margin_leak[:3]],
+        "bottlenecks": [pick(b, "id", "name", "performance_gap") for b in s3.bottlenecks[:3]],
+        "4_opportunities": s4.summary,
+        "top_initiatives": [pick(i, "id", "description", "type", "roi", "net_benefit") for i in s4.initiatives[:3]],
+        "5_advantage": s5.narrative,
+        "decorative_initiatives": s5.decorative,
+    }

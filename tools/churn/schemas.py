@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
+
+from tools.projection import pick
 
 Band = Literal["low", "medium", "high"]
 Method = Literal["logistic_regression", "rule_based"]
@@ -82,6 +84,27 @@ class ChurnRiskResult(BaseModel):
     )
     explanation: str
     inputs: ChurnRiskInputs
+
+
+def _risk_row(a: AccountChurnRisk) -> dict[str, Any]:
+    return {
+        **pick(a, "account_id", "name", "segment", "arr", "probability", "band", "arr_at_risk"),
+        "drivers": [x.phrase for x in a.drivers],
+    }
+
+
+def project_churn_risk(r: ChurnRiskResult) -> dict[str, Any]:
+    """What the model reads of `churn_risk`: one account flat, or the list with its total at risk."""
+    rows = [_risk_row(a) for a in r.accounts]
+    if len(rows) == 1 and r.matched == 1:
+        return {"as_of": r.as_of, "method": r.model.method, **rows[0]}
+    return {
+        "as_of": r.as_of,
+        "method": r.model.method,
+        "matched": r.matched,
+        "total_arr_at_risk": r.total_arr_at_risk,
+        "accounts": rows,
+    }
 
 
 class CalibrationBin(BaseModel):

@@ -77,16 +77,27 @@ def _print_status(status: LLMStatus) -> None:
     if status.load_average_1m is not None:
         table.add_row("load average", f"{status.load_average_1m:.2f} on {status.cpu_count} cores")
     console.print(table)
+    if status.routing is not None:
+        probe = Table("question", "expected", "called", "ok", "s", "problems", title="routing probe")
+        for r in status.routing:
+            probe.add_row(r.question, r.expected_tool, r.tool or "-", "yes" if r.valid else "no",
+                          f"{r.seconds:.1f}" if r.seconds is not None else "-", "; ".join(r.problems))
+        console.print(probe)
+        console.print(f"routing: {sum(r.valid for r in status.routing)} of {len(status.routing)} right")
 
 
 @app.command("status", help="Show which LLM endpoint and model answer, and measure prompt/generation speed.")
 def status_cmd(
     as_json: bool = JsonOption,
     measure: bool = typer.Option(True, "--measure/--no-measure", help="Send one short timed request"),
+    routing: bool = typer.Option(
+        False, "--routing", help="Also ask the ten routing-probe questions with the product's tools and prompt"
+    ),
 ) -> None:
     import httpx
 
     from agent.llm.client import LLMConfigError, resolve_endpoint
+    from agent.llm.probe import run_routing
     from agent.llm.server import LLMServerError
     from agent.llm.status import LLMStatus, load_average, measure_speed
 
@@ -100,15 +111,22 @@ def status_cmd(
         if endpoint.embedded:
             server = _embedded_server(settings, show_progress=not as_json)
             status.model_path = str(server.config.model_path)
-            if measure:
+            if measure or routing:
                 if not as_json:
                     err_console.print("starting the embedded model server …")
                 with server:
                     status.cold_start_s = server.started_s
                     status.base_url = server.base_url
-                    status.speed = measure_speed(endpoint._replace(base_url=server.base_url), settings)
-        elif measure:
-            status.speed = measure_speed(endpoint, settings)
+                    running = endpoint._replace(base_url=server.base_url)
+                    if measure:
+                        status.speed = measure_speed(running, settings)
+                    if routing:
+                        status.routing = run_routing(running, settings)
+        else:
+            if measure:
+                status.speed = measure_speed(endpoint, settings)
+            if routing:
+                status.routing = run_routing(endpoint, settings)
     except LLMServerError as exc:
         raise fail(str(exc)) from exc
     except httpx.HTTPError as exc:
