@@ -63,13 +63,14 @@ class AgentAnswer(BaseModel):
 class AgentEvent(BaseModel):
     """One streamed event: tokens of the answer, tool start/end, and the final answer or error."""
 
-    type: Literal["run_started", "token", "tool_start", "tool_end", "error", "answer"]
+    type: Literal["run_started", "plan", "token", "tool_start", "tool_end", "error", "answer"]
     text: str | None = None
     name: str | None = None
     args: dict[str, Any] | None = None
     ok: bool | None = None
     call_id: str | None = None
     result: AgentAnswer | None = None
+    plan: dict[str, Any] | None = Field(default=None, description="`plan`: the steps the agent will run")
     run_id: str | None = None
     conversation_id: str | None = None
 

@@ -1,0 +1,309 @@
+"""Run a plan in code: check every step, resolve references, run independent steps in parallel.
+
+Checks and repairs before anything runs (each noted on the turn):
+- a tool the model is not offered, or arguments its schema refuses: the step fails with the
+  message (a fixable error: the planner may replan once);
+- an account or activity id that neither the user wrote nor an earlier answer or step returned:
+  the step fails ("never invent ids");
+- a filter value the user never named: dropped (it would only narrow the answer wrongly);
+- the filing rule: `propose_recommendation` runs only when the plan's intent is to file, and
+  only after `next_best_action` for that account ran in this plan (added when missing); its
+  action must be one that next_best_action returned; a missing rationale is written from that
+  action's own evidence.
+
+Steps run in waves: a step runs once the steps it references have; the steps of a wave run
+concurrently (each in its own session). A writing step runs alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel
+
+from agent.deps import RunContext, ToolFixableError
+from agent.middleware import named_by_user
+from agent.plan import Plan, Step, parse_ref, refs_of
+from tools.accounts import AccountList, AccountProfile, AccountTimeline
+from tools.activities import ActivityScores
+from tools.analysis.models import ValueChainAnalysis
+from tools.churn.schemas import ChurnRiskResult
+from tools.nba import NextBestActionResult
+from tools.ranking import RankResult
+from tools.registry import MODEL_TOOLS, TOOLS_BY_NAME
+
+ID_ARGS = ("account_id", "activity_id")
+OFFERED = {t.name for t in MODEL_TOOLS}
+
+
+@dataclass
+class StepRun:
+    """One step as it ran: its final arguments, result or error."""
+
+    index: int
+    """1-based position in the plan (what `#N` refers to)."""
+    tool: str
+    args: dict[str, Any]
+    result: BaseModel | None = None
+    error: str | None = None
+    fixable: bool = True
+    added: bool = False
+    """Added by the executor (the filing rule), not by the model."""
+    seconds: float = 0.0
+
+
+@dataclass
+class Execution:
+    steps: list[StepRun] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def failed(self) -> list[StepRun]:
+        return [s for s in self.steps if s.error is not None]
+
+    @property
+    def results(self) -> list[StepRun]:
+        return [s for s in self.steps if s.result is not None]
+
+
+OnEvent = Callable[[str, StepRun], Awaitable[None]]
+"""Called with ("tool_start" | "tool_end", step)."""
+
+
+def ids_in(result: BaseModel | None, arg: str) -> list[str]:
+    """The ids a result offers for `arg` (account_id, activity_id or action), in order."""
+    if arg == "action":
+        return [a.action for a in result.actions] if isinstance(result, NextBestActionResult) else []
+    if arg == "account_id":
+        if isinstance(result, RankResult):
+            return [i.id for i in result.items] if result.entity == "accounts" else []
+        if isinstance(result, ChurnRiskResult):
+            return [a.account_id for a in result.accounts]
+        if isinstance(result, AccountList):
+            return [a.id for a in result.items]
+        if isinstance(result, NextBestActionResult | AccountTimeline):
+            return [result.account_id]
+        if isinstance(result, AccountProfile):
+            return [result.id]
+        return []
+    if arg == "activity_id":
+        if isinstance(result, RankResult):
+            return [i.id for i in result.items] if result.entity == "activities" else []
+        if isinstance(result, ActivityScores):
+            return [a.id for a in result.activities]
+        if isinstance(result, ValueChainAnalysis):
+            return [i.id for i in result.step3_costs.margin_leak]
+    return []
+
+
+class Executor:
+    """Checks and runs one plan for one turn."""
+
+    def __init__(self, ctx: RunContext, *, said: str, known: str, on_event: OnEvent | None = None) -> None:
+        self.ctx = ctx
+        self.said = said
+        """What the user wrote this conversation, squashed (see `agent.middleware.user_text`)."""
+        self.known = known
+        """Everything the user wrote and earlier answers said, upper-cased (ids may come from there)."""
+        self.on_event = on_event
+        self.done: dict[str, StepRun] = {}
+        """Successful runs by (tool, args) key, kept across a replan so nothing runs twice."""
+
+    # ------------------------------------------------------------------ preparing
+    def prepare(self, plan: Plan, ex: Execution) -> list[StepRun]:
+        """The plan's steps after the checks and repairs above (failures carry their error)."""
+        steps = [StepRun(i + 1, s.tool, dict(s.args)) for i, s in enumerate(plan.steps)]
+        if plan.intent != "file":
+            dropped = [s for s in steps if s.tool == "propose_recommendation"]
+            if dropped:
+                ex.notes.append("not filed: the user did not ask to file a recommendation")
+                steps = self._without(steps, dropped)
+        else:
+            steps = self._filing(steps, ex)
+        for s in steps:
+            if s.error is None:
+                s.error = self._problem(s, steps, ex)
+        return steps
+
+    @staticmethod
+    def _without(steps: list[StepRun], dropped: list[StepRun]) -> list[StepRun]:
+        """`steps` minus `dropped`; references renumbered, a reference to a dropped step fails."""
+        gone = {s.index for s in dropped}
+        kept = [s for s in steps if s.index not in gone]
+        return Executor._renumber(kept)
+
+    @staticmethod
+    def _renumber(steps: list[StepRun]) -> list[StepRun]:
+        new_of = {s.index: i + 1 for i, s in enumerate(steps)}
+        for s in steps:
+            for k, v in list(s.args.items()):
+                ref = parse_ref(v)
+                if ref is None:
+                    continue
+                if ref[0] not in new_of:
+                    s.error = f"{k} refers to step {ref[0]}, which was dropped"
+                else:
+                    s.args[k] = f"#{new_of[ref[0]]}" + (f".{ref[1]}" if ref[1] != 1 else "")
+        for s in steps:
+            s.index = new_of[s.index]
+        return steps
+
+    def _filing(self, steps: list[StepRun], ex: Execution) -> list[StepRun]:
+        """Make sure next_best_action for a proposal's account runs before it (added when missing);
+        a proposal whose action refers to no earlier step takes that step's best action."""
+        out: list[StepRun] = []
+        nba_of: dict[int, StepRun] = {}
+        for s in steps:
+            if s.tool == "propose_recommendation" and s.args.get("account_id"):
+                target = s.args["account_id"]
+                nba = next((o for o in out if o.tool == "next_best_action" and o.args.get("account_id") == target),
+                           None)
+                if nba is None:
+                    nba = StepRun(0, "next_best_action", {"account_id": target}, added=True)
+                    out.append(nba)
+                    ex.notes.append(f"added next_best_action for {target} before filing")
+                nba_of[id(s)] = nba
+            out.append(s)
+        if any(o.added for o in out):  # renumber: references shift by the inserted steps
+            old_to_new = {o.index: n for n, o in enumerate(out, start=1) if not o.added}
+            for o in out:
+                for k, v in list(o.args.items()):
+                    ref = parse_ref(v)
+                    if ref is not None and ref[0] in old_to_new:
+                        o.args[k] = f"#{old_to_new[ref[0]]}" + (f".{ref[1]}" if ref[1] != 1 else "")
+            for i, o in enumerate(out):
+                o.index = i + 1
+        for s in out:
+            nba = nba_of.get(id(s))
+            if nba is None:
+                continue
+            ref = parse_ref(s.args.get("action"))
+            if not s.args.get("action") or (ref is not None and ref[0] >= s.index):
+                s.args["action"] = f"#{nba.index}"
+        return out
+
+    def _problem(self, s: StepRun, steps: list[StepRun], ex: Execution) -> str | None:
+        if s.tool not in OFFERED:
+            return f"there is no tool {s.tool!r}; the tools are: {', '.join(sorted(OFFERED))}"
+        for k, v in s.args.items():
+            ref = parse_ref(v)
+            if ref is not None and ref[0] >= s.index:
+                return f"{k} refers to step {ref[0]}, which does not come before step {s.index}"
+        filters = s.args.get("filters")
+        if isinstance(filters, dict) and filters:
+            kept = {k: v for k, v in filters.items() if v in (None, "", [], {}) or named_by_user(v, self.said)}
+            if len(kept) != len(filters):
+                dropped = [f"{k}={v!r}" for k, v in filters.items() if k not in kept]
+                ex.notes.append(f"dropped filters the user never named: {', '.join(dropped)}")
+                s.args["filters"] = kept or None
+        for arg in ID_ARGS:
+            value = s.args.get(arg)
+            if (isinstance(value, str) and value.strip() and parse_ref(value) is None
+                    and value.strip().upper() not in self.known):
+                return (f"{arg} {value!r} was not given by the user nor returned by a step; never invent ids: "
+                        "find accounts with rank or churn_risk first, or ask the user")
+        return None
+
+    # ------------------------------------------------------------------ running
+    def _resolve(self, s: StepRun, steps: list[StepRun]) -> str | None:
+        """Replace references by ids from earlier results; the error when one cannot be resolved."""
+        by_index = {x.index: x for x in steps}
+        for k, v in list(s.args.items()):
+            ref = parse_ref(v)
+            if ref is None:
+                continue
+            source = by_index.get(ref[0])
+            if source is None or source.result is None:
+                return f"{k} refers to step {ref[0]}, which returned nothing"
+            ids = ids_in(source.result, k)
+            if len(ids) < ref[1]:
+                return f"{k} refers to item {ref[1]} of step {ref[0]}, which returned {len(ids)}"
+            s.args[k] = ids[ref[1] - 1]
+        if s.tool == "propose_recommendation":
+            return self._check_proposal(s, steps)
+        return None
+
+    def _check_proposal(self, s: StepRun, steps: list[StepRun]) -> str | None:
+        account = s.args.get("account_id")
+        if not account:
+            return None  # an activity recommendation: the playbook check is the core's
+        nba = next((x.result for x in reversed(steps) if x.tool == "next_best_action" and x.result is not None
+                    and str(getattr(x.result, "account_id", "")).upper() == str(account).upper()), None)
+        if nba is None:
+            return f"not filed: next_best_action for {account!r} did not run"
+        actions = {a.action: a for a in getattr(nba, "actions", [])}
+        action = s.args.get("action")
+        if action not in actions:
+            return (f"not filed: {action!r} is not among the actions next_best_action found for {account!r}: "
+                    f"{', '.join(actions) or 'none'}")
+        if not str(s.args.get("rationale") or "").strip():
+            option = actions[action]
+            s.args["rationale"] = f"{option.rationale} ({option.formula})"
+        return None
+
+    async def run(self, plan: Plan, on_event: OnEvent | None = None) -> Execution:
+        """Check and run `plan`; failures are on the steps (`Execution.failed`), never raised."""
+        if on_event is not None:
+            self.on_event = on_event
+        ex = Execution()
+        steps = self.prepare(plan, ex)
+        ex.steps = steps
+        pending = [s for s in steps if s.error is None]
+        for s in steps:
+            if s.error is not None:
+                s.fixable = True
+                await self._event("tool_end", s)
+        while pending:
+            ready = [s for s in pending if all(self._finished(steps, r) for r in refs_of(Step(tool=s.tool, args=s.args)))]
+            if not ready:  # a reference to a failed step
+                for s in pending:
+                    s.error = "an earlier step it needs failed"
+                    await self._event("tool_end", s)
+                break
+            writer = next((s for s in ready if TOOLS_BY_NAME[s.tool].writes), None)
+            wave = [writer] if writer is not None else ready
+            await asyncio.gather(*(self._run_step(s, steps) for s in wave))
+            pending = [s for s in pending if s not in wave]
+        return ex
+
+    @staticmethod
+    def _finished(steps: list[StepRun], index: int) -> bool:
+        target = next((x for x in steps if x.index == index), None)
+        return target is None or target.result is not None or target.error is not None
+
+    async def _run_step(self, s: StepRun, steps: list[StepRun]) -> None:
+        problem = self._resolve(s, steps)
+        await self._event("tool_start", s)
+        if problem is not None:
+            s.error = problem
+            await self._event("tool_end", s)
+            return
+        key = s.tool + repr(sorted(s.args.items()))
+        if key in self.done and not TOOLS_BY_NAME[s.tool].writes:
+            s.result = self.done[key].result
+            await self._event("tool_end", s)
+            return
+        t0 = time.perf_counter()
+        try:
+            await asyncio.to_thread(self.ctx.call, TOOLS_BY_NAME[s.tool], s.args, call_id=f"step-{s.index}")
+        except ToolFixableError as exc:
+            s.error = str(exc)
+        except Exception as exc:  # a fault: logged on the step, then it ends the turn
+            s.error, s.fixable = f"{type(exc).__name__}: {exc}", False
+            s.seconds = time.perf_counter() - t0
+            await self._event("tool_end", s)
+            raise
+        else:
+            outcome = self.ctx.outcome_of(f"step-{s.index}")
+            s.result = outcome.result if outcome is not None else None
+            self.done[key] = s
+        s.seconds = time.perf_counter() - t0
+        await self._event("tool_end", s)
+
+    async def _event(self, kind: str, s: StepRun) -> None:
+        if self.on_event is not None:
+            await self.on_event(kind, s)

@@ -1,0 +1,401 @@
+"""The agent as plan → execute → answer: two model calls a turn (ReWOO / LLMCompiler style).
+
+A LangGraph graph of three nodes. `plan`: one model call writes the whole plan (`agent.planner`).
+`execute`: code checks and runs it (`agent.executor`), independent steps in parallel; when a
+step fails with an error the model can fix, the graph goes back to `plan` once with the errors.
+`answer`: the data the user asked for is rendered by code from the results (`agent.render`);
+one streamed model call writes the short narrative around it (framework questions: from the
+retrieved passages, with citations). Clarifying and off-topic replies are written by code.
+
+Events stream as they happen (`run_started`, `plan`, `tool_start`/`tool_end`, `token`, `answer`);
+the run log gets every model call, tool call and message, as with the ReAct agent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypedDict
+
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage, SystemMessage
+from langgraph.config import get_stream_writer
+from langgraph.graph import END, START, StateGraph
+from langgraph.runtime import Runtime
+from sqlalchemy.orm import Session, sessionmaker
+
+from agent.copilot import AgentAnswer, AgentEvent, ToolCallInfo, run_sync
+from agent.deps import RunContext
+from agent.executor import Execution, Executor, StepRun
+from agent.middleware import LLMUnavailableError, conversation_text, describe_llm_error, squash
+from agent.numbers import untraceable
+from agent.plan import Plan
+from agent.planner import Planner, Retrieve
+from agent.prompts import load_prompt
+from agent.render import render
+from agent.runlog import RunLog, history, new_id
+from knowledge.search import KnowledgeResults
+from tools.registry import TOOLS_BY_NAME
+
+if TYPE_CHECKING:
+    from agent.llm.runtime import LLMRuntime
+    from knowledge.store import KnowledgeStore
+
+log = logging.getLogger(__name__)
+
+MAX_REPLANS = 1
+
+
+class State(TypedDict, total=False):
+    plan: Plan | None
+    feedback: str | None
+    replans: int
+    replan: bool
+    execution: Execution | None
+
+
+@dataclass
+class Turn:
+    """Everything one turn's nodes share (LangGraph's runtime context)."""
+
+    ctx: RunContext
+    log: RunLog
+    question: str
+    history: list[tuple[str, str]]
+    executor: Executor
+    notes: list[str] = field(default_factory=list)
+    llm_s: float = 0.0
+    tool_s: float = 0.0
+    calls: dict[str, ToolCallInfo] = field(default_factory=dict)
+    answer: str = ""
+    steps: list[StepRun] = field(default_factory=list)
+
+
+class InternalError(RuntimeError):
+    """A fault (not the user's, not the model's) stopped the turn; `error_id` is in the log."""
+
+    def __init__(self, error_id: str, cause: BaseException) -> None:
+        super().__init__(f"{type(cause).__name__}: {cause}")
+        self.error_id = error_id
+
+
+class PlanCopilot:
+    """The plan → execute → answer agent over one database, knowledge store and model endpoint."""
+
+    def __init__(
+        self,
+        *,
+        sessions: sessionmaker[Session],
+        knowledge: Callable[[], KnowledgeStore],
+        planner: BaseChatModel,
+        answerer: BaseChatModel,
+        model_name: str,
+        retrieve: Retrieve | None = None,
+        recommendation_ttl_days: int | None = 30,
+        llm_call_timeout_s: float | None = None,
+    ) -> None:
+        self.sessions = sessions
+        self.knowledge = knowledge
+        self.model_name = model_name
+        self.recommendation_ttl_days = recommendation_ttl_days
+        self.timeout_s = llm_call_timeout_s
+        self.planner = Planner(planner, retrieve=retrieve)
+        self.answerer = answerer
+        self.answer_prompt = load_prompt("answer_plan.md")
+        self.knowledge_prompt = load_prompt("answer_knowledge.md")
+        self.figures_prompt = load_prompt("answer_figures.md")
+        self.decline = load_prompt("decline.md")
+        self.clarify = load_prompt("clarify.md")
+        graph = StateGraph(State, context_schema=Turn)
+        graph.add_node("plan", self._plan_node)
+        graph.add_node("execute", self._execute_node)
+        graph.add_node("answer", self._answer_node)
+        graph.add_edge(START, "plan")
+        graph.add_conditional_edges("plan", self._after_plan, ["execute", "answer"])
+        graph.add_conditional_edges("execute", self._after_execute, ["plan", "answer"])
+        graph.add_edge("answer", END)
+        self.graph = graph.compile()
+
+    # ------------------------------------------------------------------ warm-up
+    def warm(self, runtime: LLMRuntime) -> float:
+        """Fill the planner's and the answerer's prompt caches with their fixed prefixes."""
+        if not runtime.embedded:
+            return 0.0
+        t0 = time.perf_counter()
+        runtime.router(max_tokens=1).invoke([SystemMessage(self.planner.system), HumanMessage("hello")])
+        runtime.answerer(max_tokens=1).invoke([SystemMessage(self.answer_prompt), HumanMessage("hello")])
+        runtime.warm_s = time.perf_counter() - t0
+        return runtime.warm_s
+
+    # ------------------------------------------------------------------ model calls
+    async def _model(self, turn: Turn, call: Callable[[], Any]) -> Any:
+        t0 = time.perf_counter()
+        try:
+            result = await asyncio.wait_for(call(), self.timeout_s)
+        except Exception as exc:
+            ms = (time.perf_counter() - t0) * 1000
+            turn.llm_s += ms / 1000
+            message = describe_llm_error(exc)
+            if message is None:
+                raise
+            turn.log.llm_call(model=self.model_name, prompt_tokens=None, completion_tokens=None,
+                              latency_ms=ms, error=f"{type(exc).__name__}: {exc}")
+            raise LLMUnavailableError(message) from exc
+        turn.llm_s += time.perf_counter() - t0
+        return result
+
+    # ------------------------------------------------------------------ nodes
+    async def _plan_node(self, state: State, runtime: Runtime[Turn]) -> State:
+        turn = runtime.context
+        write = get_stream_writer()
+        t0 = time.perf_counter()
+        reply = await self._model(turn, lambda: self.planner.plan(turn.question, turn.history, state.get("feedback")))
+        turn.log.llm_call(model=self.model_name, prompt_tokens=reply.prompt_tokens,
+                          completion_tokens=reply.completion_tokens, latency_ms=(time.perf_counter() - t0) * 1000,
+                          error=reply.error)
+        if reply.plan is None:
+            turn.notes.append(f"no usable plan: {reply.error}")
+            return {"plan": None, "replan": False}
+        turn.notes.append(f"plan: {reply.plan.compact()}")
+        write({"type": "plan", "plan": reply.plan.model_dump()})
+        return {"plan": reply.plan, "replan": False}
+
+    @staticmethod
+    def _after_plan(state: State) -> str:
+        plan = state.get("plan")
+        return "execute" if plan is not None and plan.intent in ("answer", "file") and plan.steps else "answer"
+
+    async def _execute_node(self, state: State, runtime: Runtime[Turn]) -> State:
+        turn = runtime.context
+        plan = state["plan"]
+        assert plan is not None  # _after_plan routes here only with a plan
+        write = get_stream_writer()
+
+        async def on_event(kind: str, step: StepRun) -> None:
+            call_id = f"{turn.log.run_id}-{len(turn.steps)}-{step.index}"
+            if kind == "tool_start":
+                turn.calls[call_id] = ToolCallInfo(name=step.tool, args=dict(step.args), ok=False)
+                turn.log.message("assistant", "", tool_calls=[{"name": step.tool, "args": step.args}])
+                write({"type": "tool_start", "name": step.tool, "args": dict(step.args), "call_id": call_id})
+                return
+            info = turn.calls.setdefault(call_id, ToolCallInfo(name=step.tool, args=dict(step.args), ok=False))
+            info.ok, info.error = step.error is None, step.error
+            turn.tool_s += step.seconds
+            result = step.result.model_dump(mode="json") if step.result is not None else None
+            turn.log.tool_call(name=step.tool, args=step.args, result=result, error=step.error,
+                               latency_ms=step.seconds * 1000)
+            text = TOOLS_BY_NAME[step.tool].view_json(step.result) if step.result is not None else f"Error: {step.error}"
+            write({"type": "tool_end", "name": step.tool, "ok": step.error is None, "text": text, "call_id": call_id})
+
+        try:
+            execution = await turn.executor.run(plan, on_event)
+        except Exception as exc:  # a fault in a tool: not the model's to fix
+            error_id = new_id("err")
+            log.exception("internal error %s in run %s", error_id, turn.log.run_id)
+            raise InternalError(error_id, exc) from exc
+        turn.notes += execution.notes
+        turn.steps += execution.steps
+        replans = state.get("replans", 0)
+        fixable = [s for s in execution.failed if s.fixable]
+        if fixable and replans < MAX_REPLANS:
+            feedback = "; ".join(f"step {s.index} {s.tool}({json.dumps(s.args, default=str)}): {s.error}"
+                                 for s in fixable)
+            turn.notes.append(f"replanning: {feedback}")
+            return {"execution": execution, "feedback": feedback, "replans": replans + 1, "replan": True}
+        return {"execution": execution}
+
+    @staticmethod
+    def _after_execute(state: State) -> str:
+        return "plan" if state.get("replan") else "answer"
+
+    async def _answer_node(self, state: State, runtime: Runtime[Turn]) -> State:
+        turn = runtime.context
+        write = get_stream_writer()
+        ex = state.get("execution")
+        turn.answer = await self._compose(turn, state.get("plan"), ex.steps if ex else [], write)
+        return {}
+
+    async def _compose(self, turn: Turn, plan: Plan | None, steps: list[StepRun],
+                       write: Callable[[Any], None]) -> str:
+        if plan is None:
+            return self._say(write, "I could not work out how to answer that. Could you rephrase it, or name the "
+                             "account, activity or year you mean?")
+        if plan.intent == "off_topic":
+            turn.notes.append("off-topic: declined")
+            return self._say(write, self.decline)
+        if plan.intent == "clarify" or not plan.steps:
+            turn.notes.append("asked the user to clarify")
+            return self._say(write, self.clarify)
+        ok = [s for s in steps if s.result is not None]
+        failed = [s for s in steps if s.error is not None]
+        if not ok:
+            reasons = "; ".join(dict.fromkeys(f"{s.tool}: {s.error}" for s in failed))
+            return self._say(write, f"I could not get the data for that ({reasons}).")
+        off_topic = [s for s in ok if isinstance(s.result, KnowledgeResults) and not s.result.on_topic]
+        if off_topic and len(off_topic) == len(ok):
+            turn.notes.append("off-topic: nothing in the knowledge base; declined")
+            return self._say(write, self.decline)
+        blocks = [b for s in _unique(ok) if (b := render(s.result))]  # type: ignore[arg-type]
+        narrative = await self._narrate(turn, ok, failed, write)
+        tail = "\n\n".join(blocks)
+        if failed:
+            tail += ("\n\n" if tail else "") + "Not available: " + "; ".join(
+                dict.fromkeys(f"{s.tool} ({s.error})" for s in failed))
+        if tail:
+            write({"type": "token", "text": "\n\n" + tail})
+        return (narrative + "\n\n" + tail).strip()
+
+    @staticmethod
+    def _say(write: Callable[[Any], None], text: str) -> str:
+        write({"type": "token", "text": text})
+        return text
+
+    async def _narrate(self, turn: Turn, ok: list[StepRun], failed: list[StepRun], write: Callable[[Any], None]) -> str:
+        knowledge = [s for s in ok if isinstance(s.result, KnowledgeResults)]
+        data = [s for s in ok if not isinstance(s.result, KnowledgeResults)]
+        lines = [f"Question: {turn.question}"]
+        if knowledge and not data:
+            system = self.knowledge_prompt
+            for s in knowledge:
+                assert isinstance(s.result, KnowledgeResults)  # filtered above
+                for h in s.result.results:
+                    lines.append(f"[{h.source} § {h.section}] {h.text}")
+        else:
+            system = self.answer_prompt
+            for s in _unique(ok):
+                assert s.result is not None  # ok steps have results
+                # what the user will see, figures formatted as shown: the model copies them instead of
+                # regrouping digits of raw JSON numbers (31428 became "314,280" in a trial)
+                lines.append(render(s.result) or f"{s.tool} result: {TOOLS_BY_NAME[s.tool].view_json(s.result)}")
+        for s in failed:
+            lines.append(f"{s.tool} failed: {s.error}")
+        messages = [SystemMessage(system), HumanMessage("\n".join(lines))]
+        text = await self._stream(turn, messages, write)
+        sources = [json.dumps(s.result.model_dump(mode="json"), default=str) for s in ok if s.result is not None]
+        sources += [render(s.result) for s in ok if s.result is not None]
+        sources.append(turn.question)
+        invented = untraceable(text, sources)
+        if invented:
+            turn.notes.append(f"figures in no tool result: {', '.join(invented)}; asked for a rewrite")
+            ask = HumanMessage(self.figures_prompt.format(figures=", ".join(invented)))
+            again = [*messages, AIMessage(content=text), ask]
+            t0 = time.perf_counter()
+            reply = await self._model(turn, lambda: self.answerer.ainvoke(again))
+            self._log_reply(turn, reply, t0)
+            rewritten = str(reply.content).strip()
+            if rewritten:
+                text = rewritten
+            left = untraceable(text, sources)
+            if left:
+                turn.notes.append(f"unverified figures flagged: {', '.join(left)}")
+                text += f"\n\n(Unverified: {', '.join(left)} {'does' if len(left) == 1 else 'do'} not come from a tool result.)"
+        return text.strip()
+
+    async def _stream(self, turn: Turn, messages: list[Any], write: Callable[[Any], None]) -> str:
+        t0 = time.perf_counter()
+        total: AIMessageChunk | None = None
+
+        async def run() -> AIMessageChunk | None:
+            nonlocal total
+            async for chunk in self.answerer.astream(messages):
+                if isinstance(chunk, AIMessageChunk):
+                    total = chunk if total is None else total + chunk
+                    if isinstance(chunk.content, str) and chunk.content:
+                        write({"type": "token", "text": chunk.content})
+            return total
+
+        await self._model(turn, run)
+        self._log_reply(turn, total, t0)
+        return str(total.content).strip() if total is not None else ""
+
+    def _log_reply(self, turn: Turn, reply: Any, t0: float) -> None:
+        usage = dict(getattr(reply, "usage_metadata", None) or {})
+        turn.log.llm_call(model=self.model_name, prompt_tokens=usage.get("input_tokens"),
+                          completion_tokens=usage.get("output_tokens"), latency_ms=(time.perf_counter() - t0) * 1000)
+
+    # ------------------------------------------------------------------ the turn
+    async def astream(
+        self,
+        question: str,
+        *,
+        conversation_id: str | None = None,
+        actor: str = "agent",
+        channel: str = "cli",
+        user_id: int | None = None,
+    ) -> AsyncIterator[AgentEvent]:
+        """Run one turn, yielding events; the last event is always `answer` (with `error` set on failure)."""
+        question = question.strip()
+        if not question:
+            raise ValueError("the question is empty")
+        t0 = time.perf_counter()
+        prior = history(self.sessions, conversation_id)
+        runlog = RunLog.start(self.sessions, question=question, conversation_id=conversation_id,
+                              model=self.model_name, channel=channel, user_id=user_id)
+        ctx = RunContext(sessions=self.sessions, knowledge=self.knowledge, run_id=runlog.run_id,
+                         conversation_id=runlog.conversation_id, actor=actor,
+                         recommendation_ttl_days=self.recommendation_ttl_days)
+        said = squash(" ".join([*(t for r, t in prior if r == "user"), question]))
+        known = "\n".join([*(t for _, t in prior), question]).upper()
+        turn = Turn(ctx=ctx, log=runlog, question=question, history=prior,
+                    executor=Executor(ctx, said=said, known=known))
+        yield AgentEvent(type="run_started", run_id=runlog.run_id, conversation_id=runlog.conversation_id)
+
+        error: str | None = None
+        try:
+            graph: Any = self.graph
+            async for item in graph.astream({"replans": 0}, context=turn, stream_mode="custom"):
+                yield AgentEvent(**item)
+        except LLMUnavailableError as exc:
+            error = (f"Sorry, {exc}, so I cannot answer right now. Your question is saved in "
+                     f"conversation {runlog.conversation_id}; ask again when the model is back.")
+            yield AgentEvent(type="error", text=error)
+        except InternalError as exc:
+            error = (f"Sorry, an internal error stopped this answer (error id {exc.error_id}, run {runlog.run_id}: "
+                     f"{exc}). Your question is saved in conversation {runlog.conversation_id}.")
+            yield AgentEvent(type="error", text=error)
+
+        answer = error or turn.answer or "I could not produce an answer to that."
+        if not error:
+            runlog.message("assistant", answer)
+        latency = time.perf_counter() - t0
+        runlog.finish(answer=None if error else answer, error=error, latency_ms=latency * 1000)
+        result = AgentAnswer(
+            answer=answer, conversation_id=runlog.conversation_id, run_id=runlog.run_id, model=self.model_name,
+            tool_calls=list(turn.calls.values()), llm_calls=runlog.llm_seq,
+            prompt_tokens=runlog.prompt_tokens, completion_tokens=runlog.completion_tokens,
+            latency_s=round(latency, 3), llm_s=round(turn.llm_s, 3), tool_s=round(turn.tool_s, 3),
+            error=error, notes=turn.notes,
+        )
+        yield AgentEvent(type="answer", text=answer, result=result, run_id=runlog.run_id,
+                         conversation_id=runlog.conversation_id)
+
+    async def aask(self, question: str, **kwargs: Any) -> AgentAnswer:
+        result: AgentAnswer | None = None
+        async for event in self.astream(question, **kwargs):
+            if event.type == "answer":
+                result = event.result
+        if result is None:  # astream always ends with an answer event
+            raise RuntimeError("the agent run ended without an answer")
+        return result
+
+    def ask(self, question: str, **kwargs: Any) -> AgentAnswer:
+        """One turn, blocking: the answer with its tool calls, counts and timings."""
+        return run_sync(self.aask(question, **kwargs))
+
+
+def _unique(steps: list[StepRun]) -> list[StepRun]:
+    """Steps with distinct results (a replan may repeat a call; show it once)."""
+    seen: set[int] = set()
+    out = []
+    for s in steps:
+        if id(s.result) not in seen:
+            seen.add(id(s.result))
+            out.append(s)
+    return out
+
+
+__all__ = ["InternalError", "PlanCopilot", "conversation_text"]

@@ -1,0 +1,93 @@
+"""The plan the model writes in one call: what the user wants, and the tool calls that answer it.
+
+A plan is compact JSON, constrained by a JSON schema generated from the tool registry (tool
+names are an enum and each step's arguments are typed per tool), e.g.
+
+    {"intent":"answer","steps":[{"tool":"rank","args":{"entity":"accounts","metric":"churn_probability","limit":5}}]}
+    {"intent":"file","steps":[{"tool":"next_best_action","args":{"account_id":"ACME-0042"}},
+      {"tool":"propose_recommendation","args":{"account_id":"ACME-0042","action":"#1","rationale":"..."}}]}
+    {"intent":"off_topic","steps":[]}
+
+Intents: `answer` (read and explain), `file` (the user asked to file / propose an action for
+approval), `clarify` (a needed id or detail is missing: ask for it), `off_topic` (outside value
+chains, CRM accounts and churn). Only `answer` and `file` have steps.
+
+A step may use an earlier step's result with a reference in place of an id: `#N` is the first
+id step N returned (an account of a ranking or list, the best action of next_best_action), and
+`#N.K` the K-th (1-based). Steps that reference nothing run in parallel.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from tools.registry import MODEL_TOOLS, ToolSpec
+
+Intent = Literal["answer", "file", "clarify", "off_topic"]
+INTENTS: tuple[Intent, ...] = ("answer", "file", "clarify", "off_topic")
+MAX_STEPS = 6
+
+REF = re.compile(r"^#([1-9])(?:\.([1-9][0-9]?))?$")
+"""`#N` or `#N.K`: the (K-th, default first) id of step N's result."""
+
+
+class Step(BaseModel):
+    tool: str
+    args: dict[str, Any] = Field(default_factory=dict)
+
+
+class Plan(BaseModel):
+    intent: Intent
+    steps: list[Step] = Field(default_factory=list, max_length=MAX_STEPS)
+
+    def compact(self) -> str:
+        """The plan as the compact JSON the model writes (no spaces)."""
+        return self.model_dump_json()
+
+
+def parse_ref(value: Any) -> tuple[int, int] | None:
+    """(step, k) both 1-based for a reference like `#2` or `#2.3`; None for anything else."""
+    if not isinstance(value, str):
+        return None
+    m = REF.match(value.strip())
+    if m is None:
+        return None
+    return int(m.group(1)), int(m.group(2) or 1)
+
+
+def refs_of(step: Step) -> list[int]:
+    """The earlier steps (1-based) `step` refers to."""
+    return sorted({r[0] for v in step.args.values() if (r := parse_ref(v)) is not None})
+
+
+def _step_schema(spec: ToolSpec[Any, Any]) -> dict[str, Any]:
+    params = spec.params.model_json_schema()
+    args: dict[str, Any] = {"type": "object", "properties": {}, "additionalProperties": False}
+    for name, prop in params.get("properties", {}).items():
+        kept = {k: v for k, v in prop.items() if k not in ("title", "description", "default")}
+        args["properties"][name] = kept
+    if params.get("required"):
+        args["required"] = list(params["required"])
+    return {
+        "type": "object",
+        "properties": {"tool": {"const": spec.name}, "args": args},
+        "required": ["tool", "args"],
+        "additionalProperties": False,
+    }
+
+
+def plan_schema(tools: tuple[ToolSpec[Any, Any], ...] = MODEL_TOOLS) -> dict[str, Any]:
+    """The JSON schema a plan must match: intent, and steps typed per tool (for constrained decoding)."""
+    return {
+        "type": "object",
+        "properties": {
+            "intent": {"enum": list(INTENTS)},
+            "steps": {"type": "array", "items": {"anyOf": [_step_schema(t) for t in tools]},
+                      "maxItems": MAX_STEPS},
+        },
+        "required": ["intent", "steps"],
+        "additionalProperties": False,
+    }

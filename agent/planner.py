@@ -1,0 +1,125 @@
+"""The planner: one model call writes the whole plan as JSON, constrained by the plan's schema.
+
+The request is a fixed prefix (the planning rules of `prompts/planner.md` and a catalogue of
+the tools generated from the registry; cached by the embedded server) followed by one user
+message: the k retrieved exemplars nearest the question, the last turns of the conversation,
+and the question. llama.cpp's server turns `response_format` json_schema into a grammar, so
+the reply is always a plan of known tools with typed arguments; a hosted endpoint uses its
+structured output.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
+from pydantic import ValidationError
+
+from agent.plan import Plan, plan_schema
+from agent.prompts import load_prompt
+from tools.registry import MODEL_TOOLS, ToolSpec
+
+PLAN_MAX_TOKENS = 320
+"""A plan is 20–120 tokens of compact JSON; a cap keeps a runaway reply short."""
+HISTORY_TURNS = 2
+
+
+def _arg_line(name: str, prop: dict[str, Any], required: bool) -> str:
+    options = prop.get("anyOf", [prop])
+    kinds = []
+    for o in options:
+        if "enum" in o:
+            kinds.append("|".join(str(v) for v in o["enum"]))
+        elif o.get("type") == "object":
+            kinds.append("{key: value}")
+        elif o.get("type") not in (None, "null"):
+            kinds.append(str(o["type"]))
+    return f"{name}{'' if required else '?'}: {' or '.join(kinds)}"
+
+
+def tool_catalogue(tools: Sequence[ToolSpec[Any, Any]] = MODEL_TOOLS) -> str:
+    """One line per tool: its arguments (optional ones marked ?) and what it is for."""
+    lines = []
+    for t in tools:
+        schema = t.params.model_json_schema()
+        required = set(schema.get("required", []))
+        args = ", ".join(_arg_line(n, p, n in required) for n, p in schema.get("properties", {}).items())
+        lines.append(f"- {t.name}({args}): {' '.join(t.description.split())}")
+    return "\n".join(lines)
+
+
+def planner_system_prompt() -> str:
+    return load_prompt("planner.md") + "\n" + tool_catalogue()
+
+
+@dataclass
+class PlanReply:
+    plan: Plan | None
+    raw: str
+    error: str | None
+    seconds: float
+    prompt_tokens: int | None
+    completion_tokens: int | None
+
+
+Retrieve = Callable[[str], str]
+"""question → the rendered exemplars to show ('' for none)."""
+
+
+class Planner:
+    """Writes plans with one model call each."""
+
+    def __init__(self, model: BaseChatModel, *, retrieve: Retrieve | None = None) -> None:
+        self.system = planner_system_prompt()
+        self.schema = plan_schema()
+        self.model = model.bind(
+            response_format={"type": "json_schema", "json_schema": {"name": "plan", "schema": self.schema}}
+        )
+        self.retrieve = retrieve
+
+    def messages(self, question: str, history: Sequence[tuple[str, str]] = (), feedback: str | None = None
+                 ) -> list[BaseMessage]:
+        parts = []
+        examples = self.retrieve(question) if self.retrieve else ""
+        if examples:
+            parts.append("Examples:\n" + examples)
+        recent = list(history)[-2 * HISTORY_TURNS:]
+        if recent:
+            said = "\n".join(f"{'User' if role == 'user' else 'Assistant'}: {_short(text)}" for role, text in recent)
+            parts.append("Conversation so far:\n" + said)
+        parts.append(f"Q: {question}")
+        if feedback:
+            parts.append(f"Your previous plan failed: {feedback}\nWrite a corrected plan.")
+        return [SystemMessage(self.system), HumanMessage("\n\n".join(parts) + "\nA:")]
+
+    async def plan(self, question: str, history: Sequence[tuple[str, str]] = (), feedback: str | None = None
+                   ) -> PlanReply:
+        t0 = time.perf_counter()
+        reply = await self.model.ainvoke(self.messages(question, history, feedback))
+        seconds = time.perf_counter() - t0
+        raw = str(reply.content).strip() if isinstance(reply, AIMessage) else str(reply)
+        usage = reply.usage_metadata if isinstance(reply, AIMessage) else None
+        plan, error = parse_plan(raw)
+        return PlanReply(plan, raw, error, seconds, usage["input_tokens"] if usage else None,
+                         usage["output_tokens"] if usage else None)
+
+
+def parse_plan(raw: str) -> tuple[Plan | None, str | None]:
+    """The plan in `raw` (tolerating a ```json fence), or None and why not."""
+    text = raw.strip()
+    if text.startswith("```"):
+        text = text.strip("`").removeprefix("json").strip()
+    try:
+        return Plan.model_validate(json.loads(text)), None
+    except (json.JSONDecodeError, ValidationError) as exc:
+        return None, f"the plan is not valid: {str(exc).splitlines()[0]}"
+
+
+def _short(text: str, limit: int = 400) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -1,0 +1,172 @@
+"""The data a user asked for, rendered by code from the tool results: exact figures, names and ids.
+
+The model writes only the short narrative around it, so a ranking, a list of accounts or a
+table of activities is never retyped by the 1.5B model (which regrouped digits of large
+figures and dropped list items). Money is shown to the unit with thousands separators, shares
+and probabilities as percentages with one decimal, as the tools computed them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from pydantic import BaseModel
+
+from knowledge.search import KnowledgeResults
+from tools.accounts import AccountProfile, AccountTimeline
+from tools.activities import ActivityScores
+from tools.analysis.models import ValueChainAnalysis
+from tools.churn.schemas import AccountChurnRisk, ChurnRiskResult
+from tools.nba import NextBestActionResult
+from tools.ranking import RankResult
+from tools.recommendations import ProposedRecommendation
+
+MAX_ROWS = 20
+
+
+def money(x: float | None) -> str:
+    return "–" if x is None else f"{x:,.0f}"
+
+
+def pct(x: float | None) -> str:
+    return "–" if x is None else f"{x * 100:.1f}%"
+
+
+def num(x: float | None) -> str:
+    if x is None:
+        return "–"
+    return f"{x:,.0f}" if abs(x) >= 100 else f"{x:,.2f}" if abs(x) >= 1 else f"{x:.3f}"
+
+
+def _cell(text: object) -> str:
+    return str(text).replace("|", "/").replace("\n", " ")
+
+
+def table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    """A markdown table."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _metric_value(r: RankResult, value: Any) -> str:
+    if isinstance(value, bool) or value is None:
+        return "–"
+    if r.unit in ("currency", "days", "count"):
+        return f"{value:,.0f}"
+    if r.unit == "probability" or r.metric == "performance_gap":  # a relative shortfall reads as a percentage
+        return pct(float(value))
+    return num(float(value))
+
+
+def render_rank(r: RankResult) -> str:
+    name = r.metric.replace("_", " ")
+    scope = ", ".join(f"{k} {', '.join(v)}" for k, v in r.filters.items() if k != "status")
+    title = f"**{r.entity.capitalize()} by {name}**" + (f" ({scope})" if scope else "")
+    extra = "arr" if r.entity == "accounts" and r.metric != "arr" else None
+    header = ["#", "name (id)", name] + (["ARR"] if extra else [])
+    rows = []
+    for i in r.items[:MAX_ROWS]:
+        row: list[object] = [i.rank, f"{i.name} ({i.id})", _metric_value(r, i.value)]
+        if extra:
+            arr = i.context.get("arr")
+            row.append(money(float(arr)) if isinstance(arr, int | float) else "–")
+        rows.append(row)
+    more = f"\n\n{r.total_matching - len(rows)} more match." if r.total_matching > len(rows) else ""
+    return f"{title}\n\n{table(header, rows)}{more}"
+
+
+def _drivers(a: AccountChurnRisk) -> str:
+    return "; ".join(d.phrase for d in a.drivers) or "no strong drivers"
+
+
+def render_churn(r: ChurnRiskResult) -> str:
+    if len(r.accounts) == 1 and r.matched == 1:
+        a = r.accounts[0]
+        return (f"**{a.name} ({a.account_id})**: churn probability {pct(a.probability)} ({a.band} risk), "
+                f"ARR {money(a.arr)}, ARR at risk {money(a.arr_at_risk)}. Drivers: {_drivers(a)}.")
+    rows = [[f"{a.name} ({a.account_id})", pct(a.probability), a.band, money(a.arr_at_risk), _drivers(a)]
+            for a in r.accounts[:MAX_ROWS]]
+    head = f"**Churn risk** ({r.matched} accounts matched, ARR at risk {money(r.total_arr_at_risk)})"
+    return f"{head}\n\n{table(['account', 'probability', 'band', 'ARR at risk', 'drivers'], rows)}"
+
+
+def render_nba(r: NextBestActionResult) -> str:
+    head = f"**Next best actions for {r.name} ({r.account_id})** (churn probability {pct(r.p_churn)}, {r.band})"
+    if not r.actions:
+        why = "; ".join(f"{s.action}: {s.reason}" for s in r.suppressed) or "no playbook action fits now"
+        return f"{head}: none ({why})."
+    rows = [[a.action, a.kind, money(a.expected_value), money(a.cost),
+             "; ".join(dict.fromkeys(e.phrase for e in a.evidence))] for a in r.actions]
+    return f"{head}\n\n{table(['action', 'kind', 'expected value', 'cost', 'because'], rows)}"
+
+
+def render_scores(r: ActivityScores) -> str:
+    rows = [[f"{a.name} ({a.id})", money(a.annual_cost), pct(a.cost_share), pct(a.value_share),
+             money(a.margin_leak), a.quadrant.replace("_", " ")] for a in r.activities[:MAX_ROWS]]
+    head = (f"**Value-chain activities {r.period}** (total cost {money(r.total_cost)}, "
+            f"margin leak {money(r.total_margin_leak)})")
+    header = ["activity", "cost", "cost share", "value share", "margin leak", "quadrant"]
+    return f"{head}\n\n{table(header, rows)}"
+
+
+def render_account(r: AccountProfile) -> str:
+    bits = [f"{r.segment or 'unsegmented'} {r.status} account", f"plan {r.plan or '–'}", f"ARR {money(r.arr)}",
+            f"owner {r.owner or '–'}"]
+    if r.days_to_renewal is not None:
+        bits.append(f"renews in {r.days_to_renewal} days")
+    bits.append(f"{r.open_tickets} open tickets")
+    if r.last_nps:
+        bits.append(f"last NPS {r.last_nps.score}")
+    bits.append(f"{r.champions_active} active champions, {r.champions_left} left")
+    return f"**{r.name} ({r.id})**: " + ", ".join(bits) + "."
+
+
+def render_timeline(r: AccountTimeline) -> str:
+    rows = [[e.date, e.kind.replace("_", " "), e.summary] for e in r.events[:MAX_ROWS]]
+    return f"**{r.name} ({r.account_id}) — latest events**\n\n{table(['date', 'event', 'detail'], rows)}"
+
+
+def render_analysis(r: ValueChainAnalysis) -> str:
+    s3, s4 = r.step3_costs, r.step4_opportunities
+    leak = ", ".join(f"{i.name} {money(i.margin_leak)}" for i in s3.margin_leak[:3]) or "none"
+    best = ", ".join(f"{i.description} (ROI {num(i.roi)})" for i in s4.initiatives[:3]) or "none"
+    return (f"**Value-chain analysis {r.period}** (total cost {money(r.total_cost)})\n\n"
+            f"1. Primary activities: {r.step1_primary.summary}\n2. Support activities: {r.step2_support.summary}\n"
+            f"3. Costs and performance: largest margin leaks {leak}.\n4. Opportunities: {s4.summary} Top by ROI: {best}.\n"
+            f"5. Competitive advantage: {r.step5_advantage.narrative}")
+
+
+def render_proposed(r: ProposedRecommendation) -> str:
+    target = r.account_id or r.activity_id
+    if r.duplicate_of is not None:
+        return (f"An identical recommendation is already waiting: #{r.duplicate_of} ({r.action} for {target}), "
+                "pending approval.")
+    return f"Filed recommendation #{r.id}: {r.action} for {target}, pending a human's approval."
+
+
+def render_sources(r: KnowledgeResults) -> str:
+    if not r.on_topic or not r.results:
+        return ""
+    seen = dict.fromkeys(f"[{h.source} § {h.section}]" for h in r.results)
+    return "Sources: " + ", ".join(seen)
+
+
+RENDERERS: dict[type[BaseModel], Callable[[Any], str]] = {
+    RankResult: render_rank,
+    ChurnRiskResult: render_churn,
+    NextBestActionResult: render_nba,
+    ActivityScores: render_scores,
+    AccountProfile: render_account,
+    AccountTimeline: render_timeline,
+    ValueChainAnalysis: render_analysis,
+    ProposedRecommendation: render_proposed,
+    KnowledgeResults: render_sources,
+}
+
+
+def render(result: BaseModel) -> str:
+    """The user-facing block for one tool result ('' for a result with nothing to show)."""
+    fn = RENDERERS.get(type(result))
+    return fn(result) if fn else ""

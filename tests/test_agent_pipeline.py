@@ -1,0 +1,231 @@
+"""The plan → execute → answer agent with the scripted chat model (no network), on the demo company.
+
+The script's first reply is the planner's JSON plan, the next the answerer's narrative. Tests
+assert through public outputs: the `AgentAnswer`, the streamed events, the run-log rows and
+the recommendations filed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+from agent_fakes import Script, ScriptedChatModel, say
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from agent.copilot import AgentEvent
+from agent.executor import Executor
+from agent.pipeline import PlanCopilot
+from agent.plan import Plan, plan_schema
+from agent.planner import parse_plan, tool_catalogue
+from crm.models import LlmCall, Recommendation, ToolCall
+from tools.ranking import rank
+from tools.registry import MODEL_TOOLS
+
+
+@pytest.fixture
+def sessions(demo_sessions: sessionmaker[Session]) -> sessionmaker[Session]:
+    return demo_sessions
+
+
+def plan(intent: str, *steps: tuple[str, dict[str, Any]]) -> Any:
+    return say(json.dumps({"intent": intent, "steps": [{"tool": t, "args": a} for t, a in steps]}))
+
+
+def copilot_for(sessions: sessionmaker[Session], script: Script, knowledge: Any = None) -> PlanCopilot:
+    return PlanCopilot(
+        sessions=sessions,
+        knowledge=knowledge or (lambda: pytest.fail("this test does not use the knowledge store")),
+        planner=ScriptedChatModel(script=script, label="planner"),
+        answerer=ScriptedChatModel(script=script, label="answerer"),
+        model_name="scripted",
+    )
+
+
+def ranked(sessions: sessionmaker[Session], n: int = 5, **filters: str) -> list[str]:
+    with sessions() as s:
+        return [i.id for i in rank(session=s, entity="accounts", metric="churn_probability", limit=n,
+                                   filters=dict(filters)).items]
+
+
+def events_of(copilot: PlanCopilot, question: str) -> list[AgentEvent]:
+    async def collect() -> list[AgentEvent]:
+        return [e async for e in copilot.astream(question)]
+
+    return asyncio.run(collect())
+
+
+def test_a_two_step_plan_runs_with_a_reference_and_two_model_calls(sessions: sessionmaker[Session]) -> None:
+    top = ranked(sessions)
+    script = Script([
+        plan("answer", ("rank", {"entity": "accounts", "metric": "churn_probability", "limit": 5}),
+             ("next_best_action", {"account_id": "#1"})),
+        say("The first account is the most at risk."),
+    ])
+    result = copilot_for(sessions, script).ask("Which 5 accounts are most likely to churn, and what should we "
+                                               "do about the first?")
+    assert result.error is None and result.llm_calls == 2
+    assert [(c.name, c.ok) for c in result.tool_calls] == [("rank", True), ("next_best_action", True)]
+    assert result.tool_calls[1].args == {"account_id": top[0]}  # the reference resolved to rank's first id
+    # the data is rendered by code: every ranked id is in the answer, after the model's sentence
+    assert result.answer.startswith("The first account is the most at risk.")
+    assert all(f"({i})" in result.answer for i in top)
+    assert "Next best actions for" in result.answer
+    # the planner was asked once with the plan schema's prompt; the answerer saw compact results
+    assert [r["model"] for r in script.requests] == ["planner", "answerer"]
+    assert "**Accounts by churn probability**" in str(script.requests[1]["messages"][-1].content)
+
+
+def test_the_plan_and_tools_stream_before_tokens_and_the_answer(sessions: sessionmaker[Session]) -> None:
+    a, b = ranked(sessions, 2)
+    script = Script([
+        plan("answer", ("churn_risk", {"account_id": a}), ("churn_risk", {"account_id": b})),
+        say("Both are shown below."),
+    ])
+    events = events_of(copilot_for(sessions, script), f"Compare the churn risk of {a} and {b}")
+    kinds = [e.type for e in events]
+    assert kinds[0] == "run_started" and kinds[1] == "plan" and kinds[-1] == "answer"
+    assert kinds.count("tool_start") == 2 and kinds.count("tool_end") == 2
+    assert kinds.index("token") > max(i for i, k in enumerate(kinds) if k == "tool_end")
+    assert events[1].plan is not None and len(events[1].plan["steps"]) == 2
+    answer = events[-1].result
+    assert answer is not None and f"({a})" in answer.answer and f"({b})" in answer.answer
+
+
+def test_an_invented_id_fails_the_step_and_the_planner_replans_once(sessions: sessionmaker[Session]) -> None:
+    top = ranked(sessions, 1)[0]
+    script = Script([
+        plan("answer", ("next_best_action", {"account_id": "ZZZZ-9999"})),
+        plan("answer", ("rank", {"entity": "accounts", "metric": "churn_probability", "limit": 1}),
+             ("next_best_action", {"account_id": "#1"})),
+        say("Here is what to do."),
+    ])
+    result = copilot_for(sessions, script).ask("What should we do about our riskiest account?")
+    assert result.llm_calls == 3
+    assert any("replanning" in n and "ZZZZ-9999" in n for n in result.notes)
+    feedback = str(script.requests[1]["messages"][-1].content)
+    assert "Your previous plan failed" in feedback and "never invent ids" in feedback
+    assert [(c.name, c.ok) for c in result.tool_calls][-2:] == [("rank", True), ("next_best_action", True)]
+    assert f"({top})" in result.answer
+
+
+def test_off_topic_and_clarify_are_answered_by_code_after_one_model_call(sessions: sessionmaker[Session]) -> None:
+    script = Script([plan("off_topic"), plan("clarify")])
+    copilot = copilot_for(sessions, script)
+    off = copilot.ask("What's the weather in Paris tomorrow?")
+    unclear = copilot.ask("What is the churn risk of this customer?")
+    assert off.llm_calls == 1 and off.tool_calls == [] and "outside what I cover" in off.answer
+    assert unclear.llm_calls == 1 and "Which account do you mean?" in unclear.answer
+
+
+def test_no_filing_without_the_intent_to_file(sessions: sessionmaker[Session]) -> None:
+    top = ranked(sessions, 1)[0]
+    script = Script([
+        plan("answer", ("next_best_action", {"account_id": top}),
+             ("propose_recommendation", {"account_id": top, "action": "#1", "rationale": "x"})),
+        say("You could reach out."),
+    ])
+    result = copilot_for(sessions, script).ask(f"Just tell me what you'd do with {top}, do not file anything")
+    assert [c.name for c in result.tool_calls] == ["next_best_action"]
+    assert "not filed: the user did not ask to file a recommendation" in result.notes
+    with sessions() as s:
+        assert s.scalars(select(Recommendation)).all() == []
+
+
+def test_filing_adds_next_best_action_and_files_its_action_pending(sessions: sessionmaker[Session]) -> None:
+    top = ranked(sessions, 1)[0]
+    script = Script([
+        plan("file", ("propose_recommendation", {"account_id": top, "action": "#1", "rationale": ""})),
+        say("Filed for approval."),
+    ])
+    result = copilot_for(sessions, script).ask(f"File the best retention action for {top} for approval")
+    assert [(c.name, c.ok) for c in result.tool_calls] == [("next_best_action", True), ("propose_recommendation", True)]
+    assert f"added next_best_action for {top} before filing" in result.notes
+    with sessions() as s:
+        recs = s.scalars(select(Recommendation)).all()
+    assert len(recs) == 1 and recs[0].status == "pending" and recs[0].account_id == top
+    assert recs[0].rationale and "next_best_action" in recs[0].evidence  # evidence from the run, not the model
+    assert f"Filed recommendation #{recs[0].id}" in result.answer
+
+
+def test_a_filter_the_user_never_named_is_dropped(sessions: sessionmaker[Session]) -> None:
+    script = Script([
+        plan("answer", ("rank", {"entity": "accounts", "metric": "arr", "limit": 3, "filters": {"region": "EMEA"}})),
+        say("Your largest accounts."),
+    ])
+    result = copilot_for(sessions, script).ask("Who are our 3 largest accounts?")
+    assert result.tool_calls[0].args["filters"] is None
+    assert any("dropped filters the user never named" in n for n in result.notes)
+
+
+def test_a_figure_in_no_result_gets_one_rewrite_then_is_flagged(sessions: sessionmaker[Session]) -> None:
+    script = Script([
+        plan("answer", ("score_activities", {})),
+        say("Margin leak is 123,456,789."),
+        say("Margin leak is 987,654,321 overall."),
+    ])
+    result = copilot_for(sessions, script).ask("Which activities cost the most and add the least?")
+    assert result.llm_calls == 3
+    assert "(Unverified: 987,654,321 does not come from a tool result.)" in result.answer
+    with sessions() as s:
+        assert len(s.scalars(select(LlmCall).where(LlmCall.run_id == result.run_id)).all()) == 3
+
+
+def test_a_fault_in_a_tool_ends_the_turn_with_an_error_id_and_is_logged(
+    sessions: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tools.accounts
+
+    def broken(*_: Any, **__: Any) -> None:
+        raise ZeroDivisionError("bug")
+
+    top = ranked(sessions, 1)[0]
+    monkeypatch.setattr(tools.accounts, "require_account", broken)
+    script = Script([plan("answer", ("get_account", {"account_id": top}))])
+    result = copilot_for(sessions, script).ask(f"Tell me about {top}")
+    assert result.error is not None and "error id err-" in result.error and "ZeroDivisionError" in result.error
+    assert result.answer == result.error
+    with sessions() as s:
+        logged = s.scalars(select(ToolCall).where(ToolCall.run_id == result.run_id)).all()
+    assert [(t.name, t.ok, t.error) for t in logged] == [("get_account", False, "ZeroDivisionError: bug")]
+
+
+def test_unplannable_reply_answers_without_figures(sessions: sessionmaker[Session]) -> None:
+    script = Script([say("not json at all")])
+    result = copilot_for(sessions, script).ask("Which accounts are at risk?")
+    assert result.llm_calls == 1 and result.tool_calls == []
+    assert "could not work out how to answer" in result.answer
+
+
+def test_plan_schema_types_every_offered_tool_and_parses_compact_plans() -> None:
+    schema = plan_schema()
+    variants = schema["properties"]["steps"]["items"]["anyOf"]
+    assert [v["properties"]["tool"]["const"] for v in variants] == [t.name for t in MODEL_TOOLS]
+    rank_args = variants[0]["properties"]["args"]
+    assert rank_args["properties"]["entity"]["enum"] == ["accounts", "activities", "initiatives"]
+    assert rank_args["additionalProperties"] is False and rank_args["required"] == ["entity", "metric"]
+    parsed, error = parse_plan('```json\n{"intent":"answer","steps":[{"tool":"rank","args":{}}]}\n```')
+    assert error is None and parsed == Plan(intent="answer", steps=[{"tool": "rank", "args": {}}])  # type: ignore[list-item]
+    assert parse_plan('{"intent":"maybe"}')[0] is None
+    assert all(f"- {t.name}(" in tool_catalogue() for t in MODEL_TOOLS)
+
+
+def test_executor_renumbers_references_when_it_adds_a_step(sessions: sessionmaker[Session]) -> None:
+    from agent.deps import RunContext
+    from agent.executor import Execution
+
+    ctx = RunContext(sessions=sessions, knowledge=lambda: None, run_id="r", conversation_id="c")
+    ex = Executor(ctx, said="", known="ACME-0001 ACME-0002")
+    p = Plan.model_validate({"intent": "file", "steps": [
+        {"tool": "get_account", "args": {"account_id": "ACME-0002"}},
+        {"tool": "propose_recommendation", "args": {"account_id": "ACME-0001", "action": "champion_rebuild",
+                                                    "rationale": "r"}},
+        {"tool": "account_timeline", "args": {"account_id": "#1"}},
+    ]})
+    steps = ex.prepare(p, Execution())
+    assert [(s.index, s.tool, s.args.get("account_id")) for s in steps] == [
+        (1, "get_account", "ACME-0002"), (2, "next_best_action", "ACME-0001"),
+        (3, "propose_recommendation", "ACME-0001"), (4, "account_timeline", "#1")]
