@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, TypedDict
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage, SystemMessage
+from langchain_core.runnables import Runnable
 from langgraph.config import get_stream_writer
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
@@ -91,7 +92,7 @@ class PlanCopilot:
         *,
         sessions: sessionmaker[Session],
         knowledge: Callable[[], KnowledgeStore],
-        planner: BaseChatModel,
+        planner: Runnable[Any, Any],
         answerer: BaseChatModel,
         model_name: str,
         retrieve: Retrieve | None = None,
@@ -126,7 +127,7 @@ class PlanCopilot:
         if not runtime.embedded:
             return 0.0
         t0 = time.perf_counter()
-        runtime.router(max_tokens=1).invoke([SystemMessage(self.planner.system), HumanMessage("hello")])
+        runtime.router(max_tokens=1).invoke([SystemMessage(self.planner.system), HumanMessage("hello")])  # same slot
         runtime.answerer(max_tokens=1).invoke([SystemMessage(self.answer_prompt), HumanMessage("hello")])
         runtime.warm_s = time.perf_counter() - t0
         return runtime.warm_s

@@ -19,6 +19,7 @@ id step N returned (an account of a ranking or list, the best action of next_bes
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any, Literal
 
@@ -91,3 +92,18 @@ def plan_schema(tools: tuple[ToolSpec[Any, Any], ...] = MODEL_TOOLS) -> dict[str
         "required": ["intent", "steps"],
         "additionalProperties": False,
     }
+
+
+def compact_grammar(schema: dict[str, Any]) -> str:
+    """`schema` as a llama.cpp (llguidance) grammar that also forbids whitespace between tokens.
+
+    The server's own `response_format` path drops llguidance's `x-guidance` options, and with
+    flexible whitespace the 1.5B model pretty-prints plans: 101 tokens instead of 38 for a
+    two-step plan, ~5 s more at ~13 tokens/s on this machine.
+    """
+    # deferred: xllamacpp comes with the [llm] extra and only the embedded endpoint needs this
+    import xllamacpp
+
+    compact = {**schema, "x-guidance": {"whitespace_flexible": False, "item_separator": ",", "key_separator": ":"}}
+    grammar: str = xllamacpp.json_schema_to_grammar(json.dumps(compact))
+    return grammar

@@ -16,16 +16,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
+from langchain_core.runnables import Runnable
 from pydantic import ValidationError
 
-from agent.plan import Plan, plan_schema
+from agent.plan import Plan
 from agent.prompts import load_prompt
 from tools.registry import MODEL_TOOLS, ToolSpec
 
-PLAN_MAX_TOKENS = 320
-"""A plan is 20–120 tokens of compact JSON; a cap keeps a runaway reply short."""
 HISTORY_TURNS = 2
 
 
@@ -74,12 +72,10 @@ Retrieve = Callable[[str], str]
 class Planner:
     """Writes plans with one model call each."""
 
-    def __init__(self, model: BaseChatModel, *, retrieve: Retrieve | None = None) -> None:
+    def __init__(self, model: Runnable[Any, Any], *, retrieve: Retrieve | None = None) -> None:
+        """`model` must already constrain its replies to `plan_schema()` (`LLMRuntime.planner`)."""
         self.system = planner_system_prompt()
-        self.schema = plan_schema()
-        self.model = model.bind(
-            response_format={"type": "json_schema", "json_schema": {"name": "plan", "schema": self.schema}}
-        )
+        self.model = model
         self.retrieve = retrieve
 
     def messages(self, question: str, history: Sequence[tuple[str, str]] = (), feedback: str | None = None

@@ -27,7 +27,10 @@ from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 from langchain_core.tools import BaseTool
 from pydantic import BaseModel, Field
 
+from agent.copilot import run_sync
 from agent.middleware import as_text, check_calls, drop_unsaid_filters, squash
+from agent.plan import Plan
+from agent.planner import Planner
 from agent.prompts import load_prompt
 
 CASES_DIR = Path(__file__).resolve().parent / "cases"
@@ -280,6 +283,65 @@ def run_selection(
             latency_s=round(latency, 3), prompt_tokens=usage.get("input_tokens"),
             completion_tokens=usage.get("output_tokens"), problem=problem, retried=problem is not None,
             final_name_ok=final_name_ok, final_args_ok=final_args_ok,
+        )
+        results.append(result)
+        if progress is not None:
+            progress(result)
+    return summarise(results, model)
+
+
+def plan_calls(plan: Plan | None) -> AIMessage:
+    """The plan's steps as the tool calls of one routing reply (references kept as written)."""
+    calls = [{"name": step.tool, "args": dict(step.args), "id": f"step-{i}", "type": "tool_call"}
+             for i, step in enumerate(plan.steps if plan is not None and plan.intent in ("answer", "file") else [], 1)]
+    return AIMessage(content="", tool_calls=calls)
+
+
+def _grade_plan(case: SelectionCase, ai: AIMessage, tools: dict[str, BaseTool]) -> tuple[bool, bool, bool, str]:
+    """`grade`, with the expected first call allowed at any step of the plan (a plan runs as a whole,
+    in the order its references need: filing a named action runs next_best_action before it)."""
+    best = grade(case, ai, tools)
+    if case.all or case.expect == "none" or len(ai.tool_calls) < 2:
+        return best
+    for i in range(1, len(ai.tool_calls)):
+        calls = [ai.tool_calls[i], *ai.tool_calls[:i], *ai.tool_calls[i + 1:]]
+        graded = grade(case, AIMessage(content="", tool_calls=calls), tools)
+        if graded[:2] > best[:2]:
+            best = graded
+    return best
+
+
+def run_plan_selection(
+    cases: Sequence[SelectionCase],
+    *,
+    planner: Planner,
+    tools: Sequence[BaseTool],
+    model: str,
+    progress: Callable[[CaseResult], None] | None = None,
+) -> SelectionReport:
+    """The plan → execute → answer agent's plan for each question, graded like a routing reply.
+
+    One planning call per case (no tool runs). A multi-step plan passes when any of its steps is
+    the expected first call (`_grade_plan`), a parallel case needs all its steps; "after retry" is what the executor runs after its repairs
+    (filters the user never named dropped)."""
+    by_name = {t.name: t for t in tools}
+    results: list[CaseResult] = []
+    for case in cases:
+        t0 = time.perf_counter()
+        reply = run_sync(planner.plan(case.question))
+        latency = time.perf_counter() - t0
+        ai = plan_calls(reply.plan)
+        name_ok, args_ok, valid, detail = _grade_plan(case, ai, by_name)
+        said = squash(case.question)
+        repaired = drop_unsaid_filters(ai, said)[0]
+        final_name_ok, final_args_ok = _grade_plan(case, repaired, by_name)[:2]
+        result = CaseResult(
+            id=case.id, category=case.category, question=case.question,
+            calls=[{"name": c["name"], "args": c["args"]} for c in ai.tool_calls],
+            text=reply.raw[:500], name_ok=name_ok, args_ok=args_ok, valid=valid and reply.error is None,
+            detail=detail if reply.error is None else reply.error, latency_s=round(latency, 3),
+            prompt_tokens=reply.prompt_tokens, completion_tokens=reply.completion_tokens,
+            problem=reply.error, retried=False, final_name_ok=final_name_ok, final_args_ok=final_args_ok,
         )
         results.append(result)
         if progress is not None:

@@ -31,6 +31,8 @@ from valuechain.config import Settings
 WARM_QUESTION = "hello"
 ROUTE_MAX_TOKENS = 384
 """A routing reply is a call (~30–80 tokens) or a short answer; never let it ramble."""
+PLAN_MAX_TOKENS = 320
+"""A plan is 20–180 tokens of compact JSON (six steps at most)."""
 ANSWER_MAX_TOKENS = 512
 """The final answer: a few sentences or a short list. Without a cap the 1.5B model can write on
 until its context is full (seen while recording cassettes: minutes for one answer)."""
@@ -77,6 +79,19 @@ class LLMRuntime:
     def router(self, **overrides: Any) -> BaseChatModel:
         overrides.setdefault("max_tokens", ROUTE_MAX_TOKENS)
         return make_chat_model(self.settings, self.base_url, slot=ROUTE_SLOT, **overrides)
+
+    def planner(self, schema: dict[str, Any], **overrides: Any) -> BaseChatModel:
+        """The plan writer: the route slot, replies constrained to `schema` (compact JSON on the
+        embedded server through its grammar; a configured endpoint's structured output otherwise)."""
+        overrides.setdefault("max_tokens", PLAN_MAX_TOKENS)
+        if resolve_endpoint(self.settings).embedded:
+            from agent.plan import compact_grammar  # deferred: agent.plan imports the tool registry
+
+            body = {"id_slot": ROUTE_SLOT, "grammar": compact_grammar(schema)}
+            return make_chat_model(self.settings, self.base_url, slot=ROUTE_SLOT, extra_body=body, **overrides)
+        model = make_chat_model(self.settings, self.base_url, **overrides)
+        fmt = {"type": "json_schema", "json_schema": {"name": "plan", "schema": schema}}
+        return model.bind(response_format=fmt)  # type: ignore[return-value]
 
     def answerer(self, **overrides: Any) -> BaseChatModel:
         overrides.setdefault("max_tokens", ANSWER_MAX_TOKENS)
