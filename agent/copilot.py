@@ -2,8 +2,9 @@
 
 One turn: store the question, run the LangChain agent (`create_agent` with the tools of
 `agent.tools` and the policy of `agent.middleware`), stream tokens and tool events, store the
-answer. When the model endpoint fails the user gets a clear message, the question and the
-calls made so far stay in the run log, and the conversation can go on.
+answer. When the model endpoint fails, or a tool fails with an internal error, the user gets a
+clear message, the question and the calls made so far stay in the run log, and the
+conversation can go on.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import atexit
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 from langchain.agents import create_agent
 from langchain_core.language_models import BaseChatModel
@@ -22,7 +23,14 @@ from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session, sessionmaker
 
 from agent.deps import RunContext
-from agent.middleware import CopilotMiddleware, LLMUnavailableError, TurnState
+from agent.middleware import (
+    CopilotMiddleware,
+    InternalToolError,
+    LLMUnavailableError,
+    TurnState,
+    internal_error_answer,
+    internal_error_record,
+)
 from agent.prompts import load_prompt
 from agent.runlog import RunLog, history
 from agent.tools import build_tools
@@ -75,6 +83,21 @@ class AgentEvent(BaseModel):
     conversation_id: str | None = None
 
 
+class Agent(Protocol):
+    """What every interface needs of an agent: `Copilot` (ReAct) and `agent.pipeline.PlanCopilot`."""
+
+    model_name: str
+
+    def astream(self, question: str, *, conversation_id: str | None = None, actor: str = "agent",
+                channel: str = "cli", user_id: int | None = None) -> AsyncIterator[AgentEvent]: ...
+
+    async def aask(self, question: str, **kwargs: Any) -> AgentAnswer: ...
+
+    def ask(self, question: str, **kwargs: Any) -> AgentAnswer: ...
+
+    def warm(self, runtime: Any) -> float: ...
+
+
 class Copilot:
     """The agent over one database, knowledge store and model endpoint."""
 
@@ -103,6 +126,11 @@ class Copilot:
                                           call_timeout_s=llm_call_timeout_s)],
             context_schema=RunContext,
         )
+
+    def warm(self, runtime: Any) -> float:
+        """Fill the router's and the answerer's prompt caches (`LLMRuntime.warm`)."""
+        warmed: float = runtime.warm(self.system_prompt, self.tools)
+        return warmed
 
     async def astream(
         self,
@@ -136,6 +164,7 @@ class Copilot:
         calls: dict[str, ToolCallInfo] = {}
         final: AIMessage | None = None
         error: str | None = None
+        fault: str | None = None  # what the run log keeps of an internal error
         streamer = _TokenFilter()
         try:
             graph: Any = self.graph  # astream's overloads want TypedDict input and Literal modes
@@ -171,6 +200,11 @@ class Copilot:
             error = (f"Sorry, {exc}, so I cannot answer right now. Your question is saved in "
                      f"conversation {log.conversation_id}; ask again when the model is back.")
             yield AgentEvent(type="error", text=error)
+        except InternalToolError as exc:  # the traceback is in the log under exc.error_id
+            error = internal_error_answer(exc.error_id, exc.cause, conversation_id=log.conversation_id,
+                                          run_id=log.run_id)
+            fault = internal_error_record(exc.error_id, exc.cause)
+            yield AgentEvent(type="error", text=error)
 
         answer = error if error else (str(final.content).strip() if final is not None else "")
         if not error and not answer:
@@ -178,7 +212,7 @@ class Copilot:
         if not error:
             log.message("assistant", answer)
         latency = time.perf_counter() - t0
-        log.finish(answer=None if error else answer, error=error, latency_ms=latency * 1000)
+        log.finish(answer=None if error else answer, error=fault or error, latency_ms=latency * 1000)
         turn: TurnState = ctx.turn
         result = AgentAnswer(
             answer=answer, conversation_id=log.conversation_id, run_id=log.run_id, model=self.model_name,

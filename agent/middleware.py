@@ -13,12 +13,18 @@ if that fails too, the answerer replies honestly from what it has.
 
 Logging. Each model call's latency, tokens and error, and each tool call's arguments, full
 result, error and latency go to the run log as they happen.
+
+Faults. A tool call the model can fix comes back to it as an error tool message. Any other
+exception from a tool (a `DataFault` or a bug) ends the turn: it is logged with its traceback
+under an error id and raised as `InternalToolError`, which the copilot turns into a clear
+answer naming the id.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -37,7 +43,10 @@ from agent.deps import RunContext, ToolFixableError, ToolOutcome
 from agent.numbers import untraceable
 from agent.prompts import load_prompt
 from agent.runlog import RunLog
+from tools.errors import internal_summary, new_error_id
 from tools.registry import tool_named
+
+log = logging.getLogger(__name__)
 
 MAX_TOOL_CALLS = 6
 """Tool calls one turn may make; then the answerer must reply."""
@@ -47,6 +56,34 @@ MAX_FAILED_TOOL_CALLS = 2
 
 class LLMUnavailableError(RuntimeError):
     """The model endpoint failed (down, timeout, error status or an unusable reply)."""
+
+
+class InternalToolError(RuntimeError):
+    """A tool failed with a fault that is not the model's to fix (a `DataFault` or a bug); the
+    turn ends. `error_id` names the traceback in the log; `cause` is the tool's exception."""
+
+    def __init__(self, error_id: str, tool: str, cause: BaseException) -> None:
+        super().__init__(f"{tool}: {type(cause).__name__}: {cause}")
+        self.error_id = error_id
+        self.tool = tool
+        self.cause = cause
+
+
+def internal_error_answer(
+    error_id: str, cause: BaseException, *, conversation_id: str, run_id: str | None = None
+) -> str:
+    """What the user is told when an internal error stops a turn, in every chat channel alike."""
+    run = f", run {run_id}" if run_id else ""
+    return (
+        f"Sorry, an internal error stopped this answer (error id {error_id}{run}): {internal_summary(cause)}. "
+        f"Your question is saved in conversation {conversation_id}; ask again later, or give the "
+        "error id to whoever runs the service."
+    )
+
+
+def internal_error_record(error_id: str, cause: BaseException) -> str:
+    """The run log's note of an internal error: the id and the exception with its message."""
+    return f"internal error {error_id}: {type(cause).__name__}: {cause}"
 
 
 @dataclass
@@ -356,12 +393,15 @@ class CopilotMiddleware(AgentMiddleware[AgentState[Any], RunContext, Any]):
         except ToolFixableError as exc:
             error = str(exc)
             out = ToolMessage(content=f"Error: {error}", tool_call_id=call["id"], name=call["name"], status="error")
-        except Exception as exc:
+        except Exception as exc:  # not the model's to fix: logged with its traceback, ends the turn
             ms = (time.perf_counter() - t0) * 1000
             turn.tool_s += ms / 1000
             turn.log.tool_call(name=call["name"], args=call["args"], result=None,
                                error=f"{type(exc).__name__}: {exc}", latency_ms=ms)
-            raise
+            error_id = new_error_id()
+            log.error("internal error %s in tool %s (run %s)", error_id, call["name"], turn.log.run_id,
+                      exc_info=exc)
+            raise InternalToolError(error_id, call["name"], exc) from exc
         ms = (time.perf_counter() - t0) * 1000
         turn.tool_s += ms / 1000
         outcome = ctx.outcome_of(call["id"])

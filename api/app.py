@@ -12,6 +12,7 @@ Other interfaces mount on the same app: `app.include_router(...)` for the chat r
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -36,13 +37,14 @@ from api.routes import (
 )
 from api.routes.slack import router as slack_router
 from crm.db import make_engine, make_sessionmaker
-from tools.errors import ToolInputError
+from tools.errors import DataFault, ToolInputError, internal_summary, new_error_id
 from valuechain.config import Settings, get_settings
 
 if TYPE_CHECKING:
     from knowledge.store import KnowledgeStore
 
 API_VERSION = "1.0.0"
+log = logging.getLogger(__name__)
 
 DESCRIPTION = """\
 Value-chain analytics over a CRM database: deterministic tools, framework knowledge with
@@ -54,7 +56,10 @@ calls tools, chats and ingests documents; `approver` also approves and rejects
 recommendations; `admin` may do everything. `/healthz`, `/readyz` and `/metrics` are open.
 
 **Errors.** `{"detail": "..."}` with a message that says what is valid; decision conflicts
-carry `{"detail": {"error", "message", ...}}` naming who decided first.
+carry `{"detail": {"error", "message", ...}}` naming who decided first. An internal error (a
+data or configuration fault, or a bug) is a 500 `application/problem+json` body
+`{"type", "title", "status", "detail", "error_id"}`; the server log has the traceback under
+`error_id`.
 """
 
 TAGS = [
@@ -111,6 +116,24 @@ async def _tool_input_error(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(status_code=422, content={"detail": str(exc)})
 
 
+async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
+    """A `DataFault` or a bug: a 500 problem+json naming an error id; the traceback only in the log."""
+    error_id = new_error_id()
+    log.error("internal error %s on %s %s", error_id, request.method, request.url.path, exc_info=exc)
+    fault = isinstance(exc, DataFault)
+    return JSONResponse(
+        status_code=500,
+        media_type="application/problem+json",
+        content={
+            "type": "urn:valuechain:problem:" + ("data-fault" if fault else "internal-error"),
+            "title": "Data or configuration fault" if fault else "Internal error",
+            "status": 500,
+            "detail": f"internal error (id {error_id}): {internal_summary(exc)}",
+            "error_id": error_id,
+        },
+    )
+
+
 async def _database_error(request: Request, exc: Exception) -> JSONResponse:
     orig = getattr(exc, "orig", None)
     first = (str(orig) if orig is not None else str(exc)).splitlines()[0]
@@ -148,6 +171,8 @@ def create_app(
     app.add_exception_handler(ToolInputError, _tool_input_error)
     app.add_exception_handler(OperationalError, _database_error)
     app.add_exception_handler(ProgrammingError, _database_error)
+    app.add_exception_handler(DataFault, _internal_error)
+    app.add_exception_handler(Exception, _internal_error)  # after this 500 Starlette re-raises to the server
     app.include_router(health.router)
     app.include_router(recommendations.router)
     app.include_router(tools.router)

@@ -263,7 +263,7 @@ def gold_outcome(task: Task, engine: Engine, knowledge: Callable[[], Any]) -> tu
                 args.setdefault("rationale", "gold")
             try:
                 result = call_core(g.name, args, session, knowledge)
-            except (ToolInputError, ValueError):  # what the model would be told; nothing to record
+            except ToolInputError:  # what the model would be told; nothing to record
                 session.rollback()
                 continue
             session.commit()

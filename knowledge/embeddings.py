@@ -15,7 +15,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from chromadb.api.types import Documents, EmbeddingFunction, Embeddings, Space
 from chromadb.utils.embedding_functions import register_embedding_function
+
+from tools.errors import DataFault
 
 if TYPE_CHECKING:
     import onnxruntime as ort
@@ -40,8 +42,28 @@ DEFAULT_THREADS = min(2, os.cpu_count() or 1)
 _TOKENIZER_PARTS = ("embeddings", "data", "all-MiniLM-L6-v2-onnx-int8", "tokenizer.json")
 
 
-class EmbeddingModelUnavailable(RuntimeError):
+class EmbeddingModelUnavailable(DataFault):
     """The packaged embedding model or its tokenizer is not installed."""
+
+
+def check_embedding_config(stored: Mapping[str, Any] | None, *, collection: str | None = None) -> None:
+    """A `DataFault` when a collection's stored embedding function (Chroma's configuration
+    `embedding_function`) is not this build's function and model: its vectors cannot be
+    compared with the ones this build makes. Nothing recorded (legacy collections) passes."""
+    if not stored or stored.get("type") != "known":
+        return
+    name = stored.get("name")
+    model = (stored.get("config") or {}).get("model")
+    if name == EMBEDDING_FUNCTION_NAME and model in (None, MODEL_ID):
+        return
+    where = f" (Chroma collection {collection!r})" if collection else ""
+    used = f"{name!r}" + (f" model {model!r}" if model else "")
+    raise DataFault(
+        f"the knowledge index{where} was embedded with {used}, "
+        f"but this build embeds with {EMBEDDING_FUNCTION_NAME!r} model {MODEL_ID!r}, so it cannot be searched; "
+        "rebuild it: point CHROMA_PATH at an empty folder (or delete the collection), run "
+        "`valuechain knowledge build`, and ingest your own documents again"
+    )
 
 
 def model_file() -> Path:
@@ -175,9 +197,7 @@ class ValueChainEmbeddingFunction(EmbeddingFunction[Documents]):
 
     @staticmethod
     def build_from_config(config: dict[str, Any]) -> ValueChainEmbeddingFunction:
-        model = config.get("model", MODEL_ID)
-        if model != MODEL_ID:
-            raise ValueError(f"collection was embedded with {model!r}; this build only has {MODEL_ID!r}")
+        check_embedding_config({"type": "known", "name": EMBEDDING_FUNCTION_NAME, "config": config})
         return ValueChainEmbeddingFunction(
             threads=int(config.get("threads", DEFAULT_THREADS)),
             batch_size=int(config.get("batch_size", DEFAULT_BATCH_SIZE)),

@@ -18,6 +18,7 @@ from knowledge.chunking import CHUNKER_VERSION, Chunk, chunk_document
 from knowledge.embeddings import MODEL_ID
 from knowledge.loaders import SUPPORTED_SUFFIXES, Document, UnsupportedDocument, load_document
 from knowledge.store import KnowledgeStore, Origin
+from tools.errors import ToolInputError
 from valuechain.config import Settings
 
 log = logging.getLogger(__name__)
@@ -103,7 +104,7 @@ def load_documents(files: Sequence[Path], *, base: Path | None = None) -> list[D
         shown = str(f.resolve().relative_to(base)) if base else str(f)
         doc = load_document(f, display_path=shown)
         if doc.source in seen:
-            raise ValueError(
+            raise ToolInputError(
                 f"{str(f)!r} and {str(seen[doc.source])!r} both have source id {doc.source!r}; "
                 "give one an `id:` in its front matter or rename it"
             )

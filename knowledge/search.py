@@ -6,6 +6,8 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
 
+from tools.errors import ToolInputError
+
 if TYPE_CHECKING:  # the store loads chromadb (~0.8 s); the tool registry imports this module
     from knowledge.store import KnowledgeStore
 
@@ -72,11 +74,11 @@ def search_knowledge(*, store: KnowledgeStore, query: str, k: int = 5) -> Knowle
         k: How many passages to return (1-20, default 5).
 
     Raises:
-        ValueError: the query is empty.
+        ToolInputError: the query is empty.
     """
     query = query.strip()
     if not query:
-        raise ValueError("query is empty: pass a question or key phrase to search for")
+        raise ToolInputError("query is empty: pass a question or key phrase to search for")
     k = max(1, min(int(k), MAX_K))
     hits = store.search(query, k)
     nearest = store.vector_search(query, 1)

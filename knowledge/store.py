@@ -21,7 +21,7 @@ from chromadb.config import Settings as ChromaSettings
 
 from knowledge.bm25 import BM25Index
 from knowledge.chunking import Chunk, embed_text
-from knowledge.embeddings import ValueChainEmbeddingFunction
+from knowledge.embeddings import ValueChainEmbeddingFunction, check_embedding_config
 from valuechain.config import Settings, get_settings
 
 SearchMode = Literal["vector", "hybrid"]
@@ -105,12 +105,24 @@ class KnowledgeStore:
 
     @property
     def collection(self) -> Collection:
+        """The collection (created on first use); a `DataFault` when it was embedded with
+        another function or model than this build's."""
         if self._collection is None:
-            self._collection = self.client.get_or_create_collection(
-                self.collection_name,
-                configuration={"hnsw": {"space": "cosine"}},
-                embedding_function=self.embedding_function,  # type: ignore[arg-type]
+            try:
+                collection = self.client.get_or_create_collection(
+                    self.collection_name,
+                    configuration={"hnsw": {"space": "cosine"}},
+                    embedding_function=self.embedding_function,  # type: ignore[arg-type]
+                )
+            except ValueError:
+                # Chroma refuses a stored embedding function of another name; say which, and what to do
+                stored = self.client.get_collection(self.collection_name).configuration_json
+                check_embedding_config(stored.get("embedding_function"), collection=self.collection_name)
+                raise
+            check_embedding_config(
+                collection.configuration_json.get("embedding_function"), collection=self.collection_name
             )
+            self._collection = collection
         return self._collection
 
     def count(self) -> int:

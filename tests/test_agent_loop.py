@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from typing import Any
 
 import httpx2
@@ -234,19 +235,64 @@ def test_endpoint_failure_gives_a_clear_message_and_keeps_the_conversation(sessi
     assert again.error is None and again.conversation_id == failed.conversation_id
 
 
-def test_a_bug_in_a_tool_raises_and_is_logged(sessions: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_bug_in_a_tool_ends_the_turn_with_an_error_id(
+    sessions: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Not the model's to fix: no retry, no traceback to the user; the run log keeps the exception."""
     import tools.accounts
 
     def broken(*_: Any, **__: Any) -> None:
-        raise ZeroDivisionError("bug")
+        raise RuntimeError("bug in the core")
 
     monkeypatch.setattr(tools.accounts, "require_account", broken)  # inside the get_account core
     script = Script([call("get_account", account_id="ACME-0042"), say("unused")])
-    with pytest.raises(ZeroDivisionError):
-        copilot_for(sessions, script).ask("Tell me about ACME-0042")
+    copilot = copilot_for(sessions, script)
+
+    async def run() -> list[AgentEvent]:
+        return [e async for e in copilot.astream("Tell me about ACME-0042")]
+
+    events = asyncio.run(run())  # nothing escapes the stream
+    assert [e.type for e in events] == ["run_started", "tool_start", "error", "answer"]
+    failed = events[-1].result
+    assert failed is not None and failed.error is not None and failed.answer == failed.error
+    match = re.search(r"internal error stopped this answer \(error id ([0-9a-f]{8}), run ([\w-]+)\)", failed.error)
+    assert match is not None and match.group(2) == failed.run_id
+    error_id = match.group(1)
+    assert "RuntimeError" in failed.error and "bug in the core" not in failed.error  # the type, not internals
+    assert script.remaining == 1  # the model was not asked again
+    logged = [r for r in caplog.records if error_id in r.getMessage()]
+    assert logged and logged[0].exc_info is not None and "bug in the core" in str(logged[0].exc_info[1])
+
     with sessions() as s:
-        logged = list(s.scalars(select(ToolCall)))
-    assert [(t.name, t.ok, t.error) for t in logged] == [("get_account", False, "ZeroDivisionError: bug")]
+        run = s.get(AgentRun, failed.run_id)
+        assert run is not None and run.status == "error" and run.question == "Tell me about ACME-0042"
+        assert run.error == f"internal error {error_id}: RuntimeError: bug in the core"
+        calls = [(t.name, t.ok, t.error) for t in s.scalars(select(ToolCall).where(ToolCall.run_id == run.id))]
+    assert calls == [("get_account", False, "RuntimeError: bug in the core")]
+
+    monkeypatch.undo()  # the conversation goes on
+    again = copilot_for(sessions, Script([say("ACME-0042 is an account.")])).ask(
+        "and now?", conversation_id=failed.conversation_id
+    )
+    assert again.error is None and again.conversation_id == failed.conversation_id
+
+
+def test_a_data_fault_in_a_tool_is_told_to_the_user(
+    sessions: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A data fault's message says what to do, so the user sees it (with the error id)."""
+    import tools.accounts
+    from tools.errors import DataFault
+
+    def corrupt(*_: Any, **__: Any) -> None:
+        raise DataFault("app_meta 'as_of' is not an ISO date: 'yesterday'; set it to a date")
+
+    monkeypatch.setattr(tools.accounts, "require_account", corrupt)
+    answer = copilot_for(sessions, Script([call("get_account", account_id="ACME-0042")])).ask(
+        "Tell me about ACME-0042"
+    )
+    assert answer.error is not None and "error id" in answer.error
+    assert "app_meta 'as_of' is not an ISO date" in answer.error
 
 
 def test_conversation_history_is_sent_on_the_next_turn(sessions: sessionmaker[Session]) -> None:

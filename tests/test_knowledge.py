@@ -20,6 +20,7 @@ from knowledge.embeddings import EMBEDDING_FUNCTION_NAME, MiniLMEmbedder, ValueC
 from knowledge.ingest import ensure_corpus_index, ingest
 from knowledge.search import KnowledgeResults, search_knowledge
 from knowledge.store import COLLECTION_NAME, KnowledgeStore
+from tools.errors import DataFault, ToolInputError
 from valuechain.cli.main import app
 from valuechain.config import get_settings
 
@@ -116,7 +117,7 @@ def test_duplicate_source_ids_in_one_ingest_are_refused(store: KnowledgeStore, t
     (tmp_path / "b").mkdir()
     (tmp_path / "a" / "notes.md").write_text("## One\n\nfirst")
     (tmp_path / "b" / "notes.txt").write_text("second")
-    with pytest.raises(ValueError, match="both have source id 'notes'"):
+    with pytest.raises(ToolInputError, match="both have source id 'notes'"):
         ingest([tmp_path / "a", tmp_path / "b"], store=store)
     assert store.count() == 0
 
@@ -142,7 +143,7 @@ def test_search_returns_cited_chunks(store: KnowledgeStore, docs: Path) -> None:
     assert (html.source, html.section) == ("volcanoes", "Stratovolcanoes")
 
     assert len(search_knowledge(store=store, query="crabs", k=500).results) == store.count()
-    with pytest.raises(ValueError, match="query is empty"):
+    with pytest.raises(ToolInputError, match="query is empty"):
         search_knowledge(store=store, query="  ", k=3)
 
 
@@ -167,6 +168,21 @@ def test_persisted_collection_reopens_with_registered_embedding_function(
     reopened = KnowledgeStore(client)
     hit = search_knowledge(store=reopened, query="starfish and hermit crabs", k=1).results[0]
     assert hit.source == "tidal-pools"
+
+
+def test_an_index_embedded_with_another_model_is_a_data_fault(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Vectors of another model cannot be compared with this build's: say so, and what to do."""
+    import knowledge.embeddings
+
+    monkeypatch.setattr(knowledge.embeddings, "MODEL_ID", "another-model")
+    assert KnowledgeStore.at_path(tmp_path / "chroma").count() == 0  # built by that other model
+    monkeypatch.undo()
+    SharedSystemClient.clear_system_cache()  # reopened as by a new process
+
+    with pytest.raises(DataFault, match=r"with .* model 'another-model'.*valuechain knowledge build"):
+        KnowledgeStore.at_path(tmp_path / "chroma").count()
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import inspect
 import threading
+from typing import Any
 
 import factories as f
 import pytest
@@ -14,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from crm.db import make_sessionmaker
 from crm.models import Recommendation, RecommendationEvent
-from tools.errors import ToolInputError
+from tools.errors import DataFault, ToolInputError
 from tools.recommendations import propose_recommendation
 from tools.review import (
     AlreadyDecided,
@@ -22,6 +23,7 @@ from tools.review import (
     NotAuthorised,
     RecommendationExpired,
     RecommendationNotFound,
+    decide_and_commit,
     decide_recommendation,
     expire_stale,
     get_recommendation,
@@ -57,7 +59,7 @@ def db(session: Session) -> Session:
     return session
 
 
-def _decide(session: Session, rid: int, **kw: object) -> object:
+def _decide(session: Session, rid: int, core: Any = decide_recommendation, **kw: object) -> Any:
     args: dict[str, object] = {
         "session": session,
         "recommendation_id": rid,
@@ -69,7 +71,7 @@ def _decide(session: Session, rid: int, **kw: object) -> object:
         "now": NOW,
     }
     args.update(kw)
-    return decide_recommendation(**args)  # type: ignore[arg-type]
+    return core(**args)
 
 
 def test_approve_writes_status_and_one_event(db: Session) -> None:
@@ -181,6 +183,48 @@ def test_expired_is_refused_listed_as_expired_and_can_be_written(db: Session) ->
     # The target is free again: a fresh recommendation for the same action can be filed.
     again = _propose(db, now=NOW)
     assert again != old
+
+
+def test_decide_and_commit_is_the_whole_transaction(db: Session, engine: Engine) -> None:
+    """Committed when decided; a refusal or a mistake rolled back and raised; an expired
+    recommendation's expiry written for good, so a fresh one may be filed."""
+    decided, expired = _propose(db), _propose(db, action="qbr", now=NOW - dt.timedelta(days=TTL + 1))
+
+    def stored() -> dict[int, tuple[str, list[str]]]:
+        with make_sessionmaker(engine)() as other:  # what another connection sees: committed rows only
+            return {
+                rid: (
+                    other.scalars(select(Recommendation.status).where(Recommendation.id == rid)).one(),
+                    list(
+                        other.scalars(
+                            select(RecommendationEvent.event)
+                            .where(RecommendationEvent.recommendation_id == rid)
+                            .order_by(RecommendationEvent.id)
+                        )
+                    ),
+                )
+                for rid in (decided, expired)
+            }
+
+    with pytest.raises(ToolInputError, match="a rejection needs a reason_code"):
+        _decide(db, decided, decide_and_commit, decision="rejected")
+    assert _decide(db, decided, decide_and_commit).status == "approved"
+    with pytest.raises(AlreadyDecided):
+        _decide(db, decided, decide_and_commit, actor="dave")
+    with pytest.raises(RecommendationExpired):
+        _decide(db, expired, decide_and_commit)
+    assert stored() == {
+        decided: ("approved", ["proposed", "approved"]),
+        expired: ("expired", ["proposed", "expired"]),
+    }
+
+
+def test_an_unknown_stored_status_is_a_data_fault(db: Session) -> None:
+    rid = _propose(db)
+    db.execute(update(Recommendation).where(Recommendation.id == rid).values(status="archived"))
+    db.commit()
+    with pytest.raises(DataFault, match=r"#\d+ has an unknown stored status 'archived'.*correct that row"):
+        get_recommendation(session=db, recommendation_id=rid, ttl_days=TTL, now=NOW)
 
 
 def test_list_filters_and_pages(db: Session) -> None:

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from crm.models import AppMeta
 from tools.accounts import account_timeline, get_account, list_accounts
 from tools.common import data_as_of, period_end
-from tools.errors import ToolInputError
+from tools.errors import DataFault, ToolInputError
 
 D = dt.date
 
@@ -202,10 +202,11 @@ def test_data_as_of_empty_database(session: Session) -> None:
         data_as_of(session)
 
 
-def test_data_as_of_bad_meta_is_a_bug(session: Session) -> None:
+def test_data_as_of_bad_meta_is_a_data_fault(session: Session) -> None:
     session.add(AppMeta(key="as_of", value="yesterday"))
-    with pytest.raises(ValueError, match="not an ISO date"):
+    with pytest.raises(DataFault, match="not an ISO date: 'yesterday'; set it to a date") as exc:
         data_as_of(session)
+    assert not isinstance(exc.value, ToolInputError)  # not the model's to fix
 
 
 @pytest.mark.parametrize(

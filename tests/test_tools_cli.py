@@ -1,17 +1,25 @@
-"""`valuechain tools ...`: tables by default, exactly one JSON document with --json, exit 2 on input errors."""
+"""`valuechain tools ...`: tables by default, exactly one JSON document with --json, exit 2 on input errors,
+exit 1 with one line naming an error id on an internal error."""
 
 from __future__ import annotations
 
 import json
+import logging
+import re
 from pathlib import Path
+from typing import Any
 
 import factories as f
 import pytest
-from typer.testing import CliRunner
+from sqlalchemy import update
+from typer.testing import CliRunner, Result
 
 from crm.db import make_engine, make_sessionmaker
 from crm.migrate import upgrade
+from crm.models import AppMeta
+from tools.errors import DataFault
 from valuechain.cli.main import app
+from valuechain.config import get_settings
 
 runner = CliRunner()
 
@@ -133,3 +141,81 @@ def test_uninitialised_database_is_a_clear_error(tmp_path: Path, args: list[str]
     result = runner.invoke(app, [*args, "--database-url", url])
     assert result.exit_code == 1, result.output
     assert "database error" in result.stderr and "valuechain init" in " ".join(result.stderr.split())
+
+
+# ---------------------------------------------------------------------------- internal errors
+# A data fault or a bug is one line on stderr naming an error id (exit 1); the traceback is only
+# in the log, under that id (valuechain/cli/common.internal_errors, applied to every command).
+
+ONE_LINE = re.compile(r"^error: internal error \(id ([0-9a-f]{8})\): (.+) \(traceback in (.+)\)$")
+
+
+@pytest.fixture
+def corrupt_db(db_url: str) -> str:
+    """The golden data with an `app_meta` as-of date that is not a date."""
+    engine = make_engine(db_url)
+    with engine.begin() as conn:
+        conn.execute(update(AppMeta).where(AppMeta.key == "as_of").values(value="yesterday"))
+    engine.dispose()
+    return db_url
+
+
+def _internal_error(result: Result) -> tuple[str, str, str]:
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output and result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    match = ONE_LINE.match(lines[0])
+    assert match is not None, lines[0]
+    return match.group(1), match.group(2), match.group(3)
+
+
+def _logged(caplog: pytest.LogCaptureFixture, error_id: str) -> logging.LogRecord:
+    [record] = [r for r in caplog.records if error_id in r.getMessage()]
+    assert record.exc_info is not None  # the traceback is in the log
+    return record
+
+
+def test_a_data_fault_is_one_line_with_an_error_id(corrupt_db: str, caplog: pytest.LogCaptureFixture) -> None:
+    result = runner.invoke(app, ["tools", "account", "ACME-0001", "--database-url", corrupt_db])
+    error_id, summary, where = _internal_error(result)
+    assert summary.startswith("app_meta 'as_of' is not an ISO date: 'yesterday'; set it to a date")
+    assert where == "the log"
+    assert isinstance(_logged(caplog, error_id).exc_info[1], DataFault)  # type: ignore[index]
+
+
+def test_a_bug_in_any_command_is_one_line_with_an_error_id(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`status` runs no tool and has no handler of its own: the main app catches it."""
+    import valuechain.cli.setup
+
+    def broken(*_: Any, **__: Any) -> None:
+        raise RuntimeError("boom\nmore detail")
+
+    monkeypatch.setattr(valuechain.cli.setup, "current_revision", broken)
+    result = runner.invoke(app, ["status", "--database-url", "sqlite://"])
+    error_id, summary, _ = _internal_error(result)
+    assert summary == "RuntimeError: boom"
+    assert str(_logged(caplog, error_id).exc_info[1]) == "boom\nmore detail"  # type: ignore[index]
+
+
+def test_without_logging_set_up_the_traceback_goes_to_a_file_in_data_dir(
+    corrupt_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from valuechain.cli import common
+
+    monkeypatch.setenv("DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setattr(common.log, "propagate", False)  # as from a terminal: no handler anywhere
+    get_settings.cache_clear()
+    try:
+        result = runner.invoke(app, ["tools", "account", "ACME-0001", "--database-url", corrupt_db])
+    finally:
+        get_settings.cache_clear()
+        for handler in common.log.handlers[:]:
+            common.log.removeHandler(handler)
+            handler.close()
+    error_id, _, where = _internal_error(result)
+    assert Path(where) == tmp_path / "data" / common.LOG_FILE
+    text = Path(where).read_text()
+    assert f"internal error {error_id}" in text and "Traceback" in text and "DataFault" in text

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from typing import Any
+from typing import Any, overload
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from crm.models import Account, AppMeta, Invoice, UsageWeekly, ValueChainActivity
-from tools.errors import ToolInputError, close_matches
+from tools.errors import DataFault, ToolInputError, close_matches
 
 AS_OF_KEY = "as_of"
 
@@ -43,6 +43,23 @@ def period_end(period: str) -> dt.date | None:
     return None
 
 
+@overload
+def parse_date(value: str, *, name: str) -> dt.date: ...
+@overload
+def parse_date(value: None, *, name: str) -> None: ...
+@overload
+def parse_date(value: str | None, *, name: str) -> dt.date | None: ...
+def parse_date(value: str | None, *, name: str) -> dt.date | None:
+    """A YYYY-MM-DD date given as text (a command-line option), None for None; a
+    `ToolInputError` naming the option `name` when it is not a date."""
+    if value is None:
+        return None
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise ToolInputError(f"{name} must be a date like 2026-09-30; got {value!r}") from None
+
+
 def period_sort_key(period: str) -> tuple[dt.date, str]:
     """Order periods by their end date (unparseable labels first), then by label."""
     return (period_end(period) or dt.date.min, period)
@@ -65,7 +82,10 @@ def data_as_of(session: Session) -> dt.date:
         try:
             return dt.date.fromisoformat(meta.value.strip()[:10])
         except ValueError as exc:
-            raise ValueError(f"app_meta {AS_OF_KEY!r} is not an ISO date: {meta.value!r}") from exc
+            raise DataFault(
+                f"app_meta {AS_OF_KEY!r} is not an ISO date: {meta.value!r}; set it to a date such as "
+                f"2026-09-30, or delete that row so the data's latest date is used"
+            ) from exc
     dates = [
         session.scalar(select(func.max(UsageWeekly.week_start))),
         session.scalar(select(func.max(Invoice.issued_at))),

@@ -7,7 +7,7 @@ differs only in case is mapped to the stored spelling ("enterprise" → "Enterpr
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from sqlalchemy import ColumnElement, select
@@ -20,6 +20,21 @@ Normalised = dict[str, list[str]]
 FilterColumn = QueryableAttribute[Any]
 
 SHOWN_VALUES = 25
+
+
+def parse_filter_items(items: Iterable[str], *, option: str = "filter") -> dict[str, str | list[str]] | None:
+    """`key=value[,value]` items (a query string's or a command line's) as filters; repeated keys
+    merge, None when there are none. A malformed item is a `ToolInputError` naming `option`."""
+    out: dict[str, list[str]] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        values = [v.strip() for v in value.split(",") if v.strip()]
+        if not sep or not key.strip() or not values:
+            raise ToolInputError(f"{option} takes key=value (e.g. segment=Enterprise); got {item!r}")
+        out.setdefault(key.strip(), []).extend(values)
+    if not out:
+        return None
+    return {k: v[0] if len(v) == 1 else v for k, v in out.items()}
 
 
 def _values_of(key: str, raw: Any) -> list[str]:

@@ -14,7 +14,8 @@ compare-and-set
 
 so of any number of concurrent calls exactly one changes the row; the others get
 `AlreadyDecided` naming who decided what. The decision and its `recommendation_events`
-row are added to the caller's transaction; the caller commits (e.g. `crm.db.session_scope`).
+row are added to the caller's transaction; the caller commits (e.g. `crm.db.session_scope`),
+or calls `decide_and_commit`, the transaction the API, the CLI and Slack all run.
 
 A pending recommendation older than the TTL (settings `RECOMMENDATION_TTL_DAYS`) is
 *expired*: it is listed with status "expired" and can no longer be decided (the evidence
@@ -32,7 +33,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
 from crm.models import AgentRun, Recommendation, RecommendationEvent
-from tools.errors import ToolInputError, unknown
+from tools.errors import DataFault, ToolInputError, unknown
 from tools.recommendations import content_hash as compute_content_hash
 
 Decision = Literal["approved", "rejected"]
@@ -235,7 +236,10 @@ def _effective(rec: Recommendation, cutoff: dt.datetime | None) -> Status:
         return "expired"
     if rec.status in STATUSES:
         return rec.status
-    raise ValueError(f"recommendation #{rec.id} has an unknown stored status {rec.status!r}")
+    raise DataFault(
+        f"recommendation #{rec.id} has an unknown stored status {rec.status!r}; the status column of "
+        f"recommendations holds only {', '.join(STATUSES)}: correct that row in the database"
+    )
 
 
 def _view(rec: Recommendation, cutoff: dt.datetime | None, ttl_days: int | None) -> RecommendationView:
@@ -636,6 +640,54 @@ def decide_recommendation(
         + (f", reason {code!r}" if code else "")
         + ".",
     )
+
+
+def decide_and_commit(
+    *,
+    session: Session,
+    recommendation_id: int,
+    decision: Decision,
+    actor: str,
+    role: str,
+    expected_version: int | None = None,
+    content_hash: str | None = None,
+    reason_code: str | None = None,
+    note: str | None = None,
+    ttl_days: int | None = None,
+    now: dt.datetime | None = None,
+) -> DecisionResult:
+    """`decide_recommendation` as its own transaction on `session`, the one every interface runs.
+
+    A decision is committed. A refusal or a mistake in the call is rolled back and raised; an
+    expired recommendation first has its expiry written for good (`expire_stale`, committed),
+    so a fresh recommendation may be filed for its target. The arguments are
+    `decide_recommendation`'s.
+    """
+    try:
+        result = decide_recommendation(
+            session=session,
+            recommendation_id=recommendation_id,
+            decision=decision,
+            actor=actor,
+            role=role,
+            expected_version=expected_version,
+            content_hash=content_hash,
+            reason_code=reason_code,
+            note=note,
+            ttl_days=ttl_days,
+            now=now,
+        )
+    except DecisionRefused as exc:
+        session.rollback()
+        if isinstance(exc, RecommendationExpired):
+            expire_stale(session=session, ttl_days=ttl_days, now=now)
+            session.commit()
+        raise
+    except ToolInputError:
+        session.rollback()
+        raise
+    session.commit()
+    return result
 
 
 def expire_stale(

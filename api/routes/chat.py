@@ -31,12 +31,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from agent.copilot import AgentAnswer, AgentEvent
+from agent.middleware import internal_error_answer, internal_error_record
 from agent.runlog import RunLog, utcnow
 from api.auth import Principal
 from api.deps import AUTH_RESPONSES, AnalystDep, ReaderDep
 from api.llm import LLMState
 from api.metrics import record_agent_run, record_llm_call
 from crm.models import AgentRun, Conversation, LlmCall
+from tools.errors import new_error_id
 
 router = APIRouter(prefix="/api/v1/chat", tags=["chat"])
 log = logging.getLogger(__name__)
@@ -155,8 +157,9 @@ async def run_turn(
 ) -> AsyncIterator[AgentEvent]:
     """The agent's events for one turn, always ending with an `answer` event.
 
-    A bug that escapes the agent becomes an `error` event and a failed answer (the run is
-    marked failed in the run log); metrics are recorded once the turn ends.
+    A bug that escapes the agent becomes an `error` event and a failed answer naming an error id
+    (the run is marked failed in the run log, the traceback logged under the id); metrics are
+    recorded once the turn ends.
     """
     sessions: sessionmaker[Session] = copilot.sessions
     begin = time.perf_counter()
@@ -172,12 +175,13 @@ async def run_turn(
             elif event.type == "answer":
                 answered = event.result
             yield event
-    except Exception as exc:  # the stream must end with an answer; the bug is logged with its traceback
-        log.exception("chat run %s failed", run_id)
+    except Exception as exc:  # the stream must end with an answer; the traceback goes to the log
         if run_id is None or conv_id is None:
-            raise
-        error = f"Sorry, the agent failed ({type(exc).__name__}: {exc}). The run is logged as {run_id}."
-        await run_in_threadpool(_finish_abandoned, sessions, run_id, conv_id, f"{type(exc).__name__}: {exc}")
+            raise  # no run yet: the app's internal-error handler logs and answers it
+        error_id = new_error_id()
+        log.error("internal error %s in chat run %s", error_id, run_id, exc_info=exc)
+        error = internal_error_answer(error_id, exc, conversation_id=conv_id, run_id=run_id)
+        await run_in_threadpool(_finish_abandoned, sessions, run_id, conv_id, internal_error_record(error_id, exc))
         answered = AgentAnswer(
             answer=error, conversation_id=conv_id, run_id=run_id, model=str(copilot.model_name),
             tool_calls=[], llm_calls=0, prompt_tokens=0, completion_tokens=0,

@@ -13,6 +13,7 @@ from api.deps import AUTH_RESPONSES, AnalystDep, ReaderDep, get_knowledge_store
 from api.metrics import observe_tool
 from knowledge.ingest import IngestReport
 from knowledge.search import MAX_K, KnowledgeResults
+from tools.errors import ToolInputError
 
 router = APIRouter(prefix="/api/v1/knowledge", tags=["knowledge"])
 
@@ -50,7 +51,7 @@ def search_route(
     try:
         with observe_tool("search_knowledge"):
             return search_knowledge(store=store, query=q, k=k)
-    except ValueError as exc:
+    except ToolInputError as exc:
         raise HTTPException(status_code=422, detail=str(exc)) from None
 
 
@@ -122,5 +123,5 @@ def ingest_route(
                 # Paths are shown relative to the upload folder: the original file names.
                 docs = load_documents(paths, base=Path(tmp).resolve())
                 return ingest_documents(docs, store=store)
-        except (UnsupportedDocument, ValueError) as exc:
+        except (UnsupportedDocument, ToolInputError) as exc:
             raise HTTPException(status_code=422, detail=str(exc)) from None

@@ -32,8 +32,7 @@ from tools.review import (
     RecommendationExpired,
     RecommendationNotFound,
     RecommendationPage,
-    decide_recommendation,
-    expire_stale,
+    decide_and_commit,
     get_recommendation,
     list_recommendations,
 )
@@ -209,7 +208,7 @@ def _decide(
     user: ApproverDep,
 ) -> DecisionResult:
     try:
-        result = decide_recommendation(
+        result = decide_and_commit(
             session=session,
             recommendation_id=recommendation_id,
             decision=decision,
@@ -221,17 +220,10 @@ def _decide(
             note=body.note,
             ttl_days=settings.recommendation_ttl_days,
         )
-        session.commit()
     except DecisionRefused as exc:
-        session.rollback()
-        if isinstance(exc, RecommendationExpired):
-            # Write the expiry for good, so the agent may file a fresh recommendation for the target.
-            expire_stale(session=session, ttl_days=settings.recommendation_ttl_days)
-            session.commit()
         record_decision(decision=decision, outcome=exc.error)
         raise HTTPException(status_code=HTTP_STATUS.get(type(exc), 409), detail=exc.as_dict()) from None
     except ToolInputError as exc:
-        session.rollback()
         record_decision(decision=decision, outcome="invalid")
         raise HTTPException(status_code=422, detail=str(exc)) from None
     record_decision(decision=decision, outcome="decided")

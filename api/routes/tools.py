@@ -2,8 +2,9 @@
 
 The agent, the CLI (`valuechain tools ... --json`) and these routes call the same cores, so
 a figure is the same everywhere. An unknown account id is a 404 with the tool's message
-(which suggests close ids); any other mistake the caller can fix (unknown metric, filter,
-period) is a 422 with the tool's message listing what is valid.
+(which suggests close ids); any other mistake the caller can fix (a malformed `filter`, an
+unknown metric, filter or period) is a `ToolInputError`, which the app turns into a 422 with
+the message listing what is valid.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from tools.activities import ActivityScores, score_activities
 from tools.churn.schemas import ChurnRiskResult
 from tools.common import require_account
 from tools.errors import ToolInputError
+from tools.filters import parse_filter_items
 from tools.nba import NextBestActionResult
 from tools.ranking import Entity, Order, RankResult, rank
 
@@ -60,22 +62,6 @@ AsOfQuery = Annotated[
     dt.date | None, Query(description="Point-in-time date (YYYY-MM-DD); default: the data's as-of date")
 ]
 AccountId = Annotated[str, Path(description="Account id", examples=["ACME-0042"])]
-
-
-def parse_filters(items: list[str]) -> dict[str, str | list[str]] | None:
-    """`key=value[,value]` items as a filters dict (repeated keys merge); 422 when malformed."""
-    out: dict[str, list[str]] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        values = [v.strip() for v in value.split(",") if v.strip()]
-        if not sep or not key.strip() or not values:
-            raise HTTPException(
-                status_code=422, detail=f"filter takes key=value (e.g. segment=Enterprise); got {item!r}"
-            )
-        out.setdefault(key.strip(), []).extend(values)
-    if not out:
-        return None
-    return {k: v[0] if len(v) == 1 else v for k, v in out.items()}
 
 
 def _account_or_404(session: Session, account_id: str) -> None:
@@ -122,7 +108,7 @@ def rank_route(
     order: Annotated[Order | None, Query(description="Override the metric's natural order")] = None,
     as_of: AsOfQuery = None,
 ) -> RankResult:
-    parsed = parse_filters(filters)
+    parsed = parse_filter_items(filters)
     return _call(
         "rank",
         lambda: rank(
@@ -153,7 +139,7 @@ def churn_risk_list_route(
 ) -> ChurnRiskResult:
     from tools.churn.scoring import churn_risk
 
-    parsed = parse_filters(filters)
+    parsed = parse_filter_items(filters)
     return _call(
         "churn_risk",
         lambda: churn_risk(
@@ -232,7 +218,7 @@ def list_accounts_route(
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> AccountList:
-    parsed = parse_filters(filters)
+    parsed = parse_filter_items(filters)
     return _call(
         "list_accounts",
         lambda: list_accounts(session=session, filters=parsed, search=search, limit=limit, offset=offset),

@@ -8,7 +8,7 @@ background task that posts to the thread when done (`SlackBot.spawn`).
 
 One Slack thread is one conversation: its id is derived from team, channel and thread
 timestamp (`conversation_id`), and `RunLog.start` creates it on the first question, so a
-thread needs no table of its own. Decisions go through `tools.review.decide_recommendation`
+thread needs no table of its own. Decisions go through `tools.review.decide_and_commit`
 (role checked again inside, bound to the version on the button, one winner).
 """
 
@@ -33,6 +33,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from agent.middleware import internal_error_answer
 from api.metrics import record_agent_run, record_decision
 from api.slack.people import SlackPerson, slack_person, slack_user_of
 from api.slack.render import (
@@ -48,7 +49,7 @@ from api.slack.render import (
     to_mrkdwn,
 )
 from crm.models import Recommendation, ToolCall
-from tools.errors import ToolInputError
+from tools.errors import ToolInputError, new_error_id
 from tools.review import (
     AlreadyDecided,
     Decision,
@@ -56,9 +57,7 @@ from tools.review import (
     DecisionRefused,
     DecisionResult,
     RecommendationDetail,
-    RecommendationExpired,
-    decide_recommendation,
-    expire_stale,
+    decide_and_commit,
     get_recommendation,
 )
 from valuechain.config import Settings
@@ -213,9 +212,10 @@ class SlackBot:
                                         actor=person.name, channel="slack")
         except Exception as exc:  # a bug in the run: the thread hears about it, the log keeps the traceback
             record_agent_run(status="error", seconds=time.perf_counter() - t0, channel="slack")
-            log.exception("slack question failed: %r", question)
-            await client.chat_postMessage(channel=channel, thread_ts=thread_ts,
-                                          text=f"Sorry, that run failed ({type(exc).__name__}: {exc}).")
+            error_id = new_error_id()
+            log.error("internal error %s in the slack question %r", error_id, question, exc_info=exc)
+            text = internal_error_answer(error_id, exc, conversation_id=conversation_id(team, channel, thread_ts))
+            await client.chat_postMessage(channel=channel, thread_ts=thread_ts, text=text)
             return
         record_agent_run(status="error" if answer.error else "ok", seconds=time.perf_counter() - t0,
                          channel="slack")
@@ -317,21 +317,15 @@ class SlackBot:
         ttl = self.settings.recommendation_ttl_days
         with self.sessions() as s:
             try:
-                result = decide_recommendation(
+                result = decide_and_commit(
                     session=s, recommendation_id=rid, decision=decision, actor=person.name, role=person.role,
                     expected_version=version, content_hash=digest, reason_code=reason_code, note=note,
                     ttl_days=ttl,
                 )
-                s.commit()
             except DecisionRefused as exc:
-                s.rollback()
-                if isinstance(exc, RecommendationExpired):
-                    expire_stale(session=s, ttl_days=ttl)  # so a fresh one may be filed for the target
-                    s.commit()
                 record_decision(decision=decision, outcome=exc.error)
                 return exc
             except ToolInputError as exc:
-                s.rollback()
                 record_decision(decision=decision, outcome="invalid")
                 return exc
         record_decision(decision=decision, outcome="decided")

@@ -13,6 +13,7 @@ from valuechain.cli.common import (
     DatabaseUrlOption,
     JsonOption,
     console,
+    date_option,
     fail,
     print_json,
     settings_for,
@@ -23,15 +24,6 @@ from valuechain.runtime import get_sessionmaker
 app = typer.Typer(no_args_is_help=True)
 
 AsOfOption = typer.Option(None, "--as-of", help="Date (YYYY-MM-DD); default: the data's as-of date")
-
-
-def _date(value: str | None) -> dt.date | None:
-    if value is None:
-        return None
-    try:
-        return dt.date.fromisoformat(value)
-    except ValueError as exc:
-        raise fail(f"--as-of must be a date like 2026-09-30; got {value!r}", code=2) from exc
 
 
 def _fmt(value: float | None, digits: int = 3) -> str:
@@ -97,7 +89,7 @@ def train_cmd(
 
     if source not in (None, "history", "attributes"):
         raise fail(f"--source must be history or attributes; got {source!r}", code=2)
-    day = _date(as_of)
+    day = date_option(as_of, "--as-of")
     factory = get_sessionmaker(settings_for(database_url))
     with tool_errors(), session_scope(factory) as session:
         report = train(
@@ -142,7 +134,7 @@ def score_cmd(
 ) -> None:
     from tools.churn.scoring import write_score_snapshot
 
-    day = _date(as_of)
+    day = date_option(as_of, "--as-of")
     with tool_errors(), session_scope(get_sessionmaker(settings_for(database_url))) as session:
         result = write_score_snapshot(session, as_of=day, rebuild=rebuild)
     if as_json:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import datetime as dt
-
 import typer
 from rich.table import Table
 
 from crm.demo import DEFAULT_AS_OF, DemoDatabaseNotEmptyError, database_has_data, generate_demo
 from crm.migrate import upgrade
+from tools.common import parse_date
+from tools.errors import ToolInputError
 from valuechain.cli.common import DatabaseUrlOption, JsonOption, console, fail, print_json, settings_for
 from valuechain.runtime import get_engine
 
@@ -27,9 +27,9 @@ def demo(
 ) -> None:
     """Generate the demo company into an empty database (or a reset one with --reset)."""
     try:
-        as_of_date = dt.date.fromisoformat(as_of)
-    except ValueError:
-        raise fail(f"--as-of must be a date like 2026-09-30, got {as_of!r}") from None
+        as_of_date = parse_date(as_of, name="--as-of")
+    except ToolInputError as exc:
+        raise fail(str(exc)) from None
     engine = get_engine(settings_for(database_url))
     upgrade(engine)
     where = engine.url.render_as_string(hide_password=True)

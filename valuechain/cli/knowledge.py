@@ -63,12 +63,13 @@ def ingest_cmd(
 ) -> None:
     from knowledge.ingest import ingest
     from knowledge.loaders import UnsupportedDocument
+    from tools.errors import ToolInputError
 
     store = _store()
     try:
         with _progress("embedding chunks", not as_json) as progress:
             report = ingest(paths, store=store, progress=progress)
-    except (FileNotFoundError, UnsupportedDocument, ValueError) as exc:
+    except (FileNotFoundError, UnsupportedDocument, ToolInputError) as exc:
         raise fail(str(exc)) from exc
     if as_json:
         print_json(report)
@@ -94,11 +95,12 @@ def search_cmd(
     as_json: bool = JsonOption,
 ) -> None:
     from knowledge.search import search_knowledge
+    from tools.errors import ToolInputError
 
     store = _store(mode)
     try:
         results = search_knowledge(store=store, query=query, k=k)
-    except ValueError as exc:
+    except ToolInputError as exc:
         raise fail(str(exc), code=2) from exc
     if as_json:
         print_json(results)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import typer
+from typer.core import TyperGroup
 
 from valuechain.cli import analysis as analysis_cmd
 from valuechain.cli import ask as ask_cmd
@@ -18,6 +21,17 @@ from valuechain.cli import review as review_cmd
 from valuechain.cli import serve as serve_cmd
 from valuechain.cli import setup as setup_cmd
 from valuechain.cli import tools_cmd
+from valuechain.cli.common import internal_errors
+
+
+class Commands(TyperGroup):
+    """The command groups, each command run under `internal_errors`: a data fault or a bug in any
+    command is one line with an error id on stderr (exit 1), its traceback only in the log."""
+
+    def invoke(self, ctx: Any) -> Any:
+        with internal_errors():
+            return super().invoke(ctx)
+
 
 app = typer.Typer(
     name="valuechain",
@@ -25,6 +39,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    cls=Commands,
 )
 
 app.command("init", help="Create or migrate the database and load the demo company on first start.")(

@@ -7,8 +7,6 @@ admin (checked again in tools/review.py), and must quote the version the reviewe
 
 from __future__ import annotations
 
-import datetime as dt
-
 import typer
 from rich.table import Table
 from sqlalchemy import select
@@ -19,9 +17,8 @@ from tools.review import (
     REJECT_REASONS,
     Decision,
     DecisionRefused,
-    RecommendationExpired,
     RecommendationNotFound,
-    decide_recommendation,
+    decide_and_commit,
     expire_stale,
     get_recommendation,
     list_recommendations,
@@ -30,6 +27,7 @@ from valuechain.cli.common import (
     DatabaseUrlOption,
     JsonOption,
     console,
+    date_option,
     fail,
     print_json,
     settings_for,
@@ -41,15 +39,6 @@ app = typer.Typer(no_args_is_help=True)
 
 # Exit codes: 2 = a mistake in the command, 3 = the decision was refused (decided, changed, expired).
 REFUSED_EXIT = 3
-
-
-def _date(value: str | None, option: str) -> dt.date | None:
-    if value is None:
-        return None
-    try:
-        return dt.date.fromisoformat(value)
-    except ValueError:
-        raise fail(f"{option} must be a date like 2026-03-31; got {value!r}", code=2) from None
 
 
 def _money(x: float | None) -> str:
@@ -75,8 +64,8 @@ def list_cmd(
             status=status,
             account_id=account_id,
             action=action,
-            created_from=_date(created_from, "--from"),
-            created_to=_date(created_to, "--to"),
+            created_from=date_option(created_from, "--from"),
+            created_to=date_option(created_to, "--to"),
             limit=limit,
             offset=offset,
             ttl_days=settings.recommendation_ttl_days,
@@ -168,7 +157,7 @@ def _decide(
                 code=2,
             )
         try:
-            result = decide_recommendation(
+            result = decide_and_commit(
                 session=session,
                 recommendation_id=recommendation_id,
                 decision=decision,
@@ -180,12 +169,7 @@ def _decide(
                 note=note,
                 ttl_days=settings.recommendation_ttl_days,
             )
-            session.commit()
         except DecisionRefused as exc:
-            session.rollback()
-            if isinstance(exc, RecommendationExpired):
-                expire_stale(session=session, ttl_days=settings.recommendation_ttl_days)
-                session.commit()
             if as_json:
                 print_json(exc.as_dict())
             raise fail(exc.message, code=REFUSED_EXIT) from None

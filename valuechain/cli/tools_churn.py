@@ -5,8 +5,6 @@ The `tools` command group registers these with `register(app)`.
 
 from __future__ import annotations
 
-import datetime as dt
-
 import typer
 from rich.table import Table
 
@@ -14,34 +12,14 @@ from valuechain.cli.common import (
     DatabaseUrlOption,
     JsonOption,
     console,
+    date_option,
     fail,
+    filters_option,
     print_json,
     settings_for,
     tool_errors,
 )
 from valuechain.runtime import get_sessionmaker
-
-
-def _date(value: str | None) -> dt.date | None:
-    if value is None:
-        return None
-    try:
-        return dt.date.fromisoformat(value)
-    except ValueError as exc:
-        raise fail(f"--as-of must be a date like 2026-09-30; got {value!r}", code=2) from exc
-
-
-def _filters(items: list[str]) -> dict[str, str | list[str]]:
-    out: dict[str, str | list[str]] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip() or not value.strip():
-            raise fail(f"--filter takes key=value (e.g. segment=Enterprise); got {item!r}", code=2)
-        values = [v.strip() for v in value.split(",") if v.strip()]
-        previous = out.get(key.strip())
-        merged = ([previous] if isinstance(previous, str) else previous or []) + values
-        out[key.strip()] = merged
-    return out
 
 
 def churn_risk_cmd(
@@ -69,8 +47,8 @@ def churn_risk_cmd(
         result = churn_risk(
             session=session,
             account_id=account_id,
-            filters=_filters(filters) or None,
-            as_of=_date(as_of),
+            filters=filters_option(filters),
+            as_of=date_option(as_of, "--as-of"),
             limit=limit,
             band_thresholds=(low, high),
             top_drivers=top_drivers,
@@ -140,7 +118,7 @@ def next_best_action_cmd(
             session=session,
             account_id=account_id,
             limit=limit,
-            as_of=_date(as_of),
+            as_of=date_option(as_of, "--as-of"),
             playbook_path=playbook,
             cooldown_days=cooldown_days,
             rejection_days=rejection_days,

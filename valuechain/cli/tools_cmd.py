@@ -7,7 +7,6 @@ the tool's message on stderr.
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TypeVar, cast
@@ -24,7 +23,8 @@ from valuechain.cli.common import (
     DatabaseUrlOption,
     JsonOption,
     console,
-    fail,
+    date_option,
+    filters_option,
     print_json,
     settings_for,
     tool_errors,
@@ -50,29 +50,6 @@ def _run(database_url: str | None, call: Callable[[Session], T]) -> T:
     """Run a tool in a read-only session; tool-input errors exit 2, a missing schema exits 1."""
     with tool_errors(), _session(database_url) as session:
         return call(session)
-
-
-def parse_filters(items: list[str]) -> dict[str, str | list[str]] | None:
-    """--filter key=value[,value] items as a filters dict (repeated keys merge)."""
-    out: dict[str, list[str]] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        values = [v.strip() for v in value.split(",") if v.strip()]
-        if not sep or not key.strip() or not values:
-            raise fail(f"--filter takes key=value (e.g. segment=Enterprise); got {item!r}", code=2)
-        out.setdefault(key.strip(), []).extend(values)
-    if not out:
-        return None
-    return {k: v[0] if len(v) == 1 else v for k, v in out.items()}
-
-
-def _date(value: str | None, option: str) -> dt.date | None:
-    if value is None:
-        return None
-    try:
-        return dt.date.fromisoformat(value)
-    except ValueError:
-        raise fail(f"{option} must be a date like 2026-03-31; got {value!r}", code=2) from None
 
 
 def _money(x: float | None) -> str:
@@ -165,8 +142,8 @@ def rank_cmd(
     database_url: str | None = DatabaseUrlOption,
     as_json: bool = JsonOption,
 ) -> None:
-    parsed = parse_filters(filters)
-    day = _date(as_of, "--as-of")
+    parsed = filters_option(filters)
+    day = date_option(as_of, "--as-of")
     result = _run(
         database_url,
         lambda s: rank(
@@ -221,7 +198,7 @@ def account_cmd(
     database_url: str | None = DatabaseUrlOption,
     as_json: bool = JsonOption,
 ) -> None:
-    day = _date(as_of, "--as-of")
+    day = date_option(as_of, "--as-of")
     p = _run(database_url, lambda s: get_account(session=s, account_id=account_id, as_of=day))
     if as_json:
         print_json(p)
@@ -287,7 +264,7 @@ def accounts_cmd(
     database_url: str | None = DatabaseUrlOption,
     as_json: bool = JsonOption,
 ) -> None:
-    parsed = parse_filters(filters)
+    parsed = filters_option(filters)
     result = _run(
         database_url,
         lambda s: list_accounts(session=s, filters=parsed, search=search, limit=limit, offset=offset),
@@ -326,7 +303,7 @@ def timeline_cmd(
     database_url: str | None = DatabaseUrlOption,
     as_json: bool = JsonOption,
 ) -> None:
-    since_day = _date(since, "--since")
+    since_day = date_option(since, "--since")
     t = _run(
         database_url,
         lambda s: account_timeline(session=s, account_id=account_id, limit=limit, since=since_day),
