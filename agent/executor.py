@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel
+from sqlalchemy import select
 
 from agent.deps import RunContext, ToolFixableError
 from agent.middleware import named_by_user
@@ -33,8 +34,8 @@ from tools.activities import ActivityScores
 from tools.analysis.models import ValueChainAnalysis
 from tools.churn.schemas import ChurnRiskResult
 from tools.nba import NextBestActionResult
-from tools.ranking import RankResult
-from tools.registry import MODEL_TOOLS, TOOLS_BY_NAME
+from tools.ranking import ACCOUNT_FILTERS, RankResult
+from tools.registry import FILTER_KEYS, MODEL_TOOLS, TOOLS_BY_NAME
 
 ID_ARGS = ("account_id", "activity_id")
 OFFERED = {t.name for t in MODEL_TOOLS}
@@ -110,6 +111,9 @@ class Executor:
         self.known = known
         """Everything the user wrote and earlier answers said, upper-cased (ids may come from there)."""
         self.on_event = on_event
+        self._values: dict[str, set[str]] | None = None
+        self.last = Execution()
+        """The execution running or last run (what a fault report names)."""
         self.done: dict[str, StepRun] = {}
         """Successful runs by (tool, args) key, kept across a replan so nothing runs twice."""
 
@@ -199,7 +203,9 @@ class Executor:
             if len(kept) != len(filters):
                 dropped = [f"{k}={v!r}" for k, v in filters.items() if k not in kept]
                 ex.notes.append(f"dropped filters the user never named: {', '.join(dropped)}")
-                s.args["filters"] = kept or None
+            if kept and (s.tool == "churn_risk" or s.args.get("entity") == "accounts"):
+                kept = self._rekeyed(kept, ex)
+            s.args["filters"] = kept or None
         for arg in ID_ARGS:
             value = s.args.get(arg)
             if (isinstance(value, str) and value.strip() and parse_ref(value) is None
@@ -207,6 +213,32 @@ class Executor:
                 return (f"{arg} {value!r} was not given by the user nor returned by a step; never invent ids: "
                         "find accounts with rank or churn_risk first, or ask the user")
         return None
+
+    def _rekeyed(self, filters: dict[str, Any], ex: Execution) -> dict[str, Any]:
+        """Filters with a value moved to the one field that holds it ("industry": "Mid-Market" is a
+        segment): the 1.5B model mixes up the field a named scope belongs to."""
+        known = self._filter_values()
+        out: dict[str, Any] = {}
+        for key, value in filters.items():
+            text = str(value).casefold()
+            if not isinstance(value, str) or text in known.get(key, set()):
+                out[key] = value
+                continue
+            homes = [k for k, values in known.items() if text in values]
+            if len(homes) == 1 and homes[0] not in out:
+                ex.notes.append(f"filter {key}={value!r} is a {homes[0]}: moved")
+                out[homes[0]] = value
+            else:
+                out[key] = value  # the tool says which values are valid
+        return out
+
+    def _filter_values(self) -> dict[str, set[str]]:
+        if self._values is None:
+            with self.ctx.sessions() as session:
+                self._values = {key: {str(v).casefold() for v in session.scalars(
+                    select(ACCOUNT_FILTERS[key]).where(ACCOUNT_FILTERS[key].is_not(None)).distinct())}
+                    for key in FILTER_KEYS}
+        return self._values
 
     # ------------------------------------------------------------------ running
     def _resolve(self, s: StepRun, steps: list[StepRun]) -> str | None:
@@ -250,6 +282,7 @@ class Executor:
         if on_event is not None:
             self.on_event = on_event
         ex = Execution()
+        self.last = ex
         steps = self.prepare(plan, ex)
         ex.steps = steps
         pending = [s for s in steps if s.error is None]

@@ -32,14 +32,22 @@ from sqlalchemy.orm import Session, sessionmaker
 from agent.copilot import AgentAnswer, AgentEvent, ToolCallInfo, run_sync
 from agent.deps import RunContext
 from agent.executor import Execution, Executor, StepRun
-from agent.middleware import LLMUnavailableError, conversation_text, describe_llm_error, squash
+from agent.middleware import (
+    InternalToolError,
+    LLMUnavailableError,
+    describe_llm_error,
+    internal_error_answer,
+    internal_error_record,
+    squash,
+)
 from agent.numbers import untraceable
 from agent.plan import Plan
-from agent.planner import Planner, Retrieve
+from agent.planner import Planner, Retrieve, planner_system_prompt
 from agent.prompts import load_prompt
 from agent.render import render
-from agent.runlog import RunLog, history, new_id
+from agent.runlog import RunLog, history
 from knowledge.search import KnowledgeResults
+from tools.errors import new_error_id
 from tools.registry import TOOLS_BY_NAME
 
 if TYPE_CHECKING:
@@ -74,14 +82,6 @@ class Turn:
     calls: dict[str, ToolCallInfo] = field(default_factory=dict)
     answer: str = ""
     steps: list[StepRun] = field(default_factory=list)
-
-
-class InternalError(RuntimeError):
-    """A fault (not the user's, not the model's) stopped the turn; `error_id` is in the log."""
-
-    def __init__(self, error_id: str, cause: BaseException) -> None:
-        super().__init__(f"{type(cause).__name__}: {cause}")
-        self.error_id = error_id
 
 
 class PlanCopilot:
@@ -124,13 +124,7 @@ class PlanCopilot:
     # ------------------------------------------------------------------ warm-up
     def warm(self, runtime: LLMRuntime) -> float:
         """Fill the planner's and the answerer's prompt caches with their fixed prefixes."""
-        if not runtime.embedded:
-            return 0.0
-        t0 = time.perf_counter()
-        runtime.router(max_tokens=1).invoke([SystemMessage(self.planner.system), HumanMessage("hello")])  # same slot
-        runtime.answerer(max_tokens=1).invoke([SystemMessage(self.answer_prompt), HumanMessage("hello")])
-        runtime.warm_s = time.perf_counter() - t0
-        return runtime.warm_s
+        return warm_prefixes(runtime)
 
     # ------------------------------------------------------------------ model calls
     async def _model(self, turn: Turn, call: Callable[[], Any]) -> Any:
@@ -194,10 +188,11 @@ class PlanCopilot:
 
         try:
             execution = await turn.executor.run(plan, on_event)
-        except Exception as exc:  # a fault in a tool: not the model's to fix
-            error_id = new_id("err")
+        except Exception as exc:  # a fault in a tool (a DataFault or a bug): not the model's to fix
+            error_id = new_error_id()
             log.exception("internal error %s in run %s", error_id, turn.log.run_id)
-            raise InternalError(error_id, exc) from exc
+            failed = next((s for s in turn.executor.last.steps if s.error and not s.fixable), None)
+            raise InternalToolError(error_id, failed.tool if failed else "executor", exc) from exc
         turn.notes += execution.notes
         turn.steps += execution.steps
         replans = state.get("replans", 0)
@@ -346,6 +341,7 @@ class PlanCopilot:
         yield AgentEvent(type="run_started", run_id=runlog.run_id, conversation_id=runlog.conversation_id)
 
         error: str | None = None
+        fault: str | None = None  # what the run log keeps of an internal error
         try:
             graph: Any = self.graph
             async for item in graph.astream({"replans": 0}, context=turn, stream_mode="custom"):
@@ -354,16 +350,17 @@ class PlanCopilot:
             error = (f"Sorry, {exc}, so I cannot answer right now. Your question is saved in "
                      f"conversation {runlog.conversation_id}; ask again when the model is back.")
             yield AgentEvent(type="error", text=error)
-        except InternalError as exc:
-            error = (f"Sorry, an internal error stopped this answer (error id {exc.error_id}, run {runlog.run_id}: "
-                     f"{exc}). Your question is saved in conversation {runlog.conversation_id}.")
+        except InternalToolError as exc:
+            error = internal_error_answer(exc.error_id, exc.cause, conversation_id=runlog.conversation_id,
+                                          run_id=runlog.run_id)
+            fault = internal_error_record(exc.error_id, exc.cause)
             yield AgentEvent(type="error", text=error)
 
         answer = error or turn.answer or "I could not produce an answer to that."
         if not error:
             runlog.message("assistant", answer)
         latency = time.perf_counter() - t0
-        runlog.finish(answer=None if error else answer, error=error, latency_ms=latency * 1000)
+        runlog.finish(answer=None if error else answer, error=fault or error, latency_ms=latency * 1000)
         result = AgentAnswer(
             answer=answer, conversation_id=runlog.conversation_id, run_id=runlog.run_id, model=self.model_name,
             tool_calls=list(turn.calls.values()), llm_calls=runlog.llm_seq,
@@ -388,6 +385,17 @@ class PlanCopilot:
         return run_sync(self.aask(question, **kwargs))
 
 
+def warm_prefixes(runtime: LLMRuntime) -> float:
+    """Fill the embedded server's planner slot and answer slot with their fixed prompt prefixes."""
+    if not runtime.embedded:
+        return 0.0
+    t0 = time.perf_counter()
+    runtime.router(max_tokens=1).invoke([SystemMessage(planner_system_prompt()), HumanMessage("hello")])  # same slot
+    runtime.answerer(max_tokens=1).invoke([SystemMessage(load_prompt("answer_plan.md")), HumanMessage("hello")])
+    runtime.warm_s = time.perf_counter() - t0
+    return runtime.warm_s
+
+
 def _unique(steps: list[StepRun]) -> list[StepRun]:
     """Steps with distinct results (a replan may repeat a call; show it once)."""
     seen: set[int] = set()
@@ -399,4 +407,4 @@ def _unique(steps: list[StepRun]) -> list[StepRun]:
     return out
 
 
-__all__ = ["InternalError", "PlanCopilot", "conversation_text"]
+__all__ = ["PlanCopilot", "warm_prefixes"]

@@ -25,7 +25,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from tools.registry import MODEL_TOOLS, ToolSpec
+from tools.registry import FILTER_KEYS, MODEL_TOOLS, ToolSpec
 
 Intent = Literal["answer", "file", "clarify", "off_topic"]
 INTENTS: tuple[Intent, ...] = ("answer", "file", "clarify", "off_topic")
@@ -64,12 +64,21 @@ def refs_of(step: Step) -> list[int]:
     return sorted({r[0] for v in step.args.values() if (r := parse_ref(v)) is not None})
 
 
+FILTERS_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {key: {"type": "string"} for key in FILTER_KEYS},
+    "additionalProperties": False,
+}
+"""Filters in a plan: only the keys a user names a scope by (the ReAct schema allows any key, and
+the 1.5B model put `limit` inside filters in 1 of the first 14 held-out questions)."""
+
+
 def _step_schema(spec: ToolSpec[Any, Any]) -> dict[str, Any]:
     params = spec.params.model_json_schema()
     args: dict[str, Any] = {"type": "object", "properties": {}, "additionalProperties": False}
     for name, prop in params.get("properties", {}).items():
         kept = {k: v for k, v in prop.items() if k not in ("title", "description", "default")}
-        args["properties"][name] = kept
+        args["properties"][name] = FILTERS_SCHEMA if name == "filters" else kept
     if params.get("required"):
         args["required"] = list(params["required"])
     return {

@@ -13,9 +13,12 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from agent.copilot import Copilot
+from agent.copilot import Agent, Copilot
+from agent.exemplar_library import nearest_last
 from agent.llm.model_files import ProgressFn
 from agent.llm.runtime import LLMRuntime
+from agent.pipeline import PlanCopilot
+from agent.plan import plan_schema
 from valuechain.config import Settings
 from valuechain.runtime import get_sessionmaker
 
@@ -26,8 +29,9 @@ def build_copilot(
     *,
     sessions: sessionmaker[Session] | None = None,
     knowledge: Callable[[], Any] | None = None,
-) -> Copilot:
-    """A Copilot talking to `runtime`, over `sessions` and `knowledge` (default: from settings)."""
+) -> Agent:
+    """The agent of `settings.agent_design` talking to `runtime`, over `sessions` and `knowledge`
+    (default: from settings)."""
 
     @cache
     def default_knowledge() -> Any:
@@ -35,6 +39,17 @@ def build_copilot(
 
         return KnowledgeStore.from_settings(settings)
 
+    if settings.agent_design == "plan":
+        return PlanCopilot(
+            sessions=sessions or get_sessionmaker(settings),
+            knowledge=knowledge or default_knowledge,
+            planner=runtime.planner(plan_schema()),
+            answerer=runtime.answerer(),
+            model_name=runtime.model,
+            retrieve=nearest_last(settings.plan_exemplars) if settings.plan_exemplars else None,
+            recommendation_ttl_days=settings.recommendation_ttl_days,
+            llm_call_timeout_s=settings.llm_timeout_s,
+        )
     return Copilot(
         sessions=sessions or get_sessionmaker(settings),
         knowledge=knowledge or default_knowledge,
@@ -49,13 +64,13 @@ def build_copilot(
 @contextmanager
 def open_copilot(
     settings: Settings, *, warm: bool = True, progress: ProgressFn | None = None
-) -> Iterator[tuple[Copilot, LLMRuntime]]:
+) -> Iterator[tuple[Agent, LLMRuntime]]:
     """A Copilot and its model runtime; the embedded server (if any) stops on exit."""
     runtime = LLMRuntime.open(settings, progress=progress)
     try:
         copilot = build_copilot(settings, runtime)
         if warm:
-            runtime.warm(copilot.system_prompt, copilot.tools)
+            copilot.warm(runtime)
         yield copilot, runtime
     finally:
         runtime.close()

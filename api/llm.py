@@ -95,7 +95,7 @@ def _open_agent(
         copilot = build_copilot(settings, runtime, sessions=sessions, knowledge=knowledge)
         if runtime.embedded:
             state.status = "warming"
-            runtime.warm(copilot.system_prompt, copilot.tools)
+            copilot.warm(runtime)
         state.copilot = copilot
         state.status = "ready"
         log.info("agent ready: %s at %s (%.1f s)", runtime.model, runtime.base_url,

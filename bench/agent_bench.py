@@ -109,7 +109,7 @@ def main() -> None:
     with LLMRuntime.open(settings, share=False) as runtime:
         starts.append(runtime.timings.get("server_start_s", 0.0))
         copilot = build_copilot(settings, runtime)
-        warm_s = runtime.warm(copilot.system_prompt, copilot.tools)
+        warm_s = copilot.warm(runtime)
         print(f"warm-up {warm_s:.1f}s", flush=True)
         for q in QUESTIONS[: args.warm_turns]:
             rows.append(turn_record("warm", q, copilot.ask(q)))

@@ -44,6 +44,8 @@ class ChatModels(Protocol):
 
     def answerer(self, **overrides: Any) -> BaseChatModel: ...
 
+    def planner(self, schema: dict[str, Any], **overrides: Any) -> Any: ...
+
 
 @dataclass
 class RunOptions:
@@ -62,6 +64,10 @@ class RunOptions:
     mode: Mode = "live"
     cassette_dir: Path | None = None
     progress: Callable[[str], None] | None = None
+    design: Literal["react", "plan"] = "react"
+    """Which agent the model suites run (settings AGENT_DESIGN)."""
+    exemplars: int = 4
+    """Planner exemplars per question (plan design)."""
 
 
 def _say(options: RunOptions, text: str) -> None:
@@ -73,6 +79,12 @@ def _pick(items: Sequence[Any], ids: frozenset[str] | None) -> list[Any]:
     return [i for i in items if ids is None or i.id in ids]
 
 
+def _plan_retriever(options: RunOptions) -> Callable[[str], str] | None:
+    from agent.exemplar_library import nearest_last
+
+    return nearest_last(options.exemplars) if options.exemplars else None
+
+
 def copilot_factory(models: ChatModels, knowledge: Callable[[], Any], options: RunOptions) -> Callable[[Any], Any]:
     """Copilots over given sessions with the models' router and answerer.
 
@@ -82,6 +94,18 @@ def copilot_factory(models: ChatModels, knowledge: Callable[[], Any], options: R
     from agent.copilot import Copilot
 
     overrides = {} if options.temperature is None else {"temperature": options.temperature}
+
+    if options.design == "plan":
+        from agent.pipeline import PlanCopilot
+        from agent.plan import plan_schema
+
+        def make_plan(sessions: Any) -> PlanCopilot:
+            return PlanCopilot(sessions=sessions, knowledge=knowledge, planner=models.planner(plan_schema(), **overrides),
+                               answerer=models.answerer(**overrides), model_name=models.model,
+                               retrieve=_plan_retriever(options), recommendation_ttl_days=None,
+                               llm_call_timeout_s=options.llm_timeout_s)
+
+        return make_plan
 
     def make(sessions: Any) -> Copilot:
         return Copilot(sessions=sessions, knowledge=knowledge, router=models.router(**overrides),
@@ -151,11 +175,19 @@ def run_selection_suite(models: ChatModels, options: RunOptions) -> SuiteResult:
     cases = _pick(load_cases(options.cases.get("selection", CASES_DIR / "selection.yaml")), options.ids)
     overrides = {} if options.temperature is None else {"temperature": options.temperature}
     t0 = time.perf_counter()
-    report = run_selection(
-        cases, router=models.router(**overrides), tools=build_tools(), system_prompt=load_prompt("system.md"),
-        model=models.model,
-        progress=lambda r: _say(options, f"selection {r.id}: {'ok' if r.args_ok else r.detail}"),
-    )
+    say = lambda r: _say(options, f"selection {r.id}: {'ok' if r.args_ok else r.detail}")  # noqa: E731
+    if options.design == "plan":
+        from agent.plan import plan_schema
+        from agent.planner import Planner
+        from evals.selection import run_plan_selection
+
+        planner = Planner(models.planner(plan_schema(), **overrides), retrieve=_plan_retriever(options))
+        report = run_plan_selection(cases, planner=planner, tools=build_tools(), model=models.model, progress=say)
+    else:
+        report = run_selection(
+            cases, router=models.router(**overrides), tools=build_tools(), system_prompt=load_prompt("system.md"),
+            model=models.model, progress=say,
+        )
     return _with_ids(selection_result(report, time.perf_counter() - t0), cases)
 
 

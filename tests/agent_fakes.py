@@ -127,3 +127,6 @@ class ScriptedModels:
 
     def answerer(self, **overrides: Any) -> BaseChatModel:
         return ScriptedChatModel(script=self.script, label="answerer")
+
+    def planner(self, schema: dict[str, Any], **overrides: Any) -> BaseChatModel:
+        return ScriptedChatModel(script=self.script, label="planner")

@@ -186,7 +186,8 @@ def test_a_fault_in_a_tool_ends_the_turn_with_an_error_id_and_is_logged(
     monkeypatch.setattr(tools.accounts, "require_account", broken)
     script = Script([plan("answer", ("get_account", {"account_id": top}))])
     result = copilot_for(sessions, script).ask(f"Tell me about {top}")
-    assert result.error is not None and "error id err-" in result.error and "ZeroDivisionError" in result.error
+    assert result.error is not None and "internal error stopped this answer (error id" in result.error
+    assert "unexpected ZeroDivisionError" in result.error and "bug" not in result.error  # no internals shown
     assert result.answer == result.error
     with sessions() as s:
         logged = s.scalars(select(ToolCall).where(ToolCall.run_id == result.run_id)).all()
@@ -229,3 +230,20 @@ def test_executor_renumbers_references_when_it_adds_a_step(sessions: sessionmake
     assert [(s.index, s.tool, s.args.get("account_id")) for s in steps] == [
         (1, "get_account", "ACME-0002"), (2, "next_best_action", "ACME-0001"),
         (3, "propose_recommendation", "ACME-0001"), (4, "account_timeline", "#1")]
+
+
+def test_a_named_scope_under_the_wrong_field_is_moved_to_its_field(sessions: sessionmaker[Session]) -> None:
+    script = Script([
+        plan("answer", ("rank", {"entity": "accounts", "metric": "churn_probability", "filters": {"industry": "SMB"}})),
+        say("The riskiest SMB accounts."),
+    ])
+    result = copilot_for(sessions, script).ask("Which SMB accounts are most at risk?")
+    assert result.tool_calls[0].args["filters"] == {"segment": "SMB"} and result.tool_calls[0].ok
+    assert "filter industry='SMB' is a segment: moved" in result.notes
+    assert all(f"({i})" in result.answer for i in ranked(sessions, 10, segment="SMB"))
+
+
+def test_plan_filters_take_only_the_scope_fields() -> None:
+    rank_args = plan_schema()["properties"]["steps"]["items"]["anyOf"][0]["properties"]["args"]
+    assert set(rank_args["properties"]["filters"]["properties"]) == {"segment", "region", "plan", "industry"}
+    assert rank_args["properties"]["filters"]["additionalProperties"] is False

@@ -141,6 +141,8 @@ def _problems(exc: ValidationError) -> str:
 # included: they are part of the recorded requests).
 
 PERIOD = 'A year such as "2026"; empty for the latest.'
+FILTER_KEYS = ("segment", "region", "plan", "industry")
+"""The account fields a user scopes a question by (the model's filters)."""
 SCOPE = "only a segment, region, plan or industry the user named."
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -40,6 +41,12 @@ class Settings(BaseSettings):
     playbook_path: Path | None = Field(
         default=None, description="A user playbook YAML replacing the shipped tools/playbook.yaml"
     )
+
+    agent_design: Literal["plan", "react"] = Field(
+        default="react",
+        description="plan: plan -> execute -> answer (two model calls a turn); react: the tool-calling loop",
+    )
+    plan_exemplars: int = Field(default=4, ge=0, le=12, description="Planner exemplars retrieved per question")
 
     recommendation_ttl_days: int = Field(
         default=30, ge=0, description="Pending recommendations older than this can no longer be decided (0 = never)"

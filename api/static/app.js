@@ -371,6 +371,18 @@ function rememberKnowledge(text) {
   }
 }
 
+function planNode(steps) {
+  // the agent's plan, before its steps run: one line per tool call, references as "result of step N"
+  const arg = (v) => {
+    if (typeof v === "string" && /^#\d/.test(v)) return `result of step ${v.slice(1).split(".")[0]}`;
+    return typeof v === "object" && v !== null ? Object.values(v).join(", ") : String(v);
+  };
+  const items = steps.map((s) =>
+    el("li", {}, `${s.tool.replace(/_/g, " ")}${Object.keys(s.args || {}).length ? ": " : ""}` +
+      Object.entries(s.args || {}).filter(([, v]) => v !== null && v !== "").map(([k, v]) => `${k} ${arg(v)}`).join("; ")));
+  return el("div", { class: "plan" }, el("div", { class: "muted small" }, "Plan"), el("ol", {}, ...items));
+}
+
 function userBubble(text) {
   return el("div", { class: "msg user" }, el("div", { class: "bubble" }, text));
 }
@@ -433,6 +445,9 @@ async function sendChat(message) {
     for await (const { event, data } of sseEvents(resp)) {
       if (event === "run_started") {
         state.conversationId = data.conversation_id;
+      } else if (event === "plan") {
+        const steps = (data.plan && data.plan.steps) || [];
+        if (steps.length) view.tools.append(planNode(steps));
       } else if (event === "token") {
         view.text += data.text || "";
         view.body.textContent = view.text;

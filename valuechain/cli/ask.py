@@ -14,14 +14,14 @@ from valuechain.config import get_settings
 if TYPE_CHECKING:
     from contextlib import AbstractContextManager
 
-    from agent.copilot import AgentAnswer, Copilot
+    from agent.copilot import Agent, AgentAnswer
     from agent.llm.runtime import LLMRuntime
 
 ConversationOption = typer.Option(None, "--conversation", "-c", help="Continue this conversation id")
 NoWarmOption = typer.Option(False, "--no-warm", help="Skip warming the embedded model's prompt cache")
 
 
-def _open(warm: bool) -> AbstractContextManager[tuple[Copilot, LLMRuntime]]:
+def _open(warm: bool) -> AbstractContextManager[tuple[Agent, LLMRuntime]]:
     from agent.llm.client import LLMConfigError
     from agent.llm.model_files import ModelFilesError
     from agent.llm.server import LLMServerError
@@ -71,7 +71,7 @@ def ask(
         raise typer.Exit(3)
 
 
-async def _chat_turn(copilot: Copilot, question: str, conversation: str | None) -> AgentAnswer | None:
+async def _chat_turn(copilot: Agent, question: str, conversation: str | None) -> AgentAnswer | None:
     final = None
     streamed = False
     async for event in copilot.astream(question, conversation_id=conversation):

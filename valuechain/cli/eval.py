@@ -132,6 +132,7 @@ def run(
         temperature=temperature, llm_timeout_s=settings.llm_timeout_s,
         mode="replay" if replay else "record" if record else "live", cassette_dir=cassettes,
         progress=None if as_json else lambda line: err_console.print(f"[dim]{line}[/]"),
+        design=settings.agent_design, exemplars=settings.plan_exemplars,
     )
     label = str(thresholds or "evals/thresholds.yaml")
     try:
@@ -149,7 +150,13 @@ def run(
             from agent.tools import build_tools
 
             with LLMRuntime.open(settings) as runtime:
-                runtime.warm(load_prompt("system.md"), build_tools())  # outside any cassette: not recorded
+                # outside any cassette: not recorded
+                if settings.agent_design == "plan":
+                    from agent.pipeline import warm_prefixes
+
+                    warm_prefixes(runtime)
+                else:
+                    runtime.warm(load_prompt("system.md"), build_tools())
                 report = run_suites(options, models=lambda _suite: runtime, thresholds=limits, thresholds_label=label)
     except (LLMConfigError, ModelFilesError, LLMServerError, ReplayError, ValueError) as exc:
         raise fail(str(exc), code=2) from exc
