@@ -24,17 +24,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import select
 
 from agent.deps import RunContext, ToolFixableError
 from agent.middleware import named_by_user
 from agent.plan import Plan, Step, parse_ref, refs_of
-from tools.accounts import AccountList, AccountProfile, AccountTimeline
+from tools.accounts import AccountList, AccountProfile, AccountTimeline, scope_values
 from tools.activities import ActivityScores
 from tools.analysis.models import ValueChainAnalysis
 from tools.churn.schemas import ChurnRiskResult
 from tools.nba import NextBestActionResult
-from tools.ranking import ACCOUNT_FILTERS, RankResult
+from tools.ranking import RankResult
 from tools.registry import FILTER_KEYS, MODEL_TOOLS, TOOLS_BY_NAME
 
 ID_ARGS = ("account_id", "activity_id")
@@ -235,9 +234,8 @@ class Executor:
     def _filter_values(self) -> dict[str, set[str]]:
         if self._values is None:
             with self.ctx.sessions() as session:
-                self._values = {key: {str(v).casefold() for v in session.scalars(
-                    select(ACCOUNT_FILTERS[key]).where(ACCOUNT_FILTERS[key].is_not(None)).distinct())}
-                    for key in FILTER_KEYS}
+                found = scope_values(session=session, keys=FILTER_KEYS, limit=10_000)
+            self._values = {key: {v.casefold() for v in values} for key, values in found.items()}
         return self._values
 
     # ------------------------------------------------------------------ running

@@ -42,13 +42,14 @@ from agent.middleware import (
 )
 from agent.numbers import untraceable
 from agent.plan import Plan
-from agent.planner import Planner, Retrieve, planner_system_prompt
+from agent.planner import Gate, Planner, Retrieve
 from agent.prompts import load_prompt
 from agent.render import render
 from agent.runlog import RunLog, history
 from knowledge.search import KnowledgeResults
+from tools.accounts import scope_values
 from tools.errors import new_error_id
-from tools.registry import TOOLS_BY_NAME
+from tools.registry import FILTER_KEYS, TOOLS_BY_NAME
 
 if TYPE_CHECKING:
     from agent.llm.runtime import LLMRuntime
@@ -96,6 +97,7 @@ class PlanCopilot:
         answerer: BaseChatModel,
         model_name: str,
         retrieve: Retrieve | None = None,
+        gate: Gate | None = None,
         recommendation_ttl_days: int | None = 30,
         llm_call_timeout_s: float | None = None,
     ) -> None:
@@ -104,7 +106,9 @@ class PlanCopilot:
         self.model_name = model_name
         self.recommendation_ttl_days = recommendation_ttl_days
         self.timeout_s = llm_call_timeout_s
-        self.planner = Planner(planner, retrieve=retrieve)
+        with sessions() as session:
+            scopes = scope_values(session=session, keys=FILTER_KEYS)
+        self.planner = Planner(planner, retrieve=retrieve, scopes=scopes, gate=gate)
         self.answerer = answerer
         self.answer_prompt = load_prompt("answer_plan.md")
         self.knowledge_prompt = load_prompt("answer_knowledge.md")
@@ -124,7 +128,7 @@ class PlanCopilot:
     # ------------------------------------------------------------------ warm-up
     def warm(self, runtime: LLMRuntime) -> float:
         """Fill the planner's and the answerer's prompt caches with their fixed prefixes."""
-        return warm_prefixes(runtime)
+        return warm_prefixes(runtime, self.planner.system)
 
     # ------------------------------------------------------------------ model calls
     async def _model(self, turn: Turn, call: Callable[[], Any]) -> Any:
@@ -149,9 +153,12 @@ class PlanCopilot:
         write = get_stream_writer()
         t0 = time.perf_counter()
         reply = await self._model(turn, lambda: self.planner.plan(turn.question, turn.history, state.get("feedback")))
-        turn.log.llm_call(model=self.model_name, prompt_tokens=reply.prompt_tokens,
-                          completion_tokens=reply.completion_tokens, latency_ms=(time.perf_counter() - t0) * 1000,
-                          error=reply.error)
+        if reply.gated:
+            turn.notes.append("off-topic: no answerable question is near it (no model call)")
+        else:
+            turn.log.llm_call(model=self.model_name, prompt_tokens=reply.prompt_tokens,
+                              completion_tokens=reply.completion_tokens,
+                              latency_ms=(time.perf_counter() - t0) * 1000, error=reply.error)
         if reply.plan is None:
             turn.notes.append(f"no usable plan: {reply.error}")
             return {"plan": None, "replan": False}
@@ -385,12 +392,12 @@ class PlanCopilot:
         return run_sync(self.aask(question, **kwargs))
 
 
-def warm_prefixes(runtime: LLMRuntime) -> float:
+def warm_prefixes(runtime: LLMRuntime, planner_system: str) -> float:
     """Fill the embedded server's planner slot and answer slot with their fixed prompt prefixes."""
     if not runtime.embedded:
         return 0.0
     t0 = time.perf_counter()
-    runtime.router(max_tokens=1).invoke([SystemMessage(planner_system_prompt()), HumanMessage("hello")])  # same slot
+    runtime.router(max_tokens=1).invoke([SystemMessage(planner_system), HumanMessage("hello")])  # same slot
     runtime.answerer(max_tokens=1).invoke([SystemMessage(load_prompt("answer_plan.md")), HumanMessage("hello")])
     runtime.warm_s = time.perf_counter() - t0
     return runtime.warm_s

@@ -51,8 +51,18 @@ def tool_catalogue(tools: Sequence[ToolSpec[Any, Any]] = MODEL_TOOLS) -> str:
     return "\n".join(lines)
 
 
-def planner_system_prompt() -> str:
-    return load_prompt("planner.md") + "\n" + tool_catalogue()
+Scopes = dict[str, list[str]]
+"""Account field → the values the data holds (`tools.accounts.scope_values`)."""
+
+
+def planner_system_prompt(scopes: Scopes | None = None) -> str:
+    """The planner's fixed prefix: the rules, the tools and, when given, the data's scope values
+    (so "Healthcare" goes under industry and "EMEA" under region)."""
+    text = load_prompt("planner.md") + "\n" + tool_catalogue()
+    if scopes:
+        listed = "\n".join(f"- {key}: {', '.join(values)}" for key, values in scopes.items() if values)
+        text += "\nFilter values in this company's data, by field:\n" + listed
+    return text
 
 
 @dataclass
@@ -63,20 +73,26 @@ class PlanReply:
     seconds: float
     prompt_tokens: int | None
     completion_tokens: int | None
+    gated: bool = False
+    """Decided off-topic by the similarity gate, without a model call."""
 
 
 Retrieve = Callable[[str], str]
 """question → the rendered exemplars to show ('' for none)."""
+Gate = Callable[[str], bool]
+"""question → whether it is near anything the product answers (False: off-topic, no model call)."""
 
 
 class Planner:
     """Writes plans with one model call each."""
 
-    def __init__(self, model: Runnable[Any, Any], *, retrieve: Retrieve | None = None) -> None:
+    def __init__(self, model: Runnable[Any, Any], *, retrieve: Retrieve | None = None,
+                 scopes: Scopes | None = None, gate: Gate | None = None) -> None:
         """`model` must already constrain its replies to `plan_schema()` (`LLMRuntime.planner`)."""
-        self.system = planner_system_prompt()
+        self.system = planner_system_prompt(scopes)
         self.model = model
         self.retrieve = retrieve
+        self.gate = gate
 
     def messages(self, question: str, history: Sequence[tuple[str, str]] = (), feedback: str | None = None
                  ) -> list[BaseMessage]:
@@ -96,6 +112,9 @@ class Planner:
     async def plan(self, question: str, history: Sequence[tuple[str, str]] = (), feedback: str | None = None
                    ) -> PlanReply:
         t0 = time.perf_counter()
+        if self.gate is not None and not history and feedback is None and not self.gate(question):
+            off = Plan(intent="off_topic")
+            return PlanReply(off, off.compact(), None, time.perf_counter() - t0, None, None, gated=True)
         reply = await self.model.ainvoke(self.messages(question, history, feedback))
         seconds = time.perf_counter() - t0
         raw = str(reply.content).strip() if isinstance(reply, AIMessage) else str(reply)

@@ -16,10 +16,12 @@ from pathlib import Path
 
 from langchain_core.messages import HumanMessage, SystemMessage
 
+from agent.exemplar_library import in_scope
 from agent.llm.runtime import LLMRuntime
 from agent.plan import plan_schema
 from agent.planner import Planner
 from agent.tools import build_tools
+from evals.runner import RunOptions, plan_scopes
 from evals.selection import load_cases, run_plan_selection
 from valuechain.config import get_settings
 
@@ -30,6 +32,9 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=4, help="exemplars retrieved per question (0: none)")
     parser.add_argument("--out", type=Path, default=Path("bench/results/plan-selection.json"))
     parser.add_argument("--only", nargs="*", help="case ids")
+    parser.add_argument("--no-gate", dest="gate", action="store_false", help="no off-topic similarity gate")
+    parser.add_argument("--no-scopes", dest="scopes", action="store_false",
+                        help="leave the data's filter values out of the planner prompt")
     args = parser.parse_args()
     settings = get_settings()
     cases = [c for c in load_cases(args.cases) if not args.only or c.id in args.only]
@@ -40,7 +45,9 @@ def main() -> None:
             from agent.exemplar_library import nearest_last
 
             retrieve = nearest_last(args.k)
-        planner = Planner(runtime.planner(plan_schema()), retrieve=retrieve)
+        scopes = plan_scopes(RunOptions(work_dir=Path("reports/evals/.work")))
+        planner = Planner(runtime.planner(plan_schema()), retrieve=retrieve, scopes=scopes if args.scopes else None,
+                          gate=in_scope if args.gate else None)
         runtime.router(max_tokens=1).invoke([SystemMessage(planner.system), HumanMessage("hello")])  # warm the slot
         t0 = time.perf_counter()
         report = run_plan_selection(
@@ -55,7 +62,7 @@ def main() -> None:
     print(f"abstention {report.abstention:.1%}  p50 {report.latency_p50_s:.1f}s  p95 {report.latency_p95_s:.1f}s  "
           f"{seconds:.0f}s total, load {load0:.2f} → {os.getloadavg()[0]:.2f}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"k": args.k, "seconds": round(seconds, 1), "load_before": load0,
+    args.out.write_text(json.dumps({"k": args.k, "scopes": args.scopes, "gate": args.gate, "seconds": round(seconds, 1), "load_before": load0,
                                     "report": report.model_dump(mode="json")}, indent=2) + "\n", encoding="utf-8")
 
 

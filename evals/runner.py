@@ -79,6 +79,21 @@ def _pick(items: Sequence[Any], ids: frozenset[str] | None) -> list[Any]:
     return [i for i in items if ids is None or i.id in ids]
 
 
+def plan_scopes(options: RunOptions) -> dict[str, list[str]]:
+    """The scope values of the demo fixture the selection and task questions are about."""
+    from crm.db import make_engine, make_sessionmaker
+    from evals.fixtures import fixture_db
+    from tools.accounts import scope_values
+    from tools.registry import FILTER_KEYS
+
+    engine = make_engine(f"sqlite:///{fixture_db('demo', options.work_dir)}")
+    try:
+        with make_sessionmaker(engine)() as session:
+            return scope_values(session=session, keys=FILTER_KEYS)
+    finally:
+        engine.dispose()
+
+
 def _plan_retriever(options: RunOptions) -> Callable[[str], str] | None:
     from agent.exemplar_library import nearest_last
 
@@ -96,13 +111,14 @@ def copilot_factory(models: ChatModels, knowledge: Callable[[], Any], options: R
     overrides = {} if options.temperature is None else {"temperature": options.temperature}
 
     if options.design == "plan":
+        from agent.exemplar_library import in_scope
         from agent.pipeline import PlanCopilot
         from agent.plan import plan_schema
 
         def make_plan(sessions: Any) -> PlanCopilot:
             return PlanCopilot(sessions=sessions, knowledge=knowledge, planner=models.planner(plan_schema(), **overrides),
                                answerer=models.answerer(**overrides), model_name=models.model,
-                               retrieve=_plan_retriever(options), recommendation_ttl_days=None,
+                               retrieve=_plan_retriever(options), gate=in_scope, recommendation_ttl_days=None,
                                llm_call_timeout_s=options.llm_timeout_s)
 
         return make_plan
@@ -177,11 +193,13 @@ def run_selection_suite(models: ChatModels, options: RunOptions) -> SuiteResult:
     t0 = time.perf_counter()
     say = lambda r: _say(options, f"selection {r.id}: {'ok' if r.args_ok else r.detail}")  # noqa: E731
     if options.design == "plan":
+        from agent.exemplar_library import in_scope
         from agent.plan import plan_schema
         from agent.planner import Planner
         from evals.selection import run_plan_selection
 
-        planner = Planner(models.planner(plan_schema(), **overrides), retrieve=_plan_retriever(options))
+        planner = Planner(models.planner(plan_schema(), **overrides), retrieve=_plan_retriever(options),
+                          scopes=plan_scopes(options), gate=in_scope)
         report = run_plan_selection(cases, planner=planner, tools=build_tools(), model=models.model, progress=say)
     else:
         report = run_selection(

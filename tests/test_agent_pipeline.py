@@ -247,3 +247,18 @@ def test_plan_filters_take_only_the_scope_fields() -> None:
     rank_args = plan_schema()["properties"]["steps"]["items"]["anyOf"][0]["properties"]["args"]
     assert set(rank_args["properties"]["filters"]["properties"]) == {"segment", "region", "plan", "industry"}
     assert rank_args["properties"]["filters"]["additionalProperties"] is False
+
+
+def test_a_question_far_from_anything_answerable_is_declined_without_a_model_call(
+    sessions: sessionmaker[Session],
+) -> None:
+    script = Script([])
+    copilot = PlanCopilot(
+        sessions=sessions, knowledge=lambda: pytest.fail("no knowledge"),
+        planner=ScriptedChatModel(script=script, label="planner"),
+        answerer=ScriptedChatModel(script=script, label="answerer"),
+        model_name="scripted", gate=lambda q: "haiku" not in q,
+    )
+    result = copilot.ask("Write a haiku about Mondays.")
+    assert result.llm_calls == 0 and script.requests == [] and "outside what I cover" in result.answer
+    assert "off-topic: no answerable question is near it (no model call)" in result.notes

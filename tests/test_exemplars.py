@@ -345,3 +345,12 @@ def test_the_default_retriever_renders_the_nearest_shipped_exemplars() -> None:
     question = "which accounts have the most open tickets in EMEA"
     assert default_retriever(2)(question) == render(default_index().nearest(question, 2))
     assert default_retriever(0)(question) == ""
+
+
+def test_the_off_topic_gate_passes_every_answerable_exemplar_question() -> None:
+    from agent.exemplar_library import OFF_TOPIC_BELOW, default_index
+
+    index = default_index()
+    weakest = min(index.in_scope_similarity(ex.q) for ex in index.exemplars if ex.plan.intent != "off_topic")
+    assert weakest >= OFF_TOPIC_BELOW  # each is its own nearest: the gate never blocks a known question
+    assert index.in_scope_similarity("Write me a limerick about the weather") < OFF_TOPIC_BELOW

@@ -641,3 +641,22 @@ def account_timeline(
         explanation=explanation,
         inputs=TimelineInputs(account_id=a.id, limit=limit, since=since, as_of=day),
     )
+
+
+# ---------------------------------------------------------------------------- scope values
+
+
+def scope_values(*, session: Session, keys: tuple[str, ...], limit: int = 40) -> dict[str, list[str]]:
+    """The values of each account field in `keys` that accounts in the data hold, sorted (at most
+    `limit` per field): what a user can scope a question by, e.g. {"segment": ["Enterprise", ...]}.
+
+    Args:
+        keys: account filter fields, e.g. ("segment", "region").
+        limit: values listed per field at most.
+    """
+    out: dict[str, list[str]] = {}
+    for key in keys:
+        column = ACCOUNT_FILTERS[key]
+        values = session.scalars(select(column).where(column.is_not(None), column != "").distinct())
+        out[key] = sorted(str(v) for v in values)[:limit]
+    return out

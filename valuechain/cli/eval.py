@@ -153,8 +153,10 @@ def run(
                 # outside any cassette: not recorded
                 if settings.agent_design == "plan":
                     from agent.pipeline import warm_prefixes
+                    from agent.planner import planner_system_prompt
+                    from evals.runner import plan_scopes
 
-                    warm_prefixes(runtime)
+                    warm_prefixes(runtime, planner_system_prompt(plan_scopes(options)))
                 else:
                     runtime.warm(load_prompt("system.md"), build_tools())
                 report = run_suites(options, models=lambda _suite: runtime, thresholds=limits, thresholds_label=label)
