@@ -19,8 +19,8 @@ from agent.llm.model_files import ProgressFn
 from agent.llm.runtime import LLMRuntime
 from agent.pipeline import PlanCopilot
 from agent.plan import plan_schema
-from valuechain.config import Settings
-from valuechain.runtime import get_sessionmaker
+from core.runtime import get_sessionmaker
+from core.settings import Settings
 
 
 def build_copilot(

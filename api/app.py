@@ -36,9 +36,9 @@ from api.routes import (
     ui,
 )
 from api.routes.slack import router as slack_router
+from core.settings import Settings, get_settings
 from crm.db import make_engine, make_sessionmaker
 from tools.errors import DataFault, ToolInputError, internal_summary, new_error_id
-from valuechain.config import Settings, get_settings
 
 if TYPE_CHECKING:
     from knowledge.store import KnowledgeStore

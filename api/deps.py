@@ -19,7 +19,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.auth import PERMISSIONS, Permission, Principal, authenticate
-from valuechain.config import Settings
+from core.settings import Settings
 
 if TYPE_CHECKING:
     from knowledge.store import KnowledgeStore

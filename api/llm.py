@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 from sqlalchemy.orm import Session, sessionmaker
 
-from valuechain.config import Settings
+from core.settings import Settings
 
 READY_TIMEOUT_S = 2.0
 log = logging.getLogger(__name__)

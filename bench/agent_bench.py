@@ -26,7 +26,7 @@ from typing import Any
 from agent.copilot import AgentAnswer
 from agent.llm.runtime import LLMRuntime
 from agent.service import build_copilot
-from valuechain.config import Settings, get_settings
+from core.settings import Settings, get_settings
 
 RESULTS = Path(__file__).resolve().parent / "results" / "agent.json"
 QUESTIONS = (

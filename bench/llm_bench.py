@@ -37,7 +37,7 @@ import httpx
 from agent.llm import probe
 from agent.llm.model_files import DEFAULT_MODEL, ensure_model_file, part_paths
 from agent.llm.server import ANSWER_SLOT, DEFAULT_CTX, ROUTE_SLOT, EmbeddedLLMServer, ServerConfig, Timings
-from valuechain.config import get_settings
+from core.settings import get_settings
 
 OUT = Path(__file__).resolve().parent / "results" / "llm.json"
 

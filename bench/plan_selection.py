@@ -21,9 +21,9 @@ from agent.llm.runtime import LLMRuntime
 from agent.plan import plan_schema
 from agent.planner import Planner
 from agent.tools import build_tools
+from core.settings import get_settings
 from evals.runner import RunOptions, plan_scopes
 from evals.selection import load_cases, run_plan_selection
-from valuechain.config import get_settings
 
 
 def main() -> None:

@@ -14,12 +14,12 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
+from core.settings import Settings
 from knowledge.chunking import CHUNKER_VERSION, Chunk, chunk_document
 from knowledge.embeddings import MODEL_ID
 from knowledge.loaders import SUPPORTED_SUFFIXES, Document, UnsupportedDocument, load_document
 from knowledge.store import KnowledgeStore, Origin
 from tools.errors import ToolInputError
-from valuechain.config import Settings
 
 log = logging.getLogger(__name__)
 

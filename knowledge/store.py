@@ -19,10 +19,10 @@ from chromadb.api import ClientAPI
 from chromadb.api.models.Collection import Collection
 from chromadb.config import Settings as ChromaSettings
 
+from core.settings import Settings, get_settings
 from knowledge.bm25 import BM25Index
 from knowledge.chunking import Chunk, embed_text
 from knowledge.embeddings import ValueChainEmbeddingFunction, check_embedding_config
-from valuechain.config import Settings, get_settings
 
 SearchMode = Literal["vector", "hybrid"]
 SEARCH_MODES: tuple[SearchMode, ...] = get_args(SearchMode)

@@ -20,10 +20,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from agent.copilot import Copilot
 from agent.llm.runtime import LLMRuntime
 from agent.llm.server import embedded_model_name
+from core.settings import get_settings
 from crm.models import Recommendation, ToolCall
 from knowledge.ingest import ensure_corpus_index
 from knowledge.store import KnowledgeStore
-from valuechain.config import get_settings
 
 pytestmark = pytest.mark.vcr
 REPLAY_URL = "http://127.0.0.1:9/v1"

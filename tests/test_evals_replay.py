@@ -22,10 +22,10 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage
 
 from agent.llm.runtime import LLMRuntime
+from core.settings import get_settings
 from evals.replay import CASSETTE_DIR, ReplayError, load_meta, paths, replay_runtime
 from evals.report import SuiteName, load_thresholds
 from evals.runner import RunOptions, run_suites
-from valuechain.config import get_settings
 
 FAKE_URL = "http://fake-llm.test/v1"
 

@@ -16,13 +16,13 @@ from chromadb.api.client import SharedSystemClient
 from chromadb.config import Settings as ChromaSettings
 from typer.testing import CliRunner
 
+from core.settings import get_settings
 from knowledge.embeddings import EMBEDDING_FUNCTION_NAME, MiniLMEmbedder, ValueChainEmbeddingFunction
 from knowledge.ingest import ensure_corpus_index, ingest
 from knowledge.search import KnowledgeResults, search_knowledge
 from knowledge.store import COLLECTION_NAME, KnowledgeStore
 from tools.errors import DataFault, ToolInputError
 from valuechain.cli.main import app
-from valuechain.config import get_settings
 
 FIXTURES = Path(__file__).parent / "fixtures" / "knowledge"
 
@@ -298,8 +298,8 @@ def test_retrieval_eval_metrics(store: KnowledgeStore, docs: Path) -> None:
 
 
 def test_chroma_host_setting_selects_the_http_client(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from core.settings import Settings
     from knowledge.store import make_client
-    from valuechain.config import Settings
 
     calls: list[dict[str, Any]] = []
 

@@ -7,7 +7,7 @@ from langchain_core.messages import HumanMessage
 from live_guard import LiveModelBlockedError
 
 from agent.llm.client import make_chat_model
-from valuechain.config import Settings
+from core.settings import Settings
 
 
 def test_a_chat_model_call_is_stopped_by_the_guard() -> None:

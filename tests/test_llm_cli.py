@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from core.settings import Settings
 from valuechain.cli import llm as llm_cli
 from valuechain.cli.main import app
-from valuechain.config import Settings
 
 runner = CliRunner()
 

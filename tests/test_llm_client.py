@@ -21,7 +21,7 @@ from agent.llm.client import (
 )
 from agent.llm.server import DEFAULT_ALIAS
 from agent.llm.status import SPEED_MAX_TOKENS, measure_speed
-from valuechain.config import Settings
+from core.settings import Settings
 
 
 def _settings(**values: object) -> Settings:

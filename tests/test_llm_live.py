@@ -26,14 +26,14 @@ from agent.llm import probe
 from agent.llm.client import make_chat_model
 from agent.llm.server import ANSWER_SLOT, ROUTE_SLOT, EmbeddedLLMServer
 from agent.tools import build_tools
-from valuechain.config import Settings, get_settings
+from core.settings import Settings, get_settings
 
 pytestmark = pytest.mark.live
 
 ORPHAN_PARENT = """
 import sys, time
 from agent.llm.server import ANSWER_SLOT, ROUTE_SLOT, EmbeddedLLMServer
-from valuechain.config import get_settings
+from core.settings import get_settings
 srv = EmbeddedLLMServer.from_settings(get_settings()).start()
 print(srv.pid, flush=True)
 time.sleep(600)

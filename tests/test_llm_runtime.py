@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from agent.llm.runtime import LLMRuntime, _register, _running_server, _unregister, registry_path
-from valuechain.config import Settings
+from core.settings import Settings
 
 
 class Health(BaseHTTPRequestHandler):

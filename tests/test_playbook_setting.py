@@ -12,9 +12,9 @@ import yaml
 from sqlalchemy import Engine
 from typer.testing import CliRunner
 
+from core.settings import get_settings
 from crm.demo import generate_demo
 from valuechain.cli.main import app
-from valuechain.config import get_settings
 
 SHIPPED = Path(__file__).parents[1] / "tools" / "playbook.yaml"
 

@@ -1,4 +1,4 @@
-"""valuechain/reports and `valuechain analysis report`: md, html and pdf carry every step."""
+"""tools/analysis/report and `valuechain analysis report`: md, html and pdf carry every step."""
 
 from __future__ import annotations
 
@@ -17,10 +17,10 @@ from crm.db import make_engine, make_sessionmaker
 from crm.demo import DEFAULT_AS_OF, generate_demo
 from crm.migrate import upgrade
 from tools.analysis import ValueChainAnalysis, value_chain_analysis
+from tools.analysis.report import FORMATS, render_report
+from tools.analysis.report.charts import CHARTS, render_chart
+from tools.analysis.report.document import CRM_HEADING, STEP_HEADINGS
 from valuechain.cli.main import app
-from valuechain.reports import FORMATS, render_report
-from valuechain.reports.charts import CHARTS, render_chart
-from valuechain.reports.document import CRM_HEADING, STEP_HEADINGS
 
 runner = CliRunner()
 HEADINGS = (*STEP_HEADINGS, CRM_HEADING)

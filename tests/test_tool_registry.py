@@ -20,6 +20,7 @@ from typer.testing import CliRunner
 from agent.tools import build_tools
 from api.app import create_app
 from api.routes.tool_calls import api_tools
+from core.settings import Settings
 from crm.db import make_engine, make_sessionmaker
 from crm.migrate import upgrade
 from evals import tools_suite
@@ -27,7 +28,6 @@ from tools.ranking import rank
 from tools.registry import ALL_TOOLS, MODEL_TOOLS, TOOL_NAMES, ToolSpec, strict_params
 from valuechain.cli.main import app
 from valuechain.cli.tools_call import CLI_TOOLS
-from valuechain.config import Settings
 
 runner = CliRunner()
 

@@ -14,12 +14,12 @@ import pytest
 from sqlalchemy import update
 from typer.testing import CliRunner, Result
 
+from core.settings import get_settings
 from crm.db import make_engine, make_sessionmaker
 from crm.migrate import upgrade
 from crm.models import AppMeta
 from tools.errors import DataFault
 from valuechain.cli.main import app
-from valuechain.config import get_settings
 
 runner = CliRunner()
 

@@ -330,10 +330,17 @@ def test_duplicate_registration_refused(clean_registry: None) -> None:
         )
 
 
-def test_missing_plugin_module_is_skipped(golden: Session, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(ranking, "ACCOUNT_METRIC_PLUGINS", ["tools.not_a_module_yet"])
-    monkeypatch.setattr(ranking, "_loaded_plugins", set())
-    assert "arr" in ranking.account_metrics()
+def test_churn_metrics_are_rankable_and_churn_never_imports_ranking() -> None:
+    import ast
+    from pathlib import Path
+
+    import tools.churn
+
+    assert {"churn_probability", "arr_at_risk", "health", "arr"} <= set(ranking.account_metrics())
+    for path in Path(tools.churn.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom):
+                assert node.module != "tools.ranking", path.name
 
 
 # ---------------------------------------------------------------------------- determinism, engines

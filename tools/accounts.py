@@ -25,11 +25,11 @@ from crm.models import (
     SupportTicket,
     UsageWeekly,
 )
+from tools.account_metrics import ACCOUNT_DEFAULT_FILTERS, ACCOUNT_FILTERS
 from tools.common import byte_order, data_as_of, require_account
 from tools.errors import ToolInputError
 from tools.filters import Normalised, conditions, describe, normalise_filters
 from tools.projection import pick
-from tools.ranking import ACCOUNT_DEFAULT_FILTERS, ACCOUNT_FILTERS
 
 PRIORITIES = ("urgent", "high", "medium", "low")
 MAX_LIMIT = 1000

@@ -3,9 +3,10 @@
 Each entity has a registry of metrics with a natural order (the end to look at first).
 Account metrics are either a SQL expression (filtered, sorted and limited in the database,
 so ranking 100k+ accounts loads only the rows shown) or a Python function computing values
-for the filtered set. Other modules add account metrics with `register_account_metric`;
-the modules named in `ACCOUNT_METRIC_PLUGINS` are imported on first use so that their
-metrics (churn_probability, arr_at_risk, health) are there without the caller importing them.
+for the filtered set. The account metric types and the account filters live in
+`tools.account_metrics`, below both this module and the churn package, whose metrics
+(churn_probability, arr_at_risk, health) this module imports: ranking depends on churn, never
+the reverse. An extension adds its own with `register_account_metric`.
 
 Ties break by id; missing values (null) are listed last in either order.
 """
@@ -13,20 +14,33 @@ Ties break by id; missing values (null) are listed last in either order.
 from __future__ import annotations
 
 import datetime as dt
-import importlib
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, cast, get_args
 
 import numpy as np
 from pydantic import BaseModel, Field
-from sqlalchemy import ColumnElement, Date, Integer, Select, and_, case, func, literal, select
-from sqlalchemy import cast as sql_cast
-from sqlalchemy.orm import QueryableAttribute, Session
+from sqlalchemy import ColumnElement, Select, and_, case, func, select
+from sqlalchemy.orm import Session
 
 from crm.models import Account, Initiative, Subscription, SupportTicket, ValueChainActivity
+from tools.account_metrics import (
+    ACCOUNT_DEFAULT_FILTERS,
+    ACCOUNT_FILTERS,
+    AccountMetric,
+    AccountMetricContext,
+    MetricSpec,
+    MetricValue,
+    Order,
+    Scalar,
+    Source,
+    StoredValues,
+    Unit,
+    days_between,
+)
 from tools.activities import ActivityScore, resolve_period, score_activities
+from tools.churn.rank_metrics import CHURN_METRICS
 from tools.common import byte_order, data_as_of
 from tools.errors import ToolInputError, unknown
 from tools.filters import FilterColumn, Normalised, conditions, describe, normalise_filters
@@ -34,110 +48,8 @@ from tools.projection import pick
 
 Entity = Literal["accounts", "activities", "initiatives"]
 ENTITIES: tuple[Entity, ...] = get_args(Entity)
-Order = Literal["desc", "asc"]
-Unit = Literal["currency", "ratio", "days", "count", "score", "probability", "years", "points"]
-Scalar = str | int | float | bool | None
-MetricValue = int | float | None
 MAX_LIMIT = 1000
-SqlExpr = ColumnElement[Any] | QueryableAttribute[Any]
-
 _SINGULAR = {"account": "accounts", "activity": "activities", "initiative": "initiatives"}
-
-
-@dataclass(frozen=True)
-class MetricSpec:
-    """A rankable metric: its name, meaning, natural order and unit."""
-
-    name: str
-    description: str
-    order: Order
-    unit: Unit
-
-
-# ---------------------------------------------------------------------------- accounts
-
-
-@dataclass(frozen=True)
-class AccountMetricContext:
-    """What an account metric gets: the session, the as-of date and the filtered set.
-
-    `conditions` are SQL conditions over `accounts` selecting the filtered set (already
-    validated; status defaults to active). Use `ids()` when a list is easier than SQL.
-    """
-
-    session: Session
-    as_of: dt.date
-    conditions: tuple[ColumnElement[bool], ...]
-
-    def ids(self) -> list[str]:
-        """Ids of the filtered accounts, sorted."""
-        return list(self.session.scalars(select(Account.id).where(*self.conditions).order_by(Account.id)))
-
-    def days_between(self, later: SqlExpr, earlier: SqlExpr) -> ColumnElement[int]:
-        """SQL for whole days from `earlier` to `later` (dates), on SQLite and PostgreSQL."""
-        return days_between(self.session, later, earlier)
-
-    @property
-    def as_of_sql(self) -> ColumnElement[dt.date]:
-        return literal(self.as_of, Date)
-
-
-@dataclass(frozen=True)
-class StoredValues:
-    """Kept metric values of *every* filtered account: `ids` sorted in code-point order and
-    `values` (no missing ones) in the same order."""
-
-    ids: Sequence[str]
-    values: np.ndarray
-
-
-SqlMetric = Callable[[AccountMetricContext], SqlExpr]
-ComputeMetric = Callable[[AccountMetricContext], Mapping[str, MetricValue]]
-GroupedMetric = Callable[[AccountMetricContext], Select[Any, Any]]
-ContextHook = Callable[[AccountMetricContext, Sequence[str]], Mapping[str, Mapping[str, Scalar]]]
-StoredHook = Callable[[AccountMetricContext], StoredValues | None]
-Source = Literal["sql", "computed", "snapshot"]
-
-
-@dataclass(frozen=True)
-class AccountMetric(MetricSpec):
-    """An account metric, from exactly one of:
-
-    - `sql`: a SQL expression over the `accounts` row (e.g. `Account.arr`);
-    - `grouped`: a SELECT of (account_id, value) grouped by account over another table; it is
-      outer-joined to `accounts` (fast on PostgreSQL, where correlated subqueries run once
-      per row) and accounts without a row get `missing_as`;
-    - `compute`: values for the filtered set computed in Python, keyed by account id (ids
-      left out count as null).
-
-    `context`, if given, adds fields to the shown items. `stored`, if given, may offer kept
-    values (e.g. a churn-score snapshot) covering every filtered account; the ranking then
-    sorts them (ties by id) instead of using the metric's own source. It returns None when
-    it has nothing complete to offer.
-    """
-
-    sql: SqlMetric | None = None
-    grouped: GroupedMetric | None = None
-    compute: ComputeMetric | None = None
-    context: ContextHook | None = None
-    missing_as: MetricValue = None
-    stored: StoredHook | None = None
-
-    def __post_init__(self) -> None:
-        if sum(x is not None for x in (self.sql, self.grouped, self.compute)) != 1:
-            raise ValueError(f"account metric {self.name!r} needs exactly one of sql=, grouped= or compute=")
-
-
-def days_between(session: Session, later: SqlExpr, earlier: SqlExpr) -> ColumnElement[int]:
-    """SQL for whole days from `earlier` to `later`; portable over SQLite and PostgreSQL."""
-    dialect = session.get_bind().dialect.name
-    if dialect == "sqlite":
-        return sql_cast(func.julianday(later) - func.julianday(earlier), Integer)
-    if dialect == "postgresql":
-        return cast(ColumnElement[int], later - earlier)  # date − date is an integer of days
-    raise NotImplementedError(f"days_between is not implemented for {dialect!r}")
-
-
 def _days_to_renewal(ctx: AccountMetricContext) -> Select[Any, Any]:
     """Days from as_of to the soonest renewal of the account's active subscriptions."""
     return (
@@ -197,47 +109,22 @@ ACCOUNT_METRICS: dict[str, AccountMetric] = {
     )
 }
 
-# Modules that register more account metrics when imported (churn_probability, arr_at_risk,
-# health). Imported once, on first use; a module that does not exist yet is skipped.
-ACCOUNT_METRIC_PLUGINS: list[str] = ["tools.churn.rank_metrics"]
-_loaded_plugins: set[str] = set()
+for _metric in CHURN_METRICS:  # churn_probability, arr_at_risk, health
+    ACCOUNT_METRICS[_metric.name] = _metric
 
 
 def register_account_metric(metric: AccountMetric, *, replace: bool = False) -> None:
-    """Make `metric` rankable for accounts (e.g. from the churn module)."""
+    """Make `metric` rankable for accounts (an extension's own metric)."""
     if metric.name in ACCOUNT_METRICS and not replace and ACCOUNT_METRICS[metric.name] != metric:
         raise ValueError(f"account metric {metric.name!r} is already registered")
     ACCOUNT_METRICS[metric.name] = metric
 
 
-def _load_plugins() -> None:
-    for module in ACCOUNT_METRIC_PLUGINS:
-        if module in _loaded_plugins:
-            continue
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            # Only "this plugin is not installed" is skipped; a broken import inside it raises.
-            if exc.name is None or not (module == exc.name or module.startswith(exc.name + ".")):
-                raise
-        _loaded_plugins.add(module)
-
-
 def account_metrics() -> dict[str, AccountMetric]:
-    """The account metrics, including those registered by plugins."""
-    _load_plugins()
+    """The account metrics, the churn ones included."""
     return dict(sorted(ACCOUNT_METRICS.items()))
 
 
-ACCOUNT_FILTERS: dict[str, FilterColumn] = {
-    "segment": Account.segment,
-    "region": Account.region,
-    "plan": Account.plan,
-    "industry": Account.industry,
-    "owner": Account.owner,
-    "status": Account.status,
-}
-ACCOUNT_DEFAULT_FILTERS = {"status": ["active"]}
 
 # ---------------------------------------------------------------------------- activities
 
@@ -727,3 +614,7 @@ def rank(
             period=ranked.period,
         ),
     )
+
+
+__all__ = ["ACCOUNT_DEFAULT_FILTERS", "ACCOUNT_FILTERS", "AccountMetric", "AccountMetricContext", "StoredValues",
+           "days_between", "rank", "register_account_metric"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from agent.llm.server import embedded_model_name
-from valuechain.config import Settings
+from core.settings import Settings
 
 if TYPE_CHECKING:
     from langchain_openai import ChatOpenAI

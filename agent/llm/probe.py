@@ -22,7 +22,7 @@ from langchain_core.utils.function_calling import convert_to_openai_tool
 from agent.llm.client import EMBEDDED_API_KEY, NO_API_KEY, Endpoint
 from agent.prompts import load_prompt
 from agent.tools import build_tools
-from valuechain.config import Settings
+from core.settings import Settings
 
 
 def tool_schemas() -> list[dict[str, Any]]:

@@ -26,7 +26,7 @@ from langchain_core.tools import BaseTool
 from agent.llm.client import make_chat_model, resolve_endpoint
 from agent.llm.model_files import ProgressFn
 from agent.llm.server import ANSWER_SLOT, ROUTE_SLOT, EmbeddedLLMServer, embedded_model_name
-from valuechain.config import Settings
+from core.settings import Settings
 
 WARM_QUESTION = "hello"
 ROUTE_MAX_TOKENS = 384

@@ -28,7 +28,7 @@ from typing import Any
 import httpx
 
 from agent.llm.model_files import ProgressFn, resolve_gguf_path
-from valuechain.config import Settings
+from core.settings import Settings
 
 CHAT_TEMPLATE_PATH = Path(__file__).resolve().parent.parent / "prompts" / "chat_template.jinja"
 DEFAULT_ALIAS = "qwen2.5-coder-1.5b-instruct"

@@ -16,7 +16,7 @@ from pydantic import BaseModel
 
 from agent.llm.client import EMBEDDED_API_KEY, NO_API_KEY, Endpoint
 from agent.llm.probe import RoutingResult
-from valuechain.config import Settings
+from core.settings import Settings
 
 # About 200 prompt tokens: enough for a stable prompt rate, short enough for a slow CPU.
 SPEED_PROMPT = (

@@ -1,6 +1,6 @@
 """The value-chain analysis report: `GET /api/v1/analysis?period=&format=json|md|html|pdf`.
 
-The same `tools.analysis.value_chain_analysis` result and `valuechain.reports.render_report`
+The same `tools.analysis.value_chain_analysis` result and `tools.analysis.report.render_report`
 rendering as `valuechain analysis report` (docs/ANALYSIS.md), so a report downloaded here is
 byte-identical to the CLI's for the same database and period.
 """
@@ -15,7 +15,7 @@ from fastapi import APIRouter, Query, Response
 from api.deps import AUTH_RESPONSES, AnalystDep, SessionDep
 from api.metrics import observe_tool
 from tools.analysis import ValueChainAnalysis, value_chain_analysis
-from valuechain.reports import MEDIA_TYPES, render_report
+from tools.analysis.report import MEDIA_TYPES, render_report
 
 router = APIRouter(prefix="/api/v1/analysis", tags=["analysis"])
 

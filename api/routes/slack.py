@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from fastapi import APIRouter, FastAPI, HTTPException, Request
 from fastapi.responses import Response
 
-from valuechain.config import Settings
+from core.settings import Settings
 
 if TYPE_CHECKING:
     from api.slack.bot import SlackBot

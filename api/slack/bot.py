@@ -48,6 +48,7 @@ from api.slack.render import (
     reject_modal,
     to_mrkdwn,
 )
+from core.settings import Settings
 from crm.models import Recommendation, ToolCall
 from tools.errors import ToolInputError, new_error_id
 from tools.review import (
@@ -60,7 +61,6 @@ from tools.review import (
     decide_and_commit,
     get_recommendation,
 )
-from valuechain.config import Settings
 
 if TYPE_CHECKING:
     from fastapi import FastAPI

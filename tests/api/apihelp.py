@@ -7,7 +7,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine
 
-from valuechain.config import Settings
+from core.settings import Settings
 
 ROLES = ("viewer", "analyst", "approver", "admin")
 

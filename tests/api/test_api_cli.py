@@ -178,7 +178,7 @@ def test_review_list_show_approve_reject(db_url: str) -> None:
 
 
 def test_review_expire(db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    from valuechain.config import get_settings
+    from core.settings import get_settings
 
     monkeypatch.setenv("RECOMMENDATION_TTL_DAYS", "0")
     get_settings.cache_clear()

@@ -14,8 +14,8 @@ from sqlalchemy import Engine, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.app import create_app
+from core.settings import Settings
 from crm.models import AppMeta
-from valuechain.config import Settings
 
 PROBLEM_KEYS = {"type", "title", "status", "detail", "error_id"}
 

@@ -33,8 +33,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from agent.copilot import Copilot
 from api.app import create_app
+from core.settings import Settings
 from crm.models import AgentRun, Conversation, Recommendation, RecommendationEvent
-from valuechain.config import Settings
 
 SECRET = "8f3c1e0d9b7a6f5e4d3c2b1a0f9e8d7c"
 TOKEN = "xoxb-1-test-token"

@@ -1,6 +1,6 @@
 """Account metrics for `rank`: churn_probability, arr_at_risk and health.
 
-`tools.ranking` imports this module on first use (its `ACCOUNT_METRIC_PLUGINS`). When the
+`tools.ranking` imports `CHURN_METRICS` (this module never imports ranking). When the
 churn_scores snapshot of the active model and date covers the filtered accounts, ranking
 sorts the kept values (`stored`) and only the shown accounts get features and a top driver;
 otherwise the three metrics share one bulk scoring of the filtered accounts per ranking call.
@@ -12,18 +12,11 @@ from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
+from tools.account_metrics import AccountMetric, AccountMetricContext, MetricValue, Scalar, StoredValues
 from tools.churn.features import AccountScope
 from tools.churn.model import load_active_model
 from tools.churn.scoring import Assessment, assess, band_of, explain_rows
 from tools.churn.snapshots import StoredScores, stored_scores
-from tools.ranking import (
-    AccountMetric,
-    AccountMetricContext,
-    MetricValue,
-    Scalar,
-    StoredValues,
-    register_account_metric,
-)
 
 _last: tuple[AccountMetricContext, Assessment] | None = None
 
@@ -97,7 +90,7 @@ def _context(ctx: AccountMetricContext, shown: Sequence[str]) -> Mapping[str, Ma
     return out
 
 
-METRICS = (
+CHURN_METRICS = (
     AccountMetric(
         "churn_probability",
         "probability of churning within 90 days (churn model, or the rule-based fallback)",
@@ -126,6 +119,3 @@ METRICS = (
         stored=_stored(lambda kept: 100.0 * (1.0 - kept.probability)),
     ),
 )
-
-for _metric in METRICS:
-    register_account_metric(_metric, replace=True)

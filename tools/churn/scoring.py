@@ -15,6 +15,7 @@ from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session
 
 from crm.models import Account, ChurnScore
+from tools.account_metrics import ACCOUNT_DEFAULT_FILTERS, ACCOUNT_FILTERS
 from tools.churn.features import AccountScope, ComponentSource, FeatureTable, active_on, compute_features
 from tools.churn.model import ActiveModel, load_active_model
 from tools.churn.phrases import driver_phrase, driver_value, phrase_inputs
@@ -33,7 +34,6 @@ from tools.churn.state import KeptSource
 from tools.common import data_as_of, require_account
 from tools.errors import ToolInputError
 from tools.filters import conditions, describe, normalise_filters
-from tools.ranking import ACCOUNT_DEFAULT_FILTERS, ACCOUNT_FILTERS
 
 DEFAULT_BANDS = (0.2, 0.5)
 MAX_LIMIT = 1000

@@ -13,7 +13,9 @@ from typing import cast
 
 import typer
 
+from core.runtime import get_sessionmaker
 from tools.analysis import ValueChainAnalysis, value_chain_analysis
+from tools.analysis.report import FORMATS, ReportFormat, render_report
 from valuechain.cli.common import (
     DatabaseUrlOption,
     JsonOption,
@@ -23,8 +25,6 @@ from valuechain.cli.common import (
     settings_for,
     tool_errors,
 )
-from valuechain.reports import FORMATS, ReportFormat, render_report
-from valuechain.runtime import get_sessionmaker
 
 app = typer.Typer(no_args_is_help=True)
 

@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING
 import typer
 from rich.table import Table
 
+from core.settings import get_settings
 from valuechain.cli.common import JsonOption, console, err_console, fail, print_json
-from valuechain.config import get_settings
 
 if TYPE_CHECKING:
     from contextlib import AbstractContextManager

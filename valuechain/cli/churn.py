@@ -8,6 +8,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
+from core.runtime import get_sessionmaker
 from crm.db import session_scope
 from valuechain.cli.common import (
     DatabaseUrlOption,
@@ -19,7 +20,6 @@ from valuechain.cli.common import (
     settings_for,
     tool_errors,
 )
-from valuechain.runtime import get_sessionmaker
 
 app = typer.Typer(no_args_is_help=True)
 

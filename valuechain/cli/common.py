@@ -22,7 +22,7 @@ from pydantic import BaseModel
 from rich.console import Console
 from rich.markup import escape
 
-from valuechain.config import Settings, get_settings
+from core.settings import Settings, get_settings
 
 console = Console(stderr=False)
 err_console = Console(stderr=True)

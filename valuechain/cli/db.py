@@ -5,10 +5,10 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
+from core.runtime import get_engine
 from crm.dump import combine, table_hashes
 from crm.migrate import current_revision, upgrade
 from valuechain.cli.common import DatabaseUrlOption, JsonOption, console, print_json, settings_for
-from valuechain.runtime import get_engine
 
 app = typer.Typer(no_args_is_help=True)
 

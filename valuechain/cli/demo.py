@@ -5,12 +5,12 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
+from core.runtime import get_engine
 from crm.demo import DEFAULT_AS_OF, DemoDatabaseNotEmptyError, database_has_data, generate_demo
 from crm.migrate import upgrade
 from tools.common import parse_date
 from tools.errors import ToolInputError
 from valuechain.cli.common import DatabaseUrlOption, JsonOption, console, fail, print_json, settings_for
-from valuechain.runtime import get_engine
 
 
 def demo(

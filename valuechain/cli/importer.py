@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
+from core.runtime import get_engine
 from crm.importer import COMMANDS, ImportReport, MappingError, import_csv, load_mapping, table_spec
 from crm.migrate import upgrade
 from valuechain.cli.common import (
@@ -19,7 +20,6 @@ from valuechain.cli.common import (
     print_json,
     settings_for,
 )
-from valuechain.runtime import get_engine
 
 app = typer.Typer(no_args_is_help=True)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
+from core.runtime import get_sessionmaker
 from valuechain.cli.common import (
     DatabaseUrlOption,
     JsonOption,
@@ -14,7 +15,6 @@ from valuechain.cli.common import (
     settings_for,
     tool_errors,
 )
-from valuechain.runtime import get_sessionmaker
 
 app = typer.Typer(no_args_is_help=True)
 

@@ -14,8 +14,8 @@ import typer
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from core.settings import Settings, get_settings
 from valuechain.cli.common import JsonOption, console, err_console, fail, print_json
-from valuechain.config import Settings, get_settings
 
 if TYPE_CHECKING:
     from agent.llm.model_files import ProgressFn

@@ -11,6 +11,7 @@ import typer
 from rich.table import Table
 from sqlalchemy import select
 
+from core.runtime import get_sessionmaker
 from crm.models import User
 from tools.review import (
     APPROVE_REASONS,
@@ -33,7 +34,6 @@ from valuechain.cli.common import (
     settings_for,
     tool_errors,
 )
-from valuechain.runtime import get_sessionmaker
 
 app = typer.Typer(no_args_is_help=True)
 

@@ -6,14 +6,14 @@ import typer
 from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
+from core.settings import Settings, get_settings
 from valuechain.cli.common import console
-from valuechain.config import Settings, get_settings
 
 
 def _key_hint(settings: Settings) -> str:
     """How to sign in: whether any API key exists yet, and how to make one."""
+    from core.runtime import get_sessionmaker
     from crm.models import ApiKey
-    from valuechain.runtime import get_sessionmaker
 
     make = "`valuechain keys create --name NAME --role admin`"
     try:

@@ -9,12 +9,12 @@ from rich.table import Table
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from core.runtime import get_engine, get_sessionmaker
+from core.settings import Settings
 from crm.db import session_scope
 from crm.migrate import current_revision, upgrade
 from crm.models import Account, ApiKey, AppMeta, Base, ChurnModel
 from valuechain.cli.common import DatabaseUrlOption, JsonOption, console, print_json, settings_for
-from valuechain.config import Settings
-from valuechain.runtime import get_engine, get_sessionmaker
 
 FIRST_ADMIN = "admin"
 

@@ -13,11 +13,11 @@ from typing import Any
 
 import typer
 
+from core.runtime import get_sessionmaker
+from core.settings import Settings
 from tools.errors import ToolInputError
 from tools.registry import ALL_TOOLS, ToolSpec, tool_named
 from valuechain.cli.common import DatabaseUrlOption, print_json, settings_for, tool_errors
-from valuechain.config import Settings
-from valuechain.runtime import get_sessionmaker
 
 CLI_TOOLS: tuple[str, ...] = tuple(t.name for t in ALL_TOOLS if "cli" not in t.exempt and not t.writes)
 """Tools served here; a writing tool needs its own command that says who files it and commits."""

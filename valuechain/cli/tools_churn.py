@@ -8,6 +8,7 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
+from core.runtime import get_sessionmaker
 from valuechain.cli.common import (
     DatabaseUrlOption,
     JsonOption,
@@ -19,7 +20,6 @@ from valuechain.cli.common import (
     settings_for,
     tool_errors,
 )
-from valuechain.runtime import get_sessionmaker
 
 
 def churn_risk_cmd(

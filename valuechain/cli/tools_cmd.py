@@ -15,6 +15,7 @@ import typer
 from rich.table import Table
 from sqlalchemy.orm import Session
 
+from core.runtime import get_sessionmaker
 from tools.accounts import account_timeline, get_account, list_accounts
 from tools.activities import score_activities
 from tools.ranking import Entity, Order, RankResult, rank
@@ -29,7 +30,6 @@ from valuechain.cli.common import (
     settings_for,
     tool_errors,
 )
-from valuechain.runtime import get_sessionmaker
 
 app = typer.Typer(no_args_is_help=True)
 

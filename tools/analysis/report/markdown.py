@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from valuechain.reports.charts import CHARTS
-from valuechain.reports.document import Block, Bullets, ChartBlock, Document, Paragraph, Subheading, Table
+from tools.analysis.report.charts import CHARTS
+from tools.analysis.report.document import Block, Bullets, ChartBlock, Document, Paragraph, Subheading, Table
 
 
 def _cell(text: str) -> str:

@@ -20,19 +20,20 @@ MEDIA_TYPES: dict[ReportFormat, str] = {
 
 def render_report(result: ValueChainAnalysis, fmt: ReportFormat) -> bytes:
     """The analysis as a Markdown, HTML or PDF document (bytes; text formats are UTF-8)."""
-    from valuechain.reports.document import build_document
+    # deferred here and below: the [report] extra's matplotlib, jinja2 and fpdf2 load only for the format asked
+    from tools.analysis.report.document import build_document
 
     doc = build_document(result)
     if fmt == "md":
-        from valuechain.reports.markdown import render_markdown
+        from tools.analysis.report.markdown import render_markdown
 
         return render_markdown(doc)
     if fmt == "html":
-        from valuechain.reports.html import render_html
+        from tools.analysis.report.html import render_html
 
         return render_html(doc, result)
     if fmt == "pdf":
-        from valuechain.reports.pdf import render_pdf
+        from tools.analysis.report.pdf import render_pdf
 
         return render_pdf(doc, result)
     raise ValueError(f"unknown report format {fmt!r}; valid: {', '.join(FORMATS)}")

@@ -12,8 +12,8 @@ from jinja2 import Environment, StrictUndefined, select_autoescape
 from markupsafe import Markup
 
 from tools.analysis import ValueChainAnalysis
-from valuechain.reports.charts import render_chart
-from valuechain.reports.document import Block, Bullets, ChartBlock, Document, Paragraph, Subheading
+from tools.analysis.report.charts import render_chart
+from tools.analysis.report.document import Block, Bullets, ChartBlock, Document, Paragraph, Subheading
 
 _PROLOGUE = re.compile(r"^.*?(?=<svg)", re.DOTALL)
 
@@ -26,7 +26,7 @@ def _environment() -> Environment:
 
 
 def _text(name: str) -> str:
-    return resources.files("valuechain.reports").joinpath(name).read_text(encoding="utf-8")
+    return resources.files("tools.analysis.report").joinpath(name).read_text(encoding="utf-8")
 
 
 def inline_svg(svg: bytes) -> Markup:

@@ -18,8 +18,8 @@ from fpdf.enums import Align, TableBordersLayout, TableCellFillMode, XPos, YPos
 from fpdf.fonts import FontFace
 
 from tools.analysis import ValueChainAnalysis
-from valuechain.reports.charts import chart_size, render_chart
-from valuechain.reports.document import Block, Bullets, ChartBlock, Document, Paragraph, Subheading, Table
+from tools.analysis.report.charts import chart_size, render_chart
+from tools.analysis.report.document import Block, Bullets, ChartBlock, Document, Paragraph, Subheading, Table
 
 FONT = "DejaVu"
 ACCENT = (21, 101, 192)

@@ -12,7 +12,7 @@ from typing import Literal
 
 from tools.analysis import ValueChainAnalysis
 from tools.analysis.models import AreaMetric
-from valuechain.reports.charts import ChartKey, short_id
+from tools.analysis.report.charts import ChartKey, short_id
 
 Align = Literal["left", "right"]
 
