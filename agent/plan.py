@@ -30,6 +30,7 @@ from tools.registry import FILTER_KEYS, MODEL_TOOLS, ToolSpec
 Intent = Literal["answer", "file", "clarify", "off_topic"]
 INTENTS: tuple[Intent, ...] = ("answer", "file", "clarify", "off_topic")
 MAX_STEPS = 6
+TARGETS = ("account_id", "activity_id")
 
 REF = re.compile(r"^#([1-9])(?:\.([1-9][0-9]?))?$")
 """`#N` or `#N.K`: the (K-th, default first) id of step N's result."""
@@ -76,7 +77,12 @@ the 1.5B model put `limit` inside filters in 1 of the first 14 held-out question
 def _step_schema(spec: ToolSpec[Any, Any]) -> dict[str, Any]:
     params = spec.params.model_json_schema()
     args: dict[str, Any] = {"type": "object", "properties": {}, "additionalProperties": False}
-    for name, prop in params.get("properties", {}).items():
+    props = params.get("properties", {})
+    # the target first, as people say it and as the exemplars write it: the grammar keeps this order,
+    # and with action and rationale first the model closed the object before account_id (6 of 6 filings)
+    order = [n for n in ("account_id", "activity_id") if n in props] + [n for n in props if n not in TARGETS]
+    for name in order:
+        prop = props[name]
         kept = {k: v for k, v in prop.items() if k not in ("title", "description", "default")}
         args["properties"][name] = FILTERS_SCHEMA if name == "filters" else kept
     if params.get("required"):
