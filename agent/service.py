@@ -35,6 +35,7 @@ def build_copilot(
 
     @cache
     def default_knowledge() -> Any:
+        # [knowledge] extra: chromadb (~0.2 s on top), opened only when a turn first searches
         from knowledge.store import KnowledgeStore
 
         return KnowledgeStore.from_settings(settings)

@@ -16,7 +16,6 @@ import logging
 import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
@@ -38,10 +37,8 @@ from api.routes import (
 from api.routes.slack import router as slack_router
 from core.settings import Settings, get_settings
 from crm.db import make_engine, make_sessionmaker
+from knowledge.store import KnowledgeStore
 from tools.errors import DataFault, ToolInputError, internal_summary, new_error_id
-
-if TYPE_CHECKING:
-    from knowledge.store import KnowledgeStore
 
 API_VERSION = "1.0.0"
 log = logging.getLogger(__name__)
@@ -90,8 +87,6 @@ class LazyKnowledge:
         if self._store is None:
             with self._lock:
                 if self._store is None:
-                    from knowledge.store import KnowledgeStore
-
                     self._store = KnowledgeStore.from_settings(self._settings)
         return self._store
 

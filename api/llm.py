@@ -20,6 +20,8 @@ from typing import Any
 import httpx
 from sqlalchemy.orm import Session, sessionmaker
 
+from agent.llm.runtime import LLMRuntime
+from agent.service import build_copilot
 from core.settings import Settings
 
 READY_TIMEOUT_S = 2.0
@@ -82,9 +84,6 @@ def _open_agent(
     knowledge: Callable[[], Any] | None,
 ) -> None:
     """Open the runtime (embedded server or configured URL), build the Copilot, warm it."""
-    from agent.llm.runtime import LLMRuntime
-    from agent.service import build_copilot
-
     try:
         runtime = LLMRuntime.open(settings)
         state.handle = runtime

@@ -23,15 +23,13 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
+from evals.report import ReportTable, SuiteResult, dump
 from tools.projection import num
-
-if TYPE_CHECKING:
-    from evals.report import SuiteResult
 
 SCALES = {"k": 1e3, "thousand": 1e3, "m": 1e6, "mn": 1e6, "million": 1e6, "bn": 1e9, "b": 1e9, "billion": 1e9}
 
@@ -223,8 +221,10 @@ def ask_all(
     progress: Callable[[AnswerCheck], None] | None = None,
 ) -> tuple[list[AnswerCheck], int]:
     """Ask each question in a new conversation on one copy of the fixture; (checks, endpoint errors)."""
+    # deferred: the graders load without the database layer (sqlalchemy, crm, fixtures: ~0.4 s)
     from sqlalchemy import select
 
+    # deferred likewise: crm and evals.fixtures are most of that ~0.4 s
     from crm.db import make_sessionmaker
     from crm.models import ToolCall
     from evals.fixtures import fresh_copy
@@ -255,8 +255,6 @@ def ask_all(
 
 def summarise(checks: Sequence[AnswerCheck], *, errors: int = 0, seconds: float = 0.0, cases: int | None = None) -> SuiteResult:
     """Share of answers with an untraceable figure, overall and per source (own questions, task trials)."""
-    from evals.report import ReportTable, SuiteResult, dump
-
     def share(rows: Sequence[AnswerCheck]) -> float:
         return round(sum(not c.faithful for c in rows) / len(rows), 4) if rows else 0.0
 

@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 
 from crm import models
 from crm.db import make_engine, make_sessionmaker
+from crm.demo.generator import GENERATOR_VERSION, generate_demo
 from crm.migrate import upgrade
 
 if TYPE_CHECKING:
@@ -79,8 +80,6 @@ def insert_rows(session: Session, rows: dict[str, list[dict[str, Any]]]) -> None
 
 
 def _fingerprint(name: FixtureName) -> str:
-    from crm.demo.generator import GENERATOR_VERSION
-
     digest = hashlib.sha256(f"{name};schema={_schema_head()}".encode())
     if name == "golden":
         digest.update(GOLDEN_FILE.read_bytes())
@@ -103,8 +102,6 @@ def build(name: FixtureName, path: Path) -> Path:
     try:
         upgrade(engine)
         if name == "demo":
-            from crm.demo.generator import generate_demo
-
             generate_demo(engine, accounts=DEMO_ACCOUNTS, seed=DEMO_SEED)
         rows = load_rows(GOLDEN_FILE if name == "golden" else DEMO_OVERLAY_FILE)
         with make_sessionmaker(engine)() as session:
@@ -139,6 +136,7 @@ def fresh_copy(source: Path, target: Path) -> Engine:
 
 def fixture_knowledge(work_dir: Path) -> KnowledgeStore:
     """A store holding only `evals/fixtures/knowledge` (tools suite: 3 documents, 6 chunks)."""
+    # [knowledge] extra: chromadb (~0.5 s); only the tools and retrieval suites need a store
     from knowledge.ingest import ensure_corpus_index
     from knowledge.store import KnowledgeStore
 
@@ -152,6 +150,7 @@ def fixture_knowledge(work_dir: Path) -> KnowledgeStore:
 
 def corpus_knowledge(work_dir: Path) -> KnowledgeStore:
     """A store holding exactly the product's corpus (no users' documents), so runs are reproducible."""
+    # [knowledge] extra: chromadb (~0.5 s); only the suites that search need a store
     from knowledge.ingest import ensure_corpus_index
     from knowledge.store import KnowledgeStore
 

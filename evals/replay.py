@@ -37,6 +37,7 @@ def same_body(r1: Any, r2: Any) -> None:
     computes a quadratic number of diffs nobody reads. The OpenAI client serialises a request
     the same way every time, so bytes are the comparison (the replay error names the remedy).
     """
+    # [dev] extra: vcrpy (~0.2 s); only recording and replaying need it
     from vcr.util import read_body
 
     if read_body(r1) != read_body(r2):
@@ -84,7 +85,9 @@ def now_iso() -> str:
 @contextmanager
 def cassette(suite: SuiteName, *, record: bool, directory: Path = CASSETTE_DIR) -> Iterator[Any]:
     """Record into, or replay from, the suite's cassette (see the module docstring)."""
+    # [dev] extra: vcrpy (~0.2 s); only recording and replaying need it
     import vcr
+    from vcr.errors import CannotOverwriteExistingCassetteException
 
     path = paths(suite, directory)[0]
     if record:
@@ -99,8 +102,6 @@ def cassette(suite: SuiteName, *, record: bool, directory: Path = CASSETTE_DIR) 
         decode_compressed_response=True,
     )
     recorder.register_matcher("same_body", same_body)
-    from vcr.errors import CannotOverwriteExistingCassetteException
-
     try:
         with recorder.use_cassette(str(path), allow_playback_repeats=False) as cas:
             yield cas
@@ -116,6 +117,7 @@ def cassette(suite: SuiteName, *, record: bool, directory: Path = CASSETTE_DIR) 
 
 def replay_runtime(meta: CassetteMeta, settings: Any) -> Any:
     """An `LLMRuntime` that sends exactly the requests of the recorded configuration to `REPLAY_URL`."""
+    # [llm] extra: only --replay needs these (agent.llm.runtime loads langchain, ~0.47 s on top)
     from agent.llm.client import resolve_endpoint
     from agent.llm.runtime import LLMRuntime
 

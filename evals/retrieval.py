@@ -12,12 +12,11 @@ from pathlib import Path
 from typing import Any
 
 from evals.report import ReportTable, SuiteResult, dump
+from knowledge.evaluate import CASES_FILE, run_retrieval_eval
+from knowledge.store import SEARCH_MODES
 
 
 def run_retrieval(store: Any, *, cases_file: Path | None = None) -> SuiteResult:
-    from knowledge.evaluate import CASES_FILE, run_retrieval_eval
-    from knowledge.store import SEARCH_MODES
-
     t0 = time.perf_counter()
     modes = tuple(dict.fromkeys((store.mode, *SEARCH_MODES)))
     report = run_retrieval_eval(store, modes=modes, cases_file=cases_file or CASES_FILE)

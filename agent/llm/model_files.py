@@ -136,6 +136,7 @@ def sha256_file(path: Path) -> str:
 def _exclusive(lock_path: Path) -> Iterator[None]:
     """An advisory inter-process lock, so two starting processes do not both join 1 GB."""
     try:
+        # POSIX-only module: on Windows the ImportError path below applies
         import fcntl
     except ImportError:  # not on POSIX: the unique .part name and atomic rename still keep it safe
         yield

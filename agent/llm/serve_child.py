@@ -11,6 +11,7 @@ flushing, and a Python handler could not run while llama.cpp loads the model.
 from __future__ import annotations
 
 import argparse
+import ctypes
 import os
 import signal
 import sys
@@ -26,8 +27,6 @@ def _set_pdeathsig() -> None:
     """Ask the kernel to SIGTERM this process when its parent dies (Linux only)."""
     if not sys.platform.startswith("linux"):
         return
-    import ctypes
-
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
 
@@ -75,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         threading.Thread(target=_watch_parent, args=(args.parent_pid,), daemon=True).start()
 
+    # [llm] extra: xllamacpp
     import xllamacpp
 
     params = xllamacpp.CommonParams()

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from functools import lru_cache, partial
 from typing import Annotated, Literal
 
+from alembic.script import ScriptDirectory
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
@@ -82,8 +83,6 @@ def _timed(check: Callable[[], tuple[bool, str]]) -> ComponentCheck:
 
 @lru_cache(maxsize=1)
 def _schema_head() -> str | None:
-    from alembic.script import ScriptDirectory
-
     return ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
 
 

@@ -11,8 +11,9 @@ from fastapi import APIRouter, Depends, File, HTTPException, Query, UploadFile
 
 from api.deps import AUTH_RESPONSES, AnalystDep, ReaderDep, get_knowledge_store
 from api.metrics import observe_tool
-from knowledge.ingest import IngestReport
-from knowledge.search import MAX_K, KnowledgeResults
+from knowledge.ingest import IngestReport, ingest_documents, load_documents
+from knowledge.loaders import SUPPORTED_SUFFIXES, UnsupportedDocument
+from knowledge.search import MAX_K, KnowledgeResults, search_knowledge
 from tools.errors import ToolInputError
 
 router = APIRouter(prefix="/api/v1/knowledge", tags=["knowledge"])
@@ -46,8 +47,6 @@ def search_route(
     ],
     k: Annotated[int, Query(ge=1, le=MAX_K, description="How many chunks")] = 5,
 ) -> KnowledgeResults:
-    from knowledge.search import search_knowledge
-
     try:
         with observe_tool("search_knowledge"):
             return search_knowledge(store=store, query=q, k=k)
@@ -85,9 +84,6 @@ def ingest_route(
         ),
     ],
 ) -> IngestReport:
-    from knowledge.ingest import ingest_documents, load_documents
-    from knowledge.loaders import SUPPORTED_SUFFIXES, UnsupportedDocument
-
     if not files:
         raise HTTPException(status_code=422, detail="no files: send one or more as multipart field 'files'")
     if len(files) > MAX_FILES:

@@ -28,10 +28,11 @@ from tools.accounts import (
 )
 from tools.activities import ActivityScores, score_activities
 from tools.churn.schemas import ChurnRiskResult
+from tools.churn.scoring import churn_risk
 from tools.common import require_account
 from tools.errors import ToolInputError
 from tools.filters import parse_filter_items
-from tools.nba import NextBestActionResult
+from tools.nba import NextBestActionResult, next_best_action
 from tools.ranking import Entity, Order, RankResult, rank
 
 router = APIRouter(prefix="/api/v1/tools", tags=["tools"])
@@ -137,8 +138,6 @@ def churn_risk_list_route(
     limit: Annotated[int, Query(ge=1, le=1000)] = 20,
     top_drivers: Annotated[int, Query(ge=0, le=20)] = 3,
 ) -> ChurnRiskResult:
-    from tools.churn.scoring import churn_risk
-
     parsed = parse_filter_items(filters)
     return _call(
         "churn_risk",
@@ -161,8 +160,6 @@ def churn_risk_route(
     as_of: AsOfQuery = None,
     top_drivers: Annotated[int, Query(ge=0, le=20)] = 3,
 ) -> ChurnRiskResult:
-    from tools.churn.scoring import churn_risk
-
     _account_or_404(session, account_id)
     return _call(
         "churn_risk",
@@ -186,8 +183,6 @@ def next_best_action_route(
     cooldown_days: Annotated[int, Query(ge=0)] = 30,
     rejection_days: Annotated[int, Query(ge=0)] = 90,
 ) -> NextBestActionResult:
-    from tools.nba import next_best_action
-
     _account_or_404(session, account_id)
     playbook = str(settings.playbook_path) if settings.playbook_path is not None else None
     return _call(

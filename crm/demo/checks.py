@@ -195,6 +195,7 @@ def holdout_auc(
     Snapshots run monthly from `months` before the last usable date (`as_of` − 90 days);
     the last `test_months` are the holdout window. Returns (AUC, test rows, test positives).
     """
+    # deferred: sklearn loads in ~0.9 s; only the AUC checks need it, not churn_rate_last_year
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import roc_auc_score
     from sklearn.pipeline import make_pipeline
@@ -221,6 +222,7 @@ def single_snapshot_auc(engine: Engine, as_of: dt.date, *, seed: int = 0) -> tup
 
     The check for trimmed (large) databases, where usage history supports one snapshot.
     """
+    # deferred: sklearn loads in ~0.9 s; only the AUC checks need it, not churn_rate_last_year
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import roc_auc_score
     from sklearn.pipeline import make_pipeline

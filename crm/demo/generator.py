@@ -9,6 +9,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from sqlalchemy import Connection, Engine, Table, delete, func, select, text
 
 from crm.demo.reference import activity_rows, initiative_rows
@@ -134,15 +142,6 @@ def _progress_bar(enabled: bool, total: int, label: str) -> Iterator[Any]:
     if not enabled:
         yield None
         return
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
     columns = (
         TextColumn("[progress.description]{task.description}"),
         BarColumn(),

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import typer
 from rich.table import Table
 
+from agent.llm.model_files import ModelFilesError
 from core.settings import get_settings
 from valuechain.cli.common import JsonOption, console, err_console, fail, print_json
 
@@ -22,8 +23,8 @@ NoWarmOption = typer.Option(False, "--no-warm", help="Skip warming the embedded 
 
 
 def _open(warm: bool) -> AbstractContextManager[tuple[Agent, LLMRuntime]]:
+    # [llm] extra: client and server import httpx (not in the base install); agent.service loads langchain (~0.5 s)
     from agent.llm.client import LLMConfigError
-    from agent.llm.model_files import ModelFilesError
     from agent.llm.server import LLMServerError
     from agent.service import open_copilot
 
@@ -54,6 +55,7 @@ def ask(
     no_warm: bool = NoWarmOption,
 ) -> None:
     """Ask one question; print the answer and the tool calls behind it."""
+    # [llm] extra: agent.llm.server imports httpx, which the base install lacks
     from agent.llm.server import LLMServerError
 
     if not question.strip():
@@ -94,6 +96,7 @@ async def _chat_turn(copilot: Agent, question: str, conversation: str | None) ->
 
 def chat(conversation: str | None = ConversationOption, no_warm: bool = NoWarmOption) -> None:
     """Talk to the agent; answers stream as they are written. Empty line or Ctrl-D ends."""
+    # [llm] extra: agent.copilot loads langchain (~0.5 s)
     from agent.copilot import run_sync
 
     with _open(not no_warm) as (copilot, runtime):

@@ -10,6 +10,9 @@ from rich.text import Text
 
 from core.runtime import get_sessionmaker
 from crm.db import session_scope
+from tools.churn.model import load_model_report, train
+from tools.churn.schemas import ChurnModelReport
+from tools.churn.scoring import write_score_snapshot
 from valuechain.cli.common import (
     DatabaseUrlOption,
     JsonOption,
@@ -31,8 +34,6 @@ def _fmt(value: float | None, digits: int = 3) -> str:
 
 
 def _print_report(report: object) -> None:
-    from tools.churn.schemas import ChurnModelReport
-
     if not isinstance(report, ChurnModelReport):  # pragma: no cover - typed by the callers
         raise TypeError(type(report))
     summary = Table("", "", show_header=False)
@@ -85,8 +86,6 @@ def train_cmd(
     database_url: str | None = DatabaseUrlOption,
     as_json: bool = JsonOption,
 ) -> None:
-    from tools.churn.model import train
-
     if source not in (None, "history", "attributes"):
         raise fail(f"--source must be history or attributes; got {source!r}", code=2)
     day = date_option(as_of, "--as-of")
@@ -108,8 +107,6 @@ def train_cmd(
 
 @app.command("report", help="Show the active churn model's evaluation: AUC, Brier, calibration, lift.")
 def report_cmd(database_url: str | None = DatabaseUrlOption, as_json: bool = JsonOption) -> None:
-    from tools.churn.model import load_model_report
-
     with get_sessionmaker(settings_for(database_url))() as session:
         report = load_model_report(session)
     if report is None:
@@ -132,8 +129,6 @@ def score_cmd(
     database_url: str | None = DatabaseUrlOption,
     as_json: bool = JsonOption,
 ) -> None:
-    from tools.churn.scoring import write_score_snapshot
-
     day = date_option(as_of, "--as-of")
     with tool_errors(), session_scope(get_sessionmaker(settings_for(database_url))) as session:
         result = write_score_snapshot(session, as_of=day, rebuild=rebuild)

@@ -21,8 +21,12 @@ import typer
 from pydantic import BaseModel
 from rich.console import Console
 from rich.markup import escape
+from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from core.settings import Settings, get_settings
+from tools.common import parse_date
+from tools.errors import DataFault, ToolInputError, internal_summary, new_error_id
+from tools.filters import parse_filter_items
 
 console = Console(stderr=False)
 err_console = Console(stderr=True)
@@ -73,8 +77,6 @@ def _log_target() -> str:
 
 def internal_error(exc: BaseException) -> typer.Exit:
     """Log `exc` with its traceback under a new error id; print one line naming the id; exit 1."""
-    from tools.errors import DataFault, internal_summary, new_error_id
-
     error_id = new_error_id()
     where = _log_target()
     log.error("internal error %s", error_id, exc_info=exc)
@@ -105,10 +107,6 @@ def tool_errors() -> Iterator[None]:
     """Bad input to a tool exits 2 with the tool's own message; a database without the schema
     (or unreachable) exits 1 with the driver's first line and what to do about it; a data
     fault or a bug exits 1 with one line naming an error id (`internal_errors`)."""
-    from sqlalchemy.exc import OperationalError, ProgrammingError
-
-    from tools.errors import ToolInputError
-
     with internal_errors():
         try:
             yield
@@ -123,16 +121,12 @@ def tool_errors() -> Iterator[None]:
 
 def filters_option(items: Iterable[str]) -> dict[str, str | list[str]] | None:
     """`--filter key=value[,value]` items as a tool's filters; a malformed one exits 2."""
-    from tools.filters import parse_filter_items
-
     with tool_errors():
         return parse_filter_items(items, option="--filter")
 
 
 def date_option(value: str | None, option: str) -> dt.date | None:
     """A YYYY-MM-DD option's value as a date (None stays None); anything else exits 2."""
-    from tools.common import parse_date
-
     with tool_errors():
         return parse_date(value, name=option)
 

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, cast
+from typing import cast
 
 import typer
 from rich.table import Table
 
+from agent.llm.model_files import ModelFilesError
+from agent.prompts import load_prompt
 from core.settings import get_settings
+from evals.replay import CASSETTE_DIR, ReplayError, load_meta, replay_runtime
+from evals.report import SUITES, THRESHOLDS_FILE, EvalReport, SuiteName, load_thresholds, write_reports
 from valuechain.cli.common import JsonOption, console, err_console, fail, print_json
-
-if TYPE_CHECKING:
-    from evals.report import EvalReport, SuiteName
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -26,11 +27,10 @@ def selection(
     as_json: bool = JsonOption,
 ) -> None:
     """Tool-selection, argument accuracy and abstention of the configured model on the dev questions."""
+    # [llm] extra: client and server import httpx; the runtime, tools and evals.selection load langchain (~0.5 s)
     from agent.llm.client import LLMConfigError
-    from agent.llm.model_files import ModelFilesError
     from agent.llm.runtime import LLMRuntime
     from agent.llm.server import LLMServerError
-    from agent.prompts import load_prompt
     from agent.tools import build_tools
     from evals.selection import DEV_CASES, CaseResult, load_cases, run_selection
 
@@ -101,12 +101,10 @@ def run(
     as_json: bool = JsonOption,
 ) -> None:
     """Run eval suites; table in the terminal, report.json + report.md in OUT_DIR; exit 1 below a threshold."""
+    # [llm] extra: client and server import httpx, evals.runner loads langchain_core (~0.4 s)
     from agent.llm.client import LLMConfigError
-    from agent.llm.model_files import ModelFilesError
     from agent.llm.server import LLMServerError
-    from evals.replay import ReplayError
-    from evals.report import SUITES, THRESHOLDS_FILE, load_thresholds, write_reports
-    from evals.runner import MODEL_SUITES, RunOptions, run_suites
+    from evals.runner import MODEL_SUITES, RunOptions, plan_scopes, run_suites
 
     chosen = list(dict.fromkeys(suites or SUITES))
     unknown = [s for s in chosen if s not in SUITES]
@@ -139,22 +137,20 @@ def run(
         if not MODEL_SUITES & set(chosen):
             report = run_suites(options, models=None, thresholds=limits, thresholds_label=label)
         elif replay:
-            from evals.replay import CASSETTE_DIR, load_meta, replay_runtime
-
             folder = cassettes or CASSETTE_DIR
             report = run_suites(options, models=lambda suite: replay_runtime(load_meta(suite, folder), settings),
                                 thresholds=limits, thresholds_label=label)
         else:
+            # [llm] extra: the runtime and the tools load langchain (~0.5 s)
             from agent.llm.runtime import LLMRuntime
-            from agent.prompts import load_prompt
             from agent.tools import build_tools
 
             with LLMRuntime.open(settings) as runtime:
                 # outside any cassette: not recorded
                 if settings.agent_design == "plan":
+                    # [llm] extra: the plan agent loads langchain (~0.5 s)
                     from agent.pipeline import warm_prefixes
                     from agent.planner import planner_system_prompt
-                    from evals.runner import plan_scopes
 
                     warm_prefixes(runtime, planner_system_prompt(plan_scopes(options)))
                 else:
@@ -199,6 +195,7 @@ def schema(
     check: bool = typer.Option(False, "--check", help="Write nothing; exit 1 if a schema file is out of date"),
 ) -> None:
     """Export the JSON schemas of the eval case files (from their pydantic models)."""
+    # [llm] and [knowledge] extras: evals.schema imports every suite's models, the agent's too (~0.85 s)
     from evals.schema import SCHEMA_DIR, export
 
     stale = export(out_dir or SCHEMA_DIR, check=check)

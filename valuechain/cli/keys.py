@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
+from api.auth import create_key, list_keys, revoke_key
 from core.runtime import get_sessionmaker
 from valuechain.cli.common import (
     DatabaseUrlOption,
@@ -31,8 +32,6 @@ def create_cmd(
     database_url: str | None = DatabaseUrlOption,
     as_json: bool = JsonOption,
 ) -> None:
-    from api.auth import create_key
-
     with get_sessionmaker(settings_for(database_url))() as session:
         with tool_errors():
             created = create_key(session=session, name=name, role=role, email=email)
@@ -51,8 +50,6 @@ def list_cmd(
     database_url: str | None = DatabaseUrlOption,
     as_json: bool = JsonOption,
 ) -> None:
-    from api.auth import list_keys
-
     with get_sessionmaker(settings_for(database_url))() as session:
         keys = list_keys(session=session, include_revoked=not active_only)
     if as_json:
@@ -72,8 +69,6 @@ def revoke_cmd(
     database_url: str | None = DatabaseUrlOption,
     as_json: bool = JsonOption,
 ) -> None:
-    from api.auth import revoke_key
-
     with get_sessionmaker(settings_for(database_url))() as session:
         with tool_errors():
             info = revoke_key(session=session, prefix=prefix)

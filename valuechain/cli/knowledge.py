@@ -11,6 +11,9 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from knowledge.loaders import UnsupportedDocument
+from knowledge.search import search_knowledge
+from tools.errors import ToolInputError
 from valuechain.cli.common import JsonOption, console, err_console, fail, print_json
 
 if TYPE_CHECKING:
@@ -61,9 +64,8 @@ def ingest_cmd(
     paths: list[Path] = typer.Argument(..., help="Files or folders (searched recursively)"),
     as_json: bool = JsonOption,
 ) -> None:
+    # [knowledge] extra: knowledge.ingest loads Chroma (~0.3 s)
     from knowledge.ingest import ingest
-    from knowledge.loaders import UnsupportedDocument
-    from tools.errors import ToolInputError
 
     store = _store()
     try:
@@ -94,9 +96,6 @@ def search_cmd(
     mode: str | None = ModeOption,
     as_json: bool = JsonOption,
 ) -> None:
-    from knowledge.search import search_knowledge
-    from tools.errors import ToolInputError
-
     store = _store(mode)
     try:
         results = search_knowledge(store=store, query=query, k=k)
@@ -121,6 +120,7 @@ def build_cmd(
     force: bool = typer.Option(False, "--force", help="Re-check every corpus document"),
     as_json: bool = JsonOption,
 ) -> None:
+    # [knowledge] extra: knowledge.ingest loads Chroma (~0.3 s)
     from knowledge.ingest import ensure_corpus_index
 
     store = _store()
@@ -145,6 +145,7 @@ def eval_cmd(
     ),
     as_json: bool = JsonOption,
 ) -> None:
+    # [knowledge] extra: these load Chroma (~0.3 s)
     from knowledge.evaluate import CASES_FILE, THRESHOLDS, run_retrieval_eval
     from knowledge.ingest import ensure_corpus_index
     from knowledge.store import SEARCH_MODES, SearchMode

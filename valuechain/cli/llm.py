@@ -14,6 +14,7 @@ import typer
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from agent.llm.model_files import ModelFilesError
 from core.settings import Settings, get_settings
 from valuechain.cli.common import JsonOption, console, err_console, fail, print_json
 
@@ -48,7 +49,7 @@ def _join_progress(enabled: bool) -> Iterator[ProgressFn | None]:
 
 
 def _embedded_server(settings: Settings, show_progress: bool, **overrides: object) -> EmbeddedLLMServer:
-    from agent.llm.model_files import ModelFilesError
+    # [llm] extra: agent.llm.server imports httpx, which the base install lacks
     from agent.llm.server import EmbeddedLLMServer
 
     try:
@@ -94,8 +95,10 @@ def status_cmd(
         False, "--routing", help="Also ask the ten routing-probe questions with the product's tools and prompt"
     ),
 ) -> None:
+    # [llm] extra: httpx is not in the base install
     import httpx
 
+    # [llm] extra: client and server import httpx; the probe and status load langchain (~0.45 s)
     from agent.llm.client import LLMConfigError, resolve_endpoint
     from agent.llm.probe import run_routing
     from agent.llm.server import LLMServerError
@@ -152,6 +155,7 @@ def serve_cmd(
     ),
     ctx: int | None = typer.Option(None, "--ctx", help="Context size in tokens, shared by the slots"),
 ) -> None:
+    # [llm] extra: agent.llm.server imports httpx, which the base install lacks
     from agent.llm.server import LLMServerError
 
     settings = get_settings()

@@ -6,15 +6,14 @@ import typer
 from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
+from core.runtime import get_sessionmaker
 from core.settings import Settings, get_settings
+from crm.models import ApiKey
 from valuechain.cli.common import console
 
 
 def _key_hint(settings: Settings) -> str:
     """How to sign in: whether any API key exists yet, and how to make one."""
-    from core.runtime import get_sessionmaker
-    from crm.models import ApiKey
-
     make = "`valuechain keys create --name NAME --role admin`"
     try:
         with get_sessionmaker(settings)() as session:
@@ -46,6 +45,7 @@ def serve(
     log_level: str = typer.Option("info", "--log-level", help="critical, error, warning, info, debug"),
 ) -> None:
     """Serve the web UI (at /) and the API with uvicorn on `api.app:create_app` (settings from the environment)."""
+    # [api] extra: uvicorn
     import uvicorn
 
     settings = get_settings()

@@ -9,11 +9,15 @@ from rich.table import Table
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from api.auth import create_key
 from core.runtime import get_engine, get_sessionmaker
 from core.settings import Settings
 from crm.db import session_scope
+from crm.demo import generate_demo
 from crm.migrate import current_revision, upgrade
 from crm.models import Account, ApiKey, AppMeta, Base, ChurnModel
+from tools.churn.model import train
+from tools.errors import ToolInputError
 from valuechain.cli.common import DatabaseUrlOption, JsonOption, console, print_json, settings_for
 
 FIRST_ADMIN = "admin"
@@ -31,8 +35,6 @@ def init(
     """Migrate the database; on first start load the demo company, train the churn model,
     build the knowledge index and print a first admin API key. Every step is skipped when its
     result already exists."""
-    from crm.demo import generate_demo
-
     settings = settings_for(database_url)
     engine = get_engine(settings)
     upgrade(engine)
@@ -57,8 +59,6 @@ def init(
 
 
 def _train_churn_model(factory: sessionmaker[Session]) -> None:
-    from tools.churn.model import train
-
     with session_scope(factory) as session:
         report = train(session, now=dt.datetime.now(dt.UTC).replace(tzinfo=None))
     auc = "n/a" if report.auc is None else f"{report.auc:.3f}"
@@ -66,6 +66,7 @@ def _train_churn_model(factory: sessionmaker[Session]) -> None:
 
 
 def _build_knowledge_index(settings: Settings) -> None:
+    # [knowledge] extra: knowledge.ingest loads Chroma (~0.3 s)
     from knowledge.ingest import ensure_corpus_index
 
     report = ensure_corpus_index(settings=settings)
@@ -75,9 +76,6 @@ def _build_knowledge_index(settings: Settings) -> None:
 def _first_admin_key(factory: sessionmaker[Session], settings: Settings) -> None:
     """On first start (no API key, not even a revoked one) create an admin key and show it once,
     so the web UI can be signed into straight away; only its hash is stored."""
-    from api.auth import create_key
-    from tools.errors import ToolInputError
-
     with session_scope(factory) as session:
         if session.scalar(select(func.count()).select_from(ApiKey)):
             return

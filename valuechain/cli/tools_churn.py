@@ -9,6 +9,8 @@ import typer
 from rich.table import Table
 
 from core.runtime import get_sessionmaker
+from tools.churn.scoring import churn_risk
+from tools.nba import next_best_action
 from valuechain.cli.common import (
     DatabaseUrlOption,
     JsonOption,
@@ -37,8 +39,6 @@ def churn_risk_cmd(
     as_json: bool = JsonOption,
 ) -> None:
     """Churn probability, band, ARR at risk and drivers for one account or a filtered ranking."""
-    from tools.churn.scoring import churn_risk
-
     try:
         low, high = (float(v) for v in bands.split(","))
     except ValueError as exc:
@@ -108,8 +108,6 @@ def next_best_action_cmd(
     as_json: bool = JsonOption,
 ) -> None:
     """Rank playbook actions for one account by expected value, with evidence and suppressions."""
-    from tools.nba import next_best_action
-
     settings = settings_for(database_url)
     if playbook is None and settings.playbook_path is not None:
         playbook = str(settings.playbook_path)
