@@ -180,6 +180,17 @@ class Executor:
                         o.args[k] = f"#{old_to_new[ref[0]]}" + (f".{ref[1]}" if ref[1] != 1 else "")
             for i, o in enumerate(out):
                 o.index = i + 1
+        if not any(o.tool == "propose_recommendation" for o in out):
+            # intent "file" with no proposal (the 1.5B model planned next_best_action only in live filing
+            # tasks): file the best action of the last next_best_action, as the intent says
+            last = next((o for o in reversed(out) if o.tool == "next_best_action"), None)
+            if last is not None:
+                proposal = StepRun(len(out) + 1, "propose_recommendation",
+                                   {"account_id": last.args.get("account_id"), "action": f"#{last.index}",
+                                    "rationale": ""}, added=True)
+                out.append(proposal)
+                nba_of[id(proposal)] = last
+                ex.notes.append("added propose_recommendation: the plan's intent is to file")
         for s in out:
             nba = nba_of.get(id(s))
             if nba is None:

@@ -262,3 +262,19 @@ def test_a_question_far_from_anything_answerable_is_declined_without_a_model_cal
     result = copilot.ask("Write a haiku about Mondays.")
     assert result.llm_calls == 0 and script.requests == [] and "outside what I cover" in result.answer
     assert "off-topic: no answerable question is near it (no model call)" in result.notes
+
+
+def test_a_file_intent_without_a_proposal_files_the_best_action(sessions: sessionmaker[Session]) -> None:
+    top = ranked(sessions, 1)[0]
+    script = Script([
+        plan("file", ("rank", {"entity": "accounts", "metric": "churn_probability", "limit": 1}),
+             ("next_best_action", {"account_id": "#1"})),
+        say("Filed for approval."),
+    ])
+    result = copilot_for(sessions, script).ask("File the top action for our riskiest account")
+    assert [(c.name, c.ok) for c in result.tool_calls] == [
+        ("rank", True), ("next_best_action", True), ("propose_recommendation", True)]
+    assert "added propose_recommendation: the plan's intent is to file" in result.notes
+    with sessions() as s:
+        recs = s.scalars(select(Recommendation)).all()
+    assert [(r.account_id, r.status) for r in recs] == [(top, "pending")]
