@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import BaseModel
 from sqlalchemy.orm import Session, sessionmaker
 
-from crm.db import session_scope
+from core.db import session_scope
 from tools.errors import ToolInputError
 from tools.registry import ToolSpec, tool_named
 from tools.review import expire_stale

@@ -324,7 +324,8 @@ class ExemplarIndex:
     @property
     def embedder(self) -> Embedder:
         if self._embedder is None:
-            # the product's one MiniLM, shared with the knowledge store (never a second copy)
+            # [knowledge] extra: chromadb and onnxruntime (~0.4 s), loaded on the first embedding; the
+            # product's one MiniLM, shared with the knowledge store (never a second copy)
             from knowledge.embeddings import shared_embedder
 
             self._embedder = shared_embedder()

@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from crm.db import session_scope
+from core.db import session_scope
 from crm.models import AgentRun, Conversation, LlmCall, Message, ToolCall
 
 HISTORY_TURNS = 4

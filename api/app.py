@@ -35,8 +35,8 @@ from api.routes import (
     ui,
 )
 from api.routes.slack import router as slack_router
+from core.db import make_engine, make_sessionmaker
 from core.settings import Settings, get_settings
-from crm.db import make_engine, make_sessionmaker
 from knowledge.store import KnowledgeStore
 from tools.errors import DataFault, ToolInputError, internal_summary, new_error_id
 

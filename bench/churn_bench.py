@@ -53,7 +53,7 @@ import numpy as np
 from sqlalchemy import Engine, delete, func, select, update
 from sqlalchemy.orm import Session
 
-from crm.db import make_engine, make_sessionmaker
+from core.db import make_engine, make_sessionmaker
 from crm.migrate import current_revision, upgrade
 from crm.models import Account, ChurnFeatureState, ChurnModel, ChurnScore
 from tools.churn import state as churn_state

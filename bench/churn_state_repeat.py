@@ -19,7 +19,7 @@ import statistics
 import time
 from pathlib import Path
 
-from crm.db import make_engine, make_sessionmaker
+from core.db import make_engine, make_sessionmaker
 from tools.churn import state as churn_state
 from tools.churn import state_store
 from tools.churn.features import AccountScope, active_on

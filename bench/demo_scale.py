@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from crm.db import make_engine
+from core.db import make_engine
 from crm.demo import DEFAULT_AS_OF, GENERATOR_VERSION, TRIM_THRESHOLD, generate_demo
 from crm.demo.checks import churn_rate_last_year, holdout_auc, single_snapshot_auc
 from crm.migrate import upgrade

@@ -32,8 +32,8 @@ from agent.prompts import load_prompt
 from agent.service import build_copilot
 from agent.tools import build_tools
 from bench.agent_bench import pct, scratch_settings
+from core.db import session_scope
 from core.runtime import get_sessionmaker
-from crm.db import session_scope
 from knowledge.store import KnowledgeStore
 from tools.registry import tool_named
 

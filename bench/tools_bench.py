@@ -30,7 +30,7 @@ from typing import Any
 from sqlalchemy import Engine, insert
 from sqlalchemy.orm import Session
 
-from crm.db import make_engine, make_sessionmaker
+from core.db import make_engine, make_sessionmaker
 from crm.migrate import upgrade
 from crm.models import PORTER_CATEGORIES, Account, AppMeta, Subscription, SupportTicket, ValueChainActivity
 from tools.accounts import account_timeline, get_account, list_accounts

@@ -1,2 +1,2 @@
-"""The bottom layer: settings and the long-lived resources built from them (nothing here imports the
-product's other packages except `crm.db`)."""
+"""The bottom layer: settings, the engine and session plumbing, and the long-lived resources built
+from them. Nothing here imports the product's other packages (tests/test_layers.py checks it)."""

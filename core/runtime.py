@@ -7,8 +7,8 @@ from functools import lru_cache
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from core.db import make_engine, make_sessionmaker
 from core.settings import Settings, get_settings
-from crm.db import make_engine, make_sessionmaker
 
 
 @lru_cache(maxsize=8)

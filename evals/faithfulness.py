@@ -225,7 +225,7 @@ def ask_all(
     from sqlalchemy import select
 
     # deferred likewise: crm and evals.fixtures are most of that ~0.4 s
-    from crm.db import make_sessionmaker
+    from core.db import make_sessionmaker
     from crm.models import ToolCall
     from evals.fixtures import fresh_copy
 

@@ -22,8 +22,8 @@ import yaml
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
+from core.db import make_engine, make_sessionmaker
 from crm import models
-from crm.db import make_engine, make_sessionmaker
 from crm.demo.generator import GENERATOR_VERSION, generate_demo
 from crm.migrate import upgrade
 

@@ -18,7 +18,16 @@ from typing import Any, Literal, Protocol
 
 from langchain_core.language_models import BaseChatModel
 
+from agent.exemplar_library import in_scope, nearest_last
+from agent.plan import plan_schema
+from agent.planner import Planner
+from agent.prompts import load_prompt
+from core.db import make_engine, make_sessionmaker
+from evals import faithfulness, tools_suite
+from evals import tasks as task_suite
 from evals.faithfulness import AnswerCheck
+from evals.fixtures import corpus_knowledge, fixture_db, fixture_knowledge
+from evals.replay import CASSETTE_DIR, CassetteMeta, cassette, load_meta, now_iso, write_meta
 from evals.report import (
     SUITES,
     EvalReport,
@@ -30,6 +39,8 @@ from evals.report import (
     dump,
     new_run_id,
 )
+from tools.accounts import scope_values
+from tools.registry import FILTER_KEYS
 
 MODEL_SUITES: frozenset[SuiteName] = frozenset({"selection", "tasks", "faithfulness"})
 Mode = Literal["live", "replay", "record", "offline"]
@@ -81,11 +92,6 @@ def _pick(items: Sequence[Any], ids: frozenset[str] | None) -> list[Any]:
 
 def plan_scopes(options: RunOptions) -> dict[str, list[str]]:
     """The scope values of the demo fixture the selection and task questions are about."""
-    from crm.db import make_engine, make_sessionmaker
-    from evals.fixtures import fixture_db
-    from tools.accounts import scope_values
-    from tools.registry import FILTER_KEYS
-
     engine = make_engine(f"sqlite:///{fixture_db('demo', options.work_dir)}")
     try:
         with make_sessionmaker(engine)() as session:
@@ -95,8 +101,6 @@ def plan_scopes(options: RunOptions) -> dict[str, list[str]]:
 
 
 def _plan_retriever(options: RunOptions) -> Callable[[str], str] | None:
-    from agent.exemplar_library import nearest_last
-
     return nearest_last(options.exemplars) if options.exemplars else None
 
 
@@ -106,14 +110,14 @@ def copilot_factory(models: ChatModels, knowledge: Callable[[], Any], options: R
     Recommendations never expire here (`recommendation_ttl_days=None`): the TTL reads the wall
     clock, and the fixture's pending recommendation has a fixed date, so the end state must not
     depend on the day the eval runs."""
+    # heavy: the agents load langchain (~0.6 s); only the model suites build one
     from agent.copilot import Copilot
 
     overrides = {} if options.temperature is None else {"temperature": options.temperature}
 
     if options.design == "plan":
-        from agent.exemplar_library import in_scope
+        # heavy: langchain, as above
         from agent.pipeline import PlanCopilot
-        from agent.plan import plan_schema
 
         def make_plan(sessions: Any) -> PlanCopilot:
             return PlanCopilot(sessions=sessions, knowledge=knowledge, planner=models.planner(plan_schema(), **overrides),
@@ -135,16 +139,14 @@ def copilot_factory(models: ChatModels, knowledge: Callable[[], Any], options: R
 
 
 def run_tools_suite(options: RunOptions) -> SuiteResult:
-    from evals.fixtures import fixture_db, fixture_knowledge
-    from evals.tools_suite import CASES_FILE, load_cases, run_tools
-
-    cases = _pick(load_cases(options.cases.get("tools", CASES_FILE)), options.ids)
+    cases = _pick(tools_suite.load_cases(options.cases.get("tools", tools_suite.CASES_FILE)), options.ids)
     store = cache(lambda: fixture_knowledge(options.work_dir))
-    return run_tools(cases, fixture=fixture_db("golden", options.work_dir), work_dir=options.work_dir,
+    return tools_suite.run_tools(cases, fixture=fixture_db("golden", options.work_dir), work_dir=options.work_dir,
                      knowledge=store)
 
 
 def run_retrieval_suite(options: RunOptions, knowledge: Callable[[], Any]) -> SuiteResult:
+    # [knowledge] extra: chromadb and onnxruntime (~0.5 s); only this suite searches directly
     from evals.retrieval import run_retrieval
 
     return run_retrieval(knowledge(), cases_file=options.cases.get("retrieval"))
@@ -184,7 +186,7 @@ def selection_result(report: Any, seconds: float) -> SuiteResult:
 
 
 def run_selection_suite(models: ChatModels, options: RunOptions) -> SuiteResult:
-    from agent.prompts import load_prompt
+    # heavy: the LangChain tools and evals.selection load langchain (~0.6 s); only this model suite needs them
     from agent.tools import build_tools
     from evals.selection import CASES_DIR, load_cases, run_selection
 
@@ -193,9 +195,7 @@ def run_selection_suite(models: ChatModels, options: RunOptions) -> SuiteResult:
     t0 = time.perf_counter()
     say = lambda r: _say(options, f"selection {r.id}: {'ok' if r.args_ok else r.detail}")  # noqa: E731
     if options.design == "plan":
-        from agent.exemplar_library import in_scope
-        from agent.plan import plan_schema
-        from agent.planner import Planner
+        # heavy: langchain, as above
         from evals.selection import run_plan_selection
 
         planner = Planner(models.planner(plan_schema(), **overrides), retrieve=_plan_retriever(options),
@@ -210,11 +210,8 @@ def run_selection_suite(models: ChatModels, options: RunOptions) -> SuiteResult:
 
 
 def run_tasks_suite(models: ChatModels, options: RunOptions, knowledge: Callable[[], Any]) -> tuple[SuiteResult, list[Any]]:
-    from evals.fixtures import fixture_db
-    from evals.tasks import CASES_FILE, load_tasks, run_tasks
-
-    tasks = _pick(load_tasks(options.cases.get("tasks", CASES_FILE)), options.ids)
-    result, trials = run_tasks(
+    tasks = _pick(task_suite.load_tasks(options.cases.get("tasks", task_suite.CASES_FILE)), options.ids)
+    result, trials = task_suite.run_tasks(
         tasks, trials=options.trials, fixture=fixture_db("demo", options.work_dir),
         make_copilot=copilot_factory(models, knowledge, options), work_dir=options.work_dir,
         progress=lambda r: _say(options, f"task {r.task} #{r.trial}: {'ok' if r.success else '; '.join(r.problems)}"),
@@ -224,17 +221,14 @@ def run_tasks_suite(models: ChatModels, options: RunOptions, knowledge: Callable
 
 def run_faithfulness_suite(models: ChatModels, options: RunOptions, knowledge: Callable[[], Any],
                            task_checks: Sequence[AnswerCheck]) -> SuiteResult:
-    from evals.faithfulness import CASES_FILE, ask_all, load_cases, summarise
-    from evals.fixtures import fixture_db
-
-    cases = _pick(load_cases(options.cases.get("faithfulness", CASES_FILE)), options.ids)
+    cases = _pick(faithfulness.load_cases(options.cases.get("faithfulness", faithfulness.CASES_FILE)), options.ids)
     t0 = time.perf_counter()
-    checks, errors = ask_all(
+    checks, errors = faithfulness.ask_all(
         cases, fixture=fixture_db("demo", options.work_dir), make_copilot=copilot_factory(models, knowledge, options),
         work_dir=options.work_dir,
         progress=lambda c: _say(options, f"faithfulness {c.id}: {'ok' if c.faithful else c.untraceable}"),
     )
-    result = summarise([*checks, *task_checks], errors=errors, seconds=time.perf_counter() - t0, cases=len(cases))
+    result = faithfulness.summarise([*checks, *task_checks], errors=errors, seconds=time.perf_counter() - t0, cases=len(cases))
     return _with_ids(result, cases)
 
 
@@ -244,8 +238,6 @@ def run_faithfulness_suite(models: ChatModels, options: RunOptions, knowledge: C
 @contextmanager
 def _recording(suite: SuiteName, options: RunOptions, models: ChatModels | None) -> Iterator[list[SuiteResult]]:
     """Around one model suite: record into / replay from its cassette, and write the meta when recording."""
-    from evals.replay import CASSETTE_DIR, CassetteMeta, cassette, now_iso, write_meta
-
     holder: list[SuiteResult] = []
     if options.mode not in ("record", "replay"):
         yield holder
@@ -286,8 +278,6 @@ def _suite_options(suite: SuiteName, options: RunOptions) -> RunOptions:
     """In replay, a model suite runs exactly as recorded: its trials, temperature and cases."""
     if options.mode != "replay" or suite not in MODEL_SUITES:
         return options
-    from evals.replay import CASSETTE_DIR, load_meta
-
     meta = load_meta(suite, options.cassette_dir or CASSETTE_DIR)
     if options.ids is not None:
         raise ValueError("--id cannot be combined with --replay: a replay plays the recorded cases, all of them")
@@ -303,8 +293,6 @@ def run_suites(
     thresholds_label: str = "evals/thresholds.yaml",
 ) -> EvalReport:
     """Run the chosen suites in a fixed order and gate each on its thresholds."""
-    from evals.fixtures import corpus_knowledge
-
     unknown = [s for s in options.suites if s not in SUITES]
     if unknown:
         raise ValueError(f"unknown suite(s) {unknown}; valid: {', '.join(SUITES)}")

@@ -33,7 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from crm.db import make_engine, make_sessionmaker
+from core.db import make_engine, make_sessionmaker
 from crm.dump import table_hashes
 from crm.models import Base, Recommendation, RecommendationEvent, ToolCall
 from evals.faithfulness import AnswerCheck, check_answer, mentions_value

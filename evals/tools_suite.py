@@ -20,7 +20,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from sqlalchemy.orm import Session
 
-from crm.db import make_sessionmaker
+from core.db import make_sessionmaker
 from evals.fixtures import fresh_copy
 from evals.jsonpath import PathError, resolve
 from evals.report import ReportTable, SuiteResult, dump

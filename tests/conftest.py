@@ -12,7 +12,7 @@ from pg_databases import drop_pg_database, fresh_pg_database
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from crm.db import make_engine, make_sessionmaker
+from core.db import make_engine, make_sessionmaker
 from crm.demo.generator import generate_demo
 from crm.migrate import upgrade
 

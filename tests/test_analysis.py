@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from crm.db import make_engine, make_sessionmaker
+from core.db import make_engine, make_sessionmaker
 from crm.demo import DEFAULT_AS_OF, generate_demo
 from crm.migrate import upgrade
 from crm.models import Initiative, ValueChainActivity

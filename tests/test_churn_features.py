@@ -11,7 +11,7 @@ from churn_builders import build_history
 from sqlalchemy import Engine, insert
 from sqlalchemy.orm import Session
 
-from crm.db import make_sessionmaker
+from core.db import make_sessionmaker
 from crm.models import (
     Account,
     Contact,

@@ -182,7 +182,7 @@ def test_no_model_means_rule_based_and_says_so(session: Session) -> None:
 
 
 def test_too_little_history_falls_back_to_rules(any_engine: Engine) -> None:
-    from crm.db import make_sessionmaker
+    from core.db import make_sessionmaker
 
     with make_sessionmaker(any_engine)() as session:
         build_history(session, accounts=25, seed=1)
@@ -199,7 +199,7 @@ def test_too_little_history_falls_back_to_rules(any_engine: Engine) -> None:
 
 @pytest.fixture(scope="module")
 def trained_history(tmp_path_factory: pytest.TempPathFactory) -> tuple[Engine, str]:
-    from crm.db import make_engine, make_sessionmaker
+    from core.db import make_engine, make_sessionmaker
     from crm.migrate import upgrade
 
     engine = make_engine(f"sqlite:///{tmp_path_factory.mktemp('churn') / 'history.db'}")
@@ -212,7 +212,7 @@ def trained_history(tmp_path_factory: pytest.TempPathFactory) -> tuple[Engine, s
 
 
 def test_history_training_learns_and_is_versioned(trained_history: tuple[Engine, str]) -> None:
-    from crm.db import make_sessionmaker
+    from core.db import make_sessionmaker
 
     engine, version = trained_history
     with make_sessionmaker(engine)() as session:
@@ -244,7 +244,7 @@ def test_history_training_learns_and_is_versioned(trained_history: tuple[Engine,
 
 
 def test_attribute_only_training_cross_validated(any_engine: Engine) -> None:
-    from crm.db import make_sessionmaker
+    from core.db import make_sessionmaker
 
     with make_sessionmaker(any_engine)() as session:
         build_attributes(session, accounts=600, seed=0)
@@ -288,7 +288,7 @@ def test_cli_train_and_report_json(trained_history: tuple[Engine, str]) -> None:
 
 
 def test_cli_train_attributes_json_keys(tmp_path_factory: pytest.TempPathFactory) -> None:
-    from crm.db import make_engine, make_sessionmaker
+    from core.db import make_engine, make_sessionmaker
     from crm.migrate import upgrade
 
     engine = make_engine(f"sqlite:///{tmp_path_factory.mktemp('attrs') / 'a.db'}")

@@ -16,7 +16,7 @@ from churn_builders import AS_OF, build_history
 from sqlalchemy import Engine, delete, func, select, update
 from sqlalchemy.orm import Session
 
-from crm.db import make_engine, make_sessionmaker
+from core.db import make_engine, make_sessionmaker
 from crm.migrate import upgrade
 from crm.models import ChurnScore
 from tools.churn.features import AccountScope, active_on

@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import Engine, insert, select
 from sqlalchemy.orm import Session
 
-from crm.db import make_sessionmaker
+from core.db import make_sessionmaker
 from crm.demo import generate_demo
 from crm.models import Account, ChurnScore, Interaction, SupportTicket
 from tools.churn import state, state_store

@@ -11,7 +11,7 @@ from sqlalchemy import Engine, func, insert, select, text
 from typer.testing import CliRunner
 
 import crm.demo.generator as generator_module
-from crm.db import make_engine
+from core.db import make_engine
 from crm.demo import (
     DEFAULT_AS_OF,
     DemoDatabaseNotEmptyError,

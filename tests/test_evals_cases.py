@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from agent.tools import build_tools
-from crm.db import make_engine
+from core.db import make_engine
 from crm.dump import database_hash
 from evals import faithfulness, selection, tasks, tools_suite
 from evals.fixtures import fixture_db, fixture_knowledge, fresh_copy

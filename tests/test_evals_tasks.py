@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from agent_fakes import Script, ScriptedModels, call, say
 
-from crm.db import make_engine
+from core.db import make_engine
 from crm.models import Recommendation
 from evals import faithfulness
 from evals.fixtures import fixture_db

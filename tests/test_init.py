@@ -9,8 +9,8 @@ import pytest
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
+from core.db import make_engine, make_sessionmaker
 from core.settings import get_settings
-from crm.db import make_engine, make_sessionmaker
 from crm.dump import database_hash
 from crm.models import Account, ChurnModel
 from valuechain.cli.main import app

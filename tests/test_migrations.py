@@ -11,7 +11,7 @@ from pg_databases import fresh_pg_database as _fresh_pg_database
 from sqlalchemy import DateTime, Engine, bindparam, inspect, text
 from sqlalchemy.exc import IntegrityError
 
-from crm.db import make_engine
+from core.db import make_engine
 from crm.migrate import alembic_config, current_revision, upgrade
 from crm.models import Base
 

@@ -13,7 +13,7 @@ from pypdf import PdfReader
 from sqlalchemy import Engine
 from typer.testing import CliRunner
 
-from crm.db import make_engine, make_sessionmaker
+from core.db import make_engine, make_sessionmaker
 from crm.demo import DEFAULT_AS_OF, generate_demo
 from crm.migrate import upgrade
 from tools.analysis import ValueChainAnalysis, value_chain_analysis

@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import Engine, func, select, update
 from sqlalchemy.orm import Session
 
-from crm.db import make_sessionmaker
+from core.db import make_sessionmaker
 from crm.models import Recommendation, RecommendationEvent
 from tools.errors import DataFault, ToolInputError
 from tools.recommendations import propose_recommendation

@@ -20,8 +20,8 @@ from typer.testing import CliRunner
 from agent.tools import build_tools
 from api.app import create_app
 from api.routes.tool_calls import api_tools
+from core.db import make_engine, make_sessionmaker
 from core.settings import Settings
-from crm.db import make_engine, make_sessionmaker
 from crm.migrate import upgrade
 from evals import tools_suite
 from tools.ranking import rank

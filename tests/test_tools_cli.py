@@ -14,8 +14,8 @@ import pytest
 from sqlalchemy import update
 from typer.testing import CliRunner, Result
 
+from core.db import make_engine, make_sessionmaker
 from core.settings import get_settings
-from crm.db import make_engine, make_sessionmaker
 from crm.migrate import upgrade
 from crm.models import AppMeta
 from tools.errors import DataFault

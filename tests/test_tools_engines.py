@@ -11,7 +11,7 @@ from pydantic import BaseModel
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from crm.db import make_sessionmaker
+from core.db import make_sessionmaker
 from tools.accounts import account_timeline, get_account, list_accounts
 from tools.activities import score_activities
 from tools.ranking import rank

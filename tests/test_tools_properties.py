@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from crm.db import make_engine
+from core.db import make_engine
 from crm.models import Base, ValueChainActivity
 from tools.activities import score_rows
 from tools.ranking import rank

@@ -13,7 +13,7 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from crm.db import make_sessionmaker
+from core.db import make_sessionmaker
 from crm.models import Recommendation, RecommendationEvent
 from tools.errors import ToolInputError
 from tools.recommendations import propose_recommendation

@@ -30,8 +30,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from agent.copilot import Copilot
 from api.app import create_app
 from api.auth import authenticate, create_key
+from core.db import make_engine, make_sessionmaker
 from core.settings import Settings
-from crm.db import make_engine, make_sessionmaker
 from crm.demo.generator import generate_demo
 from crm.migrate import upgrade
 from crm.models import Conversation, Recommendation, User

@@ -5,7 +5,7 @@ status, approve, reject or execute: there is no parameter for it, and the row is
 created as pending. Deciding belongs to the review API, behind the approver role.
 
 The tool adds and flushes the rows in the caller's session; the caller's unit of work
-(e.g. `crm.db.session_scope`) commits them together with its own run log.
+(e.g. `core.db.session_scope`) commits them together with its own run log.
 """
 
 from __future__ import annotations

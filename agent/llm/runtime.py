@@ -85,7 +85,9 @@ class LLMRuntime:
         embedded server through its grammar; a configured endpoint's structured output otherwise)."""
         overrides.setdefault("max_tokens", PLAN_MAX_TOKENS)
         if resolve_endpoint(self.settings).embedded:
-            from agent.plan import compact_grammar  # deferred: agent.plan imports the tool registry
+            # heavy: agent.plan loads the tool registry and every tool core (~0.4 s); only the embedded
+            # plan agent needs the grammar, not `valuechain llm` or the ReAct agent
+            from agent.plan import compact_grammar
 
             body = {"id_slot": ROUTE_SLOT, "grammar": compact_grammar(schema)}
             return make_chat_model(self.settings, self.base_url, slot=ROUTE_SLOT, extra_body=body, **overrides)

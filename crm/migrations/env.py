@@ -5,7 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import Connection
 
-from crm.db import make_engine
+from core.db import make_engine
 from crm.models import Base
 
 config = context.config

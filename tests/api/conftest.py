@@ -16,8 +16,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from api.app import create_app
 from api.auth import create_key
+from core.db import make_sessionmaker
 from core.settings import Settings
-from crm.db import make_sessionmaker
 from tools.recommendations import propose_recommendation
 
 

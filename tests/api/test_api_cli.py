@@ -13,7 +13,7 @@ from sqlalchemy import select
 from typer.testing import CliRunner
 
 from api.auth import authenticate, hash_key
-from crm.db import make_engine, make_sessionmaker
+from core.db import make_engine, make_sessionmaker
 from crm.migrate import upgrade
 from crm.models import ApiKey, Recommendation
 from tools.recommendations import propose_recommendation

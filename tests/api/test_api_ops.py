@@ -16,7 +16,7 @@ from sqlalchemy import Engine
 
 from api import metrics
 from api.app import create_app
-from crm.db import make_engine
+from core.db import make_engine
 
 
 @pytest.fixture

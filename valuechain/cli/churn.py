@@ -8,8 +8,8 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
+from core.db import session_scope
 from core.runtime import get_sessionmaker
-from crm.db import session_scope
 from tools.churn.model import load_model_report, train
 from tools.churn.schemas import ChurnModelReport
 from tools.churn.scoring import write_score_snapshot

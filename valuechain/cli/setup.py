@@ -10,9 +10,9 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.auth import create_key
+from core.db import session_scope
 from core.runtime import get_engine, get_sessionmaker
 from core.settings import Settings
-from crm.db import session_scope
 from crm.demo import generate_demo
 from crm.migrate import current_revision, upgrade
 from crm.models import Account, ApiKey, AppMeta, Base, ChurnModel
