@@ -197,8 +197,7 @@ class Copilot:
                             yield AgentEvent(type="tool_end", name=msg.name, ok=ok, text=str(msg.content),
                                              call_id=msg.tool_call_id)
         except LLMUnavailableError as exc:
-            error = (f"Sorry, {exc}, so I cannot answer right now. Your question is saved in "
-                     f"conversation {log.conversation_id}; ask again when the model is back.")
+            error = unavailable_answer(exc, log.conversation_id)
             yield AgentEvent(type="error", text=error)
         except InternalToolError as exc:  # the traceback is in the log under exc.error_id
             error = internal_error_answer(exc.error_id, exc.cause, conversation_id=log.conversation_id,
@@ -206,36 +205,58 @@ class Copilot:
             fault = internal_error_record(exc.error_id, exc.cause)
             yield AgentEvent(type="error", text=error)
 
-        answer = error if error else (str(final.content).strip() if final is not None else "")
-        if not error and not answer:
-            answer = "I could not produce an answer to that."
-        if not error:
-            log.message("assistant", answer)
-        latency = time.perf_counter() - t0
-        log.finish(answer=None if error else answer, error=fault or error, latency_ms=latency * 1000)
+        answer = error or (str(final.content).strip() if final is not None else "")
         turn: TurnState = ctx.turn
-        result = AgentAnswer(
-            answer=answer, conversation_id=log.conversation_id, run_id=log.run_id, model=self.model_name,
-            tool_calls=list(calls.values()), llm_calls=log.llm_seq,
-            prompt_tokens=log.prompt_tokens, completion_tokens=log.completion_tokens,
-            latency_s=round(latency, 3), llm_s=round(turn.llm_s, 3), tool_s=round(turn.tool_s, 3),
-            error=error, notes=turn.notes,
-        )
-        yield AgentEvent(type="answer", text=answer, result=result, run_id=log.run_id,
-                         conversation_id=log.conversation_id)
+        yield close_turn(log, answer=answer, error=error, fault=fault, model=self.model_name,
+                         calls=list(calls.values()), llm_s=turn.llm_s, tool_s=turn.tool_s, notes=turn.notes,
+                         started=t0)
 
     async def aask(self, question: str, **kwargs: Any) -> AgentAnswer:
-        result: AgentAnswer | None = None
-        async for event in self.astream(question, **kwargs):
-            if event.type == "answer":
-                result = event.result
-        if result is None:  # astream always ends with an answer event
-            raise RuntimeError("the agent run ended without an answer")
-        return result
+        return await final_answer(self.astream(question, **kwargs))
 
     def ask(self, question: str, **kwargs: Any) -> AgentAnswer:
         """One turn, blocking: the answer with its tool calls, counts and timings."""
         return run_sync(self.aask(question, **kwargs))
+
+
+def unavailable_answer(exc: LLMUnavailableError, conversation_id: str) -> str:
+    """What the user is told when the model endpoint fails, in every agent alike."""
+    return (f"Sorry, {exc}, so I cannot answer right now. Your question is saved in "
+            f"conversation {conversation_id}; ask again when the model is back.")
+
+
+def close_turn(log: RunLog, *, answer: str, error: str | None, fault: str | None, model: str,
+               calls: list[ToolCallInfo], llm_s: float, tool_s: float, notes: list[str],
+               started: float) -> AgentEvent:
+    """Store the answer, close the run with its latency, and build the turn's last event.
+
+    `error` is what the user was told when the turn failed (then `answer` is that message too);
+    `fault` what the run log keeps of an internal error instead."""
+    answer = answer or "I could not produce an answer to that."
+    if not error:
+        log.message("assistant", answer)
+    latency = time.perf_counter() - started
+    log.finish(answer=None if error else answer, error=fault or error, latency_ms=latency * 1000)
+    result = AgentAnswer(
+        answer=answer, conversation_id=log.conversation_id, run_id=log.run_id, model=model,
+        tool_calls=calls, llm_calls=log.llm_seq,
+        prompt_tokens=log.prompt_tokens, completion_tokens=log.completion_tokens,
+        latency_s=round(latency, 3), llm_s=round(llm_s, 3), tool_s=round(tool_s, 3),
+        error=error, notes=notes,
+    )
+    return AgentEvent(type="answer", text=answer, result=result, run_id=log.run_id,
+                      conversation_id=log.conversation_id)
+
+
+async def final_answer(events: AsyncIterator[AgentEvent]) -> AgentAnswer:
+    """The result of a turn's event stream (its last event is always `answer`)."""
+    result: AgentAnswer | None = None
+    async for event in events:
+        if event.type == "answer":
+            result = event.result
+    if result is None:  # astream always ends with an answer event
+        raise RuntimeError("the agent run ended without an answer")
+    return result
 
 
 _runner: asyncio.Runner | None = None

@@ -65,10 +65,6 @@ class Execution:
     def failed(self) -> list[StepRun]:
         return [s for s in self.steps if s.error is not None]
 
-    @property
-    def results(self) -> list[StepRun]:
-        return [s for s in self.steps if s.result is not None]
-
 
 OnEvent = Callable[[str, StepRun], Awaitable[None]]
 """Called with ("tool_start" | "tool_end", step)."""

@@ -29,7 +29,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any, Protocol, TypeVar, cast
 
 import httpx
 from langchain.agents.middleware import AgentMiddleware, AgentState, ModelRequest, ModelResponse
@@ -41,13 +41,15 @@ from langgraph.types import Command
 from pydantic import BaseModel, ValidationError
 
 from agent.deps import RunContext, ToolFixableError, ToolOutcome
-from agent.numbers import untraceable
+from agent.numbers import untraceable, unverified_note
 from agent.prompts import load_prompt
 from agent.runlog import RunLog
 from tools.errors import internal_summary, new_error_id
 from tools.registry import tool_named
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 MAX_TOOL_CALLS = 6
 """Tool calls one turn may make; then the answerer must reply."""
@@ -85,6 +87,39 @@ def internal_error_answer(
 def internal_error_record(error_id: str, cause: BaseException) -> str:
     """The run log's note of an internal error: the id and the exception with its message."""
     return f"internal error {error_id}: {type(cause).__name__}: {cause}"
+
+
+class TimedTurn(Protocol):
+    """What `timed_model_call` keeps its time and failures on (both agents' per-turn state)."""
+
+    log: RunLog
+    llm_s: float
+
+
+async def timed_model_call(turn: TimedTurn, call: Callable[[], Awaitable[T]], *, timeout_s: float | None,
+                           model_name: str) -> tuple[T, float]:
+    """Await one model call under a wall-clock cap; its milliseconds are added to `turn.llm_s`.
+
+    An endpoint failure (down, timeout, error status, unreadable reply) is logged as a failed
+    LLM call and raised as `LLMUnavailableError` with a sentence for the user; anything else raises.
+    """
+    t0 = time.perf_counter()
+    try:
+        # a wall-clock cap per model call: a streamed reply resets the client's read timeout
+        # with every token, so only this bounds a reply that goes on and on
+        result = await asyncio.wait_for(call(), timeout_s)
+    except Exception as exc:
+        ms = (time.perf_counter() - t0) * 1000
+        turn.llm_s += ms / 1000
+        message = describe_llm_error(exc)
+        if message is None:
+            raise
+        turn.log.llm_call(model=model_name, prompt_tokens=None, completion_tokens=None,
+                          latency_ms=ms, error=f"{type(exc).__name__}: {exc}")
+        raise LLMUnavailableError(message) from exc
+    ms = (time.perf_counter() - t0) * 1000
+    turn.llm_s += ms / 1000
+    return result, ms
 
 
 @dataclass
@@ -336,7 +371,7 @@ class CopilotMiddleware(AgentMiddleware[AgentState[Any], RunContext, Any]):
         left = untraceable(text, sources)
         if left:
             turn.notes.append(f"unverified figures flagged: {', '.join(left)}")
-            text += f"\n\n(Unverified: {', '.join(left)} {'does' if len(left) == 1 else 'do'} not come from a tool result.)"
+            text += unverified_note(left)
         return text
 
     async def _call(
@@ -345,22 +380,8 @@ class CopilotMiddleware(AgentMiddleware[AgentState[Any], RunContext, Any]):
         handler: Callable[[ModelRequest[RunContext]], Awaitable[ModelResponse[Any]]],
         turn: TurnState,
     ) -> AIMessage:
-        t0 = time.perf_counter()
-        try:
-            # a wall-clock cap per model call: a streamed reply resets the client's read timeout
-            # with every token, so only this bounds a reply that goes on and on
-            response = await asyncio.wait_for(handler(request), self.call_timeout_s)
-        except Exception as exc:
-            ms = (time.perf_counter() - t0) * 1000
-            turn.llm_s += ms / 1000
-            message = describe_llm_error(exc)
-            if message is None:
-                raise
-            turn.log.llm_call(model=self.model_name, prompt_tokens=None, completion_tokens=None,
-                              latency_ms=ms, error=f"{type(exc).__name__}: {exc}")
-            raise LLMUnavailableError(message) from exc
-        ms = (time.perf_counter() - t0) * 1000
-        turn.llm_s += ms / 1000
+        response, ms = await timed_model_call(turn, lambda: handler(request), timeout_s=self.call_timeout_s,
+                                              model_name=self.model_name)
         ai = next((m for m in response.result if isinstance(m, AIMessage)), None)
         if ai is None:
             turn.log.llm_call(model=self.model_name, prompt_tokens=None, completion_tokens=None,

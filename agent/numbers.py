@@ -75,3 +75,8 @@ def untraceable(answer: str, sources: Iterable[str]) -> list[str]:
         if token not in seen and not traceable(token, values):
             seen.append(token)
     return seen
+
+
+def unverified_note(figures: list[str]) -> str:
+    """The line appended to an answer whose `figures` no tool result supports."""
+    return f"\n\n(Unverified: {', '.join(figures)} {'does' if len(figures) == 1 else 'do'} not come from a tool result.)"

@@ -13,7 +13,6 @@ the run log gets every model call, tool call and message, as with the ReAct agen
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import time
@@ -29,18 +28,26 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 from sqlalchemy.orm import Session, sessionmaker
 
-from agent.copilot import AgentAnswer, AgentEvent, ToolCallInfo, run_sync
+from agent.copilot import (
+    AgentAnswer,
+    AgentEvent,
+    ToolCallInfo,
+    close_turn,
+    final_answer,
+    run_sync,
+    unavailable_answer,
+)
 from agent.deps import RunContext
 from agent.executor import Execution, Executor, StepRun
 from agent.middleware import (
     InternalToolError,
     LLMUnavailableError,
-    describe_llm_error,
     internal_error_answer,
     internal_error_record,
     squash,
+    timed_model_call,
 )
-from agent.numbers import untraceable
+from agent.numbers import untraceable, unverified_note
 from agent.plan import Plan
 from agent.planner import Gate, Planner, Retrieve
 from agent.prompts import load_prompt
@@ -132,19 +139,7 @@ class PlanCopilot:
 
     # ------------------------------------------------------------------ model calls
     async def _model(self, turn: Turn, call: Callable[[], Any]) -> Any:
-        t0 = time.perf_counter()
-        try:
-            result = await asyncio.wait_for(call(), self.timeout_s)
-        except Exception as exc:
-            ms = (time.perf_counter() - t0) * 1000
-            turn.llm_s += ms / 1000
-            message = describe_llm_error(exc)
-            if message is None:
-                raise
-            turn.log.llm_call(model=self.model_name, prompt_tokens=None, completion_tokens=None,
-                              latency_ms=ms, error=f"{type(exc).__name__}: {exc}")
-            raise LLMUnavailableError(message) from exc
-        turn.llm_s += time.perf_counter() - t0
+        result, _ms = await timed_model_call(turn, call, timeout_s=self.timeout_s, model_name=self.model_name)
         return result
 
     # ------------------------------------------------------------------ nodes
@@ -295,7 +290,7 @@ class PlanCopilot:
             left = untraceable(text, sources)
             if left:
                 turn.notes.append(f"unverified figures flagged: {', '.join(left)}")
-                text += f"\n\n(Unverified: {', '.join(left)} {'does' if len(left) == 1 else 'do'} not come from a tool result.)"
+                text += unverified_note(left)
         return text.strip()
 
     async def _stream(self, turn: Turn, messages: list[Any], write: Callable[[Any], None]) -> str:
@@ -354,8 +349,7 @@ class PlanCopilot:
             async for item in graph.astream({"replans": 0}, context=turn, stream_mode="custom"):
                 yield AgentEvent(**item)
         except LLMUnavailableError as exc:
-            error = (f"Sorry, {exc}, so I cannot answer right now. Your question is saved in "
-                     f"conversation {runlog.conversation_id}; ask again when the model is back.")
+            error = unavailable_answer(exc, runlog.conversation_id)
             yield AgentEvent(type="error", text=error)
         except InternalToolError as exc:
             error = internal_error_answer(exc.error_id, exc.cause, conversation_id=runlog.conversation_id,
@@ -363,29 +357,12 @@ class PlanCopilot:
             fault = internal_error_record(exc.error_id, exc.cause)
             yield AgentEvent(type="error", text=error)
 
-        answer = error or turn.answer or "I could not produce an answer to that."
-        if not error:
-            runlog.message("assistant", answer)
-        latency = time.perf_counter() - t0
-        runlog.finish(answer=None if error else answer, error=fault or error, latency_ms=latency * 1000)
-        result = AgentAnswer(
-            answer=answer, conversation_id=runlog.conversation_id, run_id=runlog.run_id, model=self.model_name,
-            tool_calls=list(turn.calls.values()), llm_calls=runlog.llm_seq,
-            prompt_tokens=runlog.prompt_tokens, completion_tokens=runlog.completion_tokens,
-            latency_s=round(latency, 3), llm_s=round(turn.llm_s, 3), tool_s=round(turn.tool_s, 3),
-            error=error, notes=turn.notes,
-        )
-        yield AgentEvent(type="answer", text=answer, result=result, run_id=runlog.run_id,
-                         conversation_id=runlog.conversation_id)
+        yield close_turn(runlog, answer=error or turn.answer, error=error, fault=fault, model=self.model_name,
+                         calls=list(turn.calls.values()), llm_s=turn.llm_s, tool_s=turn.tool_s, notes=turn.notes,
+                         started=t0)
 
     async def aask(self, question: str, **kwargs: Any) -> AgentAnswer:
-        result: AgentAnswer | None = None
-        async for event in self.astream(question, **kwargs):
-            if event.type == "answer":
-                result = event.result
-        if result is None:  # astream always ends with an answer event
-            raise RuntimeError("the agent run ended without an answer")
-        return result
+        return await final_answer(self.astream(question, **kwargs))
 
     def ask(self, question: str, **kwargs: Any) -> AgentAnswer:
         """One turn, blocking: the answer with its tool calls, counts and timings."""
