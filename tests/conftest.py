@@ -6,6 +6,7 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
+import factories as f
 import pytest
 from live_guard import LiveModelBlockedError
 from pg_databases import drop_pg_database, fresh_pg_database
@@ -103,3 +104,18 @@ def _no_live_model(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPat
 
     monkeypatch.setattr(httpx2.HTTPTransport, "handle_request", tripwire)
     monkeypatch.setattr(httpx2.AsyncHTTPTransport, "handle_async_request", atripwire)
+
+
+@pytest.fixture
+def golden_db_url(tmp_path: Path) -> str:
+    """A migrated SQLite file with the golden activities, initiatives and accounts (CLI tests)."""
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    engine = make_engine(url)
+    upgrade(engine)
+    with make_sessionmaker(engine)() as s:
+        f.golden_activities(s)
+        f.golden_initiatives(s)
+        f.golden_accounts(s)
+        s.commit()
+    engine.dispose()
+    return url

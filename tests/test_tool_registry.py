@@ -12,7 +12,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import factories as f
 import pytest
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
@@ -22,7 +21,6 @@ from api.app import create_app
 from api.routes.tool_calls import api_tools
 from core.db import make_engine, make_sessionmaker
 from core.settings import Settings
-from crm.migrate import upgrade
 from evals import tools_suite
 from tools.ranking import rank
 from tools.registry import ALL_TOOLS, MODEL_TOOLS, TOOL_NAMES, ToolSpec, strict_params
@@ -72,26 +70,12 @@ def client(tmp_path: Path) -> Iterator[TestClient]:
         yield c
 
 
-@pytest.fixture
-def db_url(tmp_path: Path) -> str:
-    url = f"sqlite:///{tmp_path / 'cli.db'}"
-    engine = make_engine(url)
-    upgrade(engine)
-    with make_sessionmaker(engine)() as s:
-        f.golden_activities(s)
-        f.golden_initiatives(s)
-        f.golden_accounts(s)
-        s.commit()
-    engine.dispose()
-    return url
-
-
-def test_cli_call_runs_a_tool_as_the_agent_does(db_url: str) -> None:
+def test_cli_call_runs_a_tool_as_the_agent_does(golden_db_url: str) -> None:
     result = runner.invoke(app, ["tools", "call", "rank", "-a", "entity=accounts", "-a", "metric=arr",
-                                 "-a", "limit=2", "--database-url", db_url])
+                                 "-a", "limit=2", "--database-url", golden_db_url])
     assert result.exit_code == 0, result.output
     got = json.loads(result.stdout)
-    with make_sessionmaker(make_engine(db_url))() as s:
+    with make_sessionmaker(make_engine(golden_db_url))() as s:
         expected = rank(session=s, entity="accounts", metric="arr", filters={}, limit=2)
     assert got == expected.model_dump(mode="json")
 
@@ -106,8 +90,8 @@ def test_cli_call_runs_a_tool_as_the_agent_does(db_url: str) -> None:
         (["propose_recommendation"], "propose_recommendation is not called from the command line"),
     ],
 )
-def test_cli_call_refuses_bad_input_with_exit_2(db_url: str, args: list[str], message: str) -> None:
-    result = runner.invoke(app, ["tools", "call", *args, "--database-url", db_url])
+def test_cli_call_refuses_bad_input_with_exit_2(golden_db_url: str, args: list[str], message: str) -> None:
+    result = runner.invoke(app, ["tools", "call", *args, "--database-url", golden_db_url])
     assert result.exit_code == 2
     assert message in " ".join(result.output.split()), result.output
 

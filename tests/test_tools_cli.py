@@ -9,33 +9,17 @@ import re
 from pathlib import Path
 from typing import Any
 
-import factories as f
 import pytest
 from sqlalchemy import update
 from typer.testing import CliRunner, Result
 
-from core.db import make_engine, make_sessionmaker
+from core.db import make_engine
 from core.settings import get_settings
-from crm.migrate import upgrade
 from crm.models import AppMeta
 from tools.errors import DataFault
 from valuechain.cli.main import app
 
 runner = CliRunner()
-
-
-@pytest.fixture
-def db_url(tmp_path: Path) -> str:
-    url = f"sqlite:///{tmp_path / 'cli.db'}"
-    engine = make_engine(url)
-    upgrade(engine)
-    with make_sessionmaker(engine)() as s:
-        f.golden_activities(s)
-        f.golden_initiatives(s)
-        f.golden_accounts(s)
-        s.commit()
-    engine.dispose()
-    return url
 
 
 def _json(args: list[str]) -> dict[str, object]:
@@ -44,8 +28,8 @@ def _json(args: list[str]) -> dict[str, object]:
     return json.loads(result.stdout)  # exactly one document, or this raises
 
 
-def test_score_activities_table(db_url: str) -> None:
-    result = runner.invoke(app, ["tools", "score-activities", "--database-url", db_url])
+def test_score_activities_table(golden_db_url: str) -> None:
+    result = runner.invoke(app, ["tools", "score-activities", "--database-url", golden_db_url])
     assert result.exit_code == 0, result.output
     assert "Order fulfilment" in result.stdout and "eliminate_or_restructure" in result.stdout
     # Readable on an 80-column terminal: A1's row in the ABM table (gap, driver, VA, NVA, unused).
@@ -54,13 +38,13 @@ def test_score_activities_table(db_url: str) -> None:
     assert "latest period" in result.stdout
 
 
-def test_score_activities_json(db_url: str) -> None:
-    doc = _json(["tools", "score-activities", "--period", "2026", "--database-url", db_url])
+def test_score_activities_json(golden_db_url: str) -> None:
+    doc = _json(["tools", "score-activities", "--period", "2026", "--database-url", golden_db_url])
     assert doc["period"] == "2026" and doc["total_margin_leak"] == 300.0
     assert [a["id"] for a in doc["activities"]] == ["A1", "A2", "A3", "A4"]  # type: ignore[union-attr,index]
 
 
-def test_rank_table_and_json(db_url: str) -> None:
+def test_rank_table_and_json(golden_db_url: str) -> None:
     args = [
         "tools",
         "rank",
@@ -69,7 +53,7 @@ def test_rank_table_and_json(db_url: str) -> None:
         "--filter",
         "region=EMEA,NA",
         "--database-url",
-        db_url,
+        golden_db_url,
     ]
     table = runner.invoke(app, args)
     assert table.exit_code == 0, table.output
@@ -79,26 +63,26 @@ def test_rank_table_and_json(db_url: str) -> None:
     assert doc["filters"] == {"region": ["EMEA", "NA"], "status": ["active"]}
 
 
-def test_rank_initiatives_json(db_url: str) -> None:
-    doc = _json(["tools", "rank", "initiatives", "roi", "--database-url", db_url])
+def test_rank_initiatives_json(golden_db_url: str) -> None:
+    doc = _json(["tools", "rank", "initiatives", "roi", "--database-url", golden_db_url])
     assert [i["value"] for i in doc["items"]] == [2.5, 2.0, 1.5, None]  # type: ignore[union-attr,index]
 
 
-def test_account_and_accounts_and_timeline(db_url: str) -> None:
-    one = runner.invoke(app, ["tools", "account", "ACME-0001", "--database-url", db_url])
+def test_account_and_accounts_and_timeline(golden_db_url: str) -> None:
+    one = runner.invoke(app, ["tools", "account", "ACME-0001", "--database-url", golden_db_url])
     assert one.exit_code == 0, one.output
     assert "renews 2026-04-30" in one.stdout and "2 (urgent 1, high 1, medium 0, low 0)" in one.stdout
-    assert _json(["tools", "account", "ACME-0001", "--database-url", db_url])["days_to_renewal"] == 30
+    assert _json(["tools", "account", "ACME-0001", "--database-url", golden_db_url])["days_to_renewal"] == 30
 
-    many = runner.invoke(app, ["tools", "accounts", "-f", "segment=Enterprise", "--database-url", db_url])
+    many = runner.invoke(app, ["tools", "accounts", "-f", "segment=Enterprise", "--database-url", golden_db_url])
     assert many.exit_code == 0, many.output
     assert "ACME-0001" in many.stdout and "ACME-0002" not in many.stdout
-    assert _json(["tools", "accounts", "--search", "beta", "--database-url", db_url])["total"] == 1
+    assert _json(["tools", "accounts", "--search", "beta", "--database-url", golden_db_url])["total"] == 1
 
-    tl = runner.invoke(app, ["tools", "timeline", "ACME-0001", "--database-url", db_url])
+    tl = runner.invoke(app, ["tools", "timeline", "ACME-0001", "--database-url", golden_db_url])
     assert tl.exit_code == 0, tl.output
     assert "ticket_opened" in tl.stdout
-    doc = _json(["tools", "timeline", "ACME-0001", "--limit", "2", "--database-url", db_url])
+    doc = _json(["tools", "timeline", "ACME-0001", "--limit", "2", "--database-url", golden_db_url])
     assert len(doc["events"]) == 2  # type: ignore[arg-type]
 
 
@@ -113,9 +97,9 @@ def test_account_and_accounts_and_timeline(db_url: str) -> None:
         (["tools", "timeline", "ACME-0001", "--since", "soon"], "--since must be a date"),
     ],
 )
-def test_input_errors_exit_2_with_message(db_url: str, args: list[str], message: str) -> None:
+def test_input_errors_exit_2_with_message(golden_db_url: str, args: list[str], message: str) -> None:
     for extra in ([], ["--json"]):
-        result = runner.invoke(app, [*args, *extra, "--database-url", db_url])
+        result = runner.invoke(app, [*args, *extra, "--database-url", golden_db_url])
         assert result.exit_code == 2, result.output
         assert message in " ".join(result.stderr.split())
         assert result.stdout == ""
@@ -151,13 +135,13 @@ ONE_LINE = re.compile(r"^error: internal error \(id ([0-9a-f]{8})\): (.+) \(trac
 
 
 @pytest.fixture
-def corrupt_db(db_url: str) -> str:
+def corrupt_db(golden_db_url: str) -> str:
     """The golden data with an `app_meta` as-of date that is not a date."""
-    engine = make_engine(db_url)
+    engine = make_engine(golden_db_url)
     with engine.begin() as conn:
         conn.execute(update(AppMeta).where(AppMeta.key == "as_of").values(value="yesterday"))
     engine.dispose()
-    return db_url
+    return golden_db_url
 
 
 def _internal_error(result: Result) -> tuple[str, str, str]:
