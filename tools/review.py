@@ -14,7 +14,7 @@ compare-and-set
 
 so of any number of concurrent calls exactly one changes the row; the others get
 `AlreadyDecided` naming who decided what. The decision and its `recommendation_events`
-row are added to the caller's transaction; the caller commits (e.g. `crm.db.session_scope`),
+row are added to the caller's transaction; the caller commits (e.g. `core.db.session_scope`),
 or calls `decide_and_commit`, the transaction the API, the CLI and Slack all run.
 
 A pending recommendation older than the TTL (settings `RECOMMENDATION_TTL_DAYS`) is
