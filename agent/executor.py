@@ -26,7 +26,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from agent.deps import RunContext, ToolFixableError
-from agent.middleware import named_by_user
+from agent.middleware import named_by_user, squash
 from agent.plan import Plan, Step, parse_ref, refs_of
 from tools.accounts import AccountList, AccountProfile, AccountTimeline, scope_values
 from tools.activities import ActivityScores
@@ -227,16 +227,35 @@ class Executor:
         out: dict[str, Any] = {}
         for key, value in filters.items():
             text = str(value).casefold()
+            homes = [k for k in FILTER_KEYS if text in known.get(k, set())] if isinstance(value, str) else []
+            if len(homes) > 1 and key in homes:
+                home = self._named_field(value, homes)
+                if home != key and home not in out:
+                    ex.notes.append(f"filter {key}={value!r}: {value!r} is also a {home}, the one the user meant: moved")
+                    out[home] = value
+                else:
+                    out[key] = value
+                continue
             if not isinstance(value, str) or text in known.get(key, set()):
                 out[key] = value
                 continue
-            homes = [k for k, values in known.items() if text in values]
             if len(homes) == 1 and homes[0] not in out:
                 ex.notes.append(f"filter {key}={value!r} is a {homes[0]}: moved")
                 out[homes[0]] = value
             else:
                 out[key] = value  # the tool says which values are valid
         return out
+
+    def _named_field(self, value: str, homes: list[str]) -> str:
+        """The field a value held by several fields belongs to: the one the user named beside it
+        ("Enterprise plan", "the Enterprise tier"), else the first in FILTER_KEYS order (segment
+        before plan: "Enterprise accounts" is the segment)."""
+        v = squash(value)
+        for home in homes:
+            words = (home, "tier") if home == "plan" else (home,)
+            if any(v + w in self.said or w + v in self.said for w in words):
+                return home
+        return homes[0]
 
     def _filter_values(self) -> dict[str, set[str]]:
         if self._values is None:

@@ -278,3 +278,22 @@ def test_a_file_intent_without_a_proposal_files_the_best_action(sessions: sessio
     with sessions() as s:
         recs = s.scalars(select(Recommendation)).all()
     assert [(r.account_id, r.status) for r in recs] == [(top, "pending")]
+
+
+@pytest.mark.parametrize(("question", "planned", "meant"), [
+    ("Which Enterprise accounts are most at risk?", "plan", "segment"),
+    ("Which accounts on the Enterprise plan are most at risk?", "segment", "plan"),
+    ("Which accounts on the Enterprise tier are most at risk?", "segment", "plan"),
+    ("Which Enterprise-segment accounts are most at risk?", "segment", "segment"),
+])
+def test_a_value_two_fields_hold_goes_to_the_field_the_user_named(
+    sessions: sessionmaker[Session], question: str, planned: str, meant: str
+) -> None:
+    script = Script([
+        plan("answer", ("rank", {"entity": "accounts", "metric": "churn_probability",
+                                 "filters": {planned: "Enterprise"}})),
+        say("The riskiest Enterprise accounts."),
+    ])
+    result = copilot_for(sessions, script).ask(question)
+    assert result.tool_calls[0].args["filters"] == {meant: "Enterprise"} and result.tool_calls[0].ok
+    assert any("is also a" in n for n in result.notes) == (planned != meant)
