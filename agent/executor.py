@@ -5,7 +5,8 @@ Checks and repairs before anything runs (each noted on the turn):
   message (a fixable error: the planner may replan once);
 - an account or activity id that neither the user wrote nor an earlier answer or step returned:
   the step fails ("never invent ids");
-- a filter value the user never named: dropped (it would only narrow the answer wrongly);
+- a filter value the user never named: dropped (it would only narrow the answer wrongly); a
+  period they never wrote that the data does not hold either: dropped (the latest is used);
 - the filing rule: `propose_recommendation` runs only when the plan's intent is to file, and
   only after `next_best_action` for that account ran in this plan (added when missing); its
   action must be one that next_best_action returned; a missing rationale is written from that
@@ -32,6 +33,7 @@ from tools.accounts import AccountList, AccountProfile, AccountTimeline, scope_v
 from tools.activities import ActivityScores
 from tools.analysis.models import ValueChainAnalysis
 from tools.churn.schemas import ChurnRiskResult
+from tools.common import activity_periods
 from tools.nba import NextBestActionResult
 from tools.ranking import RankResult
 from tools.registry import FILTER_KEYS, MODEL_TOOLS, TOOLS_BY_NAME
@@ -107,6 +109,7 @@ class Executor:
         """Everything the user wrote and earlier answers said, upper-cased (ids may come from there)."""
         self.on_event = on_event
         self._values: dict[str, set[str]] | None = None
+        self._known_periods: set[str] | None = None
         self.last = Execution()
         """The execution running or last run (what a fault report names)."""
         self.done: dict[str, StepRun] = {}
@@ -212,6 +215,10 @@ class Executor:
             if kept and (s.tool == "churn_risk" or s.args.get("entity") == "accounts"):
                 kept = self._rekeyed(kept, ex)
             s.args["filters"] = kept or None
+        period = s.args.get("period")
+        if period not in (None, "") and squash(str(period)) not in self.said and str(period) not in self._periods():
+            ex.notes.append(f"dropped period {period!r}: the user never wrote it and the data has no such period")
+            s.args.pop("period")
         for arg in ID_ARGS:
             value = s.args.get(arg)
             if (isinstance(value, str) and value.strip() and parse_ref(value) is None
@@ -228,7 +235,7 @@ class Executor:
         for key, value in filters.items():
             text = str(value).casefold()
             homes = [k for k in FILTER_KEYS if text in known.get(k, set())] if isinstance(value, str) else []
-            if len(homes) > 1 and key in homes:
+            if len(homes) > 1:
                 home = self._named_field(value, homes)
                 if home != key and home not in out:
                     ex.notes.append(f"filter {key}={value!r}: {value!r} is also a {home}, the one the user meant: moved")
@@ -256,6 +263,12 @@ class Executor:
             if any(v + w in self.said or w + v in self.said for w in words):
                 return home
         return homes[0]
+
+    def _periods(self) -> set[str]:
+        if self._known_periods is None:
+            with self.ctx.sessions() as session:
+                self._known_periods = set(activity_periods(session))
+        return self._known_periods
 
     def _filter_values(self) -> dict[str, set[str]]:
         if self._values is None:
@@ -321,8 +334,14 @@ class Executor:
                     s.error = "an earlier step it needs failed"
                     await self._event("tool_end", s)
                 break
-            writer = next((s for s in ready if TOOLS_BY_NAME[s.tool].writes), None)
-            wave = [writer] if writer is not None else ready
+            # a writing step runs alone, after every step before it (a proposal needs the
+            # next_best_action it names even when it does not reference that step)
+            writers = [s for s in ready if TOOLS_BY_NAME[s.tool].writes]
+            writer = next((w for w in writers if all(self._finished(steps, i) for i in range(1, w.index))), None)
+            readers = [s for s in ready if not TOOLS_BY_NAME[s.tool].writes]
+            wave = [writer] if writer is not None else readers
+            if not wave:  # only writers whose earlier steps cannot finish: run the first anyway
+                wave = writers[:1]
             await asyncio.gather(*(self._run_step(s, steps) for s in wave))
             pending = [s for s in pending if s not in wave]
         return ex

@@ -39,6 +39,7 @@ from agent.copilot import (
 )
 from agent.deps import RunContext
 from agent.executor import Execution, Executor, StepRun
+from agent.intent import filing_request
 from agent.middleware import (
     InternalToolError,
     LLMUnavailableError,
@@ -157,9 +158,23 @@ class PlanCopilot:
         if reply.plan is None:
             turn.notes.append(f"no usable plan: {reply.error}")
             return {"plan": None, "replan": False}
-        turn.notes.append(f"plan: {reply.plan.compact()}")
-        write({"type": "plan", "plan": reply.plan.model_dump()})
-        return {"plan": reply.plan, "replan": False}
+        plan = self._settle_filing(turn, reply.plan)
+        turn.notes.append(f"plan: {plan.compact()}")
+        write({"type": "plan", "plan": plan.model_dump()})
+        return {"plan": plan, "replan": False}
+
+    @staticmethod
+    def _settle_filing(turn: Turn, plan: Plan) -> Plan:
+        """The plan's intent where the user's words settle it: an explicit request to file makes an
+        "answer" plan a filing, an explicit "do not file" makes a filing an answer (`agent.intent`)."""
+        asked = filing_request(turn.question)
+        if asked is True and plan.intent == "answer" and plan.steps:
+            turn.notes.append("intent answer → file: the user asked to file")
+            return plan.model_copy(update={"intent": "file"})
+        if asked is False and plan.intent == "file":
+            turn.notes.append("intent file → answer: the user said not to file")
+            return plan.model_copy(update={"intent": "answer"})
+        return plan
 
     @staticmethod
     def _after_plan(state: State) -> str:

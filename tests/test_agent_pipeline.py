@@ -22,6 +22,7 @@ from agent.pipeline import PlanCopilot
 from agent.plan import Plan, plan_schema
 from agent.planner import parse_plan, tool_catalogue
 from crm.models import LlmCall, Recommendation, ToolCall
+from tools.nba import next_best_action
 from tools.ranking import rank
 from tools.registry import MODEL_TOOLS
 
@@ -297,3 +298,61 @@ def test_a_value_two_fields_hold_goes_to_the_field_the_user_named(
     result = copilot_for(sessions, script).ask(question)
     assert result.tool_calls[0].args["filters"] == {meant: "Enterprise"} and result.tool_calls[0].ok
     assert any("is also a" in n for n in result.notes) == (planned != meant)
+
+
+def test_an_explicit_request_to_file_files_even_when_the_plan_only_answers(sessions: sessionmaker[Session]) -> None:
+    top = ranked(sessions, 1)[0]
+    script = Script([plan("answer", ("next_best_action", {"account_id": top})), say("Filed.")])
+    result = copilot_for(sessions, script).ask(f"What's the best move for {top}? File it and give me the expected value.")
+    assert [(c.name, c.ok) for c in result.tool_calls] == [("next_best_action", True), ("propose_recommendation", True)]
+    assert "intent answer → file: the user asked to file" in result.notes
+    with sessions() as s:
+        assert [(r.account_id, r.status) for r in s.scalars(select(Recommendation))] == [(top, "pending")]
+
+
+def test_an_explicit_refusal_never_files_whatever_the_plan_says(sessions: sessionmaker[Session]) -> None:
+    top = ranked(sessions, 1)[0]
+    script = Script([plan("file", ("next_best_action", {"account_id": top}),
+                          ("propose_recommendation", {"account_id": top, "action": "#1", "rationale": "x"})),
+                     say("Here is the best action.")])
+    result = copilot_for(sessions, script).ask(f"What would you recommend for {top}? Just tell me, do not file anything.")
+    assert [c.name for c in result.tool_calls] == ["next_best_action"]
+    assert "intent file → answer: the user said not to file" in result.notes
+    with sessions() as s:
+        assert s.scalars(select(Recommendation)).all() == []
+
+
+def test_a_proposal_planned_before_its_next_best_action_waits_for_it(sessions: sessionmaker[Session]) -> None:
+    top = ranked(sessions, 1)[0]
+    with sessions() as s:
+        action = next_best_action(session=s, account_id=top).actions[-1].action  # not the best one: named
+    script = Script([
+        plan("file", ("propose_recommendation", {"account_id": top, "action": action, "rationale": "asked"}),
+             ("next_best_action", {"account_id": top})),
+        say("Filed."),
+    ])
+    result = copilot_for(sessions, script).ask(f"File a {action} recommendation for {top}.")
+    assert result.llm_calls == 2  # no replan: the proposal ran after the next_best_action it needs
+    assert all(c.ok for c in result.tool_calls) and result.tool_calls[-1].name == "propose_recommendation"
+    with sessions() as s:
+        assert [(r.account_id, r.action) for r in s.scalars(select(Recommendation))] == [(top, action)]
+
+
+def test_a_period_the_user_never_wrote_and_the_data_lacks_is_dropped(sessions: sessionmaker[Session]) -> None:
+    script = Script([plan("answer", ("score_activities", {"period": "2023"})), say("Scored.")])
+    result = copilot_for(sessions, script).ask("Score our value-chain activities.")
+    assert result.tool_calls[0].ok and "period" not in result.tool_calls[0].args
+    assert "dropped period '2023': the user never wrote it and the data has no such period" in result.notes
+
+
+def test_a_period_the_data_holds_is_kept_even_when_unwritten(sessions: sessionmaker[Session]) -> None:
+    script = Script([plan("answer", ("score_activities", {"period": "2025"})), say("Scored.")])
+    result = copilot_for(sessions, script).ask("Score our activities for last year.")
+    assert result.tool_calls[0].ok and result.tool_calls[0].args == {"period": "2025"}
+
+
+def test_a_value_two_fields_hold_under_a_third_field_goes_to_the_named_one(sessions: sessionmaker[Session]) -> None:
+    script = Script([plan("answer", ("rank", {"entity": "accounts", "metric": "churn_probability",
+                                              "filters": {"industry": "Enterprise"}})), say("Ranked.")])
+    result = copilot_for(sessions, script).ask("Which Enterprise account is riskiest?")
+    assert result.tool_calls[0].ok and result.tool_calls[0].args["filters"] == {"segment": "Enterprise"}
