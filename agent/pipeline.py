@@ -49,7 +49,7 @@ from agent.middleware import (
     timed_model_call,
 )
 from agent.numbers import untraceable, unverified_note
-from agent.plan import Plan
+from agent.plan import Plan, ignored_ids
 from agent.planner import Gate, Planner, Retrieve
 from agent.prompts import load_prompt
 from agent.render import render
@@ -186,6 +186,13 @@ class PlanCopilot:
         plan = state["plan"]
         assert plan is not None  # _after_plan routes here only with a plan
         write = get_stream_writer()
+        replans = state.get("replans", 0)
+        ignored = ignored_ids(turn.question, plan) if replans < MAX_REPLANS else []
+        if ignored:  # replan before running anything: the steps would answer another question
+            feedback = (f"the user named {', '.join(ignored)} but no step uses it; plan the steps for "
+                        f"{'those ids' if len(ignored) > 1 else 'that id'}")
+            turn.notes.append(f"replanning: {feedback}")
+            return {"feedback": feedback, "replans": replans + 1, "replan": True}
 
         async def on_event(kind: str, step: StepRun) -> None:
             call_id = f"{turn.log.run_id}-{len(turn.steps)}-{step.index}"
@@ -212,7 +219,6 @@ class PlanCopilot:
             raise InternalToolError(error_id, failed.tool if failed else "executor", exc) from exc
         turn.notes += execution.notes
         turn.steps += execution.steps
-        replans = state.get("replans", 0)
         fixable = [s for s in execution.failed if s.fixable]
         if fixable and replans < MAX_REPLANS:
             feedback = "; ".join(f"step {s.index} {s.tool}({json.dumps(s.args, default=str)}): {s.error}"

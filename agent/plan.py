@@ -65,6 +65,19 @@ def refs_of(step: Step) -> list[int]:
     return sorted({r[0] for v in step.args.values() if (r := parse_ref(v)) is not None})
 
 
+NAMED_ID = re.compile(r"\b(?:[A-Z]{3,5}[-_][0-9]{2,5}|[A-Z]{2,6}(?:-[A-Z0-9]+)*-[0-9]{4})\b")
+"""An account id ("ACME-0042") or an activity id ("MKT-EVENTS-2026") as users write them."""
+
+
+def ignored_ids(question: str, plan: Plan) -> list[str]:
+    """Ids the user wrote in `question` that no step of `plan` uses (the 1.5B model sometimes ranks
+    all accounts for "a health check of ACME-0042", or files for the top-ranked activity instead of
+    the one named)."""
+    used = " ".join(str(v) for s in plan.steps for v in s.args.values()).upper()
+    named = dict.fromkeys(m.group(0).upper() for m in NAMED_ID.finditer(question))
+    return [i for i in named if i not in used and i.replace("_", "-") not in used]
+
+
 FILTERS_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {key: {"type": "string"} for key in FILTER_KEYS},

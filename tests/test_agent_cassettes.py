@@ -20,6 +20,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from agent.copilot import Copilot
 from agent.llm.runtime import LLMRuntime
 from agent.llm.server import embedded_model_name
+from agent.pipeline import PlanCopilot
+from agent.service import build_copilot
 from core.settings import get_settings
 from crm.models import Recommendation, ToolCall
 from knowledge.ingest import ensure_corpus_index
@@ -74,6 +76,15 @@ def copilot(sessions: sessionmaker[Session], knowledge: KnowledgeStore, llm: LLM
                    answerer=llm.answerer(), model_name=llm.model, llm_call_timeout_s=llm.settings.llm_timeout_s)
 
 
+@pytest.fixture
+def planned(sessions: sessionmaker[Session], knowledge: KnowledgeStore, llm: LLMRuntime) -> PlanCopilot:
+    """The plan → execute → answer agent as the service builds it (exemplars, similarity gate)."""
+    settings = llm.settings.model_copy(update={"agent_design": "plan"})
+    agent = build_copilot(settings, llm, sessions=sessions, knowledge=lambda: knowledge)
+    assert isinstance(agent, PlanCopilot)
+    return agent
+
+
 def logged(sessions: sessionmaker[Session], run_id: str) -> list[ToolCall]:
     with sessions() as s:
         return list(s.scalars(select(ToolCall).where(ToolCall.run_id == run_id).order_by(ToolCall.seq)))
@@ -123,3 +134,66 @@ def test_unknown_account_error_reaches_the_model(copilot: Copilot, sessions: ses
     assert 'no account "ACME-9999"' in (first.error or "")
     assert result.error is None
     assert logged(sessions, result.run_id)[0].ok is False
+
+
+# --------------------------------------------------------------------------- plan → execute → answer
+
+
+def test_plan_two_steps_with_a_reference_in_two_model_calls(planned: PlanCopilot, sessions: sessionmaker[Session]
+                                                             ) -> None:
+    result = planned.ask("Which 5 accounts are most likely to churn and what should we do about the first one?")
+
+    assert result.error is None and result.llm_calls == 2
+    names = [c.name for c in result.tool_calls]
+    assert names[0] in {"rank", "churn_risk"} and "next_best_action" in names and all(c.ok for c in result.tool_calls)
+    rows = logged(sessions, result.run_id)
+    listed = [i["id"] for i in rows[0].result["items"]] if names[0] == "rank" else [
+        a["account_id"] for a in rows[0].result["accounts"]]
+    assert len(listed) == 5 and rows[names.index("next_best_action")].args["account_id"] == listed[0]
+    assert all(f"({i})" in result.answer for i in listed)  # the list is rendered by code, every item
+    with sessions() as s:
+        assert s.scalars(select(Recommendation)).all() == []  # advice, not a filing
+
+
+def test_plan_parallel_comparison_runs_one_step_per_account(planned: PlanCopilot) -> None:
+    result = planned.ask("Compare the churn risk of ACME-0042 and DYNE-0036.")
+
+    assert result.error is None and result.llm_calls == 2
+    assert sorted((c.name, c.args.get("account_id"), c.ok) for c in result.tool_calls) == [
+        ("churn_risk", "ACME-0042", True), ("churn_risk", "DYNE-0036", True)]
+    assert "(ACME-0042)" in result.answer and "(DYNE-0036)" in result.answer
+
+
+def test_plan_framework_question_cites_the_knowledge_base(planned: PlanCopilot) -> None:
+    result = planned.ask("What are the support activities in Porter's value chain?")
+
+    assert [c.name for c in result.tool_calls] == ["search_knowledge"] and result.tool_calls[0].ok
+    assert result.error is None and "[porter-value-chain §" in result.answer
+
+
+def test_plan_off_topic_is_declined_without_figures(planned: PlanCopilot) -> None:
+    result = planned.ask("What's the weather in Paris tomorrow?")
+
+    assert result.error is None and result.tool_calls == [] and "outside what I cover" in result.answer
+    assert not any(ch.isdigit() for ch in result.answer)
+
+
+def test_plan_files_the_best_action_pending_when_asked(planned: PlanCopilot, sessions: sessionmaker[Session]) -> None:
+    result = planned.ask("What should we do about ACME-0042? File the best action for approval.")
+
+    assert result.error is None
+    assert [c.name for c in result.tool_calls] == ["next_best_action", "propose_recommendation"]
+    assert all(c.ok for c in result.tool_calls)
+    with sessions() as s:
+        recs = s.scalars(select(Recommendation)).all()
+    best = logged(sessions, result.run_id)[0].result["actions"][0]["action"]
+    assert [(r.account_id, r.action, r.status) for r in recs] == [("ACME-0042", best, "pending")]
+
+
+def test_plan_unknown_account_is_said_plainly(planned: PlanCopilot, sessions: sessionmaker[Session]) -> None:
+    result = planned.ask("How likely is ACME-9999 to churn?")
+
+    assert result.error is None and result.tool_calls and not any(c.ok for c in result.tool_calls)
+    assert all(c.args.get("account_id") == "ACME-9999" for c in result.tool_calls)
+    assert "ACME-9999" in result.answer
+    assert all(r.ok is False for r in logged(sessions, result.run_id))

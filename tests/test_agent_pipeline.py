@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from agent.copilot import AgentEvent
 from agent.executor import Executor
 from agent.pipeline import PlanCopilot
-from agent.plan import Plan, plan_schema
+from agent.plan import Plan, ignored_ids, plan_schema
 from agent.planner import parse_plan, tool_catalogue
 from crm.models import LlmCall, Recommendation, ToolCall
 from tools.nba import next_best_action
@@ -356,3 +356,29 @@ def test_a_value_two_fields_hold_under_a_third_field_goes_to_the_named_one(sessi
                                               "filters": {"industry": "Enterprise"}})), say("Ranked.")])
     result = copilot_for(sessions, script).ask("Which Enterprise account is riskiest?")
     assert result.tool_calls[0].ok and result.tool_calls[0].args["filters"] == {"segment": "Enterprise"}
+
+
+def test_a_plan_that_ignores_the_id_the_user_named_is_replanned_before_anything_runs(
+    sessions: sessionmaker[Session],
+) -> None:
+    top = ranked(sessions, 3)[2]
+    script = Script([
+        plan("answer", ("rank", {"entity": "accounts", "metric": "churn_probability"})),
+        plan("answer", ("churn_risk", {"account_id": top}), ("get_account", {"account_id": top})),
+        say("A health check."),
+    ])
+    result = copilot_for(sessions, script).ask(f"Give me a quick health check of {top}: churn probability and renewal.")
+    assert [(c.name, c.args.get("account_id")) for c in result.tool_calls] == [("churn_risk", top), ("get_account", top)]
+    assert any(n.startswith(f"replanning: the user named {top} but no step uses it") for n in result.notes)
+    assert "Your previous plan failed: the user named" in str(script.requests[1]["messages"][-1].content)
+
+
+def test_ignored_ids_finds_account_and_activity_ids_no_step_uses() -> None:
+    p = Plan.model_validate({"intent": "file", "steps": [
+        {"tool": "rank", "args": {"entity": "activities", "metric": "margin_leak"}},
+        {"tool": "propose_recommendation", "args": {"activity_id": "#1", "action": "restructure"}}]})
+    assert ignored_ids("Trade-show sponsorships (MKT-EVENTS-2026) leak margin: restructure them", p) == ["MKT-EVENTS-2026"]
+    both = Plan.model_validate({"intent": "answer", "steps": [{"tool": "churn_risk", "args": {"account_id": "ACME-0042"}}]})
+    assert ignored_ids("Compare ACME-0042 and DYNE-0036", both) == ["DYNE-0036"]
+    assert ignored_ids("How risky is acme-0042?", both) == []  # lower-case ids are not matched: nothing to flag
+    assert ignored_ids("Which accounts renew in 2026?", both) == []
