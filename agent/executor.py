@@ -101,8 +101,11 @@ def ids_in(result: BaseModel | None, arg: str) -> list[str]:
 class Executor:
     """Checks and runs one plan for one turn."""
 
-    def __init__(self, ctx: RunContext, *, said: str, known: str, on_event: OnEvent | None = None) -> None:
+    def __init__(self, ctx: RunContext, *, said: str, known: str, asked: str = "",
+                 on_event: OnEvent | None = None) -> None:
         self.ctx = ctx
+        self.asked = asked
+        """This turn's question as the user wrote it."""
         self.said = said
         """What the user wrote this conversation, squashed (see `agent.middleware.user_text`)."""
         self.known = known
@@ -281,10 +284,14 @@ class Executor:
     def _resolve(self, s: StepRun, steps: list[StepRun]) -> str | None:
         """Replace references by ids from earlier results; the error when one cannot be resolved."""
         by_index = {x.index: x for x in steps}
-        for k, v in list(s.args.items()):
+        proposal = s.tool == "propose_recommendation"
+        # a proposal's account first: the action the user named (if any) is looked up for it
+        for k, v in sorted(s.args.items(), key=lambda kv: proposal and kv[0] == "action"):
             ref = parse_ref(v)
             if ref is None:
                 continue
+            if proposal and k == "action" and self._named_action(s, steps) is not None:
+                continue  # _check_proposal puts the named action in
             source = by_index.get(ref[0])
             if source is None or source.result is None:
                 return f"{k} refers to step {ref[0]}, which returned nothing"
@@ -296,16 +303,40 @@ class Executor:
             return self._check_proposal(s, steps)
         return None
 
+    def _nba_for(self, account: Any, steps: list[StepRun]) -> NextBestActionResult | None:
+        """The latest next_best_action result of this plan for `account`."""
+        return next((x.result for x in reversed(steps) if isinstance(x.result, NextBestActionResult)
+                     and x.result.account_id.upper() == str(account).upper()), None)
+
+    def _named_action(self, s: StepRun, steps: list[StepRun]) -> str | None:
+        """The one action next_best_action listed for the proposal's account (eligible or suppressed)
+        that the user named in this turn's question ("File a champion_rebuild for ..."), if any."""
+        nba = self._nba_for(s.args.get("account_id"), steps)
+        if nba is None:
+            return None
+        asked = squash(self.asked)
+        listed = dict.fromkeys([*(a.action for a in nba.actions), *(x.action for x in nba.suppressed)])
+        named = [a for a in listed if squash(a) in asked]
+        return named[0] if len(named) == 1 else None
+
     def _check_proposal(self, s: StepRun, steps: list[StepRun]) -> str | None:
         account = s.args.get("account_id")
         if not account:
             return None  # an activity recommendation: the playbook check is the core's
-        nba = next((x.result for x in reversed(steps) if x.tool == "next_best_action" and x.result is not None
-                    and str(getattr(x.result, "account_id", "")).upper() == str(account).upper()), None)
+        nba = self._nba_for(account, steps)
         if nba is None:
             return f"not filed: next_best_action for {account!r} did not run"
-        actions = {a.action: a for a in getattr(nba, "actions", [])}
+        actions = {a.action: a for a in nba.actions}
+        suppressed = nba.suppressed
+        named = self._named_action(s, steps)
+        if named is not None:  # the action the user named wins over the plan's
+            s.args["action"] = named
         action = s.args.get("action")
+        waiting = next((x for x in suppressed if x.action == action and x.status == "pending"), None)
+        if waiting is not None:  # already awaiting approval: the core's duplicate guard returns that one
+            if not str(s.args.get("rationale") or "").strip():
+                s.args["rationale"] = waiting.reason
+            return None
         if action not in actions:
             return (f"not filed: {action!r} is not among the actions next_best_action found for {account!r}: "
                     f"{', '.join(actions) or 'none'}")

@@ -360,7 +360,7 @@ class PlanCopilot:
         said = squash(" ".join([*(t for r, t in prior if r == "user"), question]))
         known = "\n".join([*(t for _, t in prior), question]).upper()
         turn = Turn(ctx=ctx, log=runlog, question=question, history=prior,
-                    executor=Executor(ctx, said=said, known=known))
+                    executor=Executor(ctx, said=said, known=known, asked=question))
         yield AgentEvent(type="run_started", run_id=runlog.run_id, conversation_id=runlog.conversation_id)
 
         error: str | None = None

@@ -382,3 +382,20 @@ def test_ignored_ids_finds_account_and_activity_ids_no_step_uses() -> None:
     assert ignored_ids("Compare ACME-0042 and DYNE-0036", both) == ["DYNE-0036"]
     assert ignored_ids("How risky is acme-0042?", both) == []  # lower-case ids are not matched: nothing to flag
     assert ignored_ids("Which accounts renew in 2026?", both) == []
+
+
+def test_filing_an_action_already_awaiting_approval_files_nothing_new(sessions: sessionmaker[Session]) -> None:
+    top = ranked(sessions, 1)[0]
+    with sessions() as s:
+        best = next_best_action(session=s, account_id=top).actions[0].action
+    first = Script([plan("file", ("next_best_action", {"account_id": top}),
+                         ("propose_recommendation", {"account_id": top, "action": "#1"})), say("Filed.")])
+    copilot_for(sessions, first).ask(f"File a {best} recommendation for {top}.")
+    # asked again: next_best_action now lists it as suppressed (pending) and ranks another action first
+    again = Script([plan("file", ("next_best_action", {"account_id": top}),
+                         ("propose_recommendation", {"account_id": top, "action": "#1"})), say("Already filed.")])
+    result = copilot_for(sessions, again).ask(f"File a {best} recommendation for {top}.")
+    assert result.tool_calls[-1].name == "propose_recommendation" and result.tool_calls[-1].args["action"] == best, (result.notes, result.tool_calls)
+    with sessions() as s:
+        recs = s.scalars(select(Recommendation)).all()
+    assert [(r.account_id, r.action, r.status) for r in recs] == [(top, best, "pending")]
