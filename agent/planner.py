@@ -20,11 +20,12 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, System
 from langchain_core.runnables import Runnable
 from pydantic import ValidationError
 
-from agent.plan import Plan
+from agent.plan import NAMED_ID, Plan
 from agent.prompts import load_prompt
 from tools.registry import MODEL_TOOLS, ToolSpec
 
 HISTORY_TURNS = 2
+MAX_HINT_IDS = 10
 
 
 def _arg_line(name: str, prop: dict[str, Any], required: bool) -> str:
@@ -104,6 +105,10 @@ class Planner:
         if recent:
             said = "\n".join(f"{'User' if role == 'user' else 'Assistant'}: {_short(text)}" for role, text in recent)
             parts.append("Conversation so far:\n" + said)
+            last = next((text for role, text in reversed(recent) if role == "assistant"), "")
+            ids = list(dict.fromkeys(m.group(0) for m in NAMED_ID.finditer(last)))[:MAX_HINT_IDS]
+            if ids:
+                parts.append("Ids in the last answer, in order: " + ", ".join(ids))
         parts.append(f"Q: {question}")
         if feedback:
             parts.append(f"Your previous plan failed: {feedback}\nWrite a corrected plan.")

@@ -399,3 +399,18 @@ def test_filing_an_action_already_awaiting_approval_files_nothing_new(sessions: 
     with sessions() as s:
         recs = s.scalars(select(Recommendation)).all()
     assert [(r.account_id, r.action, r.status) for r in recs] == [(top, best, "pending")]
+
+
+def test_a_follow_up_plan_is_shown_the_ids_of_the_last_answer(sessions: sessionmaker[Session]) -> None:
+    a, b = ranked(sessions, 2)
+    script = Script([
+        plan("answer", ("churn_risk", {"account_id": a}), ("churn_risk", {"account_id": b})),
+        say(f"{b} is less at risk than {a}."),
+        plan("file", ("next_best_action", {"account_id": a})),
+        say("Filed."),
+    ])
+    copilot = copilot_for(sessions, script)
+    first = copilot.ask(f"Compare the churn risk of {a} and {b}.")
+    copilot.ask("File the best next action for the riskier of the two.", conversation_id=first.conversation_id)
+    follow_up = str(script.requests[2]["messages"][-1].content)
+    assert "Conversation so far:" in follow_up and f"Ids in the last answer, in order: {b}, {a}" in follow_up
