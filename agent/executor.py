@@ -27,6 +27,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from agent.deps import RunContext, ToolFixableError
+from agent.intent import settle_filing
 from agent.middleware import named_by_user, squash
 from agent.plan import Plan, Step, parse_ref, refs_of
 from tools.accounts import AccountList, AccountProfile, AccountTimeline, scope_values
@@ -414,3 +415,14 @@ class Executor:
     async def _event(self, kind: str, s: StepRun) -> None:
         if self.on_event is not None:
             await self.on_event(kind, s)
+
+
+def prepared_plan(plan: Plan, question: str, sessions: Any) -> Plan:
+    """What the executor would start running for `plan` as the only turn asking `question`: the
+    intent settled by the user's words, then the checks and repairs above; steps that fail them
+    left out (no tool runs; for grading plans as the product runs them)."""
+    plan = settle_filing(question, plan)[0]
+    ctx = RunContext(sessions=sessions, knowledge=lambda: None, run_id="prepare", conversation_id="prepare")
+    executor = Executor(ctx, said=squash(question), known=question.upper(), asked=question)
+    steps = executor.prepare(plan, Execution())
+    return Plan(intent=plan.intent, steps=[Step(tool=s.tool, args=s.args) for s in steps if s.error is None])

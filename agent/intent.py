@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import re
 
+from agent.plan import Plan
+
 _STRONG = r"(?:file|submit|queue|propose|lodge)"
 _WEAK = r"(?:log|raise|send|put\s+forward|put\s+in|escalate)"
 _ACTION_ID = r"\b[a-z]+(?:_[a-z]+)+\b"
@@ -42,3 +44,15 @@ def filing_request(text: str) -> bool | None:
     if _STRONG_ASK.search(text) or _WEAK_ASK.search(text):
         return True
     return None
+
+
+def settle_filing(question: str, plan: Plan) -> tuple[Plan, str | None]:
+    """`plan` with its intent settled by the user's words, and a note when that changed it: an
+    explicit request to file makes an "answer" plan a filing, an explicit "do not file" makes a
+    filing an answer."""
+    asked = filing_request(question)
+    if asked is True and plan.intent == "answer" and plan.steps:
+        return plan.model_copy(update={"intent": "file"}), "intent answer → file: the user asked to file"
+    if asked is False and plan.intent == "file":
+        return plan.model_copy(update={"intent": "answer"}), "intent file → answer: the user said not to file"
+    return plan, None

@@ -39,7 +39,7 @@ from agent.copilot import (
 )
 from agent.deps import RunContext
 from agent.executor import Execution, Executor, StepRun
-from agent.intent import filing_request
+from agent.intent import settle_filing
 from agent.middleware import (
     InternalToolError,
     LLMUnavailableError,
@@ -165,15 +165,10 @@ class PlanCopilot:
 
     @staticmethod
     def _settle_filing(turn: Turn, plan: Plan) -> Plan:
-        """The plan's intent where the user's words settle it: an explicit request to file makes an
-        "answer" plan a filing, an explicit "do not file" makes a filing an answer (`agent.intent`)."""
-        asked = filing_request(turn.question)
-        if asked is True and plan.intent == "answer" and plan.steps:
-            turn.notes.append("intent answer → file: the user asked to file")
-            return plan.model_copy(update={"intent": "file"})
-        if asked is False and plan.intent == "file":
-            turn.notes.append("intent file → answer: the user said not to file")
-            return plan.model_copy(update={"intent": "answer"})
+        """The plan's intent where the user's words settle it (`agent.intent.settle_filing`)."""
+        plan, note = settle_filing(turn.question, plan)
+        if note:
+            turn.notes.append(note)
         return plan
 
     @staticmethod

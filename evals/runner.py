@@ -196,11 +196,18 @@ def run_selection_suite(models: ChatModels, options: RunOptions) -> SuiteResult:
     say = lambda r: _say(options, f"selection {r.id}: {'ok' if r.args_ok else r.detail}")  # noqa: E731
     if options.design == "plan":
         # heavy: langchain, as above
+        from agent.executor import prepared_plan
         from evals.selection import run_plan_selection
 
         planner = Planner(models.planner(plan_schema(), **overrides), retrieve=_plan_retriever(options),
                           scopes=plan_scopes(options), gate=in_scope)
-        report = run_plan_selection(cases, planner=planner, tools=build_tools(), model=models.model, progress=say)
+        engine = make_engine(f"sqlite:///{fixture_db('demo', options.work_dir)}")
+        sessions = make_sessionmaker(engine)
+        try:
+            report = run_plan_selection(cases, planner=planner, tools=build_tools(), model=models.model, progress=say,
+                                        prepare=lambda plan, question: prepared_plan(plan, question, sessions))
+        finally:
+            engine.dispose()
     else:
         report = run_selection(
             cases, router=models.router(**overrides), tools=build_tools(), system_prompt=load_prompt("system.md"),

@@ -318,12 +318,15 @@ def run_plan_selection(
     tools: Sequence[BaseTool],
     model: str,
     progress: Callable[[CaseResult], None] | None = None,
+    prepare: Callable[[Plan, str], Plan] | None = None,
 ) -> SelectionReport:
     """The plan → execute → answer agent's plan for each question, graded like a routing reply.
 
     One planning call per case (no tool runs). A multi-step plan passes when any of its steps is
-    the expected first call (`_grade_plan`), a parallel case needs all its steps; "after retry" is what the executor runs after its repairs
-    (filters the user never named dropped)."""
+    the expected first call (`_grade_plan`), a parallel case needs all its steps; "after retry" is what the executor would run:
+    with `prepare` (`agent.executor.prepared_plan`) the plan after every check and repair in code (intent settled by the
+    user's words, unnamed filters dropped, a scope value moved to its field, unknown periods dropped, invented ids and
+    unfiled proposals left out), else the plan with the filters the user never named dropped."""
     by_name = {t.name: t for t in tools}
     results: list[CaseResult] = []
     for case in cases:
@@ -332,8 +335,10 @@ def run_plan_selection(
         latency = time.perf_counter() - t0
         ai = plan_calls(reply.plan)
         name_ok, args_ok, valid, detail = _grade_plan(case, ai, by_name)
-        said = squash(case.question)
-        repaired = drop_unsaid_filters(ai, said)[0]
+        if prepare is not None and reply.plan is not None:
+            repaired = plan_calls(prepare(reply.plan, case.question))
+        else:
+            repaired = drop_unsaid_filters(ai, squash(case.question))[0]
         final_name_ok, final_args_ok = _grade_plan(case, repaired, by_name)[:2]
         result = CaseResult(
             id=case.id, category=case.category, question=case.question,

@@ -17,7 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from agent.copilot import AgentEvent
-from agent.executor import Executor
+from agent.executor import Executor, prepared_plan
 from agent.pipeline import PlanCopilot
 from agent.plan import Plan, ignored_ids, plan_schema
 from agent.planner import parse_plan, tool_catalogue
@@ -414,3 +414,18 @@ def test_a_follow_up_plan_is_shown_the_ids_of_the_last_answer(sessions: sessionm
     copilot.ask("File the best next action for the riskier of the two.", conversation_id=first.conversation_id)
     follow_up = str(script.requests[2]["messages"][-1].content)
     assert "Conversation so far:" in follow_up and f"Ids in the last answer, in order: {b}, {a}" in follow_up
+
+
+def test_prepared_plan_is_what_the_executor_would_start_running(sessions: sessionmaker[Session]) -> None:
+    raw = Plan.model_validate({"intent": "answer", "steps": [
+        {"tool": "rank", "args": {"entity": "accounts", "metric": "churn_probability",
+                                  "filters": {"industry": "Enterprise", "region": "LATAM"}}},
+        {"tool": "next_best_action", "args": {"account_id": "#1"}},
+        {"tool": "churn_risk", "args": {"account_id": "ZZZZ-9999"}}]})
+    prepared = prepared_plan(raw, "File the best action for our riskiest Enterprise account.", sessions)
+    assert prepared.intent == "file"  # the user asked to file
+    assert [(s.tool, s.args) for s in prepared.steps] == [
+        ("rank", {"entity": "accounts", "metric": "churn_probability", "filters": {"segment": "Enterprise"}}),
+        ("next_best_action", {"account_id": "#1"}),
+        ("propose_recommendation", {"account_id": "#1", "action": "#2", "rationale": ""}),
+    ]  # LATAM (never said) dropped, Enterprise moved to segment, the invented id left out, the filing added
