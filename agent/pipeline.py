@@ -53,7 +53,7 @@ from agent.plan import Plan, ignored_ids
 from agent.planner import Gate, Planner, Retrieve
 from agent.prompts import load_prompt
 from agent.render import render
-from agent.runlog import RunLog, history
+from agent.runlog import RunLog, history, last_steps
 from knowledge.search import KnowledgeResults
 from tools.accounts import scope_values
 from tools.errors import new_error_id
@@ -85,6 +85,8 @@ class Turn:
     question: str
     history: list[tuple[str, str]]
     executor: Executor
+    previous: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    """(tool, args) the conversation's last turn ran (`agent.runlog.last_steps`)."""
     notes: list[str] = field(default_factory=list)
     llm_s: float = 0.0
     tool_s: float = 0.0
@@ -148,7 +150,8 @@ class PlanCopilot:
         turn = runtime.context
         write = get_stream_writer()
         t0 = time.perf_counter()
-        reply = await self._model(turn, lambda: self.planner.plan(turn.question, turn.history, state.get("feedback")))
+        reply = await self._model(turn, lambda: self.planner.plan(turn.question, turn.history, state.get("feedback"),
+                                                                  turn.previous))
         if reply.gated:
             turn.notes.append("off-topic: no answerable question is near it (no model call)")
         else:
@@ -355,7 +358,8 @@ class PlanCopilot:
         said = squash(" ".join([*(t for r, t in prior if r == "user"), question]))
         known = "\n".join([*(t for _, t in prior), question]).upper()
         turn = Turn(ctx=ctx, log=runlog, question=question, history=prior,
-                    executor=Executor(ctx, said=said, known=known, asked=question))
+                    executor=Executor(ctx, said=said, known=known, asked=question),
+                    previous=last_steps(self.sessions, conversation_id))
         yield AgentEvent(type="run_started", run_id=runlog.run_id, conversation_id=runlog.conversation_id)
 
         error: str | None = None

@@ -20,7 +20,7 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, System
 from langchain_core.runnables import Runnable
 from pydantic import ValidationError
 
-from agent.plan import NAMED_ID, Plan
+from agent.plan import MAX_STEPS, NAMED_ID, Plan
 from agent.prompts import load_prompt
 from tools.registry import MODEL_TOOLS, ToolSpec
 
@@ -95,8 +95,9 @@ class Planner:
         self.retrieve = retrieve
         self.gate = gate
 
-    def messages(self, question: str, history: Sequence[tuple[str, str]] = (), feedback: str | None = None
-                 ) -> list[BaseMessage]:
+    def messages(self, question: str, history: Sequence[tuple[str, str]] = (), feedback: str | None = None,
+                 previous: Sequence[tuple[str, dict[str, Any]]] = ()) -> list[BaseMessage]:
+        """The planner's request; `previous` = the (tool, args) the last turn ran, ids resolved."""
         parts = []
         examples = self.retrieve(question) if self.retrieve else ""
         if examples:
@@ -105,6 +106,9 @@ class Planner:
         if recent:
             said = "\n".join(f"{'User' if role == 'user' else 'Assistant'}: {_short(text)}" for role, text in recent)
             parts.append("Conversation so far:\n" + said)
+            if previous:
+                steps = [{"tool": tool, "args": args} for tool, args in previous][:MAX_STEPS]
+                parts.append("Steps the last answer ran: " + json.dumps(steps, separators=(",", ":"), default=str))
             last = next((text for role, text in reversed(recent) if role == "assistant"), "")
             ids = list(dict.fromkeys(m.group(0) for m in NAMED_ID.finditer(last)))[:MAX_HINT_IDS]
             if ids:
@@ -114,13 +118,13 @@ class Planner:
             parts.append(f"Your previous plan failed: {feedback}\nWrite a corrected plan.")
         return [SystemMessage(self.system), HumanMessage("\n\n".join(parts) + "\nA:")]
 
-    async def plan(self, question: str, history: Sequence[tuple[str, str]] = (), feedback: str | None = None
-                   ) -> PlanReply:
+    async def plan(self, question: str, history: Sequence[tuple[str, str]] = (), feedback: str | None = None,
+                   previous: Sequence[tuple[str, dict[str, Any]]] = ()) -> PlanReply:
         t0 = time.perf_counter()
         if self.gate is not None and not history and feedback is None and not self.gate(question):
             off = Plan(intent="off_topic")
             return PlanReply(off, off.compact(), None, time.perf_counter() - t0, None, None, gated=True)
-        reply = await self.model.ainvoke(self.messages(question, history, feedback))
+        reply = await self.model.ainvoke(self.messages(question, history, feedback, previous))
         seconds = time.perf_counter() - t0
         raw = str(reply.content).strip() if isinstance(reply, AIMessage) else str(reply)
         usage = reply.usage_metadata if isinstance(reply, AIMessage) else None

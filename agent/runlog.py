@@ -144,3 +144,24 @@ def history(sessions: sessionmaker[Session], conversation_id: str | None) -> lis
     for question, answer in reversed(rows):
         turns += [("user", question), ("assistant", answer or "")]
     return turns
+
+
+def last_steps(sessions: sessionmaker[Session], conversation_id: str | None) -> list[tuple[str, dict[str, Any]]]:
+    """(tool, args) of the successful tool calls of the conversation's last completed turn, in order:
+    what a follow-up ("file it", "the riskier of the two") refers to, with the ids resolved."""
+    if conversation_id is None:
+        return []
+    with sessions() as s:
+        run_id = s.scalar(
+            select(AgentRun.id)
+            .where(AgentRun.conversation_id == conversation_id, AgentRun.status == "ok")
+            .order_by(AgentRun.started_at.desc(), AgentRun.id.desc())
+            .limit(1)
+        )
+        if run_id is None:
+            return []
+        rows = s.execute(
+            select(ToolCall.name, ToolCall.args).where(ToolCall.run_id == run_id, ToolCall.ok.is_(True))
+            .order_by(ToolCall.seq)
+        ).all()
+    return [(name, dict(args or {})) for name, args in rows]

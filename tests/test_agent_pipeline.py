@@ -401,7 +401,7 @@ def test_filing_an_action_already_awaiting_approval_files_nothing_new(sessions: 
     assert [(r.account_id, r.action, r.status) for r in recs] == [(top, best, "pending")]
 
 
-def test_a_follow_up_plan_is_shown_the_ids_of_the_last_answer(sessions: sessionmaker[Session]) -> None:
+def test_a_follow_up_plan_is_shown_the_last_turns_steps_and_ids(sessions: sessionmaker[Session]) -> None:
     a, b = ranked(sessions, 2)
     script = Script([
         plan("answer", ("churn_risk", {"account_id": a}), ("churn_risk", {"account_id": b})),
@@ -414,6 +414,10 @@ def test_a_follow_up_plan_is_shown_the_ids_of_the_last_answer(sessions: sessionm
     copilot.ask("File the best next action for the riskier of the two.", conversation_id=first.conversation_id)
     follow_up = str(script.requests[2]["messages"][-1].content)
     assert "Conversation so far:" in follow_up and f"Ids in the last answer, in order: {b}, {a}" in follow_up
+    ran = next(line for line in follow_up.splitlines() if line.startswith("Steps the last answer ran: "))
+    steps = json.loads(ran.removeprefix("Steps the last answer ran: "))  # in the order they finished
+    assert sorted(s["args"]["account_id"] for s in steps) == sorted([a, b])
+    assert all(s["tool"] == "churn_risk" for s in steps)
 
 
 def test_prepared_plan_is_what_the_executor_would_start_running(sessions: sessionmaker[Session]) -> None:
