@@ -39,6 +39,7 @@ from agent.copilot import (
 )
 from agent.deps import RunContext
 from agent.executor import Execution, Executor, StepRun
+from agent.followup import retarget
 from agent.intent import settle_filing
 from agent.middleware import (
     InternalToolError,
@@ -85,8 +86,8 @@ class Turn:
     question: str
     history: list[tuple[str, str]]
     executor: Executor
-    previous: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
-    """(tool, args) the conversation's last turn ran (`agent.runlog.last_steps`)."""
+    previous: list[tuple[str, dict[str, Any], Any]] = field(default_factory=list)
+    """(tool, args, result) the conversation's last turn ran (`agent.runlog.last_steps`)."""
     notes: list[str] = field(default_factory=list)
     llm_s: float = 0.0
     tool_s: float = 0.0
@@ -168,10 +169,15 @@ class PlanCopilot:
 
     @staticmethod
     def _settle_filing(turn: Turn, plan: Plan) -> Plan:
-        """The plan's intent where the user's words settle it (`agent.intent.settle_filing`)."""
+        """The plan's intent where the user's words settle it (`agent.intent.settle_filing`), and a
+        follow-up's target where it points back at the last turn's account (`agent.followup`)."""
         plan, note = settle_filing(turn.question, plan)
         if note:
             turn.notes.append(note)
+        if turn.previous:
+            plan, note = retarget(plan, turn.question, turn.previous)
+            if note:
+                turn.notes.append(note)
         return plan
 
     @staticmethod

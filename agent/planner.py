@@ -96,8 +96,8 @@ class Planner:
         self.gate = gate
 
     def messages(self, question: str, history: Sequence[tuple[str, str]] = (), feedback: str | None = None,
-                 previous: Sequence[tuple[str, dict[str, Any]]] = ()) -> list[BaseMessage]:
-        """The planner's request; `previous` = the (tool, args) the last turn ran, ids resolved."""
+                 previous: Sequence[tuple[str, dict[str, Any], Any]] = ()) -> list[BaseMessage]:
+        """The planner's request; `previous` = the (tool, args, result) the last turn ran, ids resolved."""
         parts = []
         examples = self.retrieve(question) if self.retrieve else ""
         if examples:
@@ -107,7 +107,7 @@ class Planner:
             said = "\n".join(f"{'User' if role == 'user' else 'Assistant'}: {_short(text)}" for role, text in recent)
             parts.append("Conversation so far:\n" + said)
             if previous:
-                steps = [{"tool": tool, "args": args} for tool, args in previous][:MAX_STEPS]
+                steps = [{"tool": tool, "args": args} for tool, args, _ in previous][:MAX_STEPS]
                 parts.append("Steps the last answer ran: " + json.dumps(steps, separators=(",", ":"), default=str))
             last = next((text for role, text in reversed(recent) if role == "assistant"), "")
             ids = list(dict.fromkeys(m.group(0) for m in NAMED_ID.finditer(last)))[:MAX_HINT_IDS]
@@ -119,7 +119,7 @@ class Planner:
         return [SystemMessage(self.system), HumanMessage("\n\n".join(parts) + "\nA:")]
 
     async def plan(self, question: str, history: Sequence[tuple[str, str]] = (), feedback: str | None = None,
-                   previous: Sequence[tuple[str, dict[str, Any]]] = ()) -> PlanReply:
+                   previous: Sequence[tuple[str, dict[str, Any], Any]] = ()) -> PlanReply:
         t0 = time.perf_counter()
         if self.gate is not None and not history and feedback is None and not self.gate(question):
             off = Plan(intent="off_topic")

@@ -146,8 +146,9 @@ def history(sessions: sessionmaker[Session], conversation_id: str | None) -> lis
     return turns
 
 
-def last_steps(sessions: sessionmaker[Session], conversation_id: str | None) -> list[tuple[str, dict[str, Any]]]:
-    """(tool, args) of the successful tool calls of the conversation's last completed turn, in order:
+def last_steps(sessions: sessionmaker[Session], conversation_id: str | None
+               ) -> list[tuple[str, dict[str, Any], Any]]:
+    """(tool, args, result JSON) of the successful tool calls of the conversation's last completed turn, in order:
     what a follow-up ("file it", "the riskier of the two") refers to, with the ids resolved."""
     if conversation_id is None:
         return []
@@ -161,7 +162,7 @@ def last_steps(sessions: sessionmaker[Session], conversation_id: str | None) -> 
         if run_id is None:
             return []
         rows = s.execute(
-            select(ToolCall.name, ToolCall.args).where(ToolCall.run_id == run_id, ToolCall.ok.is_(True))
+            select(ToolCall.name, ToolCall.args, ToolCall.result).where(ToolCall.run_id == run_id, ToolCall.ok.is_(True))
             .order_by(ToolCall.seq)
         ).all()
-    return [(name, dict(args or {})) for name, args in rows]
+    return [(name, dict(args or {}), result) for name, args, result in rows]

@@ -433,3 +433,22 @@ def test_prepared_plan_is_what_the_executor_would_start_running(sessions: sessio
         ("next_best_action", {"account_id": "#1"}),
         ("propose_recommendation", {"account_id": "#1", "action": "#2", "rationale": ""}),
     ]  # LATAM (never said) dropped, Enterprise moved to segment, the invented id left out, the filing added
+
+
+def test_a_follow_up_that_points_back_files_for_the_last_turns_account(sessions: sessionmaker[Session]) -> None:
+    top, other = ranked(sessions, 2)
+    script = Script([
+        plan("answer", ("next_best_action", {"account_id": other})), say("Here is what to do."),
+        plan("file", ("rank", {"entity": "accounts", "metric": "churn_probability"}),
+             ("next_best_action", {"account_id": "#1"})),
+        say("Filed."),
+    ])
+    copilot = copilot_for(sessions, script)
+    first = copilot.ask(f"What should we do about {other}?")
+    result = copilot.ask("File the top one for approval.", conversation_id=first.conversation_id)
+    assert [(c.name, c.args.get("account_id")) for c in result.tool_calls] == [
+        ("next_best_action", other), ("propose_recommendation", other)]  # not the top-ranked {top}
+    assert f"follow-up: the target is {other} from the last turn, not a new ranking" in result.notes
+    with sessions() as s:
+        assert [r.account_id for r in s.scalars(select(Recommendation))] == [other]
+    assert top != other
