@@ -43,7 +43,7 @@ class Settings(BaseSettings):
     )
 
     agent_design: Literal["plan", "react"] = Field(
-        default="react",
+        default="plan",
         description="plan: plan -> execute -> answer (two model calls a turn); react: the tool-calling loop",
     )
     plan_exemplars: int = Field(default=4, ge=0, le=12, description="Planner exemplars retrieved per question")
