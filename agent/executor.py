@@ -29,14 +29,14 @@ from pydantic import BaseModel
 from agent.deps import RunContext, ToolFixableError
 from agent.intent import settle_filing
 from agent.middleware import named_by_user, squash
-from agent.plan import Plan, Step, parse_ref, refs_of
+from agent.plan import Plan, Step, asked_count, parse_ref, refs_of
 from tools.accounts import AccountList, AccountProfile, AccountTimeline, scope_values
 from tools.activities import ActivityScores
 from tools.analysis.models import ValueChainAnalysis
 from tools.churn.schemas import ChurnRiskResult
 from tools.common import activity_periods
 from tools.nba import NextBestActionResult
-from tools.ranking import RankResult
+from tools.ranking import MAX_LIMIT, RankResult
 from tools.registry import FILTER_KEYS, MODEL_TOOLS, TOOLS_BY_NAME
 
 ID_ARGS = ("account_id", "activity_id")
@@ -130,10 +130,20 @@ class Executor:
                 steps = self._without(steps, dropped)
         else:
             steps = self._filing(steps, ex)
+        self._count_from_question(steps, ex)
         for s in steps:
             if s.error is None:
                 s.error = self._problem(s, steps, ex)
         return steps
+
+    def _count_from_question(self, steps: list[StepRun], ex: Execution) -> None:
+        """The number the user asked for on the first list step that has no limit ("Which 5 accounts
+        ..." planned without one lists 10)."""
+        n = asked_count(self.asked)
+        first = next((s for s in steps if s.tool in ("rank", "churn_risk") and not s.args.get("account_id")), None)
+        if n is not None and first is not None and first.args.get("limit") is None and 1 <= n <= MAX_LIMIT:
+            first.args["limit"] = n
+            ex.notes.append(f"limit {n} on {first.tool}: the number the user asked for")
 
     @staticmethod
     def _without(steps: list[StepRun], dropped: list[StepRun]) -> list[StepRun]:

@@ -67,6 +67,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_REPLANS = 1
+CHECK_MARKERS = ("never invent ids", "which does not come before", "which was dropped", "an earlier step it needs failed",
+                 "which returned nothing")
+"""Errors of the executor's own checks (agent.executor), as opposed to what a tool said."""
 
 
 class State(TypedDict, total=False):
@@ -256,7 +259,10 @@ class PlanCopilot:
         ok = [s for s in steps if s.result is not None]
         failed = [s for s in steps if s.error is not None]
         if not ok:
-            reasons = "; ".join(dict.fromkeys(f"{s.tool}: {s.error}" for s in failed))
+            # what the tools said about the user's request (a replan's refused guesses are ours, not theirs)
+            tried = [s for s in turn.steps if s.error is not None and s.result is None]
+            said = [s for s in tried if not any(m in (s.error or "") for m in CHECK_MARKERS)] or tried or failed
+            reasons = "; ".join(dict.fromkeys(f"{s.tool}: {s.error}" for s in said))
             return self._say(write, f"I could not get the data for that ({reasons}).")
         off_topic = [s for s in ok if isinstance(s.result, KnowledgeResults) and not s.result.on_topic]
         if off_topic and len(off_topic) == len(ok):

@@ -78,6 +78,24 @@ def ignored_ids(question: str, plan: Plan) -> list[str]:
     return [i for i in named if i not in used and i.replace("_", "-") not in used]
 
 
+NUMBER_WORDS = ("one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve",
+                "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen", "twenty")
+_N = r"([0-9]{1,3}|" + "|".join(NUMBER_WORDS) + r")"
+_ASKED_COUNT = re.compile(
+    rf"\b(?:top|first|bottom|best|worst)\s+(?!one\b){_N}\b"
+    rf"|\b{_N}\s+(?:(?:of\s+)?(?:our|the|my)\s+)?(?:[a-z-]+\s+){{0,2}}?"
+    r"(?:accounts|customers|clients|companies|activities|initiatives|projects|ones)\b",
+    re.IGNORECASE,
+)
+
+
+def asked_count(question: str) -> int | None:
+    """How many items the user asked for ("the 5 riskiest accounts", "top ten"), when they said one number."""
+    found = {m.group(1) or m.group(2) for m in _ASKED_COUNT.finditer(question)}
+    numbers = {int(n) if n.isdigit() else NUMBER_WORDS.index(n.lower()) + 1 for n in found}
+    return numbers.pop() if len(numbers) == 1 else None
+
+
 FILTERS_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {key: {"type": "string"} for key in FILTER_KEYS},

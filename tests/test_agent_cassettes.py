@@ -194,6 +194,6 @@ def test_plan_unknown_account_is_said_plainly(planned: PlanCopilot, sessions: se
     result = planned.ask("How likely is ACME-9999 to churn?")
 
     assert result.error is None and result.tool_calls and not any(c.ok for c in result.tool_calls)
-    assert all(c.args.get("account_id") == "ACME-9999" for c in result.tool_calls)
-    assert "ACME-9999" in result.answer
+    assert result.tool_calls[0].args.get("account_id") == "ACME-9999"
+    assert 'no account "ACME-9999"' in result.answer  # what the tool said, not a guess about another account
     assert all(r.ok is False for r in logged(sessions, result.run_id))

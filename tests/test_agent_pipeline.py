@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from agent.copilot import AgentEvent
 from agent.executor import Executor, prepared_plan
 from agent.pipeline import PlanCopilot
-from agent.plan import Plan, ignored_ids, plan_schema
+from agent.plan import Plan, asked_count, ignored_ids, plan_schema
 from agent.planner import parse_plan, tool_catalogue
 from crm.models import LlmCall, Recommendation, ToolCall
 from tools.nba import next_best_action
@@ -452,3 +452,20 @@ def test_a_follow_up_that_points_back_files_for_the_last_turns_account(sessions:
     with sessions() as s:
         assert [r.account_id for r in s.scalars(select(Recommendation))] == [other]
     assert top != other
+
+
+@pytest.mark.parametrize(("question", "n"), [
+    ("Which 5 accounts are most likely to churn?", 5), ("top ten customers by ARR", 10),
+    ("Which 3 accounts renew soonest, and in how many days does the first one renew?", 3),
+    ("show me 7 of our Enterprise accounts", 7), ("what happened in the last 90 days", None),
+    ("Which activity leaks the most margin in 2026?", None), ("the 2 riskiest accounts and the 5 biggest accounts", None),
+])
+def test_asked_count(question: str, n: int | None) -> None:
+    assert asked_count(question) == n
+
+
+def test_a_list_planned_without_the_number_asked_for_gets_it(sessions: sessionmaker[Session]) -> None:
+    script = Script([plan("answer", ("rank", {"entity": "accounts", "metric": "churn_probability"})), say("Listed.")])
+    result = copilot_for(sessions, script).ask("Which 5 accounts are most likely to churn?")
+    assert result.tool_calls[0].args["limit"] == 5 and "limit 5 on rank: the number the user asked for" in result.notes
+    assert all(f"({i})" in result.answer for i in ranked(sessions, 5)) and f"({ranked(sessions, 6)[5]})" not in result.answer
