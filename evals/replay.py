@@ -15,7 +15,7 @@ import datetime as dt
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -57,6 +57,9 @@ class CassetteMeta(BaseModel):
     case_ids: list[str]
     recorded_at: str
     requests: int
+    design: Literal["react", "plan"] = Field(
+        default="react", description="The agent design recorded (recordings from before this field are ReAct)")
+    exemplars: int = Field(default=4, description="Planner exemplars per question (plan design)")
     result: SuiteResult = Field(description="The suite's result when it was recorded; replay must reproduce it")
 
 
@@ -130,3 +133,12 @@ def replay_runtime(meta: CassetteMeta, settings: Any) -> Any:
         raise ReplayError(f"the {meta.suite} cassette was recorded with model {meta.model!r}, but this "
                           f"configuration would send {model!r} (LLM_GGUF_PATH?); re-record or reset it")
     return LLMRuntime(local, REPLAY_URL, model)
+
+
+def recorded_design(metas: list[CassetteMeta]) -> tuple[Literal["react", "plan"], int]:
+    """The agent design and exemplar count the recordings were made with (replay must run the same)."""
+    found = {(m.design, m.exemplars) for m in metas}
+    if len(found) > 1:
+        raise ReplayError("the recordings were made with different agent designs: "
+                          + ", ".join(f"{m.suite}={m.design}/{m.exemplars}" for m in metas) + f"; re-record with `{RECORD_COMMAND}`")
+    return found.pop() if found else ("react", 4)

@@ -91,6 +91,7 @@ class EvalReport(BaseModel):
     started_at: str
     model: str | None = Field(description="The model endpoint's model name; None when no suite used a model")
     mode: Literal["live", "replay", "record", "offline"]
+    design: str | None = Field(default=None, description="The agent design the model suites ran (plan / react)")
     trials: int
     thresholds_file: str
     suites: list[SuiteResult]
@@ -121,7 +122,7 @@ def to_markdown(report: EvalReport) -> str:
     lines = [
         f"# Eval report {report.run_id}",
         "",
-        f"Model: `{report.model or '—'}` · mode: {report.mode} · trials: {report.trials} · "
+        f"Model: `{report.model or '—'}` · agent: {report.design or '—'} · mode: {report.mode} · trials: {report.trials} · "
         f"thresholds: `{report.thresholds_file}` · **{'PASS' if report.passed else 'FAIL'}**",
         "",
         "| suite | cases | result | summary |",

@@ -258,6 +258,7 @@ def _recording(suite: SuiteName, options: RunOptions, models: ChatModels | None)
             suite=suite, model=models.model, embedded=bool(getattr(models, "embedded", False)),
             temperature=options.temperature, trials=options.trials if suite == "tasks" else 1,
             case_ids=_case_ids(result), recorded_at=now_iso(), requests=len(cas),
+            design=options.design, exemplars=options.exemplars,
             result=result.model_copy(update={"details": {}}),
         ), directory)
 
@@ -341,6 +342,7 @@ def run_suites(
     uses_model = bool(MODEL_SUITES & set(wanted))
     return EvalReport(
         run_id=started, started_at=started, model=model_name,
-        mode=options.mode if uses_model else "offline", trials=trials, thresholds_file=thresholds_label,
+        mode=options.mode if uses_model else "offline", design=options.design if uses_model else None,
+        trials=trials, thresholds_file=thresholds_label,
         suites=results, passed=all(r.passed for r in results),
     )

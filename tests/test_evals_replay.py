@@ -23,7 +23,7 @@ from langchain_core.messages import AIMessage
 
 from agent.llm.runtime import LLMRuntime
 from core.settings import get_settings
-from evals.replay import CASSETTE_DIR, ReplayError, load_meta, paths, replay_runtime
+from evals.replay import CASSETTE_DIR, ReplayError, load_meta, paths, recorded_design, replay_runtime
 from evals.report import SuiteName, load_thresholds
 from evals.runner import RunOptions, run_suites
 
@@ -176,10 +176,23 @@ def test_committed_recordings_replay_to_the_recorded_result(group: tuple[SuiteNa
     (faithfulness also grades the tasks' answers, so the two replay together, as recorded)"""
     metas = {suite: load_meta(suite, CASSETTE_DIR) for suite in group}  # ReplayError when missing
     settings = get_settings().model_copy(update={"llm_gguf_path": None})
-    report = run_suites(RunOptions(suites=list(group), work_dir=tmp_path / "work", mode="replay"),
+    design, exemplars = recorded_design(list(metas.values()))
+    report = run_suites(RunOptions(suites=list(group), work_dir=tmp_path / "work", mode="replay", design=design,
+                                   exemplars=exemplars),
                         models=lambda s: replay_runtime(metas[s], settings), thresholds=load_thresholds())
     for result in report.suites:
         recorded = metas[result.suite].result
         assert result.metrics == recorded.metrics, result.suite
         assert result.failures == recorded.failures, result.suite
         assert result.passed, [g for g in result.gates if not g.passed]
+
+
+def test_replay_runs_the_design_the_recordings_were_made_with(tmp_path: Path) -> None:
+    """Old recordings (no design field) are ReAct; recordings of several designs cannot replay together."""
+    old = load_meta("selection", CASSETTE_DIR)
+    legacy = old.model_validate({k: v for k, v in old.model_dump().items() if k not in ("design", "exemplars")})
+    assert recorded_design([legacy]) == ("react", 4)
+    plan = old.model_copy(update={"design": "plan", "exemplars": 6})
+    assert recorded_design([plan, plan.model_copy(update={"suite": "tasks"})]) == ("plan", 6)
+    with pytest.raises(ReplayError, match="different agent designs"):
+        recorded_design([plan, legacy.model_copy(update={"suite": "tasks"})])

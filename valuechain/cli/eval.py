@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import cast
 
@@ -12,7 +13,7 @@ from rich.table import Table
 from agent.llm.model_files import ModelFilesError
 from agent.prompts import load_prompt
 from core.settings import get_settings
-from evals.replay import CASSETTE_DIR, ReplayError, load_meta, replay_runtime
+from evals.replay import CASSETTE_DIR, ReplayError, load_meta, recorded_design, replay_runtime
 from evals.report import SUITES, THRESHOLDS_FILE, EvalReport, SuiteName, load_thresholds, write_reports
 from valuechain.cli.common import JsonOption, console, err_console, fail, print_json
 
@@ -138,7 +139,10 @@ def run(
             report = run_suites(options, models=None, thresholds=limits, thresholds_label=label)
         elif replay:
             folder = cassettes or CASSETTE_DIR
-            report = run_suites(options, models=lambda suite: replay_runtime(load_meta(suite, folder), settings),
+            metas = {suite: load_meta(suite, folder) for suite in chosen if suite in MODEL_SUITES}
+            design, exemplars = recorded_design(list(metas.values()))  # replay runs the agent recorded
+            options = replace(options, design=design, exemplars=exemplars)
+            report = run_suites(options, models=lambda suite: replay_runtime(metas[suite], settings),
                                 thresholds=limits, thresholds_label=label)
         else:
             # [llm] extra: the runtime and the tools load langchain (~0.5 s)
@@ -169,7 +173,8 @@ def run(
 
 
 def _show(report: EvalReport) -> None:
-    table = Table("suite", "cases", "result", "summary", title=f"evals {report.run_id} — {report.model or 'no model'} ({report.mode})")
+    table = Table("suite", "cases", "result", "summary", title=f"evals {report.run_id} — {report.model or 'no model'}"
+                  f"{f', {report.design} agent' if report.design else ''} ({report.mode})")
     for s in report.suites:
         table.add_row(s.suite, str(s.cases), "[green]pass[/]" if s.passed else "[red]FAIL[/]", s.summary)
     console.print(table)
