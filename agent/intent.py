@@ -46,6 +46,27 @@ def filing_request(text: str) -> bool | None:
     return None
 
 
+_ACTION_VERBS = (
+    r"(?:delete|remove|erase|wipe|e-?mail|send|message|text|book|reserve|schedule|cancel|merge|update|change|edit"
+    r"|rename|reassign|approve|reject|decline|refund|pay|buy|sell|order|post|tweet|publish|invite"
+    r"|create\s+an?\s+(?:account|invoice|user|ticket|task))"
+)
+_UNSUPPORTED = re.compile(
+    r"(?:^|[.!?;]\s+)(?:(?:please|pls|kindly|ok|okay|now|then|also|and)[,\s]+)*"
+    rf"(?:(?:can|could|would|will)\s+you\s+(?:please\s+)?)?{_ACTION_VERBS}\b(?!\s+(?:me|us)\b)",
+    re.IGNORECASE,
+)
+
+
+def unsupported_action(text: str) -> bool:
+    """Whether `text` tells the assistant to do something its tools cannot: change or delete CRM
+    data, send a message, book, buy, approve or reject (a person decides recommendations in the
+    review queue). An imperative at the start of a sentence ("Delete account ACME-0042", "Could you
+    email the list ..."); "update me on ..." and filing requests are not. Measured on the 303
+    exemplars and every eval question: no answerable question matched."""
+    return filing_request(text) is not True and _UNSUPPORTED.search(text.strip()) is not None
+
+
 def settle_filing(question: str, plan: Plan) -> tuple[Plan, str | None]:
     """`plan` with its intent settled by the user's words, and a note when that changed it: an
     explicit request to file makes an "answer" plan a filing, an explicit "do not file" makes a

@@ -40,7 +40,7 @@ from agent.copilot import (
 from agent.deps import RunContext
 from agent.executor import Execution, Executor, StepRun
 from agent.followup import retarget
-from agent.intent import settle_filing
+from agent.intent import settle_filing, unsupported_action
 from agent.middleware import (
     InternalToolError,
     LLMUnavailableError,
@@ -128,6 +128,7 @@ class PlanCopilot:
         self.knowledge_prompt = load_prompt("answer_knowledge.md")
         self.figures_prompt = load_prompt("answer_figures.md")
         self.decline = load_prompt("decline.md")
+        self.decline_action = load_prompt("decline_action.md")
         self.clarify = load_prompt("clarify.md")
         graph = StateGraph(State, context_schema=Turn)
         graph.add_node("plan", self._plan_node)
@@ -157,7 +158,9 @@ class PlanCopilot:
         reply = await self._model(turn, lambda: self.planner.plan(turn.question, turn.history, state.get("feedback"),
                                                                   turn.previous))
         if reply.gated:
-            turn.notes.append("off-topic: no answerable question is near it (no model call)")
+            turn.notes.append("declined: an action the tools cannot take (no model call)"
+                              if unsupported_action(turn.question) else
+                              "off-topic: no answerable question is near it (no model call)")
         else:
             turn.log.llm_call(model=self.model_name, prompt_tokens=reply.prompt_tokens,
                               completion_tokens=reply.completion_tokens,
@@ -252,7 +255,7 @@ class PlanCopilot:
                              "account, activity or year you mean?")
         if plan.intent == "off_topic":
             turn.notes.append("off-topic: declined")
-            return self._say(write, self.decline)
+            return self._say(write, self.decline_action if unsupported_action(turn.question) else self.decline)
         if plan.intent == "clarify" or not plan.steps:
             turn.notes.append("asked the user to clarify")
             return self._say(write, self.clarify)

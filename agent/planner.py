@@ -20,6 +20,7 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, System
 from langchain_core.runnables import Runnable
 from pydantic import ValidationError
 
+from agent.intent import unsupported_action
 from agent.plan import MAX_STEPS, NAMED_ID, Plan
 from agent.prompts import load_prompt
 from tools.registry import MODEL_TOOLS, ToolSpec
@@ -75,7 +76,8 @@ class PlanReply:
     prompt_tokens: int | None
     completion_tokens: int | None
     gated: bool = False
-    """Decided off-topic by the similarity gate, without a model call."""
+    """Decided off-topic without a model call: far from anything answerable (the similarity gate) or
+    an action the tools cannot take (`agent.intent.unsupported_action`)."""
 
 
 Retrieve = Callable[[str], str]
@@ -121,7 +123,8 @@ class Planner:
     async def plan(self, question: str, history: Sequence[tuple[str, str]] = (), feedback: str | None = None,
                    previous: Sequence[tuple[str, dict[str, Any], Any]] = ()) -> PlanReply:
         t0 = time.perf_counter()
-        if self.gate is not None and not history and feedback is None and not self.gate(question):
+        if feedback is None and (unsupported_action(question)
+                                 or (self.gate is not None and not history and not self.gate(question))):
             off = Plan(intent="off_topic")
             return PlanReply(off, off.compact(), None, time.perf_counter() - t0, None, None, gated=True)
         reply = await self.model.ainvoke(self.messages(question, history, feedback, previous))

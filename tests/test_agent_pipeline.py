@@ -469,3 +469,11 @@ def test_a_list_planned_without_the_number_asked_for_gets_it(sessions: sessionma
     result = copilot_for(sessions, script).ask("Which 5 accounts are most likely to churn?")
     assert result.tool_calls[0].args["limit"] == 5 and "limit 5 on rank: the number the user asked for" in result.notes
     assert all(f"({i})" in result.answer for i in ranked(sessions, 5)) and f"({ranked(sessions, 6)[5]})" not in result.answer
+
+
+def test_an_action_the_tools_cannot_take_is_declined_without_a_model_call(sessions: sessionmaker[Session]) -> None:
+    script = Script([])
+    result = copilot_for(sessions, script).ask("Delete account ACME-0042 from the CRM.")
+    assert result.llm_calls == 0 and script.requests == [] and result.tool_calls == []
+    assert result.answer.startswith("I can't do that from here") and "review queue" in result.answer
+    assert "declined: an action the tools cannot take (no model call)" in result.notes

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from agent.intent import filing_request
+from agent.intent import filing_request, unsupported_action
 
 
 @pytest.mark.parametrize("text", [
@@ -45,3 +45,26 @@ def test_explicit_refusals(text: str) -> None:
 ])
 def test_questions_that_say_neither(text: str) -> None:
     assert filing_request(text) is None
+
+
+@pytest.mark.parametrize("text", [
+    "Delete account ACME-0042 from the CRM.",
+    "Could you email the renewal list to the whole sales team?",
+    "Please book a call with the QUAR-0017 champion next week.",
+    "Approve the pending champion_rebuild recommendation for IONA-0069.",
+    "Thanks. Now update the owner of TIDE-0044 to Sam.",
+])
+def test_actions_the_tools_cannot_take(text: str) -> None:
+    assert unsupported_action(text)
+
+
+@pytest.mark.parametrize("text", [
+    "File a champion_rebuild recommendation for IONA-0069.",
+    "Send its best action for approval.",
+    "Update me on ACME-0042's churn risk.",
+    "Which accounts should we email about renewals?",
+    "What changed in DYNE-0036's usage recently?",
+    "How do we cancel-proof our Enterprise renewals?",
+])
+def test_questions_and_filings_are_not_unsupported_actions(text: str) -> None:
+    assert not unsupported_action(text)
