@@ -29,7 +29,7 @@ from pydantic import BaseModel
 from agent.deps import RunContext, ToolFixableError
 from agent.intent import settle_filing
 from agent.middleware import named_by_user, squash
-from agent.plan import Plan, Step, asked_count, parse_ref, refs_of
+from agent.plan import Plan, Step, asked_count, ignored_ids, parse_ref, refs_of
 from tools.accounts import AccountList, AccountProfile, AccountTimeline, scope_values
 from tools.activities import ActivityScores
 from tools.analysis.models import ValueChainAnalysis
@@ -427,12 +427,20 @@ class Executor:
             await self.on_event(kind, s)
 
 
-def prepared_plan(plan: Plan, question: str, sessions: Any) -> Plan:
+def prepared_plan(plan: Plan, question: str, sessions: Any) -> tuple[Plan, str | None]:
     """What the executor would start running for `plan` as the only turn asking `question`: the
     intent settled by the user's words, then the checks and repairs above; steps that fail them
-    left out (no tool runs; for grading plans as the product runs them)."""
+    left out (no tool runs; for grading plans as the product runs them). Also the feedback the
+    planner would get to replan (an id the user named that no step uses, or the steps' errors),
+    None when the product would run this plan as it is."""
     plan = settle_filing(question, plan)[0]
+    ignored = ignored_ids(question, plan)
     ctx = RunContext(sessions=sessions, knowledge=lambda: None, run_id="prepare", conversation_id="prepare")
     executor = Executor(ctx, said=squash(question), known=question.upper(), asked=question)
     steps = executor.prepare(plan, Execution())
-    return Plan(intent=plan.intent, steps=[Step(tool=s.tool, args=s.args) for s in steps if s.error is None])
+    if ignored:
+        feedback: str | None = (f"the user named {', '.join(ignored)} but no step uses it; plan the steps for "
+                                f"{'those ids' if len(ignored) > 1 else 'that id'}")
+    else:
+        feedback = "; ".join(f"step {s.index} {s.tool}: {s.error}" for s in steps if s.error is not None) or None
+    return Plan(intent=plan.intent, steps=[Step(tool=s.tool, args=s.args) for s in steps if s.error is None]), feedback

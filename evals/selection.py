@@ -300,8 +300,16 @@ def plan_calls(plan: Plan | None) -> AIMessage:
 def _grade_plan(case: SelectionCase, ai: AIMessage, tools: dict[str, BaseTool]) -> tuple[bool, bool, bool, str]:
     """`grade`, with the expected first call allowed at any step of the plan (a plan runs as a whole,
     in the order its references need: filing a named action runs next_best_action before it)."""
+    if case.all and case.expect != "none":
+        # the next_best_action a proposal needs is the filing rule's (the executor adds it when missing),
+        # not an extra call, unless the case expects it
+        wanted = {e.args.get("account_id") for e in case.expect if e.name == "next_best_action"}
+        proposed = {c["args"].get("account_id") for c in ai.tool_calls if c["name"] == "propose_recommendation"}
+        kept = [c for c in ai.tool_calls if not (c["name"] == "next_best_action"
+                                                 and c["args"].get("account_id") in proposed - wanted)]
+        return grade(case, AIMessage(content="", tool_calls=kept), tools)
     best = grade(case, ai, tools)
-    if case.all or case.expect == "none" or len(ai.tool_calls) < 2:
+    if case.expect == "none" or len(ai.tool_calls) < 2:
         return best
     for i in range(1, len(ai.tool_calls)):
         calls = [ai.tool_calls[i], *ai.tool_calls[:i], *ai.tool_calls[i + 1:]]
@@ -318,7 +326,7 @@ def run_plan_selection(
     tools: Sequence[BaseTool],
     model: str,
     progress: Callable[[CaseResult], None] | None = None,
-    prepare: Callable[[Plan, str], Plan] | None = None,
+    prepare: Callable[[Plan, str], tuple[Plan, str | None]] | None = None,
 ) -> SelectionReport:
     """The plan → execute → answer agent's plan for each question, graded like a routing reply.
 
@@ -326,7 +334,9 @@ def run_plan_selection(
     the expected first call (`_grade_plan`), a parallel case needs all its steps; "after retry" is what the executor would run:
     with `prepare` (`agent.executor.prepared_plan`) the plan after every check and repair in code (intent settled by the
     user's words, unnamed filters dropped, a scope value moved to its field, unknown periods dropped, invented ids and
-    unfiled proposals left out), else the plan with the filters the user never named dropped."""
+    unfiled proposals left out) and, when the product would replan before running (an id the user named that
+    no step uses, a step failing a check), the prepared replan; else the plan with unnamed filters dropped.
+    A parallel case's next_best_action steps that only serve its proposals are the filing rule's, not extra calls."""
     by_name = {t.name: t for t in tools}
     results: list[CaseResult] = []
     for case in cases:
@@ -336,7 +346,12 @@ def run_plan_selection(
         ai = plan_calls(reply.plan)
         name_ok, args_ok, valid, detail = _grade_plan(case, ai, by_name)
         if prepare is not None and reply.plan is not None:
-            repaired = plan_calls(prepare(reply.plan, case.question))
+            prepared, feedback = prepare(reply.plan, case.question)
+            if feedback is not None:  # the product replans once with this feedback before running anything
+                again = run_sync(planner.plan(case.question, feedback=feedback))
+                if again.plan is not None:
+                    prepared = prepare(again.plan, case.question)[0]
+            repaired = plan_calls(prepared)
         else:
             repaired = drop_unsaid_filters(ai, squash(case.question))[0]
         final_name_ok, final_args_ok = _grade_plan(case, repaired, by_name)[:2]

@@ -426,8 +426,8 @@ def test_prepared_plan_is_what_the_executor_would_start_running(sessions: sessio
                                   "filters": {"industry": "Enterprise", "region": "LATAM"}}},
         {"tool": "next_best_action", "args": {"account_id": "#1"}},
         {"tool": "churn_risk", "args": {"account_id": "ZZZZ-9999"}}]})
-    prepared = prepared_plan(raw, "File the best action for our riskiest Enterprise account.", sessions)
-    assert prepared.intent == "file"  # the user asked to file
+    prepared, feedback = prepared_plan(raw, "File the best action for our riskiest Enterprise account.", sessions)
+    assert prepared.intent == "file" and feedback is not None and "ZZZZ-9999" in feedback  # asked to file; replan
     assert [(s.tool, s.args) for s in prepared.steps] == [
         ("rank", {"entity": "accounts", "metric": "churn_probability", "filters": {"segment": "Enterprise"}}),
         ("next_best_action", {"account_id": "#1"}),
