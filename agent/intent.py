@@ -62,8 +62,8 @@ def unsupported_action(text: str) -> bool:
     """Whether `text` tells the assistant to do something its tools cannot: change or delete CRM
     data, send a message, book, buy, approve or reject (a person decides recommendations in the
     review queue). An imperative at the start of a sentence ("Delete account ACME-0042", "Could you
-    email the list ..."); "update me on ..." and filing requests are not. Measured on the 303
-    exemplars and every eval question: no answerable question matched."""
+    email the list ..."); "update me on ..." and filing requests are not. None of the 255
+    answerable exemplars nor the 269 answerable eval questions matches."""
     return filing_request(text) is not True and _UNSUPPORTED.search(text.strip()) is not None
 
 
