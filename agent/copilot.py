@@ -9,11 +9,8 @@ conversation can go on.
 
 from __future__ import annotations
 
-import asyncio
-import atexit
-import threading
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 from langchain.agents import create_agent
@@ -34,6 +31,7 @@ from agent.middleware import (
 from agent.prompts import load_prompt
 from agent.runlog import RunLog, history
 from agent.tools import build_tools
+from core.loop import run_sync
 
 if TYPE_CHECKING:
     from knowledge.store import KnowledgeStore
@@ -257,27 +255,6 @@ async def final_answer(events: AsyncIterator[AgentEvent]) -> AgentAnswer:
     if result is None:  # astream always ends with an answer event
         raise RuntimeError("the agent run ended without an answer")
     return result
-
-
-_runner: asyncio.Runner | None = None
-_runner_lock = threading.Lock()
-
-
-def run_sync(coro: Coroutine[Any, Any, T]) -> T:
-    """Run `coro` on the process's one event loop for synchronous callers (CLI, bench, tests).
-
-    One loop for every synchronous turn: the OpenAI client pools its connections per loop and
-    LangChain caches the client per endpoint, so a fresh `asyncio.run` per turn fails on the
-    second question with "Event loop is closed". Not for use from inside a running loop
-    (the API and the Slack bot `await` `aask`/`astream` directly).
-    """
-    global _runner
-    with _runner_lock:
-        if _runner is None:
-            _runner = asyncio.Runner()
-            atexit.register(_runner.close)
-        runner = _runner
-    return runner.run(coro)
 
 
 class _TokenFilter:

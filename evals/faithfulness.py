@@ -16,7 +16,6 @@ traceable, by design: the product's rule is that figures come from tools.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import math
 import re
@@ -28,6 +27,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
+from core.loop import run_sync
 from evals.report import ReportTable, SuiteResult, dump
 from tools.projection import num
 
@@ -235,19 +235,18 @@ def ask_all(
     try:
         sessions = make_sessionmaker(engine)
         copilot = make_copilot(sessions)
-        with asyncio.Runner() as runner:
-            for case in cases:
-                out = runner.run(copilot.aask(case.question, channel="eval"))
-                if out.error:
-                    errors += 1
-                    continue
-                with sessions() as s:
-                    rows = list(s.scalars(select(ToolCall).where(ToolCall.run_id == out.run_id).order_by(ToolCall.seq)))
-                results = [r.result if r.ok else (r.error or "") for r in rows]
-                check = check_answer(out.answer, results, question=case.question, id=case.id)
-                checks.append(check)
-                if progress is not None:
-                    progress(check)
+        for case in cases:
+            out = run_sync(copilot.aask(case.question, channel="eval"))
+            if out.error:
+                errors += 1
+                continue
+            with sessions() as s:
+                rows = list(s.scalars(select(ToolCall).where(ToolCall.run_id == out.run_id).order_by(ToolCall.seq)))
+            results = [r.result if r.ok else (r.error or "") for r in rows]
+            check = check_answer(out.answer, results, question=case.question, id=case.id)
+            checks.append(check)
+            if progress is not None:
+                progress(check)
     finally:
         engine.dispose()
     return checks, errors

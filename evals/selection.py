@@ -27,11 +27,11 @@ from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 from langchain_core.tools import BaseTool
 from pydantic import BaseModel, Field
 
-from agent.copilot import run_sync
 from agent.middleware import as_text, check_calls, drop_unsaid_filters, squash
 from agent.plan import Plan
 from agent.planner import Planner
 from agent.prompts import load_prompt
+from core.loop import run_sync
 
 CASES_DIR = Path(__file__).resolve().parent / "cases"
 DEV_CASES = CASES_DIR / "agent_dev.yaml"

@@ -20,7 +20,6 @@ against the fixture (tests/test_evals_tasks.py) and shown in the report.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from collections.abc import Callable, Coroutine, Sequence
@@ -34,6 +33,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.db import make_engine, make_sessionmaker
+from core.loop import run_sync
 from crm.dump import table_hashes
 from crm.models import Base, Recommendation, RecommendationEvent, ToolCall
 from evals.faithfulness import AnswerCheck, check_answer, mentions_value
@@ -278,8 +278,8 @@ CopilotFactory = Callable[[sessionmaker[Session]], Any]
 """Builds an `agent.copilot.Copilot` over the given sessions (one per trial)."""
 
 Loop = Callable[[Coroutine[Any, Any, Any]], Any]
-"""Runs a coroutine to completion: one event loop for a whole suite (`asyncio.Runner().run`), because
-the OpenAI client's pooled connections are bound to the loop that opened them."""
+"""Runs a coroutine to completion: the process's one event loop (`core.loop.run_sync`), because the
+OpenAI client's pooled connections are bound to the loop that opened them."""
 
 
 def run_trial(task: Task, trial: int, *, fixture: Path, baseline: Snapshot, make_copilot: CopilotFactory,
@@ -344,14 +344,13 @@ def run_tasks(
     finally:
         base_engine.dispose()
     results: list[TrialResult] = []
-    with asyncio.Runner() as runner:
-        for trial in range(1, trials + 1):  # trial-major: a slow endpoint still gives every task one trial early
-            for task in tasks:
-                r = run_trial(task, trial, fixture=fixture, baseline=baseline, make_copilot=make_copilot,
-                              work_dir=work_dir, loop=runner.run)
-                results.append(r)
-                if progress is not None:
-                    progress(r)
+    for trial in range(1, trials + 1):  # trial-major: a slow endpoint still gives every task one trial early
+        for task in tasks:
+            r = run_trial(task, trial, fixture=fixture, baseline=baseline, make_copilot=make_copilot,
+                          work_dir=work_dir, loop=run_sync)
+            results.append(r)
+            if progress is not None:
+                progress(r)
     return summarise(tasks, results, trials, seconds=time.perf_counter() - t0), results
 
 

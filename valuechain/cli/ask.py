@@ -97,7 +97,7 @@ async def _chat_turn(copilot: Agent, question: str, conversation: str | None) ->
 def chat(conversation: str | None = ConversationOption, no_warm: bool = NoWarmOption) -> None:
     """Talk to the agent; answers stream as they are written. Empty line or Ctrl-D ends."""
     # [llm] extra: agent.copilot loads langchain (~0.5 s)
-    from agent.copilot import run_sync
+    from core.loop import run_sync
 
     with _open(not no_warm) as (copilot, runtime):
         err_console.print(f"[dim]model {runtime.model} at {runtime.base_url}; empty line to quit[/]")
