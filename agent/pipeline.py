@@ -260,12 +260,14 @@ class PlanCopilot:
             turn.notes.append("asked the user to clarify")
             return self._say(write, self.clarify)
         ok = [s for s in steps if s.result is not None]
-        failed = [s for s in steps if s.error is not None]
+        # what the tools said about the user's request, across a replan (a replan's refused guesses
+        # are the agent's, not the user's concern: shown only when nothing else failed)
+        done = {s.tool for s in ok}
+        tried = [s for s in turn.steps if s.error is not None and s.result is None and s.tool not in done]
+        failed = [s for s in tried if not any(m in (s.error or "") for m in CHECK_MARKERS)] or [
+            s for s in steps if s.error is not None]
         if not ok:
-            # what the tools said about the user's request (a replan's refused guesses are ours, not theirs)
-            tried = [s for s in turn.steps if s.error is not None and s.result is None]
-            said = [s for s in tried if not any(m in (s.error or "") for m in CHECK_MARKERS)] or tried or failed
-            reasons = "; ".join(dict.fromkeys(f"{s.tool}: {s.error}" for s in said))
+            reasons = "; ".join(dict.fromkeys(f"{s.tool}: {s.error}" for s in failed or tried))
             return self._say(write, f"I could not get the data for that ({reasons}).")
         off_topic = [s for s in ok if isinstance(s.result, KnowledgeResults) and not s.result.on_topic]
         if off_topic and len(off_topic) == len(ok):

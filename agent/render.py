@@ -73,7 +73,8 @@ def render_rank(r: RankResult) -> str:
             arr = i.context.get("arr")
             row.append(money(float(arr)) if isinstance(arr, int | float) else "–")
         rows.append(row)
-    more = f"\n\n{r.total_matching - len(rows)} more match." if r.total_matching > len(rows) else ""
+    # the tool's own count, not a difference code computes: every figure shown traces to a result
+    more = f"\n\nShowing {len(rows)} of {r.total_matching} that match." if r.total_matching > len(rows) else ""
     return f"{title}\n\n{table(header, rows)}{more}"
 
 

@@ -29,6 +29,7 @@ from agent.service import build_copilot
 from bench.agent_bench import pct, scratch_settings
 from core.runtime import get_sessionmaker
 from evals.citations import cited_sources, narrative
+from knowledge.ingest import ensure_corpus_index
 from knowledge.store import KnowledgeStore
 
 RESULTS = Path(__file__).resolve().parent / "results" / "framework-citations.json"
@@ -46,7 +47,7 @@ def main() -> None:
     t_all = time.perf_counter()
     with LLMRuntime.open(settings, share=False) as runtime:
         knowledge = cache(lambda: KnowledgeStore.from_settings(settings))
-        knowledge()
+        ensure_corpus_index(knowledge())  # the shipped corpus, indexed if this data folder lacks it
         agent = build_copilot(settings, runtime, sessions=get_sessionmaker(settings), knowledge=knowledge)
         agent.warm(runtime)
         for case in cases:
