@@ -117,6 +117,7 @@ class Executor:
         self.last = Execution()
         """The execution running or last run (what a fault report names)."""
         self.done: dict[str, StepRun] = {}
+        self.inflight: dict[str, asyncio.Future[StepRun]] = {}  # identical reads in one wave share one call
         """Successful runs by (tool, args) key, kept across a replan so nothing runs twice."""
 
     # ------------------------------------------------------------------ preparing
@@ -400,11 +401,20 @@ class Executor:
             s.error = problem
             await self._event("tool_end", s)
             return
-        key = s.tool + repr(sorted(s.args.items()))
-        if key in self.done and not TOOLS_BY_NAME[s.tool].writes:
+        key = step_key(s)
+        reads = not TOOLS_BY_NAME[s.tool].writes
+        if reads and key in self.done:
             s.result = self.done[key].result
             await self._event("tool_end", s)
             return
+        if reads and key in self.inflight:  # the same call is running in this wave: share its outcome
+            twin = await asyncio.shield(self.inflight[key])
+            s.result, s.error, s.fixable = twin.result, twin.error, twin.fixable
+            await self._event("tool_end", s)
+            return
+        shared: asyncio.Future[StepRun] = asyncio.get_running_loop().create_future()
+        if reads:
+            self.inflight[key] = shared
         t0 = time.perf_counter()
         try:
             await asyncio.to_thread(self.ctx.call, TOOLS_BY_NAME[s.tool], s.args, call_id=f"step-{s.index}")
@@ -413,18 +423,29 @@ class Executor:
         except Exception as exc:  # a fault: logged on the step, then it ends the turn
             s.error, s.fixable = f"{type(exc).__name__}: {exc}", False
             s.seconds = time.perf_counter() - t0
+            shared.set_exception(exc)
+            shared.exception()  # retrieved here: a lone fault has no twin waiting on it
+            self.inflight.pop(key, None)
             await self._event("tool_end", s)
             raise
         else:
             outcome = self.ctx.outcome_of(f"step-{s.index}")
             s.result = outcome.result if outcome is not None else None
-            self.done[key] = s
+            if reads:
+                self.done[key] = s
+        shared.set_result(s)
+        self.inflight.pop(key, None)
         s.seconds = time.perf_counter() - t0
         await self._event("tool_end", s)
 
     async def _event(self, kind: str, s: StepRun) -> None:
         if self.on_event is not None:
             await self.on_event(kind, s)
+
+
+def step_key(s: StepRun) -> str:
+    """One key per distinct call: the tool and its resolved arguments."""
+    return s.tool + repr(sorted(s.args.items()))
 
 
 def prepared_plan(plan: Plan, question: str, sessions: Any) -> tuple[Plan, str | None]:

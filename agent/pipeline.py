@@ -38,7 +38,7 @@ from agent.copilot import (
     unavailable_answer,
 )
 from agent.deps import RunContext
-from agent.executor import Execution, Executor, StepRun
+from agent.executor import Execution, Executor, StepRun, step_key
 from agent.followup import retarget
 from agent.intent import settle_filing, unsupported_action
 from agent.middleware import (
@@ -418,12 +418,12 @@ def warm_prefixes(runtime: LLMRuntime, planner_system: str) -> float:
 
 
 def _unique(steps: list[StepRun]) -> list[StepRun]:
-    """Steps with distinct results (a replan may repeat a call; show it once)."""
-    seen: set[int] = set()
+    """Steps with distinct calls, first of each (a replan or a plan may repeat a call; show it once)."""
+    seen: set[str] = set()
     out = []
     for s in steps:
-        if id(s.result) not in seen:
-            seen.add(id(s.result))
+        if (key := step_key(s)) not in seen:
+            seen.add(key)
             out.append(s)
     return out
 

@@ -477,3 +477,29 @@ def test_an_action_the_tools_cannot_take_is_declined_without_a_model_call(sessio
     assert result.llm_calls == 0 and script.requests == [] and result.tool_calls == []
     assert result.answer.startswith("I can't do that from here") and "review queue" in result.answer
     assert "declined: an action the tools cannot take (no model call)" in result.notes
+
+
+def test_identical_reads_in_one_wave_make_one_call_and_share_its_result(sessions: sessionmaker[Session]) -> None:
+    """Twin steps running side by side share one call, so what the answerer sees never depends on timing."""
+    from agent.deps import RunContext
+
+    ctx = RunContext(sessions=sessions, knowledge=lambda: None, run_id="r", conversation_id="c")
+    calls: list[str] = []
+    real_call = ctx.call
+
+    def counting_call(tool: Any, args: Any, *, call_id: str) -> Any:
+        calls.append(call_id)
+        return real_call(tool, args, call_id=call_id)
+
+    ctx.call = counting_call  # type: ignore[method-assign]
+    account = ranked(sessions, 1)[0]
+    ex = Executor(ctx, said="", known=account)
+    p = Plan.model_validate({"intent": "answer", "steps": [
+        {"tool": "churn_risk", "args": {"account_id": account}},
+        {"tool": "churn_risk", "args": {"account_id": account}},
+        {"tool": "churn_risk", "args": {"account_id": account}},
+    ]})
+    run = asyncio.run(ex.run(p))
+    assert calls == ["step-1"]
+    assert [s.error for s in run.steps] == [None, None, None]
+    assert run.steps[0].result is run.steps[1].result is run.steps[2].result is not None

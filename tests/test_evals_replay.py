@@ -20,12 +20,14 @@ import yaml
 from agent_fakes import Script, call, calls, say
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage
+from typer.testing import CliRunner
 
 from agent.llm.runtime import LLMRuntime
 from core.settings import get_settings
 from evals.replay import CASSETTE_DIR, ReplayError, load_meta, paths, recorded_design, replay_runtime
 from evals.report import SuiteName, load_thresholds
 from evals.runner import RunOptions, run_suites
+from valuechain.cli.main import app
 
 FAKE_URL = "http://fake-llm.test/v1"
 
@@ -78,6 +80,9 @@ class FakeEndpoint(LLMRuntime):
 
     def router(self, **overrides: Any) -> BaseChatModel:
         return super().router(**self._clients, **overrides)
+
+    def planner(self, schema: dict[str, Any], **overrides: Any) -> BaseChatModel:
+        return super().planner(schema, **self._clients, **overrides)
 
     def answerer(self, **overrides: Any) -> BaseChatModel:
         return super().answerer(**self._clients, **overrides)
@@ -196,3 +201,62 @@ def test_replay_runs_the_design_the_recordings_were_made_with(tmp_path: Path) ->
     assert recorded_design([plan, plan.model_copy(update={"suite": "tasks"})]) == ("plan", 6)
     with pytest.raises(ReplayError, match="different agent designs"):
         recorded_design([plan, legacy.model_copy(update={"suite": "tasks"})])
+
+
+def _plan(*steps: tuple[str, dict[str, Any]]) -> AIMessage:
+    """A planner reply: the compact plan JSON (a configured endpoint's structured output)."""
+    return say(json.dumps({"intent": "answer", "steps": [{"tool": t, "args": a} for t, a in steps]},
+                          separators=(",", ":")))
+
+
+def test_a_plan_recording_keeps_its_design_and_the_cli_replays_that_design(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Recorded with the plan agent and 2 exemplars, the meta says so; `eval run --replay` then runs
+    the plan agent with 2 exemplars although the settings say ReAct with 6 (either would send other
+    requests, and the replay would fail); metas of different designs refuse to replay together."""
+    # no MiniLM here: every question is in scope, and the exemplars name their count (so the planner's
+    # prompt, hence the recorded request, depends on it)
+    monkeypatch.setattr("evals.runner.in_scope", lambda _q: True)
+    monkeypatch.setattr("evals.runner.nearest_last", lambda k: lambda _q: f"(the {k} nearest exemplars)")
+    script = Script([
+        _plan(("churn_risk", {"account_id": "ACME-0042"})),  # s1
+        _plan(("churn_risk", {"account_id": "ACME-0042"}), ("churn_risk", {"account_id": "ORII-0017"})),  # p1
+    ])
+    fake = FakeEndpoint(script)
+    case_files = cases(tmp_path)
+    rec = options(tmp_path, "record", case_files)
+    rec.suites, rec.design, rec.exemplars = ["selection"], "plan", 2
+    recorded = run_suites(rec, models=lambda _s: fake, thresholds=load_thresholds())
+    assert script.remaining == 0 and recorded.design == "plan"
+    folder = tmp_path / "cassettes"
+    meta = load_meta("selection", folder)
+    assert (meta.design, meta.exemplars, meta.requests) == ("plan", 2, 2)
+    settings = get_settings()
+    for design, exemplars in (("react", 2), ("plan", 4)):  # the recording holds only this design's requests
+        other = options(tmp_path, "replay", case_files)
+        other.suites, other.design, other.exemplars = ["selection"], design, exemplars  # type: ignore[assignment]
+        with pytest.raises(ReplayError, match="re-record"):
+            run_suites(other, models=lambda suite: replay_runtime(load_meta(suite, folder), settings),
+                       thresholds=load_thresholds())
+
+    # the CLI reads the default case file; point it at this test's cases
+    monkeypatch.setattr("evals.selection.CASES_DIR", tmp_path)
+    react = get_settings().model_copy(update={"agent_design": "react", "plan_exemplars": 6})
+    monkeypatch.setattr("valuechain.cli.eval.get_settings", lambda: react)
+    runner = CliRunner()
+    out = tmp_path / "reports"
+    args = ["--replay", "--cassettes", str(folder), "--out-dir", str(out), "--work-dir", str(tmp_path / "work")]
+    replayed = runner.invoke(app, ["eval", "run", "selection", *args, "--json"])
+    assert replayed.exit_code in (0, 1), replayed.output  # 1: evals/thresholds.yaml gates metrics two cases lack
+    report = json.loads(replayed.stdout)
+    assert (report["mode"], report["design"]) == ("replay", "plan")
+    assert report["suites"][0]["metrics"] == recorded.suites[0].metrics
+    assert "agent: plan" in next(out.glob("*/report.md")).read_text()
+
+    # a ReAct recording of another suite beside it: the chosen suites disagree, so no replay
+    paths("tasks", folder)[0].write_text(paths("selection", folder)[0].read_text())
+    paths("tasks", folder)[1].write_text(meta.model_copy(update={"suite": "tasks", "design": "react"})
+                                         .model_dump_json())
+    mixed = runner.invoke(app, ["eval", "run", "selection", "tasks", *args])
+    assert mixed.exit_code == 2 and "different agent designs" in mixed.output
+    assert "selection=plan/2, tasks=react/2" in " ".join(mixed.output.split())  # rich wraps lines
