@@ -215,8 +215,9 @@ class PlanCopilot:
             info.ok, info.error = step.error is None, step.error
             turn.tool_s += step.seconds
             result = step.result.model_dump(mode="json") if step.result is not None else None
+            # logged in plan order, not finishing order: a follow-up's planner prompt lists these steps
             turn.log.tool_call(name=step.tool, args=step.args, result=result, error=step.error,
-                               latency_ms=step.seconds * 1000)
+                               latency_ms=step.seconds * 1000, seq=len(turn.steps) + step.index)
             text = TOOLS_BY_NAME[step.tool].view_json(step.result) if step.result is not None else f"Error: {step.error}"
             write({"type": "tool_end", "name": step.tool, "ok": step.error is None, "text": text, "call_id": call_id})
 

@@ -95,12 +95,14 @@ class RunLog:
                 run.completion_tokens += completion_tokens or 0
 
     def tool_call(
-        self, *, name: str, args: dict[str, Any], result: Any, error: str | None, latency_ms: float
+        self, *, name: str, args: dict[str, Any], result: Any, error: str | None, latency_ms: float,
+        seq: int | None = None,
     ) -> None:
+        """Log one tool call; `seq` is its place in the turn when calls finish out of order (parallel steps)."""
         self.tool_seq += 1
         with session_scope(self.sessions) as s:
             s.add(ToolCall(
-                run_id=self.run_id, seq=self.tool_seq, name=name, args=args, result=result,
+                run_id=self.run_id, seq=self.tool_seq if seq is None else seq, name=name, args=args, result=result,
                 error=error, ok=error is None, latency_ms=latency_ms,
             ))
 
