@@ -17,6 +17,7 @@ install: $(STAMP)
 
 ## Set up, create/migrate the database, load the demo company and knowledge (first start: print an
 ## admin API key), then serve the web UI and the API on http://127.0.0.1:$(PORT)/ (Ctrl+C stops).
+## Your own data instead: `valuechain demo remove`, then `valuechain import ...` (docs/IMPORT.md).
 HOST ?= 127.0.0.1
 PORT ?= 8000
 start: $(STAMP)

@@ -42,6 +42,10 @@ PORTER_CATEGORIES = (
 PRIMARY_CATEGORIES = PORTER_CATEGORIES[:5]
 INITIATIVE_TYPES = ("automate", "streamline", "renegotiate", "invest", "eliminate")
 RECOMMENDATION_STATUSES = ("pending", "approved", "rejected", "expired")
+# Where an account, activity or initiative came from: the generated demo company or anything
+# else (imported, or written by the application). Training and imports keep the two apart.
+ORIGINS = ("demo", "import")
+DEMO_ORIGIN = "demo"
 
 
 class Base(DeclarativeBase):
@@ -63,6 +67,7 @@ class Account(Base):
     status: Mapped[str] = mapped_column(String(16), default="active", index=True)
     churned_at: Mapped[dt.date | None] = mapped_column(Date)
     attributes: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    origin: Mapped[str] = mapped_column(String(16), default="import", server_default="import", index=True)
 
     contacts: Mapped[list[Contact]] = relationship(back_populates="account")
 
@@ -220,6 +225,7 @@ class ValueChainActivity(Base):
     actual_quantity: Mapped[float | None] = mapped_column(Float)
     std_price: Mapped[float | None] = mapped_column(Float)
     necessary: Mapped[bool | None] = mapped_column(Boolean)
+    origin: Mapped[str] = mapped_column(String(16), default="import", server_default="import")
 
 
 class Initiative(Base):
@@ -237,6 +243,7 @@ class Initiative(Base):
     owner: Mapped[str | None] = mapped_column(String(100))
     due: Mapped[dt.date | None] = mapped_column(Date)
     status: Mapped[str] = mapped_column(String(16), default="proposed")
+    origin: Mapped[str] = mapped_column(String(16), default="import", server_default="import")
 
 
 class User(Base):

@@ -267,3 +267,42 @@ def constant_model(probability_logit: float = 0.0) -> LinearModel:
         coefs=np.zeros(0),
         intercept=probability_logit,
     )
+
+
+SURNAMES = tuple(f"Surname{k:04d}" for k in range(3000))
+
+
+def build_interaction_attributes(session: Session, *, accounts: int = 1200, seed: int = 0) -> None:
+    """A bank-like export where churn is a threshold interaction no straight line can draw:
+    churned iff 45 ≤ Age ≤ 60 and NumOfProducts ≥ 3, with 5 % of labels flipped.
+
+    Also carries a 0/1 flag, a unique CustomerId and a high-cardinality Surname (both must be
+    excluded from the features) and a pure-noise number.
+    """
+    rng = np.random.default_rng(seed)
+    rows: list[dict[str, Any]] = []
+    for i in range(accounts):
+        age = int(rng.integers(18, 81))
+        products = int(rng.integers(1, 5))
+        churned = 45 <= age <= 60 and products >= 3
+        if rng.random() < 0.05:
+            churned = not churned
+        rows.append(
+            {
+                "id": f"B-{i:05d}",
+                "name": f"B-{i:05d}",
+                "segment": "SMB",
+                "arr": 1000.0,
+                "status": "churned" if churned else "active",
+                "attributes": {
+                    "Age": age,
+                    "NumOfProducts": products,
+                    "HasCrCard": int(rng.integers(0, 2)),
+                    "Noise": float(np.round(rng.normal(), 3)),
+                    "CustomerId": 15_600_000 + int(rng.permutation(10)[0]) + 10 * i,
+                    "Surname": str(rng.choice(SURNAMES)),
+                },
+            }
+        )
+    session.execute(insert(Account), rows)
+    session.commit()

@@ -68,7 +68,7 @@ def test_driver_contributions_hand_worked() -> None:
         source="history",
         as_of=None,
         reason=None,
-        linear=HAND_MODEL,
+        scorer=HAND_MODEL,
     )
     drivers, protective = explain_rows(active, table, top_drivers=5)[0]
     assert [(d.feature, d.contribution) for d in drivers] == [
@@ -218,10 +218,19 @@ def test_history_training_learns_and_is_versioned(trained_history: tuple[Engine,
     with make_sessionmaker(engine)() as session:
         assert detect_source(session) == "history"
         row = session.get(ChurnModel, version)
-        assert row is not None and row.active and row.method == "logistic_regression"
-        assert {"features", "means", "scales", "coefs", "intercept"} <= set(row.params)
-        assert len(row.params["features"]) == len(row.params["coefs"]) == len(row.params["means"])
+        assert row is not None and row.active
         metrics = row.metrics
+        # both candidates judged on the same holdout; the stored method is the chosen one
+        assert [c["method"] for c in metrics["candidates"]] == ["logistic_regression", "gradient_boosting"]
+        assert [c["method"] for c in metrics["candidates"] if c["chosen"]] == [row.method]
+        if row.method == "logistic_regression":
+            assert {"features", "means", "scales", "coefs", "intercept"} <= set(row.params)
+            assert len(row.params["features"]) == len(row.params["coefs"]) == len(row.params["means"])
+        else:
+            assert row.method == "gradient_boosting" and version.startswith("gbm-history-")
+            assert {"features", "columns", "booster", "setting", "trees"} <= set(row.params)
+            assert row.params["booster"].startswith("tree\n")  # LightGBM's model text
+        assert set(row.params["calibration"]) == {"method", "slope", "intercept"}
         assert metrics["auc"] > 0.65
         assert metrics["test_snapshots"] and metrics["train_snapshots"]
         last_train = dt.date.fromisoformat(metrics["train_snapshots"][-1])
@@ -277,14 +286,26 @@ def test_cli_train_and_report_json(trained_history: tuple[Engine, str]) -> None:
     assert out.exit_code == 0, out.output
     doc = json.loads(out.stdout)  # exactly one JSON document
     assert doc["model_version"] == version
-    assert doc["method"] == "logistic_regression" and doc["source"] == "history"
-    for key in ("auc", "brier", "top_decile_lift", "calibration", "n_train", "n_test"):
+    assert doc["source"] == "history"
+    for key in (
+        "auc",
+        "brier",
+        "top_decile_lift",
+        "calibration",
+        "n_train",
+        "n_test",
+        "candidates",
+        "choice",
+    ):
         assert key in doc
+    chosen = [c for c in doc["candidates"] if c["chosen"]]
+    assert len(doc["candidates"]) == 2 and [c["method"] for c in chosen] == [doc["method"]]
+    assert doc["choice"].startswith(doc["method"] + ":")
     rep = runner.invoke(app, ["churn", "report", "--json", "--database-url", url])
     assert rep.exit_code == 0, rep.output
     assert json.loads(rep.stdout)["model_version"] == version
     table = runner.invoke(app, ["churn", "report", "--database-url", url])
-    assert table.exit_code == 0 and "calibration" in table.stdout
+    assert table.exit_code == 0 and "calibration" in table.stdout and "candidates" in table.stdout
 
 
 def test_cli_train_attributes_json_keys(tmp_path_factory: pytest.TempPathFactory) -> None:
@@ -301,7 +322,9 @@ def test_cli_train_attributes_json_keys(tmp_path_factory: pytest.TempPathFactory
     assert out.exit_code == 0, out.output
     doc = json.loads(out.stdout)
     assert {"auc", "auc_std", "brier", "folds", "n_train", "method", "source", "model_version"} <= set(doc)
-    assert doc["folds"] == 5 and doc["method"] == "logistic_regression" and doc["source"] == "attributes"
+    assert doc["folds"] == 5 and doc["source"] == "attributes"
+    assert doc["method"] in ("logistic_regression", "gradient_boosting")
+    assert {c["method"] for c in doc["candidates"]} == {"logistic_regression", "gradient_boosting"}
     engine.dispose()
 
 

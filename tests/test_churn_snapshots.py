@@ -19,8 +19,10 @@ from sqlalchemy.orm import Session
 from core.db import make_engine, make_sessionmaker
 from crm.migrate import upgrade
 from crm.models import ChurnScore
+from tools.churn.candidates import CANDIDATES
 from tools.churn.features import AccountScope, active_on
 from tools.churn.model import load_active_model, train
+from tools.churn.schemas import Candidate
 from tools.churn.scoring import assess, churn_risk, explain_rows, write_score_snapshot
 from tools.ranking import rank
 
@@ -28,20 +30,21 @@ NOW = dt.datetime(2026, 10, 1)
 METRICS = ("churn_probability", "arr_at_risk", "health")
 
 
-def _trained(engine: Engine, accounts: int) -> Engine:
+def _trained(engine: Engine, accounts: int, candidates: tuple[Candidate, ...] = CANDIDATES) -> Engine:
     upgrade(engine)
     with make_sessionmaker(engine)() as session:
         build_history(session, accounts=accounts, seed=3)
-        report = train(session, now=NOW)
+        report = train(session, now=NOW, candidates=candidates)
         session.commit()
-    assert report.method == "logistic_regression"
+    assert report.method in candidates  # a trained model, not the rule-based fallback
     return engine
 
 
-@pytest.fixture(scope="module")
-def db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
+# every snapshot test runs once with each model family active
+@pytest.fixture(scope="module", params=CANDIDATES)
+def db(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[Engine]:
     engine = make_engine(f"sqlite:///{tmp_path_factory.mktemp('snap') / 'snap.db'}")
-    yield _trained(engine, 300)
+    yield _trained(engine, 300, (request.param,))
     engine.dispose()
 
 

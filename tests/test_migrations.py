@@ -15,6 +15,8 @@ from core.db import make_engine
 from crm.migrate import alembic_config, current_revision, upgrade
 from crm.models import Base
 
+HEAD = "0004"
+
 
 def test_migration_creates_every_model_table(any_engine: Engine) -> None:
     tables = set(inspect(any_engine).get_table_names())
@@ -57,6 +59,11 @@ def engine_0001(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPat
     return _engine_at(request, tmp_path_factory, "0001")
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def engine_0003(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Engine:
+    return _engine_at(request, tmp_path_factory, "0003")
+
+
 def test_models_and_migrations_agree(any_engine: Engine) -> None:
     with any_engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata)
@@ -81,7 +88,7 @@ def test_0002_adds_indexes_and_expires_racing_pending_duplicates(engine_0001: En
                 {"status": status, "at": at},
             )
     upgrade(engine_0001)
-    assert current_revision(engine_0001) == "0003"
+    assert current_revision(engine_0001) == HEAD
     with engine_0001.connect() as conn:
         statuses = conn.execute(text("SELECT id, status, version FROM recommendations ORDER BY id")).all()
         events = conn.execute(
@@ -122,7 +129,7 @@ def test_0002_downgrades_and_upgrades_again(engine_0001: Engine) -> None:
         ix["name"] for ix in inspect(engine_0001).get_indexes("churn_scores")
     }
     upgrade(engine_0001)
-    assert current_revision(engine_0001) == "0003"
+    assert current_revision(engine_0001) == HEAD
 
 
 def test_0003_adds_the_churn_feature_state_table_and_downgrades(engine_0001: Engine) -> None:
@@ -134,4 +141,82 @@ def test_0003_adds_the_churn_feature_state_table_and_downgrades(engine_0001: Eng
         command.downgrade(cfg, "0002")
     assert "churn_feature_state" not in inspect(engine_0001).get_table_names()
     upgrade(engine_0001)
-    assert current_revision(engine_0001) == "0003"
+    assert current_revision(engine_0001) == HEAD
+
+
+def _origins(engine: Engine, table: str) -> dict[str, str]:
+    with engine.connect() as conn:
+        return {r[0]: r[1] for r in conn.execute(text(f"SELECT id, origin FROM {table}"))}
+
+
+def test_0004_marks_an_existing_demo_by_its_id_shapes_and_downgrades(engine_0003: Engine) -> None:
+    """A database that got the demo before 0004: the generator's ids become `demo`, others `import`."""
+    with engine_0003.begin() as conn:
+        conn.execute(
+            text("INSERT INTO app_meta (key, value) VALUES ('demo_seed', '7'), ('demo_accounts', '120')")
+        )
+        for account in ("ACME-0001", "BELA-0120", "ACME-0121", "7590-VHVEG", "ACME-001"):
+            conn.execute(
+                text(
+                    "INSERT INTO accounts (id, name, arr, status, attributes) VALUES (:id, 'x', 1.0, 'active', '{}')"
+                ),
+                {"id": account},
+            )
+        for activity in ("OPS-HOSTING-2026", "ACT-OPS-01"):
+            conn.execute(
+                text(
+                    "INSERT INTO value_chain_activities (id, name, kind, porter_category, systems, period, "
+                    "annual_cost, value_score, enables) VALUES (:id, :id, 'primary', 'operations', '[]', "
+                    "'2026', 1.0, 5.0, '[]')"
+                ),
+                {"id": activity},
+            )
+        for initiative, activity in (
+            ("INI-001", "OPS-HOSTING-2026"),
+            ("INI-002", "ACT-OPS-01"),
+            ("INI-01", "ACT-OPS-01"),
+        ):
+            conn.execute(
+                text(
+                    "INSERT INTO initiatives (id, activity_id, description, type, est_cost, est_annual_benefit, "
+                    "status) VALUES (:id, :activity, 'd', 'automate', 1.0, 2.0, 'proposed')"
+                ),
+                {"id": initiative, "activity": activity},
+            )
+    upgrade(engine_0003)
+    assert current_revision(engine_0003) == HEAD
+    assert _origins(engine_0003, "accounts") == {
+        "ACME-0001": "demo",
+        "BELA-0120": "demo",
+        "ACME-0121": "import",  # beyond demo_accounts
+        "7590-VHVEG": "import",
+        "ACME-001": "import",  # not padded to the demo's id width
+    }
+    assert _origins(engine_0003, "value_chain_activities") == {
+        "OPS-HOSTING-2026": "demo",
+        "ACT-OPS-01": "import",
+    }
+    assert _origins(engine_0003, "initiatives") == {
+        "INI-001": "demo",
+        "INI-002": "import",
+        "INI-01": "import",
+    }
+
+    cfg = alembic_config(engine_0003.url.render_as_string(hide_password=False))
+    with engine_0003.begin() as connection:
+        cfg.attributes["connection"] = connection
+        command.downgrade(cfg, "0003")
+    assert "origin" not in {c["name"] for c in inspect(engine_0003).get_columns("accounts")}
+    upgrade(engine_0003)
+    assert current_revision(engine_0003) == HEAD
+
+
+def test_0004_leaves_a_database_without_the_demo_as_imported(engine_0003: Engine) -> None:
+    with engine_0003.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO accounts (id, name, arr, status, attributes) VALUES ('ACME-0001', 'x', 1.0, 'active', '{}')"
+            )
+        )
+    upgrade(engine_0003)
+    assert _origins(engine_0003, "accounts") == {"ACME-0001": "import"}

@@ -16,6 +16,7 @@ from crm.demo.generator import (
     generate_demo,
     reset_demo_data,
 )
+from crm.demo.removal import DemoRemoval, DemoRows, demo_refusal, demo_rows, remove_demo
 from crm.demo.simulate import CHUNK, TRIM_THRESHOLD
 
 __all__ = [
@@ -24,9 +25,14 @@ __all__ = [
     "GENERATOR_VERSION",
     "TRIM_THRESHOLD",
     "DemoDatabaseNotEmptyError",
+    "DemoRemoval",
+    "DemoRows",
     "DemoSummary",
     "count_rows",
     "database_has_data",
+    "demo_refusal",
+    "demo_rows",
     "generate_demo",
+    "remove_demo",
     "reset_demo_data",
 ]

@@ -30,12 +30,14 @@ from crm.demo.simulate import (
     simulate_chunk,
 )
 from crm.demo.timeline import Timeline
-from crm.models import Base
+from crm.models import DEMO_ORIGIN, Base
 
 GENERATOR_VERSION = "1"
 BATCH = 10_000
 DEFAULT_AS_OF = dt.date(2026, 9, 30)
 META_KEYS = ("as_of", "demo_seed", "demo_accounts", "generator_version", "demo_history")
+# Set by `valuechain demo remove`: `valuechain init` then does not load the demo again.
+DEMO_REMOVED_KEY = "demo_removed"
 
 
 def _t(name: str) -> Table:
@@ -201,9 +203,9 @@ def generate_demo(
     sqlite = engine.dialect.name == "sqlite"
     with engine.begin() as conn:
         summary.rows["value_chain_activities"] = _insert(
-            conn, _t("value_chain_activities"), _columns(activity_rows(as_of))
+            conn, _t("value_chain_activities"), _demo(_columns(activity_rows(as_of)))
         )
-        summary.rows["initiatives"] = _insert(conn, _t("initiatives"), _columns(initiative_rows(as_of)))
+        summary.rows["initiatives"] = _insert(conn, _t("initiatives"), _demo(_columns(initiative_rows(as_of))))
     next_id = dict.fromkeys(_ID_TABLES, 1)
     n_chunks = -(-accounts // CHUNK)
     with _progress_bar(progress, accounts, "generating demo company") as advance:
@@ -218,6 +220,8 @@ def generate_demo(
                     conn.exec_driver_sql("PRAGMA cache_size=-262144")
                 for name in _CHUNK_TABLES:
                     columns = data.tables[name]
+                    if name == "accounts":
+                        columns = _demo(columns)
                     if name in next_id:
                         count = len(next(iter(columns.values())))
                         first = next_id[name]
@@ -241,7 +245,7 @@ def generate_demo(
             "demo_history": history_note(trimmed),
         }
         table = _t("app_meta")
-        conn.execute(delete(table).where(table.c.key.in_(list(meta))))
+        conn.execute(delete(table).where(table.c.key.in_([*meta, DEMO_REMOVED_KEY])))
         conn.execute(table.insert(), [{"key": k, "value": v} for k, v in meta.items()])
     summary.rows["app_meta"] = len(meta)
     summary.seconds = time.perf_counter() - began
@@ -250,6 +254,12 @@ def generate_demo(
 
 def _columns(rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
     return {key: [row[key] for row in rows] for key in rows[0]}
+
+
+def _demo(columns: dict[str, Any]) -> dict[str, Any]:
+    """The columns with every row marked as the demo company's (`origin`, see crm/demo/removal.py)."""
+    count = len(next(iter(columns.values())))
+    return {**columns, "origin": [DEMO_ORIGIN] * count}
 
 
 def count_rows(engine: Engine) -> dict[str, int]:

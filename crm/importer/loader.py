@@ -23,6 +23,7 @@ from typing import Any, Literal
 from sqlalchemy import Connection, Date, Engine, bindparam, delete, insert, select, text, tuple_, update
 from sqlalchemy.exc import IntegrityError
 
+from crm.demo.removal import demo_refusal, demo_rows
 from crm.importer.convert import (
     AttributeInference,
     AttributeType,
@@ -116,6 +117,7 @@ def import_csv(
     mapping_name: str | None = None,
     upsert: bool = False,
     dry_run: bool = False,
+    keep_demo: bool = False,
     batch_size: int = BATCH_SIZE,
 ) -> ImportReport:
     """Import one CSV file into `table` (a command name such as `usage` or a table name).
@@ -132,14 +134,29 @@ def import_csv(
         mapping_name: Where the mapping came from, for messages.
         upsert: Update rows whose key exists instead of reporting them as errors.
         dry_run: Validate everything, including against the database, but write nothing.
+        keep_demo: Import even though the database holds the demo company. Without it such an
+            import is refused before the file is read (so is a dry run: it would be refused).
         batch_size: Rows per INSERT/UPDATE batch.
     """
     started = time.perf_counter()
     spec = table_spec(table)
     report = ImportReport(
-        table=spec.name, file=str(path), mapping=mapping_name, ok=False, dry_run=dry_run, upsert=upsert
+        table=spec.name,
+        file=str(path),
+        mapping=mapping_name,
+        ok=False,
+        dry_run=dry_run,
+        upsert=upsert,
+        keep_demo=keep_demo,
     )
     try:
+        with engine.connect() as conn:
+            demo = demo_rows(conn)
+        report.demo_accounts = demo.accounts
+        if demo.present and not keep_demo:
+            report.demo_refused = True
+            report.add_error(None, None, demo_refusal(demo) + "; nothing was written")
+            return report
         _run(engine, spec, path, mapping, report, upsert=upsert, dry_run=dry_run, batch_size=batch_size)
     finally:
         report.errors.sort(key=lambda e: e.line or 0)

@@ -49,6 +49,13 @@ class ImportReport(BaseModel):
         description="Why the kept churn feature state was dropped by this import (the next "
         "`valuechain churn score` reads the event tables from scratch), if it was",
     )
+    keep_demo: bool = Field(False, description="--keep-demo: importing next to the demo company was allowed")
+    demo_accounts: int = Field(0, description="Demo-company accounts in the database at import time")
+    demo_refused: bool = Field(
+        False,
+        description="Refused before reading the file: the database holds the demo company and keep_demo "
+        "was not set (the one error says how to go on)",
+    )
     seconds: float = 0.0
 
     def add_error(self, line: int | None, column: str | None, message: str) -> None:

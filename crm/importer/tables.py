@@ -92,6 +92,10 @@ IMPLICIT_TEMPLATES: dict[tuple[str, str], str] = {("accounts", "name"): "{id}"}
 
 INT32 = (-(2**31), 2**31 - 1)
 
+# Columns no mapping may fill: `origin` tells the demo company's rows from everything else
+# (migration 0004); an import always writes the model default, "import".
+NOT_IMPORTABLE = frozenset({"origin"})
+
 
 @dataclass(frozen=True)
 class FieldSpec:
@@ -221,7 +225,7 @@ def table_spec(command_or_table: str) -> TableSpec:
     else:
         command = command_or_table
     table: Table = model.__table__  # type: ignore[assignment]
-    fields = {c.name: _field(table, c) for c in table.columns}
+    fields = {c.name: _field(table, c) for c in table.columns if c.name not in NOT_IMPORTABLE}
     key = tuple(c.name for c in table.primary_key.columns)
     generated = len(key) == 1 and fields[key[0]].kind == "int"
     fks = tuple(

@@ -22,7 +22,7 @@ import numpy as np
 
 from tools.churn.features import FeatureTable
 
-ColumnKind = Literal["num", "missing", "log1p", "between", "onehot"]
+ColumnKind = Literal["num", "raw", "missing", "log1p", "between", "onehot"]
 OTHER = "__other__"
 MISSING = "__missing__"
 
@@ -56,6 +56,8 @@ class Column:
         raw = table.numeric.get(self.source)
         if raw is None:
             raw = np.full(n, np.nan)
+        if self.kind == "raw":  # as recorded, NaN kept (the boosted trees route unknowns themselves)
+            return raw
         if self.kind == "missing":
             return np.isnan(raw).astype(np.float64)
         if self.kind == "between":  # unknown values are outside every band
@@ -165,12 +167,12 @@ def fit_design(table: FeatureTable, config: DesignConfig) -> list[Column]:
         group = _group(config, source)
         for cat in known:
             columns.append(
-                Column(name=f"{source}={cat}", group=group, source=source, kind="onehot", category=cat)
+                Column(name=f"{group}={cat}", group=group, source=source, kind="onehot", category=cat)
             )
         if len(ranked) > len(known):
             columns.append(
                 Column(
-                    name=f"{source}={OTHER}",
+                    name=f"{group}={OTHER}",
                     group=group,
                     source=source,
                     kind="onehot",
@@ -180,9 +182,7 @@ def fit_design(table: FeatureTable, config: DesignConfig) -> list[Column]:
             )
         if any(c is None for c in cats):
             columns.append(
-                Column(
-                    name=f"{source}={MISSING}", group=group, source=source, kind="onehot", category=MISSING
-                )
+                Column(name=f"{group}={MISSING}", group=group, source=source, kind="onehot", category=MISSING)
             )
     return columns
 
@@ -223,6 +223,16 @@ class LinearModel:
         x = design_matrix(table, self.columns)
         return self.coefs * ((x - self.means) / self.scales)
 
+    def group_contributions(self, table: FeatureTable) -> tuple[list[str], np.ndarray]:
+        """Driver groups and their log-odds contributions per row (rows × groups)."""
+        groups, position = column_groups(self.columns)
+        # one group per row of `sums` (contiguous), columns added in order: the same sums as
+        # adding up `contributions(table)` column by column, without its rows × columns matrix
+        sums = np.zeros((len(groups), len(table)))
+        for j, col in enumerate(self.columns):
+            sums[position[j]] += self.coefs[j] * ((col.values(table) - self.means[j]) / self.scales[j])
+        return groups, sums.T
+
     def to_params(self) -> dict[str, Any]:
         return {
             "features": self.feature_names,
@@ -242,6 +252,19 @@ class LinearModel:
             coefs=np.asarray(params["coefs"], dtype=np.float64),
             intercept=float(params["intercept"]),
         )
+
+
+def column_groups(columns: Sequence[Column]) -> tuple[list[str], list[int]]:
+    """The distinct groups of `columns` in first-seen order, and each column's group position."""
+    groups: list[str] = []
+    index: dict[str, int] = {}
+    position: list[int] = []
+    for col in columns:
+        if col.group not in index:
+            index[col.group] = len(groups)
+            groups.append(col.group)
+        position.append(index[col.group])
+    return groups, position
 
 
 def sigmoid(z: np.ndarray) -> np.ndarray:

@@ -77,6 +77,8 @@ INFO_FEATURES: tuple[str, ...] = (
     "arr",
 )
 ATTR_PREFIX = "attr:"
+# The categorical copy of a small integer code field `attr:<key>` (tools/churn/attributes.py).
+CODE_SUFFIX = "#code"
 _MISSING_STRINGS = {"", "na", "n/a", "nan", "none", "null"}
 _IN_CLAUSE_MAX = 500
 
@@ -404,19 +406,30 @@ def _parse_all(values: Sequence[Any], parse: Callable[[Any], Any]) -> list[Any]:
 _PLAIN_NUMBERS = {int, float, bool, type(None)}
 
 
+def _code_label(value: float) -> str | None:
+    if value != value:  # NaN: blank
+        return None
+    return str(int(value)) if value.is_integer() else repr(value)
+
+
 def attribute_columns(
     attrs: Sequence[Mapping[str, Any]], kinds: Mapping[str, str]
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """Parse custom fields into numeric and categorical arrays named ``attr:<key>``."""
+    """Parse custom fields into numeric and categorical arrays named ``attr:<key>`` (a `code`
+    field gives both: the number, and its integers as categories named ``attr:<key>#code``)."""
     numeric: dict[str, np.ndarray] = {}
     categorical: dict[str, np.ndarray] = {}
     for key, kind in sorted(kinds.items()):
         values = [a.get(key) for a in attrs]
-        if kind == "numeric":
+        if kind in ("numeric", "code"):
             if {type(v) for v in values} <= _PLAIN_NUMBERS:  # what parse_number does, vectorised
                 numeric[ATTR_PREFIX + key] = np.array(values, dtype=np.float64)
             else:
                 numeric[ATTR_PREFIX + key] = np.array(_parse_all(values, parse_number), dtype=np.float64)
+            if kind == "code":  # the same integers as categories "1", "2", ... (None when blank)
+                codes = numeric[ATTR_PREFIX + key]
+                labels = np.array([_code_label(v) for v in codes.tolist()], dtype=object)
+                categorical[ATTR_PREFIX + key + CODE_SUFFIX] = labels
         else:
             categorical[ATTR_PREFIX + key] = np.array(_parse_all(values, parse_category), dtype=object)
     return numeric, categorical
@@ -518,7 +531,7 @@ def compute_features(
         as_of: the point in time; nothing dated after it is read.
         scope: which accounts; rows come back sorted by account id.
         history: compute the usage/ticket/invoice/... features (False for attribute-only models).
-        attribute_kinds: custom fields to parse, ``{key: "numeric" | "categorical"}``.
+        attribute_kinds: custom fields to parse, ``{key: "numeric" | "categorical" | "code"}``.
         source: where the history components come from (default: the event tables).
     """
     scope = scope or AccountScope()

@@ -7,16 +7,22 @@ Two training paths:
   snapshot, only accounts active at the snapshot. Time-based holdout: the last
   ``holdout`` snapshots are the test window; training uses only snapshots whose 90-day
   label window ends on or before the first test snapshot, so no training label peeks into
-  the test period. The stored (deployed) coefficients are refit on all snapshots with the
-  same settings; the stored metrics are those of the holdout fit.
+  the test period. The deployed model is refit on all snapshots with the same settings; the
+  stored metrics are those of the holdout fit.
 - **attributes** (an imported export with custom fields and a churned/active status):
   label = status churned, 5-fold *stratified* cross-validation (shuffled, seed 0) with
   imputation, categories and standardisation fitted inside each fold; reported AUC is the
-  mean ± std of the fold AUCs; deployed coefficients are refit on all rows.
+  mean ± std of the fold AUCs; the deployed model is refit on all rows.
 
-Both use L2 logistic regression (lbfgs, ``C = 0.1``, ``random_state = 0``) on standardised
-columns. With fewer than 50 positive labels or 200 labelled rows the documented rule-based
-health score (``tools/churn/rules.py``) is stored instead, and every output says so.
+Candidates on both paths (``tools/churn/candidates.py``): L2 logistic regression (lbfgs,
+``C = 0.1``, ``random_state = 0``) on standardised columns, and LightGBM boosted trees with a
+fixed grid tuned on an inner split of each fit's own training rows (nested: the outer test
+rows never tune anything; ``tools/churn/boosted.py``). The highest mean AUC wins; the trees
+must beat the logistic model by more than 0.002, else the simpler model is kept. The chosen
+model's raw log-odds are Platt-calibrated (``tools/churn/calibration.py``) on its
+out-of-fold / holdout scores. With fewer than 50 positive labels or 200 labelled rows the
+documented rule-based health score (``tools/churn/rules.py``) is stored instead, and every
+output says so.
 
 A model's version is a hash of its settings and of the training data (design matrix and
 labels), so retraining on the same data yields the same version, and new data a new one.
@@ -27,9 +33,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -37,10 +41,22 @@ from sqlalchemy import and_, func, select, update
 from sqlalchemy.orm import Session
 
 from crm.models import Account, ChurnModel, Invoice, Subscription, SupportTicket, UsageWeekly
+from tools.churn.active import ActiveModel, load_active_model, load_model_report  # noqa: F401 (re-exported)
+from tools.churn.attributes import attribute_kinds, classify_attributes
+from tools.churn.boosted import BASE_PARAMS, GRID, BoostedModel, grid_description
+from tools.churn.candidates import (
+    CANDIDATES,
+    TIE_MARGIN,
+    Evaluation,
+    Selection,
+    candidate_fits,
+    select_model,
+)
 from tools.churn.design import DesignConfig, LinearModel, design_matrix, fit_linear
 from tools.churn.features import (
     ATTR_PREFIX,
     CATEGORICAL_FEATURES,
+    CODE_SUFFIX,
     NUMERIC_FEATURES,
     AccountScope,
     FeatureTable,
@@ -48,13 +64,19 @@ from tools.churn.features import (
     active_on,
     attribute_columns,
     compute_features,
-    is_number_like,
     load_attributes,
-    parse_category,
 )
 from tools.churn.metrics import evaluate, roc_auc
+from tools.churn.population import record_population, training_population
 from tools.churn.rules import RULES_VERSION, rule_probability
-from tools.churn.schemas import ChurnModelReport, EvaluationMetrics, Method, Source
+from tools.churn.schemas import (
+    AttributeUse,
+    Candidate,
+    ChurnModelReport,
+    EvaluationMetrics,
+    Method,
+    Source,
+)
 from tools.common import data_as_of
 from tools.errors import ToolInputError
 
@@ -85,15 +107,26 @@ HISTORY_CLIPS: dict[str, tuple[float | None, float | None]] = {
     "discount": (0.0, 1.0),
 }
 
-NO_MODEL_REASON = "no churn model has been trained yet; run `valuechain churn train`"
+
+def _attribute_sources(
+    attribute_kinds: Mapping[str, str],
+) -> tuple[tuple[str, ...], tuple[str, ...], dict[str, str]]:
+    """Numeric and categorical sources of the custom fields; a code field is both (its category
+    copy ``attr:<key>#code`` in the same driver group as the number)."""
+    items = sorted(attribute_kinds.items())
+    numeric = tuple(ATTR_PREFIX + k for k, v in items if v in ("numeric", "code"))
+    categorical = tuple(ATTR_PREFIX + k for k, v in items if v == "categorical")
+    codes = tuple(ATTR_PREFIX + k + CODE_SUFFIX for k, v in items if v == "code")
+    groups = {ATTR_PREFIX + k + CODE_SUFFIX: ATTR_PREFIX + k for k, v in items if v == "code"}
+    return numeric, categorical + codes, groups
 
 
 def history_config(attribute_kinds: Mapping[str, str]) -> DesignConfig:
-    attr_num = tuple(ATTR_PREFIX + k for k, v in sorted(attribute_kinds.items()) if v == "numeric")
-    attr_cat = tuple(ATTR_PREFIX + k for k, v in sorted(attribute_kinds.items()) if v == "categorical")
+    attr_num, attr_cat, groups = _attribute_sources(attribute_kinds)
     return DesignConfig(
         numeric=NUMERIC_FEATURES + attr_num,
         categorical=CATEGORICAL_FEATURES + attr_cat,
+        groups=groups,
         clips=HISTORY_CLIPS,
         log1p=("tenure_days",),
         log1p_auto=attr_num,
@@ -104,134 +137,36 @@ def history_config(attribute_kinds: Mapping[str, str]) -> DesignConfig:
 
 
 def attributes_config(attribute_kinds: Mapping[str, str]) -> DesignConfig:
+    attr_num, attr_cat, groups = _attribute_sources(attribute_kinds)
     return DesignConfig(
-        numeric=tuple(ATTR_PREFIX + k for k, v in sorted(attribute_kinds.items()) if v == "numeric"),
-        categorical=tuple(ATTR_PREFIX + k for k, v in sorted(attribute_kinds.items()) if v == "categorical"),
+        numeric=attr_num,
+        categorical=attr_cat,
+        groups=groups,
         log1p_auto="all",
         winsorize="auto",
         max_categories=MAX_CATEGORIES,
     )
 
 
-@dataclass(frozen=True)
-class ActiveModel:
-    """The model that scores accounts now (a trained one, or the rule-based fallback)."""
-
-    version: str
-    method: Method
-    source: Source
-    as_of: dt.date | None
-    reason: str | None
-    linear: LinearModel | None
-    attribute_kinds: dict[str, str] = field(default_factory=dict)
-    auc: float | None = None
-
-    @property
-    def uses_history(self) -> bool:
-        return self.source == "history"
-
-
-DEFAULT_RULES = ActiveModel(
-    version=RULES_VERSION,
-    method="rule_based",
-    source="history",
-    as_of=None,
-    reason=NO_MODEL_REASON,
-    linear=None,
-)
-_CACHE: dict[str, ActiveModel] = {}
-
-
-def load_active_model(session: Session) -> ActiveModel:
-    """The active model, or the rule-based default.
-
-    Parsed models are cached by (version, created_at): versions are content hashes, so the
-    pair names the same parameters in any database.
-    """
-    head = session.execute(
-        select(ChurnModel.version, ChurnModel.created_at)
-        .where(ChurnModel.active.is_(True))
-        .order_by(ChurnModel.created_at.desc(), ChurnModel.version)
-        .limit(1)
-    ).first()
-    if head is None:
-        return DEFAULT_RULES
-    version = head[0]
-    key = f"{version}@{head[1].isoformat()}"
-    cached = _CACHE.get(key)
-    if cached is not None:
-        return cached
-    row = session.get(ChurnModel, version)
-    if row is None:  # pragma: no cover - deleted between the two reads
-        return DEFAULT_RULES
-    params = row.params or {}
-    metrics = row.metrics or {}
-    linear = LinearModel.from_params(params) if row.method == "logistic_regression" else None
-    model = ActiveModel(
-        version=row.version,
-        method="logistic_regression" if row.method == "logistic_regression" else "rule_based",
-        source="attributes" if row.source == "attributes" else "history",
-        as_of=row.as_of,
-        reason=params.get("reason"),
-        linear=linear,
-        attribute_kinds=dict(params.get("attribute_kinds", {})),
-        auc=metrics.get("auc"),
-    )
-    if len(_CACHE) > 32:
-        _CACHE.clear()
-    _CACHE[key] = model
-    return model
-
-
-def load_model_report(session: Session, version: str | None = None) -> ChurnModelReport | None:
-    """The stored training report of the active model (or of `version`)."""
-    if version is None:
-        version = session.scalar(
-            select(ChurnModel.version)
-            .where(ChurnModel.active.is_(True))
-            .order_by(ChurnModel.created_at.desc(), ChurnModel.version)
-            .limit(1)
-        )
-    row = session.get(ChurnModel, version) if version else None
-    if row is None:
-        return None
-    return ChurnModelReport.model_validate(row.metrics)
-
-
 # --------------------------------------------------------------------------- data
 
 
-def detect_source(session: Session) -> Source:
+def detect_source(session: Session, scope: AccountScope = AccountScope()) -> Source:
     """`history` when the CRM holds event history (usage, subscriptions, tickets, invoices), else `attributes`."""
     for table in (UsageWeekly, Subscription, SupportTicket, Invoice):
-        if session.scalar(select(func.count()).select_from(select(table).limit(1).subquery())):
+        rows = select(table).where(*scope.restrict(table.account_id)).limit(1)
+        if session.scalar(select(func.count()).select_from(rows.subquery())):
             return "history"
     return "attributes"
 
 
 def discover_attribute_kinds(
     attrs: Sequence[Mapping[str, Any]], *, exclude: Sequence[str] = ()
-) -> tuple[dict[str, str], list[str]]:
-    """Decide per custom field: numeric, categorical, or skipped (empty or id-like)."""
-    keys = sorted({k for a in attrs for k in a} - set(exclude))
-    kinds: dict[str, str] = {}
-    skipped: list[str] = []
-    for key in keys:
-        present = [a[key] for a in attrs if key in a and parse_category(a[key]) is not None]
-        if not present:
-            skipped.append(key)
-            continue
-        distinct = len({parse_category(v) for v in present})
-        if all(is_number_like(v) for v in present):
-            if distinct < 2:
-                skipped.append(key)
-            else:
-                kinds[key] = "numeric"
-        elif distinct < 2 or (distinct > MAX_CATEGORIES and distinct > 0.5 * len(present)):
-            skipped.append(key)  # constant, or an identifier / free text
-        else:
-            kinds[key] = "categorical"
-    return kinds, skipped
+) -> tuple[dict[str, str], list[str], list[AttributeUse]]:
+    """Per custom field: numeric, categorical, code, or excluded — and why (tools/churn/attributes.py)."""
+    uses = classify_attributes(attrs, exclude=exclude)
+    kinds, skipped = attribute_kinds(uses)
+    return kinds, skipped, uses
 
 
 def month_end(year: int, month: int) -> dt.date:
@@ -257,11 +192,13 @@ def snapshot_dates(
     return sorted(out)
 
 
-def _earliest_history(session: Session) -> dt.date | None:
-    first_usage = session.scalar(select(func.min(UsageWeekly.week_start)))
+def _earliest_history(session: Session, scope: AccountScope = AccountScope()) -> dt.date | None:
+    first_usage = session.scalar(
+        select(func.min(UsageWeekly.week_start)).where(*scope.restrict(UsageWeekly.account_id))
+    )
     if first_usage is not None:
         return first_usage
-    return session.scalar(select(func.min(Account.created_at)))
+    return session.scalar(select(func.min(Account.created_at)).where(*scope.conditions()))
 
 
 def history_dataset(
@@ -270,13 +207,14 @@ def history_dataset(
     attribute_kinds: Mapping[str, str],
     *,
     horizon: int = HORIZON_DAYS,
+    population: AccountScope = AccountScope(),
 ) -> tuple[FeatureTable, np.ndarray]:
     """Stacked snapshot features and labels (churned within `horizon` days after the snapshot)."""
     tables: list[FeatureTable] = []
     labels: list[np.ndarray] = []
     dateless_churn = and_(Account.status == "churned", Account.churned_at.is_(None))
     for day in snapshots:
-        scope = AccountScope(where=(*active_on(day), ~dateless_churn))
+        scope = AccountScope(where=(*population.where, *active_on(day), ~dateless_churn))
         table = compute_features(session, day, scope, history=True, attribute_kinds=attribute_kinds)
         churned = table.numeric["account_churned_at"]
         start = float(day.toordinal())
@@ -346,6 +284,7 @@ def _rule_fallback(
     labels: np.ndarray,
     now: dt.datetime,
     snapshots: Sequence[dt.date] = (),
+    attributes: Sequence[AttributeUse] = (),
 ) -> ChurnModelReport:
     probs = rule_probability(table) if source == "history" and len(table) else np.zeros(len(table))
     metrics: EvaluationMetrics | None = evaluate(labels, probs) if len(table) else None
@@ -368,6 +307,9 @@ def _rule_fallback(
         features=0,
         snapshots=list(snapshots),
         calibration=metrics.calibration if metrics else [],
+        calibration_method="none",
+        skipped_attributes=[a.name for a in attributes if a.kind == "excluded"],
+        attributes=list(attributes),
     )
     params = {"rules_version": RULES_VERSION, "reason": reason, "attribute_kinds": {}}
     _store(
@@ -392,6 +334,103 @@ def _too_little(n_rows: int, positives: int, what: str) -> str | None:
     return None
 
 
+_PREFIX: dict[str, str] = {"logistic_regression": "lr", "gradient_boosting": "gbm"}
+
+
+def _selection_fields(
+    selection: Selection, *, c: float, single_split: bool
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Report fields and version settings shared by both paths, from a candidate selection."""
+    chosen, metrics, deployed = selection.chosen, selection.metrics, selection.deployed
+    fields: dict[str, Any] = {
+        "method": chosen.method,
+        "auc": chosen.auc,
+        "auc_std": None if single_split else chosen.auc_std,
+        "brier": metrics.calibrated.brier,
+        "brier_uncalibrated": metrics.raw.brier,
+        "top_decile_lift": metrics.raw.top_decile_lift,
+        "fold_aucs": [] if single_split else chosen.split_aucs,
+        "calibration": metrics.calibrated.calibration,
+        "calibration_method": "platt",
+        "calibration_fit": {
+            "slope": selection.calibration.slope,
+            "intercept": selection.calibration.intercept,
+        },
+        "candidates": selection.results,
+        "choice": selection.why,
+        "features": len(deployed.columns),
+        "c": c if chosen.method == "logistic_regression" else None,
+        "top_coefficients": _top_coefficients(deployed) if isinstance(deployed, LinearModel) else [],
+        "feature_importance": deployed.importance() if isinstance(deployed, BoostedModel) else [],
+    }
+    settings: dict[str, Any] = {
+        "method": chosen.method,
+        "candidates": [r.method for r in selection.runs],
+        "c": c,
+        "tie_margin": TIE_MARGIN,
+        "calibration": "platt",
+        "features": deployed.feature_names,
+    }
+    if isinstance(deployed, BoostedModel):
+        settings["grid"] = list(GRID)
+        settings["boosting"] = {k: v for k, v in BASE_PARAMS.items() if k != "num_threads"}
+    return fields, settings
+
+
+def _candidate_text(names: Sequence[Candidate]) -> str:
+    parts = [
+        "L2 logistic regression (C fixed)" if n == "logistic_regression" else grid_description()
+        for n in names
+    ]
+    return (
+        "candidates: "
+        + "; ".join(parts)
+        + (
+            f". Chosen: highest mean AUC; boosted trees must win by more than {TIE_MARGIN}, else the "
+            "logistic model is kept"
+            if len(names) > 1
+            else ""
+        )
+    )
+
+
+def _store_trained(
+    session: Session,
+    *,
+    source: Source,
+    as_of: dt.date | None,
+    now: dt.datetime,
+    selection: Selection,
+    settings: dict[str, Any],
+    table: FeatureTable,
+    labels: np.ndarray,
+    kinds: Mapping[str, str],
+    report_fields: dict[str, Any],
+) -> ChurnModelReport:
+    deployed = selection.deployed
+    method = selection.chosen.method
+    x = design_matrix(table, deployed.columns)
+    version = f"{_PREFIX[method]}-{source}-{_fingerprint(settings, x, labels)[:12]}"
+    report = ChurnModelReport(model_version=version, source=source, as_of=as_of, **report_fields)
+    params = {
+        **deployed.to_params(),
+        "attribute_kinds": dict(kinds),
+        "settings": settings,
+        "calibration": selection.calibration.to_params(),
+    }
+    _store(
+        session,
+        version=version,
+        method=method,
+        source=source,
+        as_of=as_of,
+        params=params,
+        report=report,
+        now=now,
+    )
+    return report
+
+
 def train_history(
     session: Session,
     *,
@@ -401,12 +440,14 @@ def train_history(
     n_snapshots: int = N_SNAPSHOTS,
     holdout: int = HOLDOUT_SNAPSHOTS,
     exclude_attributes: Sequence[str] = (),
+    scope: AccountScope = AccountScope(),
+    candidates: Sequence[Candidate] = CANDIDATES,
 ) -> ChurnModelReport:
-    """Train on monthly point-in-time snapshots with a time-based holdout."""
-    snapshots = snapshot_dates(as_of, _earliest_history(session), n=n_snapshots)
-    attrs = load_attributes(session, AccountScope(), *_all_index(session))
-    kinds, skipped = discover_attribute_kinds(attrs, exclude=exclude_attributes)
-    table, y = history_dataset(session, snapshots, kinds)
+    """Train on monthly point-in-time snapshots; candidates judged on a later time window."""
+    snapshots = snapshot_dates(as_of, _earliest_history(session, scope), n=n_snapshots)
+    attrs = load_attributes(session, scope, *_all_index(session, scope))
+    kinds, skipped, uses = discover_attribute_kinds(attrs, exclude=exclude_attributes)
+    table, y = history_dataset(session, snapshots, kinds, population=scope)
     reason = _too_little(len(table), int(y.sum()), "account snapshots")
     if reason:
         return _rule_fallback(
@@ -418,6 +459,7 @@ def train_history(
             labels=y,
             now=now,
             snapshots=snapshots,
+            attributes=uses,
         )
     config = history_config(kinds)
     test_snaps = snapshots[-holdout:] if len(snapshots) > holdout else []
@@ -425,87 +467,129 @@ def train_history(
         s for s in snapshots if test_snaps and s + dt.timedelta(days=HORIZON_DAYS) <= test_snaps[0]
     ]
     ordinals = np.array([s.toordinal() for s in snapshots])
-    evaluation = "no time-based holdout possible (too few snapshots); metrics are in-sample"
     train_mask = np.isin(table.as_of, ordinals[[s in train_snaps for s in snapshots]])
     test_mask = np.isin(table.as_of, ordinals[[s in test_snaps for s in snapshots]])
     holdout_ok = bool(train_snaps) and y[train_mask].any() and y[test_mask].any() and (~y[train_mask]).any()
-    if holdout_ok:
-        train_t, test_t = table.take(np.flatnonzero(train_mask)), table.take(np.flatnonzero(test_mask))
-        eval_model = fit_linear(train_t, y[train_mask], config, c=c)
-        metrics = evaluate(y[test_mask], eval_model.probability(test_t))
-        rule_auc = roc_auc(y[test_mask], rule_probability(test_t))
-        evaluation = (
-            f"time-based holdout: trained on {len(train_snaps)} snapshots "
-            f"{train_snaps[0]}..{train_snaps[-1]}, tested on {len(test_snaps)} later snapshots "
-            f"{test_snaps[0]}..{test_snaps[-1]}; training label windows end before the test window; "
-            "the deployed coefficients are refit on all snapshots"
-        )
-        n_train, n_test = int(train_mask.sum()), int(test_mask.sum())
-    model = fit_linear(table, y, config, c=c)
-    if not holdout_ok:
-        metrics = evaluate(y, model.probability(table))
-        rule_auc = roc_auc(y, rule_probability(table))
-        n_train, n_test = len(table), 0
-    x = design_matrix(table, model.columns)
-    settings = {
-        "method": "logistic_regression",
-        "source": "history",
-        "c": c,
-        "horizon_days": HORIZON_DAYS,
-        "snapshots": [s.isoformat() for s in snapshots],
-        "holdout": holdout,
-        "features": model.feature_names,
+    common = {
+        "n_train": len(table),
+        "n_test": 0,
+        "positives": int(y.sum()),
+        "snapshots": snapshots,
+        "train_snapshots": snapshots,
+        "skipped_attributes": skipped,
+        "attributes": uses,
     }
-    version = f"lr-history-{_fingerprint(settings, x, y)[:12]}"
-    report = ChurnModelReport(
-        model_version=version,
-        method="logistic_regression",
+    if not holdout_ok:
+        # no later window to judge candidates on: the logistic model alone, metrics in-sample
+        model = fit_linear(table, y, config, c=c)
+        metrics = evaluate(y, model.probability(table))
+        settings = {
+            "method": "logistic_regression",
+            "source": "history",
+            "c": c,
+            "horizon_days": HORIZON_DAYS,
+            "snapshots": [s.isoformat() for s in snapshots],
+            "holdout": holdout,
+            "features": model.feature_names,
+        }
+        x = design_matrix(table, model.columns)
+        version = f"lr-history-{_fingerprint(settings, x, y)[:12]}"
+        report = ChurnModelReport(
+            model_version=version,
+            method="logistic_regression",
+            source="history",
+            as_of=as_of,
+            auc=metrics.auc,
+            brier=metrics.brier,
+            top_decile_lift=metrics.top_decile_lift,
+            c=c,
+            evaluation="no time-based holdout possible (too few snapshots): the logistic model alone "
+            "(no candidate choice), metrics in-sample, no calibration",
+            features=len(model.columns),
+            rule_based_auc=roc_auc(y, rule_probability(table)),
+            calibration=metrics.calibration,
+            calibration_method="none",
+            top_coefficients=_top_coefficients(model),
+            **common,
+        )
+        params = {**model.to_params(), "attribute_kinds": kinds, "settings": settings}
+        _store(
+            session,
+            version=version,
+            method="logistic_regression",
+            source="history",
+            as_of=as_of,
+            params=params,
+            report=report,
+            now=now,
+        )
+        return report
+    train_idx, test_idx = np.flatnonzero(train_mask), np.flatnonzero(test_mask)
+    evaluation = Evaluation(splits=[(train_idx, test_idx)], calibration_groups=table.as_of)
+    fits = candidate_fits(candidates, linear=config, trees=config, c=c)
+    selection = select_model(table, y, evaluation, fits, groups=table.ids, fixed=_fixed(c))
+    fields, settings = _selection_fields(selection, c=c, single_split=True)
+    settings.update(
         source="history",
-        as_of=as_of,
-        auc=metrics.auc,
-        brier=metrics.brier,
-        top_decile_lift=metrics.top_decile_lift,
-        n_train=n_train,
-        n_test=n_test,
-        positives=int(y.sum()),
-        c=c,
-        evaluation=evaluation,
-        features=len(model.columns),
-        snapshots=snapshots,
-        train_snapshots=train_snaps if holdout_ok else snapshots,
-        test_snapshots=test_snaps if holdout_ok else [],
-        rule_based_auc=rule_auc,
-        calibration=metrics.calibration,
-        top_coefficients=_top_coefficients(model),
-        skipped_attributes=skipped,
+        horizon_days=HORIZON_DAYS,
+        snapshots=[s.isoformat() for s in snapshots],
+        holdout=holdout,
     )
-    params = {**model.to_params(), "attribute_kinds": kinds, "settings": settings}
-    _store(
+    common.update(n_train=len(train_idx), n_test=len(test_idx), train_snapshots=train_snaps)
+    evaluation_text = (
+        f"time-based holdout: every candidate trained on {len(train_snaps)} snapshots "
+        f"{train_snaps[0]}..{train_snaps[-1]} and tested on {len(test_snaps)} later snapshots "
+        f"{test_snaps[0]}..{test_snaps[-1]}; training label windows end before the test window; "
+        f"{_candidate_text(list(fits))}; boosted-tree tuning uses an inner split of the training "
+        "snapshots grouped by account; AUC and lift on raw scores; the calibration table is of "
+        "Platt-calibrated probabilities, each test snapshot calibrated by a fit on the other test "
+        "snapshots; the deployed model is refit on all snapshots with the same settings, its Platt calibration "
+        "fitted on all holdout scores"
+    )
+    return _store_trained(
         session,
-        version=version,
-        method="logistic_regression",
         source="history",
         as_of=as_of,
-        params=params,
-        report=report,
         now=now,
+        selection=selection,
+        settings=settings,
+        table=table,
+        labels=y,
+        kinds=kinds,
+        report_fields={
+            **fields,
+            **common,
+            "evaluation": evaluation_text,
+            "test_snapshots": test_snaps,
+            "rule_based_auc": roc_auc(y[test_idx], rule_probability(table.take(test_idx))),
+        },
     )
-    return report
 
 
-def _all_index(session: Session) -> tuple[dict[str, int], int]:
-    ids = session.scalars(select(Account.id).order_by(Account.id)).all()
+def _fixed(c: float) -> dict[Candidate, dict[str, Any]]:
+    return {
+        "logistic_regression": {"c": c},
+        "gradient_boosting": {"grid": list(GRID), "learning_rate": BASE_PARAMS["learning_rate"]},
+    }
+
+
+def _all_index(session: Session, scope: AccountScope = AccountScope()) -> tuple[dict[str, int], int]:
+    ids = session.scalars(select(Account.id).where(*scope.conditions()).order_by(Account.id)).all()
     return {a: i for i, a in enumerate(ids)}, len(ids)
 
 
 def attribute_table(
-    session: Session, as_of: dt.date | None, *, exclude: Sequence[str] = ()
-) -> tuple[FeatureTable, np.ndarray, dict[str, str], list[str]]:
-    """All accounts' custom fields as features, the churned labels, the field kinds and skipped fields."""
-    scope = AccountScope()
+    session: Session,
+    as_of: dt.date | None,
+    *,
+    exclude: Sequence[str] = (),
+    scope: AccountScope = AccountScope(),
+) -> tuple[FeatureTable, np.ndarray, dict[str, str], list[AttributeUse]]:
+    """All accounts' custom fields as features, the churned labels, the field kinds, and what was
+    made of every field (used as what, or excluded, and why)."""
     ids, index, acc_num, acc_cat = account_frame(session, scope)
     attrs = load_attributes(session, scope, index, len(ids))
-    kinds, skipped = discover_attribute_kinds(attrs, exclude=exclude)
+    kinds, _, uses = discover_attribute_kinds(attrs, exclude=exclude)
     numeric, categorical = attribute_columns(attrs, kinds)
     table = FeatureTable(
         ids=ids,
@@ -514,7 +598,7 @@ def attribute_table(
         categorical={"segment": acc_cat["segment"], "status": acc_cat["status"], **categorical},
     )
     labels = np.array([s == "churned" for s in acc_cat["status"]], dtype=bool)
-    return table, labels, kinds, skipped
+    return table, labels, kinds, uses
 
 
 def train_attributes(
@@ -525,76 +609,68 @@ def train_attributes(
     c: float = DEFAULT_C,
     folds: int = CV_FOLDS,
     exclude_attributes: Sequence[str] = (),
+    scope: AccountScope = AccountScope(),
+    candidates: Sequence[Candidate] = CANDIDATES,
 ) -> ChurnModelReport:
-    """Train on custom fields with label = status churned; report stratified k-fold CV metrics."""
+    """Train on custom fields with label = status churned; candidates judged by stratified k-fold CV."""
     # deferred: sklearn loads in ~0.6 s on top of the CLI; only attribute training cross-validates
     from sklearn.model_selection import StratifiedKFold
 
-    table, y, kinds, skipped = attribute_table(session, as_of, exclude=exclude_attributes)
+    table, y, kinds, uses = attribute_table(session, as_of, exclude=exclude_attributes, scope=scope)
+    skipped = [u.name for u in uses if u.kind == "excluded"]
     reason = _too_little(len(table), int(y.sum()), "accounts")
     if reason is None and not kinds:
         reason = "no usable custom attributes to train on; using the rule-based health score"
     if reason:
         return _rule_fallback(
-            session, source="attributes", as_of=as_of, reason=reason, table=table, labels=y, now=now
+            session,
+            source="attributes",
+            as_of=as_of,
+            reason=reason,
+            table=table,
+            labels=y,
+            now=now,
+            attributes=uses,
         )
     config = attributes_config(kinds)
-    oof = np.zeros(len(table))
-    fold_aucs: list[float] = []
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=0)
-    for train_idx, test_idx in splitter.split(np.zeros(len(y)), y):
-        fold_model = fit_linear(table.take(train_idx), y[train_idx], config, c=c)
-        oof[test_idx] = fold_model.probability(table.take(test_idx))
-        fold_auc = roc_auc(y[test_idx], oof[test_idx])
-        fold_aucs.append(float(fold_auc) if fold_auc is not None else math.nan)
-    metrics = evaluate(y, oof)
-    model = fit_linear(table, y, config, c=c)
-    x = design_matrix(table, model.columns)
-    settings = {
-        "method": "logistic_regression",
-        "source": "attributes",
-        "c": c,
-        "folds": folds,
-        "attribute_kinds": kinds,
-        "features": model.feature_names,
-    }
-    version = f"lr-attributes-{_fingerprint(settings, x, y)[:12]}"
-    report = ChurnModelReport(
-        model_version=version,
-        method="logistic_regression",
-        source="attributes",
-        as_of=as_of,
-        auc=float(np.mean(fold_aucs)),
-        auc_std=float(np.std(fold_aucs)),
-        brier=metrics.brier,
-        top_decile_lift=metrics.top_decile_lift,
-        folds=folds,
-        n_train=len(table),
-        positives=int(y.sum()),
-        c=c,
-        evaluation=(
-            f"{folds}-fold stratified cross-validation (shuffled, seed 0); imputation, categories and "
-            "standardisation fitted inside each fold; AUC = mean ± std of fold AUCs; Brier, calibration "
-            "and lift on out-of-fold predictions; deployed coefficients refit on all rows"
-        ),
-        features=len(model.columns),
-        fold_aucs=fold_aucs,
-        calibration=metrics.calibration,
-        top_coefficients=_top_coefficients(model),
-        skipped_attributes=skipped,
+    splits = list(splitter.split(np.zeros(len(y)), y))
+    fold_of = np.zeros(len(y), dtype=np.int64)
+    for k, (_, test_idx) in enumerate(splits):
+        fold_of[test_idx] = k
+    evaluation = Evaluation(splits=splits, calibration_groups=fold_of)
+    fits = candidate_fits(candidates, linear=config, trees=config, c=c)
+    selection = select_model(table, y, evaluation, fits, fixed=_fixed(c))
+    fields, settings = _selection_fields(selection, c=c, single_split=False)
+    settings.update(source="attributes", folds=folds, attribute_kinds=kinds)
+    evaluation_text = (
+        f"{folds}-fold stratified cross-validation (shuffled, seed 0), the same folds for every "
+        f"candidate; {_candidate_text(list(fits))}; imputation, categories, standardisation and "
+        "boosted-tree tuning (an inner split of the training folds) fitted inside each fold; AUC = "
+        "mean ± std of fold AUCs; lift on out-of-fold raw scores; the calibration table is of "
+        "Platt-calibrated out-of-fold probabilities, each fold calibrated by a fit on the other folds; "
+        "the deployed model is refit on all rows, its Platt calibration fitted on all out-of-fold scores"
     )
-    params = {**model.to_params(), "attribute_kinds": kinds, "settings": settings}
-    _store(
+    return _store_trained(
         session,
-        version=version,
-        method="logistic_regression",
         source="attributes",
         as_of=as_of,
-        params=params,
-        report=report,
         now=now,
+        selection=selection,
+        settings=settings,
+        table=table,
+        labels=y,
+        kinds=kinds,
+        report_fields={
+            **fields,
+            "folds": folds,
+            "n_train": len(table),
+            "positives": int(y.sum()),
+            "evaluation": evaluation_text,
+            "skipped_attributes": skipped,
+            "attributes": uses,
+        },
     )
-    return report
 
 
 def train(
@@ -605,24 +681,52 @@ def train(
     as_of: dt.date | None = None,
     c: float = DEFAULT_C,
     exclude_attributes: Sequence[str] = (),
+    candidates: Sequence[Candidate] = CANDIDATES,
 ) -> ChurnModelReport:
-    """Train (or fall back to rules), store the model as a new active version, return its report.
+    """Train candidates (or fall back to rules), store the chosen one as the new active version.
 
     Args:
         session: database session (the caller commits).
         now: creation timestamp recorded on the model row (the CLI passes the wall clock).
         source: `history` or `attributes`; None detects it from what the database holds.
         as_of: end of the data; defaults to the database's data as-of date.
-        c: inverse L2 regularisation strength.
+        c: inverse L2 regularisation strength of the logistic candidate.
         exclude_attributes: custom fields never to use (e.g. ones written after churn).
+        candidates: model families to evaluate (default: logistic regression and boosted trees).
+
+    Never the demo company and imported accounts together: with both, the imported ones only
+    (`tools.churn.population`), and the report says so.
     """
-    source = source or detect_source(session)
+    unknown = sorted(set(candidates) - set(CANDIDATES))
+    if unknown or not candidates:
+        raise ToolInputError(f"candidates must be some of {list(CANDIDATES)!r}; got {list(candidates)!r}")
+    population = training_population(session)
+    scope = population.scope
+    source = source or detect_source(session, scope)
     if source == "history":
         day = as_of or data_as_of(session)
-        return train_history(session, as_of=day, now=now, c=c, exclude_attributes=exclude_attributes)
+        report = train_history(
+            session,
+            as_of=day,
+            now=now,
+            c=c,
+            exclude_attributes=exclude_attributes,
+            scope=scope,
+            candidates=candidates,
+        )
+        return record_population(session, report, population)
     if as_of is None:
         try:
             as_of = data_as_of(session)
         except ToolInputError:
             as_of = None  # an undated export: attributes are static, no date applies
-    return train_attributes(session, as_of=as_of, now=now, c=c, exclude_attributes=exclude_attributes)
+    report = train_attributes(
+        session,
+        as_of=as_of,
+        now=now,
+        c=c,
+        exclude_attributes=exclude_attributes,
+        scope=scope,
+        candidates=candidates,
+    )
+    return record_population(session, report, population)

@@ -13,8 +13,8 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 
 from tools.account_metrics import AccountMetric, AccountMetricContext, MetricValue, Scalar, StoredValues
+from tools.churn.active import load_active_model
 from tools.churn.features import AccountScope
-from tools.churn.model import load_active_model
 from tools.churn.scoring import Assessment, assess, band_of, explain_rows
 from tools.churn.snapshots import StoredScores, stored_scores
 

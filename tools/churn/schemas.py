@@ -10,8 +10,11 @@ from pydantic import BaseModel, Field
 from tools.projection import pick
 
 Band = Literal["low", "medium", "high"]
-Method = Literal["logistic_regression", "rule_based"]
+Method = Literal["logistic_regression", "gradient_boosting", "rule_based"]
+Candidate = Literal["logistic_regression", "gradient_boosting"]
+AttributeKind = Literal["numeric", "categorical", "code", "excluded"]
 Source = Literal["history", "attributes"]
+Population = Literal["demo", "imported"]
 DriverUnit = Literal["log_odds", "health_points"]
 ScoreSource = Literal["computed", "snapshot"]
 
@@ -22,8 +25,9 @@ class Driver(BaseModel):
     feature: str = Field(description="Driver group: a feature, or a category such as plan or attr:Contract")
     value: float | str | None = Field(description="The account's raw value of the feature as of the date")
     contribution: float = Field(
-        description="log_odds: Σ coef_j·(x_j − mean_j)/scale_j over the group's columns; "
-        "health_points: points the rule subtracted from health"
+        description="log_odds: the group's share of the model's raw (pre-calibration) log-odds — "
+        "Σ coef_j·(x_j − mean_j)/scale_j over its columns (logistic) or Σ TreeSHAP values of its "
+        "columns (boosted trees); health_points: points the rule subtracted from health"
     )
     unit: DriverUnit
     phrase: str = Field(description="Plain-language statement of the evidence")
@@ -126,6 +130,38 @@ class EvaluationMetrics(BaseModel):
     calibration: list[CalibrationBin]
 
 
+class CandidateResult(BaseModel):
+    """One candidate model family, evaluated the same way as every other candidate."""
+
+    method: Candidate
+    chosen: bool
+    auc: float | None = Field(description="Mean of the fold AUCs, or the holdout AUC (raw scores)")
+    auc_std: float | None = Field(default=None, description="Population std of the fold AUCs")
+    fold_aucs: list[float] = Field(default_factory=list)
+    brier: float | None = Field(
+        default=None, description="Brier score of the calibrated out-of-fold / holdout probabilities"
+    )
+    brier_uncalibrated: float | None = None
+    top_decile_lift: float | None = None
+    features: int = Field(description="Columns of the model refit on all rows (or the last fit)")
+    settings: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Fixed settings, and for boosted trees the setting and tree count each fold's inner "
+        "tuning picked",
+    )
+    seconds: float = Field(description="Wall time of this candidate's evaluation fits")
+
+
+class AttributeUse(BaseModel):
+    """What training made of one custom field, and why."""
+
+    name: str
+    kind: AttributeKind
+    reason: str
+    present: int = Field(description="Rows with a non-blank value")
+    distinct: int
+
+
 class ChurnModelReport(BaseModel):
     """What `churn train` produced and `churn report` shows."""
 
@@ -152,9 +188,35 @@ class ChurnModelReport(BaseModel):
     rule_based_auc: float | None = Field(
         default=None, description="The rule-based score on the same evaluation rows"
     )
-    calibration: list[CalibrationBin] = Field(default_factory=list)
+    calibration: list[CalibrationBin] = Field(
+        default_factory=list,
+        description="Reliability per decile of the (calibrated) evaluation probabilities",
+    )
+    calibration_method: Literal["platt", "none"] | None = Field(
+        default=None, description="How raw log-odds become the stored probabilities"
+    )
+    calibration_fit: dict[str, float] | None = Field(
+        default=None, description="Deployed Platt scaling: p = sigmoid(slope · raw + intercept)"
+    )
+    brier_uncalibrated: float | None = None
+    candidates: list[CandidateResult] = Field(default_factory=list)
+    choice: str | None = Field(default=None, description="Which candidate was chosen and why")
     top_coefficients: list[tuple[str, float]] = Field(default_factory=list)
+    feature_importance: list[tuple[str, float]] = Field(
+        default_factory=list, description="Boosted trees: share of total split gain per driver group"
+    )
     skipped_attributes: list[str] = Field(default_factory=list)
+    attributes: list[AttributeUse] = Field(
+        default_factory=list, description="Every custom field: used as what, or excluded, and why"
+    )
+    population: Population | None = Field(
+        default=None,
+        description="Accounts the model learned from: the demo company or imported accounts, never "
+        "both (tools/churn/population.py); null for models trained before this was recorded",
+    )
+    population_note: str | None = Field(
+        default=None, description="Set when demo accounts in the same database were left out"
+    )
 
 
 class ScoreSnapshotResult(BaseModel):

@@ -16,8 +16,8 @@ from sqlalchemy.orm import Session
 
 from crm.models import Account, ChurnScore
 from tools.account_metrics import ACCOUNT_DEFAULT_FILTERS, ACCOUNT_FILTERS
+from tools.churn.active import ActiveModel, load_active_model
 from tools.churn.features import AccountScope, ComponentSource, FeatureTable, active_on, compute_features
-from tools.churn.model import ActiveModel, load_active_model
 from tools.churn.phrases import driver_phrase, driver_value, phrase_inputs
 from tools.churn.rules import RULES, health_score, rule_points
 from tools.churn.schemas import (
@@ -86,8 +86,8 @@ def assess(
         attribute_kinds=model.attribute_kinds or None,
         source=source,
     )
-    if model.linear is not None:
-        prob = model.linear.probability(table)
+    if model.scorer is not None:
+        prob = model.probability(table)
         health = 100.0 * (1.0 - prob)
     else:
         health = health_score(table)
@@ -116,24 +116,11 @@ def check_bands(band_thresholds: Sequence[float]) -> tuple[float, float]:
 
 
 def group_contributions(model: ActiveModel, table: FeatureTable) -> tuple[list[str], np.ndarray]:
-    """Driver groups and their contributions per row (log-odds, or health points for rules)."""
-    if model.linear is None:
+    """Driver groups and their contributions per row: raw (pre-calibration) log-odds of the trained
+    model, or health points for rules."""
+    if model.scorer is None:
         return [rule.group for rule in RULES], rule_points(table)
-    linear = model.linear
-    groups: list[str] = []
-    position: dict[str, int] = {}
-    for col in linear.columns:
-        if col.group not in position:
-            position[col.group] = len(groups)
-            groups.append(col.group)
-    # one group per row of `sums` (contiguous), columns added in order: the same sums as
-    # adding up `linear.contributions(table)` column by column, without its rows × columns matrix
-    sums = np.zeros((len(groups), len(table)))
-    for j, col in enumerate(linear.columns):
-        sums[position[col.group]] += linear.coefs[j] * (
-            (col.values(table) - linear.means[j]) / linear.scales[j]
-        )
-    return groups, sums.T
+    return model.scorer.group_contributions(table)
 
 
 def _top_groups(
@@ -157,9 +144,9 @@ def explain_rows(
 ) -> list[tuple[list[Driver], list[Driver]]]:
     """Top risk-raising drivers and strongest protective factors of every row of `table`."""
     groups, contrib = group_contributions(model, table)
-    unit = "log_odds" if model.linear is not None else "health_points"
+    unit = "log_odds" if model.scorer is not None else "health_points"
     raise_idx, raise_ok = _top_groups(contrib, groups, top_drivers, raising=True)
-    shown = PROTECTIVE_SHOWN if model.linear is not None else 0
+    shown = PROTECTIVE_SHOWN if model.scorer is not None else 0
     lower_idx, lower_ok = _top_groups(contrib, groups, shown, raising=False)
     out: list[tuple[list[Driver], list[Driver]]] = []
     for i, row in enumerate(table.views()):
@@ -198,7 +185,7 @@ def driver_json(model: ActiveModel, table: FeatureTable, top_drivers: int) -> li
     """
     groups, contrib = group_contributions(model, table)
     n = len(table)
-    unit = json.dumps("log_odds" if model.linear is not None else "health_points")
+    unit = json.dumps("log_odds" if model.scorer is not None else "health_points")
     idx, ok = _top_groups(contrib, groups, top_drivers, raising=True)
     if idx.shape[1] == 0:
         return ["[]"] * n
@@ -330,7 +317,8 @@ def _model_sentence(model: ActiveModel) -> str:
         return f"Rule-based health score (fallback, not a trained model): {model.reason}."
     auc = f", AUC {model.auc:.3f}" if model.auc is not None else ""
     when = f" as of {model.as_of}" if model.as_of else ""
-    return f"Logistic regression {model.version} trained on {model.source}{when}{auc}."
+    kind = "Boosted trees" if model.method == "gradient_boosting" else "Logistic regression"
+    return f"{kind} {model.version} trained on {model.source}{when}{auc}."
 
 
 def count_bands(probability: np.ndarray, bands: tuple[float, float]) -> dict[str, int]:
@@ -371,8 +359,9 @@ def churn_risk(
     first, ties by account id). Each account gets a probability, a band (low < 0.2 ≤ medium
     < 0.5 ≤ high by default), arr_at_risk = arr × probability, health = 100 × (1 − probability)
     and its top drivers with plain-language evidence ("usage down 41% over the last 4 weeks").
-    Drivers are log-odds contributions coef × (x − mean) / scale of the trained logistic model;
-    when the rule-based fallback is active the output says so and drivers are health points.
+    Drivers are contributions to the trained model's raw log-odds (coef × (x − mean) / scale for
+    logistic regression, TreeSHAP values for boosted trees); when the rule-based fallback is
+    active the output says so and drivers are health points.
 
     Args:
         account_id: one account id, e.g. "ACME-0042". Leave empty to rank many accounts.

@@ -27,8 +27,8 @@ from sqlalchemy import ColumnElement, select
 from sqlalchemy.orm import Session
 
 from crm.models import Account, ChurnScore
+from tools.churn.active import ActiveModel
 from tools.churn.features import column, raw_rows, sort_by_id
-from tools.churn.model import ActiveModel
 
 
 @dataclass(frozen=True)
@@ -41,8 +41,8 @@ class StoredScores:
 
 
 def usable(model: ActiveModel, day: dt.date | None) -> bool:
-    """Whether a snapshot may stand in for computing: a trained logistic model and a date."""
-    return model.linear is not None and day is not None
+    """Whether a snapshot may stand in for computing: a trained model and a date."""
+    return model.scorer is not None and day is not None
 
 
 def has_snapshot(session: Session, day: dt.date, model_version: str) -> bool:

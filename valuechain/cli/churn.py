@@ -10,6 +10,7 @@ from rich.text import Text
 
 from core.db import session_scope
 from core.runtime import get_sessionmaker
+from tools.churn.candidates import CANDIDATES
 from tools.churn.model import load_model_report, train
 from tools.churn.schemas import ChurnModelReport
 from tools.churn.scoring import write_score_snapshot
@@ -33,21 +34,47 @@ def _fmt(value: float | None, digits: int = 3) -> str:
     return "—" if value is None else f"{value:.{digits}f}"
 
 
+def _settings_text(settings: dict[str, object]) -> str:
+    """Fixed settings, and which grid setting each split's inner tuning picked."""
+    parts = [f"{k} {v}" for k, v in settings.items() if k not in ("grid", "picked_per_split")]
+    picked = settings.get("picked_per_split")
+    if isinstance(picked, list):
+        parts.append(
+            "picked: "
+            + "; ".join(
+                f"leaves {p.get('num_leaves')}/{p.get('trees')} trees" for p in picked if isinstance(p, dict)
+            )
+        )
+    return ", ".join(parts)
+
+
 def _print_report(report: object) -> None:
     if not isinstance(report, ChurnModelReport):  # pragma: no cover - typed by the callers
         raise TypeError(type(report))
     summary = Table("", "", show_header=False)
     summary.add_row("model version", report.model_version)
     summary.add_row("method", report.method + (" (FALLBACK)" if report.method == "rule_based" else ""))
+    if report.choice:
+        summary.add_row("why this model", Text(report.choice))
     summary.add_row("source", report.source)
     summary.add_row("data as of", str(report.as_of or "— (undated attributes)"))
+    if report.population:
+        summary.add_row("population", f"{report.population} accounts")
     if report.reason:
-        summary.add_row("reason", report.reason)
+        summary.add_row("reason", Text(report.reason))
     auc = _fmt(report.auc)
     if report.auc_std is not None:
         auc += f" ± {report.auc_std:.3f}"
     summary.add_row("AUC", auc)
-    summary.add_row("Brier", _fmt(report.brier))
+    brier = _fmt(report.brier)
+    if report.brier_uncalibrated is not None:
+        brier += f" (uncalibrated {report.brier_uncalibrated:.3f})"
+    summary.add_row("Brier", brier)
+    if report.calibration_fit:
+        fit = report.calibration_fit
+        summary.add_row(
+            "calibration", f"Platt: p = sigmoid({fit['slope']:.3f} × raw log-odds {fit['intercept']:+.3f})"
+        )
     summary.add_row("top-decile lift", _fmt(report.top_decile_lift, 2))
     if report.rule_based_auc is not None:
         summary.add_row("rule-based AUC (same rows)", _fmt(report.rule_based_auc))
@@ -57,10 +84,35 @@ def _print_report(report: object) -> None:
     if report.c is not None:
         summary.add_row("C (inverse L2)", f"{report.c:g}")
     summary.add_row("features", str(report.features))
-    summary.add_row("evaluation", report.evaluation)
+    summary.add_row("evaluation", Text(report.evaluation))  # plain text: no rich markup in [brackets]
     console.print(summary)
+    if report.population_note:
+        console.print(Text(f"note: {report.population_note}"), soft_wrap=True)
+    if report.candidates:
+        cands = Table(
+            "candidate",
+            "AUC",
+            "Brier",
+            "uncalibrated Brier",
+            "features",
+            "settings",
+            "seconds",
+            title="candidates (same evaluation rows)",
+        )
+        for cand in report.candidates:
+            auc = _fmt(cand.auc, 4) + (f" ± {cand.auc_std:.4f}" if cand.auc_std is not None else "")
+            cands.add_row(
+                cand.method + (" (chosen)" if cand.chosen else ""),
+                auc,
+                _fmt(cand.brier, 4),
+                _fmt(cand.brier_uncalibrated, 4),
+                str(cand.features),
+                Text(_settings_text(cand.settings)),
+                f"{cand.seconds:.1f}",
+            )
+        console.print(cands)
     if report.calibration:
-        cal = Table("decile", "n", "mean predicted", "observed", title="calibration")
+        cal = Table("decile", "n", "mean predicted", "observed", title="calibration (reliability by decile)")
         for b in report.calibration:
             cal.add_row(str(b.decile), f"{b.n:,}", f"{b.mean_predicted:.3f}", f"{b.observed_rate:.3f}")
         console.print(cal)
@@ -69,6 +121,16 @@ def _print_report(report: object) -> None:
         for name, coef in report.top_coefficients:
             coefs.add_row(name, f"{coef:+.3f}")
         console.print(coefs)
+    if report.feature_importance:
+        gains = Table("driver group", "share of split gain", title="boosted trees: feature importance")
+        for name, share in report.feature_importance:
+            gains.add_row(name, f"{share:.1%}")
+        console.print(gains)
+    if report.attributes:
+        used = Table("custom field", "used as", "distinct", "why", title="custom fields")
+        for a in report.attributes:
+            used.add_row(Text(a.name), a.kind, f"{a.distinct:,}", Text(a.reason))
+        console.print(used)
 
 
 @app.command(
@@ -80,6 +142,11 @@ def train_cmd(
     ),
     as_of: str | None = AsOfOption,
     c: float = typer.Option(0.1, "--c", min=1e-6, help="Inverse L2 regularisation strength"),
+    candidate: list[str] = typer.Option(
+        [],
+        "--candidate",
+        help="Model family to evaluate (repeatable): logistic_regression, gradient_boosting; default: both",
+    ),
     exclude_attribute: list[str] = typer.Option(
         [], "--exclude-attribute", help="Custom field never to use (repeatable)"
     ),
@@ -98,6 +165,7 @@ def train_cmd(
             as_of=day,
             c=c,
             exclude_attributes=exclude_attribute,
+            candidates=tuple(candidate) or CANDIDATES,  # type: ignore[arg-type]
         )
     if as_json:
         print_json(report)
@@ -105,7 +173,10 @@ def train_cmd(
     _print_report(report)
 
 
-@app.command("report", help="Show the active churn model's evaluation: AUC, Brier, calibration, lift.")
+@app.command(
+    "report",
+    help="Show the active churn model's evaluation: candidates, AUC, Brier, calibration, lift, custom fields.",
+)
 def report_cmd(database_url: str | None = DatabaseUrlOption, as_json: bool = JsonOption) -> None:
     with get_sessionmaker(settings_for(database_url))() as session:
         report = load_model_report(session)

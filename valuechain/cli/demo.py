@@ -1,19 +1,32 @@
-"""`valuechain demo`: generate the deterministic demo company."""
+"""`valuechain demo`: generate the deterministic demo company; `valuechain demo remove`: delete it."""
 
 from __future__ import annotations
+
+import datetime as dt
 
 import typer
 from rich.table import Table
 
 from core.runtime import get_engine
-from crm.demo import DEFAULT_AS_OF, DemoDatabaseNotEmptyError, database_has_data, generate_demo
+from crm.demo import (
+    DEFAULT_AS_OF,
+    DemoDatabaseNotEmptyError,
+    database_has_data,
+    demo_rows,
+    generate_demo,
+    remove_demo,
+)
 from crm.migrate import upgrade
 from tools.common import parse_date
 from tools.errors import ToolInputError
 from valuechain.cli.common import DatabaseUrlOption, JsonOption, console, fail, print_json, settings_for
 
+app = typer.Typer(invoke_without_command=True, no_args_is_help=False)
 
+
+@app.callback()
 def demo(
+    ctx: typer.Context,
     accounts: int = typer.Option(2000, "--accounts", min=1, help="Number of accounts"),
     seed: int = typer.Option(7, "--seed", min=0, help="Random seed: same seed, same database"),
     as_of: str = typer.Option(
@@ -25,7 +38,12 @@ def demo(
     database_url: str | None = DatabaseUrlOption,
     as_json: bool = JsonOption,
 ) -> None:
-    """Generate the demo company into an empty database (or a reset one with --reset)."""
+    """Generate the demo company into an empty database (or a reset one with --reset).
+
+    `valuechain demo remove` deletes it again and keeps imported data.
+    """
+    if ctx.invoked_subcommand is not None:
+        return
     try:
         as_of_date = parse_date(as_of, name="--as-of")
     except ToolInputError as exc:
@@ -70,3 +88,56 @@ def demo(
         f"seed {summary.seed}, history to {summary.as_of} "
         f"({'trimmed' if summary.trimmed else 'full'}), {summary.seconds:.1f} s"
     )
+
+
+@app.command("remove")
+def remove(
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation"),
+    database_url: str | None = DatabaseUrlOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Delete the demo company and everything hanging off it, in one transaction; keep imported data.
+
+    Deletes demo accounts with their history and churn scores, demo value-chain activities and
+    their initiatives, recommendations about them, churn models trained while the demo was in
+    the database, the kept churn feature state and the demo's app_meta keys. Keeps imported
+    rows, users, API keys and conversation logs. `valuechain init` does not load the demo again.
+    """
+    engine = get_engine(settings_for(database_url))
+    upgrade(engine)
+    where = engine.url.render_as_string(hide_password=True)
+    with engine.connect() as conn:
+        found = demo_rows(conn)
+    if found.present and not yes:
+        if as_json:
+            raise fail("--json asks no question: add --yes to delete the demo company", code=2)
+        typer.confirm(
+            f"Delete {found.describe()} from {where!r}, with everything hanging off them?", abort=True
+        )
+    removal = remove_demo(engine, now=dt.datetime.now(dt.UTC).replace(tzinfo=None))
+    payload = {
+        "database_url": where,
+        "removed": bool(removal.rows),
+        "rows": removal.rows,
+        "total": removal.total,
+        "active_churn_model": removal.active_model,
+    }
+    if as_json:
+        print_json(payload)
+        return
+    if not removal.rows:
+        console.print(f"no demo company in {where}; nothing was changed")
+        return
+    table = Table("table", "rows deleted", title=f"demo company removed from {where}")
+    for name, count in removal.rows.items():
+        if count:
+            table.add_row(name, f"{count:,}")
+    table.add_row("[bold]total[/]", f"[bold]{removal.total:,}[/]")
+    console.print(table)
+    if removal.active_model is None:
+        console.print(
+            "no churn model left: train one on your data with `valuechain churn train` "
+            "(after importing it: docs/IMPORT.md)"
+        )
+    else:
+        console.print(f"active churn model: {removal.active_model}")

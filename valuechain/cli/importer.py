@@ -72,6 +72,15 @@ def _render(report: ImportReport) -> None:
             console.print(
                 Text(f"ignored columns (not mapped): {', '.join(report.ignored_columns)}"), soft_wrap=True
             )
+        if report.keep_demo and report.demo_accounts:
+            console.print(
+                Text(
+                    f"kept next to the demo company ({report.demo_accounts:,} demo accounts): "
+                    "`valuechain churn train` learns from the imported accounts only; "
+                    "`valuechain demo remove` deletes the demo"
+                ),
+                soft_wrap=True,
+            )
         if report.churn_state_dropped:
             console.print(
                 Text(
@@ -80,6 +89,9 @@ def _render(report: ImportReport) -> None:
                 ),
                 soft_wrap=True,
             )
+        return
+    if report.demo_refused:  # before the file was read: the one error says why and what to do
+        err_console.print("[bold red]import refused:[/]", Text(report.errors[0].message), soft_wrap=True)
         return
     noun = "error" if report.error_count == 1 else "errors"
     err_console.print(
@@ -107,6 +119,12 @@ def _make_command(command: str) -> Callable[..., None]:
         dry_run: bool = typer.Option(
             False, "--dry-run", help="Check the file against the mapping and the database; write nothing"
         ),
+        keep_demo: bool = typer.Option(
+            False,
+            "--keep-demo",
+            help="Import even though the database holds the demo company (refused otherwise; "
+            "`valuechain demo remove` deletes the demo). Churn training then uses the imported accounts only",
+        ),
         database_url: str | None = DatabaseUrlOption,
         as_json: bool = JsonOption,
     ) -> None:
@@ -127,6 +145,7 @@ def _make_command(command: str) -> Callable[..., None]:
                 mapping_name=str(mapping),
                 upsert=upsert,
                 dry_run=dry_run,
+                keep_demo=keep_demo,
             )
         if as_json:
             print_json(report)

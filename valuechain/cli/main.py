@@ -46,7 +46,11 @@ app.command("init", help="Create or migrate the database and load the demo compa
     setup_cmd.init
 )
 app.command("status", help="Show configuration and what the database holds.")(setup_cmd.status)
-app.command("demo", help="Generate the deterministic demo company into the database.")(demo_cmd.demo)
+app.add_typer(
+    demo_cmd.app,
+    name="demo",
+    help="Generate the deterministic demo company into the database; `demo remove` deletes it.",
+)
 app.command("serve", help="Run the HTTP API (OpenAPI at /docs).")(serve_cmd.serve)
 app.command("ask", help="Ask the agent one question; prints the answer and its tool calls.")(ask_cmd.ask)
 app.command("chat", help="Chat with the agent interactively; answers stream.")(ask_cmd.chat)

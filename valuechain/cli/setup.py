@@ -14,13 +14,22 @@ from core.db import session_scope
 from core.runtime import get_engine, get_sessionmaker
 from core.settings import Settings
 from crm.demo import generate_demo
+from crm.demo.generator import DEMO_REMOVED_KEY
 from crm.migrate import current_revision, upgrade
-from crm.models import Account, ApiKey, AppMeta, Base, ChurnModel
+from crm.models import DEMO_ORIGIN, Account, ApiKey, AppMeta, Base, ChurnModel
 from tools.churn.model import train
 from tools.errors import ToolInputError
 from valuechain.cli.common import DatabaseUrlOption, JsonOption, console, print_json, settings_for
 
 FIRST_ADMIN = "admin"
+DEMO_HINT = (
+    "this is the demo company; to work on your own data run `valuechain demo remove`, then "
+    "`valuechain import accounts FILE --mapping M.yaml` (docs/IMPORT.md)"
+)
+MIXED_HINT = (
+    "the database holds the demo company next to imported accounts (--keep-demo); churn training "
+    "uses the imported ones only; `valuechain demo remove` deletes the demo"
+)
 
 
 def init(
@@ -41,9 +50,19 @@ def init(
     factory = get_sessionmaker(settings)
     with factory() as session:
         has_accounts = session.scalar(select(func.count()).select_from(Account)) or 0
+        demo_accounts = session.scalar(select(func.count()).where(Account.origin == DEMO_ORIGIN)) or 0
         has_model = session.scalar(select(func.count()).select_from(ChurnModel).where(ChurnModel.active)) or 0
+        demo_removed = session.get(AppMeta, DEMO_REMOVED_KEY)
     if has_accounts:
         console.print(f"database ready ({has_accounts:,} accounts)")
+        if demo_accounts:
+            console.print(DEMO_HINT if demo_accounts == has_accounts else MIXED_HINT)
+    elif demo_removed is not None:
+        console.print(
+            f"empty database; the demo company was removed on {demo_removed.value[:10]} "
+            "(`valuechain demo remove`), so it is not loaded again: import your data (docs/IMPORT.md), "
+            "or load the demo with `valuechain demo`"
+        )
     else:
         as_of = dt.date.fromisoformat(settings.demo_as_of)
         console.print(
@@ -51,7 +70,9 @@ def init(
             f"({settings.demo_accounts:,} accounts, seed {settings.demo_seed}, as of {as_of})"
         )
         generate_demo(engine, accounts=settings.demo_accounts, seed=settings.demo_seed, as_of=as_of)
-    if not has_model:
+        has_accounts = settings.demo_accounts
+        console.print(DEMO_HINT)
+    if not has_model and has_accounts:
         _train_churn_model(factory)
     _build_knowledge_index(settings)
     if first_key:
@@ -63,6 +84,8 @@ def _train_churn_model(factory: sessionmaker[Session]) -> None:
         report = train(session, now=dt.datetime.now(dt.UTC).replace(tzinfo=None))
     auc = "n/a" if report.auc is None else f"{report.auc:.3f}"
     console.print(f"churn model {report.model_version}: {report.method} ({report.source}), AUC {auc}")
+    if report.population_note:
+        console.print(report.population_note)
 
 
 def _build_knowledge_index(settings: Settings) -> None:
