@@ -415,3 +415,25 @@ off-topic questions, so without this gate it almost never abstains)."""
 def in_scope(question: str) -> bool:
     """Whether `question` is near enough to anything the product answers to be planned."""
     return default_index().in_scope_similarity(question) >= OFF_TOPIC_BELOW
+
+
+KNOWLEDGE_IN_SCOPE_AT = 0.30
+"""Cosine similarity to the nearest knowledge passage at which a question far from every exemplar is
+still planned: framework questions come in phrasings no exemplar has ("how can I tell whether an
+initiative is just decorative?" is 0.32 from the nearest exemplar, 0.34 from a passage). Chosen on
+the dev questions (off-topic ones ≤ 0.18 from any passage) and the exemplars; it errs toward asking
+the planner, which may still plan no tool — a wrong decline costs the user an answer, a wrong pass
+one model call."""
+
+
+def knowledge_gate(knowledge: Callable[[], Any]) -> Callable[[str], bool]:
+    """The planner's gate: `in_scope`, or else near enough to a passage of `knowledge()` (a store with
+    `vector_search`; opened only for questions the exemplars alone would decline)."""
+
+    def gate(question: str) -> bool:
+        if in_scope(question):
+            return True
+        hits = knowledge().vector_search(question, 1)
+        return bool(hits) and hits[0].score >= KNOWLEDGE_IN_SCOPE_AT
+
+    return gate

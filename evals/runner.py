@@ -18,7 +18,7 @@ from typing import Any, Literal, Protocol
 
 from langchain_core.language_models import BaseChatModel
 
-from agent.exemplar_library import in_scope, nearest_last
+from agent.exemplar_library import knowledge_gate, nearest_last
 from agent.plan import plan_schema
 from agent.planner import Planner
 from agent.prompts import load_prompt
@@ -122,7 +122,7 @@ def copilot_factory(models: ChatModels, knowledge: Callable[[], Any], options: R
         def make_plan(sessions: Any) -> PlanCopilot:
             return PlanCopilot(sessions=sessions, knowledge=knowledge, planner=models.planner(plan_schema(), **overrides),
                                answerer=models.answerer(**overrides), model_name=models.model,
-                               retrieve=_plan_retriever(options), gate=in_scope, recommendation_ttl_days=None,
+                               retrieve=_plan_retriever(options), gate=knowledge_gate(knowledge), recommendation_ttl_days=None,
                                llm_call_timeout_s=options.llm_timeout_s)
 
         return make_plan
@@ -185,7 +185,7 @@ def selection_result(report: Any, seconds: float) -> SuiteResult:
     )
 
 
-def run_selection_suite(models: ChatModels, options: RunOptions) -> SuiteResult:
+def run_selection_suite(models: ChatModels, options: RunOptions, knowledge: Callable[[], Any]) -> SuiteResult:
     # heavy: the LangChain tools and evals.selection load langchain (~0.6 s); only this model suite needs them
     from agent.tools import build_tools
     from evals.selection import CASES_DIR, load_cases, run_selection
@@ -200,7 +200,7 @@ def run_selection_suite(models: ChatModels, options: RunOptions) -> SuiteResult:
         from evals.selection import run_plan_selection
 
         planner = Planner(models.planner(plan_schema(), **overrides), retrieve=_plan_retriever(options),
-                          scopes=plan_scopes(options), gate=in_scope)
+                          scopes=plan_scopes(options), gate=knowledge_gate(knowledge))
         engine = make_engine(f"sqlite:///{fixture_db('demo', options.work_dir)}")
         sessions = make_sessionmaker(engine)
         try:
@@ -329,7 +329,7 @@ def run_suites(
             elif suite == "retrieval":
                 result = run_retrieval_suite(opts, knowledge)
             elif suite == "selection":
-                result = run_selection_suite(_need(chat, suite), opts)
+                result = run_selection_suite(_need(chat, suite), opts, knowledge)
             elif suite == "tasks":
                 trials = opts.trials
                 result, runs = run_tasks_suite(_need(chat, suite), opts, knowledge)

@@ -216,7 +216,7 @@ def test_a_plan_recording_keeps_its_design_and_the_cli_replays_that_design(
     requests, and the replay would fail); metas of different designs refuse to replay together."""
     # no MiniLM here: every question is in scope, and the exemplars name their count (so the planner's
     # prompt, hence the recorded request, depends on it)
-    monkeypatch.setattr("evals.runner.in_scope", lambda _q: True)
+    monkeypatch.setattr("evals.runner.knowledge_gate", lambda _k: lambda _q: True)
     monkeypatch.setattr("evals.runner.nearest_last", lambda k: lambda _q: f"(the {k} nearest exemplars)")
     script = Script([
         _plan(("churn_risk", {"account_id": "ACME-0042"})),  # s1

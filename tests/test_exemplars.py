@@ -13,6 +13,7 @@ from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -354,3 +355,26 @@ def test_the_off_topic_gate_passes_every_answerable_exemplar_question() -> None:
     weakest = min(index.in_scope_similarity(ex.q) for ex in index.exemplars if ex.plan.intent != "off_topic")
     assert weakest >= OFF_TOPIC_BELOW  # each is its own nearest: the gate never blocks a known question
     assert index.in_scope_similarity("Write me a limerick about the weather") < OFF_TOPIC_BELOW
+
+
+def test_the_gate_plans_a_framework_question_no_exemplar_is_near_and_still_declines_small_talk(tmp_path: Path) -> None:
+    """A question the exemplars alone would decline is planned when a knowledge passage is near it;
+    unrelated questions stay declined; in-scope questions never open the store."""
+    from agent.exemplar_library import OFF_TOPIC_BELOW, default_index, in_scope, knowledge_gate
+    from evals.fixtures import corpus_knowledge
+
+    opened: list[int] = []
+
+    def knowledge() -> Any:
+        opened.append(1)
+        return store
+
+    store = corpus_knowledge(tmp_path)
+    gate = knowledge_gate(knowledge)
+    cluster = "What does a cluster of wine makers have to do with competitiveness?"
+    assert default_index().in_scope_similarity(cluster) < OFF_TOPIC_BELOW and not in_scope(cluster)
+    assert gate(cluster)
+    assert not gate("Who painted the Mona Lisa?")
+    assert not gate("Write me a limerick about the weather")
+    opened.clear()
+    assert gate("Which 5 accounts are most likely to churn?") and opened == []
