@@ -7,7 +7,8 @@ Checks and repairs before anything runs (each noted on the turn):
   the step fails ("never invent ids");
 - a filter value the user never named: dropped (it would only narrow the answer wrongly); a
   period they never wrote that the data does not hold either: dropped (the latest is used);
-- the filing rule: `propose_recommendation` runs only when the plan's intent is to file, and
+- the filing rule: `propose_recommendation` runs only when the plan's intent is to file and the
+  plan uses every id the user named (never a proposal for another account), and
   only after `next_best_action` for that account ran in this plan (added when missing); its
   action must be one that next_best_action returned; a missing rationale is written from that
   action's own evidence.
@@ -124,10 +125,12 @@ class Executor:
     def prepare(self, plan: Plan, ex: Execution) -> list[StepRun]:
         """The plan's steps after the checks and repairs above (failures carry their error)."""
         steps = [StepRun(i + 1, s.tool, dict(s.args)) for i, s in enumerate(plan.steps)]
-        if plan.intent != "file":
+        unused = ignored_ids(self.asked, plan) if plan.intent == "file" else []
+        if plan.intent != "file" or unused:
             dropped = [s for s in steps if s.tool == "propose_recommendation"]
             if dropped:
-                ex.notes.append("not filed: the user did not ask to file a recommendation")
+                ex.notes.append(f"not filed: the plan does not use {', '.join(unused)}, which the user named"
+                                if unused else "not filed: the user did not ask to file a recommendation")
                 steps = self._without(steps, dropped)
         else:
             steps = self._filing(steps, ex)

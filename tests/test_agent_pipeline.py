@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from agent_fakes import Script, ScriptedChatModel, say
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from agent.copilot import AgentEvent
@@ -132,6 +132,25 @@ def test_no_filing_without_the_intent_to_file(sessions: sessionmaker[Session]) -
     result = copilot_for(sessions, script).ask(f"Just tell me what you'd do with {top}, do not file anything")
     assert [c.name for c in result.tool_calls] == ["next_best_action"]
     assert "not filed: the user did not ask to file a recommendation" in result.notes
+
+
+def test_a_replanned_filing_for_another_account_than_the_one_named_is_not_filed(
+        sessions: sessionmaker[Session]) -> None:
+    """The user names an account that does not exist; the replan (the last one allowed) ranks
+    accounts and files for the top one instead (seen at temperature 0.7): nothing is filed."""
+    top = ranked(sessions, 1)[0]
+    script = Script([
+        plan("file", ("next_best_action", {"account_id": "ACME-9999"})),
+        plan("file", ("rank", {"entity": "accounts", "metric": "churn_probability"}),
+             ("next_best_action", {"account_id": "#1"}),
+             ("propose_recommendation", {"account_id": "#1", "action": "#2", "rationale": "x"})),
+        say("Nothing was filed."),
+    ])
+    result = copilot_for(sessions, script).ask("File a champion_rebuild recommendation for ACME-9999.")
+    assert [c.name for c in result.tool_calls if c.ok] == ["rank", "next_best_action"]
+    assert "not filed: the plan does not use ACME-9999, which the user named" in result.notes
+    with sessions() as s:
+        assert s.scalar(select(func.count()).select_from(Recommendation).where(Recommendation.account_id == top)) == 0
     with sessions() as s:
         assert s.scalars(select(Recommendation)).all() == []
 
