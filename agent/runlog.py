@@ -168,3 +168,30 @@ def last_steps(sessions: sessionmaker[Session], conversation_id: str | None
             .order_by(ToolCall.seq)
         ).all()
     return [(name, dict(args or {}), result) for name, args, result in rows]
+
+
+def close_unfinished(sessions: sessionmaker[Session], run_id: str, *, status: str, reason: str) -> bool:
+    """End a run still marked `running` with `status` (`stopped`, `interrupted`, `error`) and `reason`.
+
+    Nothing else is written: the question and the calls made so far stay, no partial answer is
+    stored. False when the run is unknown or already finished."""
+    with session_scope(sessions) as s:
+        run = s.get(AgentRun, run_id)
+        if run is None or run.status != "running":
+            return False
+        now = utcnow()
+        run.status, run.error, run.finished_at = status, reason, now
+        run.latency_ms = max(0.0, (now - run.started_at).total_seconds() * 1000)
+    return True
+
+
+def interrupt_running(sessions: sessionmaker[Session], reason: str, *, channels: tuple[str, ...]) -> list[str]:
+    """Mark the runs left `running` in conversations of `channels` (those a process that stopped was
+    answering) `interrupted` with `reason`; their ids. Other channels' runs (a CLI chat going on
+    beside the server) are left alone."""
+    with sessions() as s:
+        ids = list(s.scalars(
+            select(AgentRun.id).join(Conversation, Conversation.id == AgentRun.conversation_id)
+            .where(AgentRun.status == "running", Conversation.channel.in_(channels))
+        ))
+    return [run_id for run_id in ids if close_unfinished(sessions, run_id, status="interrupted", reason=reason)]

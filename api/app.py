@@ -4,7 +4,9 @@ Long-lived resources live on `app.state`, created in `lifespan` and released at 
 
 - `engine`, `sessionmaker` — the database (`api.deps.SessionDep` hands out one session per request);
 - `knowledge` — a callable returning the knowledge store, created on first use;
-- `llm` — an `api.llm.LLMState` from `api.llm.start_llm(settings)` (the chat model endpoint).
+- `llm` — an `api.llm.LLMState` from `api.llm.start_llm(settings)` (the chat model endpoint);
+- `runs` — the `api.runs.RunRegistry` of chat turns (runs left `running` by a previous process
+  are marked `interrupted` first; turns still going at shutdown are marked `interrupted` too).
 
 Other interfaces mount on the same app: `app.include_router(...)` for the chat routes,
 `/slack/events` and the web UI (see docs/API.md, "Extending the app").
@@ -21,6 +23,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
+from agent.runlog import interrupt_running
 from api.llm import start_llm, stop_llm
 from api.metrics import MetricsMiddleware
 from api.routes import (
@@ -30,17 +33,22 @@ from api.routes import (
     health,
     knowledge,
     recommendations,
+    runs,
     tool_calls,
     tools,
     ui,
 )
 from api.routes.slack import router as slack_router
+from api.runs import RunRegistry
 from core.db import make_engine, make_sessionmaker
 from core.settings import Settings, get_settings
 from knowledge.store import KnowledgeStore
 from tools.errors import DataFault, ToolInputError, internal_summary, new_error_id
 
 API_VERSION = "1.0.0"
+INTERRUPTED_BY_RESTART = "the server restarted before the answer; ask again"
+SERVER_CHANNELS = ("web", "api", "slack")
+"""Conversations whose turns this service runs (a `cli` chat runs in its own process)."""
 log = logging.getLogger(__name__)
 
 DESCRIPTION = """\
@@ -99,10 +107,20 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.engine = engine
     app.state.sessionmaker = make_sessionmaker(engine)
     app.state.knowledge = LazyKnowledge(settings, app.state.knowledge_override)
+    try:
+        interrupted = interrupt_running(app.state.sessionmaker, INTERRUPTED_BY_RESTART, channels=SERVER_CHANNELS)
+    except (OperationalError, ProgrammingError) as exc:  # not initialised yet: requests will say so
+        interrupted = []
+        log.warning("could not check for interrupted chat runs: %s", str(exc).splitlines()[0])
+    if interrupted:
+        log.warning("%d chat run(s) left running by the previous server marked interrupted: %s",
+                    len(interrupted), ", ".join(interrupted))
+    app.state.runs = RunRegistry(app.state.sessionmaker, turns_at_once=settings.chat_turns_at_once)
     app.state.llm = start_llm(settings, sessions=app.state.sessionmaker, knowledge=app.state.knowledge)
     try:
         yield
     finally:
+        await app.state.runs.shutdown()
         stop_llm(app.state.llm)
         engine.dispose()
 
@@ -175,6 +193,7 @@ def create_app(
     app.include_router(knowledge.router)
     app.include_router(conversations.router)
     app.include_router(chat.router)
+    app.include_router(runs.router)
     app.include_router(analysis.router)
     ui.mount(app)  # the web UI at / (api/static/)
     app.include_router(slack_router)  # POST /slack/events (503 until Slack is configured)

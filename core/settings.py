@@ -38,6 +38,12 @@ class Settings(BaseSettings):
         "(false: chat is unavailable until an endpoint is configured)",
     )
 
+    chat_turns_at_once: int = Field(
+        default=1, ge=1, le=16,
+        description="Chat turns the API runs at once; the others wait in a queue (the embedded model "
+        "server has one slot per prompt shape, so parallel turns only evict each other's cache)",
+    )
+
     playbook_path: Path | None = Field(
         default=None, description="A user playbook YAML replacing the shipped tools/playbook.yaml"
     )

@@ -2,17 +2,22 @@
 
 `ScriptedChatModel` returns the scripted replies in order, whichever of the router or the
 answerer asks, and records every request it got (messages and bound tool names), so a test
-can assert what the model was shown. `call(...)` and `say(...)` build replies.
+can assert what the model was shown. `call(...)` and `say(...)` build replies. A script can
+be slow (`delay_s` before each reply, like a real model's latency) or held (`gate`: each reply
+waits until the test sets it), so a test can act while a turn is still running.
 """
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
-from collections.abc import Callable, Iterator, Sequence
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Any
 
-from langchain_core.callbacks import CallbackManagerForLLMRun
+from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
@@ -40,9 +45,12 @@ def say(text: str) -> AIMessage:
 class Script:
     """Replies shared by every model built from it, plus the log of requests."""
 
-    def __init__(self, replies: Sequence[AIMessage | Exception]) -> None:
+    def __init__(self, replies: Sequence[AIMessage | Exception], *, delay_s: float = 0.0,
+                 gate: threading.Event | None = None) -> None:
         self.replies = list(replies)
         self.requests: list[dict[str, Any]] = []
+        self.delay_s = delay_s
+        self.gate = gate
 
     @property
     def remaining(self) -> int:
@@ -95,6 +103,38 @@ class ScriptedChatModel(BaseChatModel):
                 yield chunk
         yield ChatGenerationChunk(message=AIMessageChunk(content="", usage_metadata=reply.usage_metadata))
 
+    async def _wait_turn(self) -> None:
+        """The script's gate and delay, awaited on the event loop: cancelling the turn ends the wait at
+        once (like a real async HTTP call), instead of leaving a thread asleep."""
+        deadline = time.monotonic() + 60
+        while self.script.gate is not None and not self.script.gate.is_set():
+            if time.monotonic() > deadline:
+                raise AssertionError("the script's gate was never opened")
+            await asyncio.sleep(0.02)
+        if self.script.delay_s:
+            await asyncio.sleep(self.script.delay_s)
+
+    async def _astream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[ChatGenerationChunk]:
+        await self._wait_turn()
+        async for chunk in super()._astream(messages, stop, run_manager, _waited=True, **kwargs):
+            yield chunk
+
+    async def _agenerate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        await self._wait_turn()
+        return await super()._agenerate(messages, stop, run_manager, _waited=True, **kwargs)
+
     def _generate(
         self,
         messages: list[BaseMessage],
@@ -102,6 +142,11 @@ class ScriptedChatModel(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
+        if not kwargs.pop("_waited", False):
+            if self.script.gate is not None and not self.script.gate.wait(timeout=60):
+                raise AssertionError("the script's gate was never opened")
+            if self.script.delay_s:
+                time.sleep(self.script.delay_s)
         self.script.requests.append({"model": self.label, "tools": list(self.tool_names), "messages": messages})
         if self.on_request is not None:
             self.on_request(messages)

@@ -188,7 +188,9 @@ def test_sign_in_chat_review_and_value_chain_in_a_real_browser(served: Served, b
     expect(tools.locator(".tool-status")).to_have_text(["ok"] * 5)
     first = tools.first
     first.locator("summary").click()
-    expect(first.locator(".tool-result")).to_contain_text('"total_margin_leak"')
+    expect(first.locator(".tool-result")).to_contain_text("total margin leak")  # a table, not JSON
+    first.get_by_role("button", name="Show JSON").click()
+    expect(first.locator(".tool-json")).to_contain_text('"total_margin_leak"')
     answer.locator("button.citation").click()
     expect(page.locator("#citation-panel")).to_be_visible()
     expect(page.locator("#citation-body .chunk").first).to_contain_text(CITED)

@@ -1,9 +1,16 @@
 """Chat with the agent: `POST /api/v1/chat` (analyst role and up), streamed or not.
 
+A turn runs in the server, independent of the connection that asked (`api.runs.RunRegistry`):
+closing the page or losing the network does not stop it; the Stop button
+(`POST /api/v1/chat/runs/{run_id}/stop`, `api.routes.runs`) does.
+
 With `Accept: text/event-stream` the answer streams as server-sent events, one per
-`agent.copilot.AgentEvent` (`event:` its type, `data:` the event as JSON): `run_started`, then
-`token`, `tool_start` and `tool_end` as they happen, possibly `error`, and always a last
-`answer` carrying the `AgentAnswer`. Otherwise the route waits and returns the `AgentAnswer`.
+`agent.copilot.AgentEvent` (`id:` its number in the run, `event:` its type, `data:` the event as
+JSON): `run_started`, `queue` (its place while other turns hold the model; 0 once it runs), then
+`plan`, `token`, `tool_start` and `tool_end` as they happen, possibly `error`, and a last
+`answer` carrying the `AgentAnswer` (or `stopped` when the run was stopped or interrupted).
+`GET /api/v1/chat/runs/{run_id}/events` replays the same stream from the start or after
+`Last-Event-ID`. Otherwise the route waits and returns the `AgentAnswer`.
 
 The agent is `app.state.llm.copilot`; until the model is ready the route answers 503 with the
 reason (starting, warming up, failed, disabled). A new conversation belongs to the caller
@@ -13,7 +20,6 @@ a `conversation_id` can only continue the caller's own conversation.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import re
@@ -21,7 +27,6 @@ import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
 
-import anyio
 from fastapi import APIRouter, Body, Header, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.openapi.models import Example
@@ -37,6 +42,7 @@ from api.auth import Principal
 from api.deps import AUTH_RESPONSES, AnalystDep, ReaderDep
 from api.llm import LLMState
 from api.metrics import record_agent_run, record_llm_call
+from api.runs import ActiveRun, RunRegistry, sse_frame
 from crm.models import AgentRun, Conversation, LlmCall
 from tools.errors import new_error_id
 
@@ -66,20 +72,35 @@ class ChatRequest(BaseModel):
 
 
 class ChatStatus(BaseModel):
-    """Whether chat answers now, and if not why (the model may still be loading)."""
+    """Whether chat answers now, and if not why (the model may still be loading); how busy it is."""
 
     available: bool
-    status: str = Field(description="ready, starting, warming, failed, disabled (...), not started")
+    status: str = Field(description="ready, busy, starting, warming, failed, disabled (...), not started")
     detail: str
     model: str | None
+    running: int = Field(default=0, description="Turns holding the model now")
+    queued: int = Field(default=0, description="Turns waiting for the model")
+    turns_at_once: int = Field(default=1, description="Turns the server runs at once (CHAT_TURNS_AT_ONCE)")
+    your_runs: list[str] = Field(default_factory=list, description="Your runs not yet ended (reattach to them)")
 
 
-def chat_status(state: LLMState | None) -> ChatStatus:
-    """What `POST /api/v1/chat` would say about the model right now."""
+def chat_status(state: LLMState | None, runs: RunRegistry | None = None, user_id: int | None = None) -> ChatStatus:
+    """What `POST /api/v1/chat` would say about the model right now, and its queue."""
     if state is None:
         return ChatStatus(available=False, status="not started", detail="the app has not started", model=None)
     if state.copilot is not None:
-        return ChatStatus(available=True, status="ready", detail=f"model {state.model} is ready", model=state.model)
+        running = len(runs.running) if runs is not None else 0
+        queued = len(runs.queued) if runs is not None else 0
+        at_once = runs.turns_at_once if runs is not None else 1
+        mine = [r.run_id for r in runs.active() if r.user_id == user_id] if runs is not None else []
+        if running >= at_once:
+            wait = f"; {queued} more waiting" if queued else ""
+            detail = (f"model {state.model} is answering {running} turn{'s' if running != 1 else ''}{wait}: "
+                      "a new question waits its turn")
+            return ChatStatus(available=True, status="busy", detail=detail, model=state.model, running=running,
+                              queued=queued, turns_at_once=at_once, your_runs=mine)
+        return ChatStatus(available=True, status="ready", detail=f"model {state.model} is ready", model=state.model,
+                          running=running, queued=queued, turns_at_once=at_once, your_runs=mine)
     status = state.status
     if status == "starting":
         detail = "the model is starting (the embedded LLM server loads in about a minute); try again shortly"
@@ -190,9 +211,7 @@ async def run_turn(
         yield AgentEvent(type="error", text=error, run_id=run_id, conversation_id=conv_id)
         yield AgentEvent(type="answer", text=error, result=answered, run_id=run_id, conversation_id=conv_id)
     finally:
-        if answered is None and run_id is not None and conv_id is not None:
-            # The client went away before the answer: the generator is being closed.
-            _finish_abandoned(sessions, run_id, conv_id, "the client disconnected before the answer")
+        # No answer: the run was stopped or the server is shutting down; api.runs records which.
         record_agent_run(
             status="ok" if answered is not None and answered.error is None else "error",
             seconds=time.perf_counter() - begin,
@@ -205,37 +224,27 @@ async def run_turn(
                 log.exception("could not record LLM call metrics for run %s", run_id)
 
 
-def sse(event: AgentEvent) -> str:
-    """One server-sent event: the event type as its name, the event as one line of JSON."""
-    data = event.model_dump(mode="json", exclude_none=True)
-    return f"event: {event.type}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
+def _dumps(data: Any) -> str:
+    return json.dumps(data, ensure_ascii=False)
 
 
-async def _stream(events: AsyncIterator[AgentEvent]) -> AsyncIterator[str]:
-    """SSE frames for `events`, with a keep-alive comment while the agent is quiet."""
-    iterator = aiter(events)
-    pending: asyncio.Task[AgentEvent] | None = None
-    try:
-        while True:
-            if pending is None:
-                pending = asyncio.ensure_future(anext(iterator))
-            done, _ = await asyncio.wait({pending}, timeout=KEEPALIVE_S)
-            if not done:
-                yield ": keep-alive\n\n"
-                continue
-            try:
-                event = pending.result()
-            except StopAsyncIteration:
-                return
-            pending = None
-            yield sse(event)
-    finally:
-        if pending is not None and not pending.done():
-            pending.cancel()
-        closer = getattr(iterator, "aclose", None)
-        if closer is not None:
-            with anyio.CancelScope(shield=True):  # runs even when the client went away
-                await closer()
+async def stream_run(run: ActiveRun, *, after: int = 0) -> AsyncIterator[str]:
+    """SSE frames of `run` after event number `after`, live until it ends, with keep-alive comments."""
+    async for frame in run.follow(after=after, keepalive_s=KEEPALIVE_S):
+        yield sse_frame(frame, _dumps)
+
+
+def sse_response(run: ActiveRun, *, after: int = 0) -> StreamingResponse:
+    return StreamingResponse(
+        stream_run(run, after=after),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no", "X-Run-Id": run.run_id},
+    )
+
+
+def registry(request: Request) -> RunRegistry:
+    runs: RunRegistry = request.app.state.runs
+    return runs
 
 
 CHAT_EXAMPLES = {
@@ -255,10 +264,12 @@ CHAT_EXAMPLES = {
         **AUTH_RESPONSES,
         200: {
             "description": "The `AgentAnswer` (JSON), or with `Accept: text/event-stream` a stream of "
-            "`run_started`, `token`, `tool_start`, `tool_end`, `error` and a last `answer` event",
+            "`run_started`, `queue`, `plan`, `token`, `tool_start`, `tool_end`, `error` and a last `answer` "
+            "(or `stopped`) event, each with an `id:`; the run goes on if the client disconnects",
             "content": {"text/event-stream": {"schema": {"type": "string"}}},
         },
         404: {"description": "conversation_id is not one of your conversations"},
+        409: {"description": "JSON only: the run was stopped (or the server shut down) before the answer"},
         422: {"description": "Empty or too long message, malformed conversation id"},
         503: {"description": "The model is not ready (starting, warming up, failed or disabled)"},
     },
@@ -277,19 +288,14 @@ async def chat_route(
     events = run_turn(
         copilot, message=body.message, conversation_id=body.conversation_id, principal=principal, channel=channel
     )
+    run = await registry(request).start(events, question=body.message, user_id=principal.user_id, channel=channel)
     if "text/event-stream" in (accept or ""):
-        return StreamingResponse(
-            _stream(events),
-            media_type="text/event-stream",
-            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-        )
-    result: AgentAnswer | None = None
-    async for event in events:
-        if event.type == "answer":
-            result = event.result
-    if result is None:  # run_turn always ends with an answer
-        raise HTTPException(status_code=500, detail="the agent run ended without an answer")
-    return JSONResponse(content=result.model_dump(mode="json"))
+        return sse_response(run)
+    await run.wait()
+    if run.answer is None:  # stopped (POST .../stop) or interrupted by a shutdown
+        reason = run.stop_reason[1] if run.stop_reason else "the run ended without an answer"
+        raise HTTPException(status_code=409, detail=f"run {run.run_id!r} {run.state}: {reason}")
+    return JSONResponse(content=run.answer.model_dump(mode="json"), headers={"X-Run-Id": run.run_id})
 
 
 @router.get(
@@ -298,5 +304,6 @@ async def chat_route(
     summary="Whether chat answers now (the model may still be starting or warming up)",
     responses=AUTH_RESPONSES,
 )
-def status_route(request: Request, _user: ReaderDep) -> ChatStatus:
-    return chat_status(_state(request))
+async def status_route(request: Request, user: ReaderDep) -> ChatStatus:
+    # async: read the run registry on the event loop that changes it
+    return chat_status(_state(request), getattr(request.app.state, "runs", None), user.user_id)

@@ -1,8 +1,9 @@
-"""Conversations with the agent, read-only: messages, runs, LLM calls and tool calls.
+"""Conversations with the agent: messages, runs, LLM calls, tool calls and feedback on answers.
 
-The agent writes these tables (agent/runlog.py); this router only reads them. A viewer sees
-only their own conversations; analysts, approvers and admins see every one (SPEC §1:
-analysts review the log of runs).
+The agent writes these tables (agent/runlog.py); this router reads them, searches them, and
+lets a conversation's owner rename or delete it. A viewer sees only their own conversations;
+analysts, approvers and admins see every one (SPEC §1: analysts review the log of runs), with
+the thumbs up/down users gave each answer. Renaming and deleting are for the owner only.
 """
 
 from __future__ import annotations
@@ -11,14 +12,14 @@ import datetime as dt
 from collections import defaultdict
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Path, Query
-from pydantic import BaseModel, Field
-from sqlalchemy import func, select
+from fastapi import APIRouter, Body, HTTPException, Path, Query, Response
+from pydantic import BaseModel, Field, StringConstraints
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from api.auth import Principal
 from api.deps import AUTH_RESPONSES, ReaderDep, SessionDep
-from crm.models import AgentRun, Conversation, LlmCall, Message, Recommendation, ToolCall, User
+from crm.models import AgentRun, Conversation, LlmCall, Message, Recommendation, RunFeedback, ToolCall, User
 
 router = APIRouter(prefix="/api/v1/conversations", tags=["conversations"])
 
@@ -42,13 +43,20 @@ class LlmCallView(BaseModel):
     error: str | None
 
 
+class FeedbackEntry(BaseModel):
+    user: str | None
+    rating: str = Field(description="up or down")
+    note: str | None
+    updated_at: dt.datetime
+
+
 class RunView(BaseModel):
     """One question answered by the agent, with every call it made."""
 
     id: str
     started_at: dt.datetime
     finished_at: dt.datetime | None
-    status: str = Field(description="running, ok or error")
+    status: str = Field(description="running, ok, error, stopped (by a user) or interrupted (the server stopped)")
     model: str | None
     question: str
     answer: str | None
@@ -60,6 +68,7 @@ class RunView(BaseModel):
     tool_calls: list[ToolCallView]
     llm_call_log: list[LlmCallView]
     recommendation_ids: list[int] = Field(description="Recommendations this run filed")
+    feedback: list[FeedbackEntry] = Field(default_factory=list, description="Thumbs up/down users gave the answer")
 
 
 class MessageView(BaseModel):
@@ -104,6 +113,10 @@ def _sees_all(principal: Principal) -> bool:
     return principal.can("analyze")
 
 
+def _escape_like(word: str) -> str:
+    return word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
 def _user_names(session: Session, ids: set[int]) -> dict[int, str]:
     if not ids:
         return {}
@@ -120,14 +133,23 @@ def list_route(
     session: SessionDep,
     principal: ReaderDep,
     channel: Annotated[str | None, Query(description="cli, web, slack or api")] = None,
+    q: Annotated[str | None, Query(max_length=200, description="Words in the title, a question or an answer")] = None,
+    mine: Annotated[bool, Query(description="Only your own conversations")] = False,
     limit: Annotated[int, Query(ge=1, le=200)] = 20,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> ConversationList:
     conditions = []
     if not _sees_all(principal):
         conditions.append(Conversation.user_id == principal.user_id)
+    if mine:
+        conditions.append(Conversation.user_id == principal.user_id)
     if channel is not None:
         conditions.append(Conversation.channel == channel)
+    for word in (q or "").split()[:8]:
+        pattern = f"%{_escape_like(word)}%"
+        in_messages = select(Message.conversation_id).where(
+            Message.role.in_(("user", "assistant")), Message.content.ilike(pattern, escape="\\"))
+        conditions.append(or_(Conversation.title.ilike(pattern, escape="\\"), Conversation.id.in_(in_messages)))
     total = session.scalar(select(func.count()).select_from(Conversation).where(*conditions)) or 0
     last_run = (
         select(
@@ -180,7 +202,12 @@ def load_conversation(session: Session, conversation_id: str) -> ConversationHis
     tools_by_run: dict[str, list[ToolCallView]] = defaultdict(list)
     llm_by_run: dict[str, list[LlmCallView]] = defaultdict(list)
     recs_by_run: dict[str, list[int]] = defaultdict(list)
+    feedback_by_run: dict[str, list[tuple[RunFeedback, int | None]]] = defaultdict(list)
     if run_ids:
+        for fb in session.scalars(
+            select(RunFeedback).where(RunFeedback.run_id.in_(run_ids)).order_by(RunFeedback.updated_at)
+        ):
+            feedback_by_run[fb.run_id].append((fb, fb.user_id))
         for t in session.scalars(
             select(ToolCall).where(ToolCall.run_id.in_(run_ids)).order_by(ToolCall.run_id, ToolCall.seq)
         ):
@@ -219,6 +246,7 @@ def load_conversation(session: Session, conversation_id: str) -> ConversationHis
         select(Message).where(Message.conversation_id == conversation_id).order_by(Message.seq, Message.id)
     ).all()
     user = _user_names(session, {conv.user_id}).get(conv.user_id) if conv.user_id is not None else None
+    raters = _user_names(session, {u for rows in feedback_by_run.values() for _, u in rows if u is not None})
     return ConversationHistory(
         id=conv.id,
         title=conv.title,
@@ -253,6 +281,11 @@ def load_conversation(session: Session, conversation_id: str) -> ConversationHis
                 tool_calls=tools_by_run[r.id],
                 llm_call_log=llm_by_run[r.id],
                 recommendation_ids=recs_by_run[r.id],
+                feedback=[
+                    FeedbackEntry(user=raters.get(u) if u is not None else None, rating=fb.rating, note=fb.note,
+                                  updated_at=fb.updated_at)
+                    for fb, u in feedback_by_run[r.id]
+                ],
             )
             for r in runs
         ],
@@ -277,3 +310,72 @@ def detail_route(
         # The same answer for "absent" and "not yours", so ids cannot be probed.
         raise HTTPException(status_code=404, detail=f"no conversation {conversation_id!r}")
     return history
+
+
+class Rename(BaseModel):
+    title: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+
+
+def _own(session: Session, conversation_id: str, principal: Principal) -> Conversation:
+    conv = session.get(Conversation, conversation_id)
+    if conv is None or not (_sees_all(principal) or conv.user_id == principal.user_id):
+        raise HTTPException(status_code=404, detail=f"no conversation {conversation_id!r}")
+    if conv.user_id != principal.user_id:
+        raise HTTPException(status_code=403, detail=f"conversation {conversation_id!r} is not yours; only its owner may change it")
+    return conv
+
+
+@router.patch(
+    "/{conversation_id}",
+    response_model=ConversationSummary,
+    summary="Rename one of your conversations",
+    responses={**AUTH_RESPONSES, 404: {"description": "No such conversation"}, 403: {"description": "Not yours"}},
+)
+def rename_route(
+    conversation_id: Annotated[str, Path(description="Conversation id")],
+    body: Annotated[Rename, Body()],
+    session: SessionDep,
+    principal: ReaderDep,
+) -> ConversationSummary:
+    conv = _own(session, conversation_id, principal)
+    conv.title = body.title
+    session.commit()
+    runs, last = session.execute(
+        select(func.count(AgentRun.id), func.max(AgentRun.started_at)).where(AgentRun.conversation_id == conv.id)
+    ).one()
+    return ConversationSummary(id=conv.id, title=conv.title, channel=conv.channel, created_at=conv.created_at,
+                               user=principal.name, runs=runs or 0, last_run_at=last)
+
+
+@router.delete(
+    "/{conversation_id}",
+    status_code=204,
+    summary="Delete one of your conversations with its runs, calls and feedback",
+    responses={
+        **AUTH_RESPONSES,
+        404: {"description": "No such conversation"},
+        403: {"description": "Not yours"},
+        409: {"description": "A run of it is still going: stop it first"},
+    },
+)
+def delete_route(
+    conversation_id: Annotated[str, Path(description="Conversation id")],
+    session: SessionDep,
+    principal: ReaderDep,
+) -> Response:
+    """Recommendations it filed stay in the review queue with their evidence and audit trail; they
+    lose only the link to the run."""
+    conv = _own(session, conversation_id, principal)
+    run_ids = list(session.scalars(select(AgentRun.id).where(AgentRun.conversation_id == conv.id)))
+    running = session.scalar(select(func.count()).where(AgentRun.conversation_id == conv.id, AgentRun.status == "running"))
+    if running:
+        raise HTTPException(status_code=409, detail=f"conversation {conversation_id!r} has a run still going; stop it first")
+    if run_ids:
+        session.execute(update(Recommendation).where(Recommendation.run_id.in_(run_ids)).values(run_id=None))
+        for table in (RunFeedback, ToolCall, LlmCall):
+            session.execute(delete(table).where(table.run_id.in_(run_ids)))
+    session.execute(delete(Message).where(Message.conversation_id == conv.id))
+    session.execute(delete(AgentRun).where(AgentRun.conversation_id == conv.id))
+    session.delete(conv)
+    session.commit()
+    return Response(status_code=204)

@@ -33,8 +33,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from agent.copilot import final_answer
 from agent.middleware import internal_error_answer
 from api.metrics import record_agent_run, record_decision
+from api.runs import RunRegistry
 from api.slack.people import SlackPerson, slack_person, slack_user_of
 from api.slack.render import (
     APPROVE_ACTION,
@@ -207,9 +209,19 @@ class SlackBot:
             return
         person = slack_person(self.settings, user)
         t0 = time.perf_counter()
+        runs: RunRegistry | None = getattr(self.app.state, "runs", None)
         try:
-            answer = await copilot.aask(question, conversation_id=conversation_id(team, channel, thread_ts),
-                                        actor=person.name, channel="slack")
+            events = copilot.astream(question, conversation_id=conversation_id(team, channel, thread_ts),
+                                     actor=person.name, channel="slack")
+            if runs is None:
+                answer = await final_answer(events)
+            else:  # queued with the web's turns, so the model runs one turn at a time
+                run, answered = await runs.answer(events, question=question, user_id=None, channel="slack")
+                if answered is None:
+                    reason = run.stop_reason[1] if run.stop_reason else "the run ended without an answer"
+                    await client.chat_postMessage(channel=channel, thread_ts=thread_ts, text=f"No answer: {reason}.")
+                    return
+                answer = answered
         except Exception as exc:  # a bug in the run: the thread hears about it, the log keeps the traceback
             record_agent_run(status="error", seconds=time.perf_counter() - t0, channel="slack")
             error_id = new_error_id()

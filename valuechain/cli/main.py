@@ -18,6 +18,7 @@ from valuechain.cli import keys as keys_cmd
 from valuechain.cli import knowledge as knowledge_cmd
 from valuechain.cli import llm as llm_cmd
 from valuechain.cli import review as review_cmd
+from valuechain.cli import runs as runs_cmd
 from valuechain.cli import serve as serve_cmd
 from valuechain.cli import setup as setup_cmd
 from valuechain.cli import tools_cmd
@@ -64,6 +65,7 @@ app.add_typer(analysis_cmd.app, name="analysis", help="Five-step value-chain ana
 app.add_typer(tools_cmd.app, name="tools", help="Deterministic tools: scoring, ranking, accounts, churn.")
 app.add_typer(review_cmd.app, name="review", help="Review queue: list, show, approve, reject recommendations.")
 app.add_typer(keys_cmd.app, name="keys", help="API keys: create (shown once), list, revoke.")
+app.add_typer(runs_cmd.app, name="runs", help="Chat runs on a running server: follow one by id (replay), stop one.")
 
 
 if __name__ == "__main__":

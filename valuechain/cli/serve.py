@@ -36,6 +36,9 @@ def _llm_hint(settings: Settings) -> str:
     return "chat is off (LLM_AUTOSTART=false and no LLM_BASE_URL); everything else works"
 
 
+SHUTDOWN_GRACE_S = 5
+
+
 def serve(
     host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on (0.0.0.0 for all)"),
     port: int = typer.Option(8000, "--port", help="TCP port"),
@@ -63,4 +66,7 @@ def serve(
         workers=workers,
         log_level=log_level,
         proxy_headers=True,
+        # An open chat event stream follows a run that may take minutes: after this grace the
+        # server closes such streams, and the shutdown marks their runs interrupted (docs/API.md).
+        timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
     )

@@ -1,0 +1,196 @@
+"""Chat runs by id: reattach to one (replay its events), stop it, rate its answer.
+
+A run is read by its owner and by anyone who may see every conversation (analysts, approvers,
+admins: the same rule as `GET /api/v1/conversations/{id}`); it is stopped only by its owner or
+an admin; an answer is rated by anyone who may read it (one verdict per user, replaced by the
+next). Unknown and invisible runs get the same 404, so ids cannot be probed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Body, Header, HTTPException, Path, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from pydantic import BaseModel, Field, StringConstraints
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from agent.runlog import utcnow
+from api.auth import Principal
+from api.deps import AUTH_RESPONSES, ReaderDep, SessionDep
+from api.routes.chat import registry, sse_response
+from api.runs import ActiveRun
+from crm.models import AgentRun, Conversation, RunFeedback
+
+router = APIRouter(prefix="/api/v1/chat/runs", tags=["chat"])
+
+RunId = Annotated[str, Path(description="Run id (`run_started` event, `X-Run-Id` header)",
+                            examples=["run-1a2b3c4d5e6f7a8b"], pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
+NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No such run (or not yours to see)"}}
+
+
+class RunInfo(BaseModel):
+    """Where a run is: its state, how long it has taken, and how many events it has sent."""
+
+    run_id: str
+    conversation_id: str
+    question: str
+    status: str = Field(description="queued, running, ok, error, stopped, interrupted")
+    live: bool = Field(description="Held by this server process: its events can be replayed")
+    elapsed_s: float | None
+    events: int = Field(description="Events so far (the last `id:`); 0 when not live")
+    queue_position: int = Field(description="Turns ahead of it while queued, else 0")
+
+
+class Feedback(BaseModel):
+    """Thumbs up or down on an answer, with an optional note for the analysts."""
+
+    rating: Literal["up", "down"]
+    note: Annotated[str, StringConstraints(strip_whitespace=True, max_length=2000)] | None = None
+
+
+class FeedbackView(Feedback):
+    run_id: str
+    user: str
+    updated_at: dt.datetime
+
+
+def _visible(principal: Principal, owner: int | None) -> bool:
+    return owner == principal.user_id or principal.can("analyze")
+
+
+def _info(run: ActiveRun) -> RunInfo:
+    return RunInfo(run_id=run.run_id, conversation_id=run.conversation_id, question=run.question, status=run.state,
+                   live=True, elapsed_s=run.elapsed_s, events=len(run.frames), queue_position=run.queue_position)
+
+
+def _stored(session: Session, run_id: str, principal: Principal) -> tuple[AgentRun, int | None]:
+    row = session.execute(
+        select(AgentRun, Conversation.user_id).join(Conversation, Conversation.id == AgentRun.conversation_id)
+        .where(AgentRun.id == run_id)
+    ).first()
+    if row is None or not _visible(principal, row[1]):
+        raise HTTPException(status_code=404, detail=f"no run {run_id!r}")
+    return row[0], row[1]
+
+
+def _lookup(request: Request, run_id: str, principal: Principal) -> AgentRun:
+    """The run log's row for a run the caller may see (404 otherwise)."""
+    with request.app.state.sessionmaker() as s:
+        row: AgentRun = _stored(s, run_id, principal)[0]
+        s.expunge(row)
+        return row
+
+
+def _live(request: Request, run_id: str, principal: Principal) -> ActiveRun | None:
+    run = registry(request).get(run_id)
+    if run is not None and not _visible(principal, run.user_id):
+        raise HTTPException(status_code=404, detail=f"no run {run_id!r}")
+    return run
+
+
+@router.get("", response_model=list[RunInfo], summary="Runs this server holds: your own (analysts: everyone's)",
+            responses=AUTH_RESPONSES)
+async def list_route(  # async: the registry is read on the event loop that changes it
+    request: Request,
+    principal: ReaderDep,
+    active: Annotated[bool, Query(description="Only runs not yet ended")] = True,
+) -> list[RunInfo]:
+    runs = registry(request).active() if active else sorted(registry(request).runs.values(), key=lambda r: r.started)
+    return [_info(r) for r in runs if r.user_id == principal.user_id or principal.can("analyze")]
+
+
+@router.get("/{run_id}", response_model=RunInfo, summary="A run's state (live, or from the run log)",
+            responses={**AUTH_RESPONSES, **NOT_FOUND})
+async def info_route(run_id: RunId, request: Request, principal: ReaderDep) -> RunInfo:
+    run = _live(request, run_id, principal)
+    if run is not None:
+        return _info(run)
+    stored = await run_in_threadpool(_lookup, request, run_id, principal)
+    return RunInfo(run_id=stored.id, conversation_id=stored.conversation_id, question=stored.question,
+                   status=stored.status, live=False,
+                   elapsed_s=round(stored.latency_ms / 1000, 1) if stored.latency_ms is not None else None,
+                   events=0, queue_position=0)
+
+
+@router.get(
+    "/{run_id}/events",
+    summary="Reattach to a run: its server-sent events from the start, or after `Last-Event-ID`",
+    responses={
+        **AUTH_RESPONSES, **NOT_FOUND,
+        200: {"description": "The run's events (`id:` numbered from 1), live until its last `answer` or `stopped`",
+              "content": {"text/event-stream": {"schema": {"type": "string"}}}},
+        409: {"description": "The run log says `running` but this process does not hold the run (another server)"},
+        410: {"description": "The run ended and is no longer held in memory: read it in its conversation"},
+    },
+)
+async def events_route(
+    run_id: RunId,
+    request: Request,
+    principal: ReaderDep,
+    last_event_id: Annotated[str | None, Header(description="Replay only the events after this id")] = None,
+    after: Annotated[int | None, Query(ge=0, description="Same as Last-Event-ID, for clients that cannot set it")] = None,
+) -> object:
+    run = _live(request, run_id, principal)
+    if run is None:
+        stored = await run_in_threadpool(_lookup, request, run_id, principal)
+        if stored.status == "running":
+            raise HTTPException(status_code=409, detail=f"run {run_id!r} is running in another server process")
+        raise HTTPException(
+            status_code=410,
+            detail=f"run {run_id!r} ended ({stored.status}) and its events are no longer kept; its question and "
+            f"answer are in GET /api/v1/conversations/{stored.conversation_id}",
+        )
+    start = after if after is not None else 0
+    if last_event_id is not None:
+        try:
+            start = max(start, int(last_event_id.strip()))
+        except ValueError:
+            raise HTTPException(status_code=422, detail=f"Last-Event-ID must be an event number, got {last_event_id!r}") from None
+    return sse_response(run, after=start)
+
+
+@router.post(
+    "/{run_id}/stop",
+    response_model=RunInfo,
+    summary="Stop a run (its owner or an admin): it ends `stopped`, no partial answer is stored",
+    responses={**AUTH_RESPONSES, **NOT_FOUND, 403: {"description": "Not your run (admins may stop any)"},
+               409: {"description": "The run has already ended"}},
+)
+async def stop_route(run_id: RunId, request: Request, principal: ReaderDep) -> RunInfo:
+    run = _live(request, run_id, principal)
+    if run is None:
+        stored = await run_in_threadpool(_lookup, request, run_id, principal)
+        raise HTTPException(status_code=409, detail=f"run {run_id!r} is not running here (status {stored.status})")
+    if run.user_id != principal.user_id and not principal.can("admin"):
+        raise HTTPException(status_code=403, detail=f"run {run_id!r} is not yours; only its owner or an admin may stop it")
+    reason = f"stopped by {principal.name} after {run.elapsed_s:.0f} s"
+    if not registry(request).stop(run, state="stopped", reason=reason):
+        raise HTTPException(status_code=409, detail=f"run {run_id!r} has already ended ({run.state})")
+    await run.wait()
+    return _info(run)
+
+
+@router.put(
+    "/{run_id}/feedback",
+    response_model=FeedbackView,
+    summary="Rate an answer thumbs up or down, with an optional note (replaces your earlier verdict)",
+    responses={**AUTH_RESPONSES, **NOT_FOUND, 409: {"description": "The run is still running"}},
+)
+def feedback_route(run_id: RunId, body: Annotated[Feedback, Body()], session: SessionDep,
+                   principal: ReaderDep) -> FeedbackView:
+    stored, _ = _stored(session, run_id, principal)
+    if stored.status == "running":
+        raise HTTPException(status_code=409, detail=f"run {run_id!r} is still running; rate it once it has answered")
+    now = utcnow()
+    row = session.scalars(
+        select(RunFeedback).where(RunFeedback.run_id == run_id, RunFeedback.user_id == principal.user_id)
+    ).first()
+    if row is None:
+        row = RunFeedback(run_id=run_id, user_id=principal.user_id, created_at=now, rating=body.rating)
+        session.add(row)
+    row.rating, row.note, row.updated_at = body.rating, body.note or None, now
+    session.commit()
+    return FeedbackView(run_id=run_id, user=principal.name, rating=row.rating, note=row.note, updated_at=now)

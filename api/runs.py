@@ -1,0 +1,291 @@
+"""Chat runs that outlive the request: a registry of turns running in the API process.
+
+`POST /api/v1/chat` starts a turn as a background task (`RunRegistry.start`); the task appends
+every event of the turn to the run's buffer (`ActiveRun.frames`, numbered from 1) while the run
+log in the database records the question, the calls and the answer as before. Any number of
+readers follow a run from any point (`ActiveRun.follow(after=n)`): the first response, a
+reloaded page, a second tab, `curl` with `Last-Event-ID`. A client going away never touches the
+run; only `RunRegistry.stop` (the Stop button, `POST .../stop`) or the server shutting down
+cancels it, and then the run log says so (`stopped` / `interrupted`, no partial answer stored).
+
+Turns take the model `turns_at_once` at a time (the embedded server has one slot per prompt
+shape, so two turns at once would only evict each other's cache); the others wait in order and
+their streams say their place in the queue (`queue` events, position 0 when the wait is over;
+a run that never waited sends none).
+
+Finished runs stay replayable for `KEEP_S` seconds (at most `KEEP_FINISHED` of them); after
+that, or after a restart, the conversation history (`GET /api/v1/conversations/{id}`) has them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from fastapi.concurrency import run_in_threadpool
+from sqlalchemy.orm import Session, sessionmaker
+
+from agent.copilot import AgentAnswer, AgentEvent
+from agent.runlog import close_unfinished
+
+log = logging.getLogger(__name__)
+
+KEEP_S = 900.0
+"""How long a finished run's events stay replayable from memory."""
+KEEP_FINISHED = 100
+
+RunState = Literal["queued", "running", "ok", "error", "stopped", "interrupted"]
+TERMINAL_EVENTS = ("answer", "stopped")
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One buffered server-sent event: `seq` is its SSE `id`."""
+
+    seq: int
+    event: str
+    data: dict[str, Any]
+
+
+@dataclass
+class ActiveRun:
+    """One turn held by this process: its owner, state and every event so far."""
+
+    run_id: str
+    conversation_id: str
+    user_id: int | None
+    question: str
+    channel: str
+    started: float = field(default_factory=time.monotonic)
+    state: RunState = "queued"
+    frames: list[Frame] = field(default_factory=list)
+    answer: AgentAnswer | None = None
+    finished: float | None = None
+    stop_reason: tuple[RunState, str] | None = None
+    queue_position: int = 0
+    task: asyncio.Task[None] | None = None
+    failure: BaseException | None = None
+    """A bug that escaped the agent after the run started (`run_turn` turns those into answers)."""
+    _changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def done(self) -> bool:
+        return self.finished is not None
+
+    @property
+    def elapsed_s(self) -> float:
+        return round((self.finished or time.monotonic()) - self.started, 1)
+
+    def append(self, event: str, data: dict[str, Any]) -> Frame:
+        frame = Frame(len(self.frames) + 1, event, {"type": event, **data})
+        self.frames.append(frame)
+        self._wake()
+        return frame
+
+    def finish(self) -> None:
+        self.finished = time.monotonic()
+        self._wake()
+
+    def _wake(self) -> None:
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
+
+    async def follow(self, *, after: int = 0, keepalive_s: float | None = None) -> AsyncIterator[Frame | None]:
+        """The frames after `after`, as they come, until the run ends; None every `keepalive_s` of silence."""
+        seen = max(0, after)
+        while True:
+            while seen < len(self.frames):
+                seen += 1
+                yield self.frames[seen - 1]
+            if self.done:
+                return
+            changed = self._changed
+            try:
+                await asyncio.wait_for(changed.wait(), timeout=keepalive_s)
+            except TimeoutError:
+                yield None
+
+    async def wait(self) -> None:
+        """Until the run has ended."""
+        async for _ in self.follow(after=len(self.frames)):
+            pass
+
+
+class RunRegistry:
+    """The chat turns of this API process, running and recently finished."""
+
+    def __init__(self, sessions: sessionmaker[Session], *, turns_at_once: int = 1) -> None:
+        self.sessions = sessions
+        self.turns_at_once = turns_at_once
+        self.runs: dict[str, ActiveRun] = {}
+        self.waiting: list[str] = []
+        self._slots: asyncio.Semaphore | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # ------------------------------------------------------------------ queries
+    def get(self, run_id: str) -> ActiveRun | None:
+        return self.runs.get(run_id)
+
+    @property
+    def running(self) -> list[ActiveRun]:
+        return [r for r in self.runs.values() if r.state == "running"]
+
+    @property
+    def queued(self) -> list[ActiveRun]:
+        return [self.runs[i] for i in self.waiting if i in self.runs]
+
+    def active(self) -> list[ActiveRun]:
+        """Runs not yet ended, oldest first."""
+        return sorted((r for r in self.runs.values() if not r.done), key=lambda r: r.started)
+
+    # ------------------------------------------------------------------ starting
+    async def start(self, events: AsyncIterator[AgentEvent], *, question: str, user_id: int | None,
+                    channel: str) -> ActiveRun:
+        """Drive `events` (one turn's, from `run_turn`) in a background task; the run once it has an id.
+
+        An error before the run exists (no `run_started` yet) is raised here."""
+        self._prune()
+        loop = asyncio.get_running_loop()
+        ready: asyncio.Future[ActiveRun] = loop.create_future()
+        task = asyncio.create_task(self._drive(events, ready, question=question, user_id=user_id, channel=channel))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return await asyncio.shield(ready)  # a client leaving now does not cancel the run
+
+    async def _drive(self, events: AsyncIterator[AgentEvent], ready: asyncio.Future[ActiveRun], *,
+                     question: str, user_id: int | None, channel: str) -> None:
+        run: ActiveRun | None = None
+        holding = False
+        try:
+            async for event in events:
+                if run is None:
+                    if event.type != "run_started" or event.run_id is None or event.conversation_id is None:
+                        raise RuntimeError(f"a turn must begin with run_started, got {event.type!r}")
+                    run = ActiveRun(event.run_id, event.conversation_id, user_id, question, channel,
+                                    task=asyncio.current_task())
+                    self.runs[run.run_id] = run
+                    run.append(event.type, _data(event))
+                    ready.set_result(run)
+                    await self._take_slot(run)
+                    holding = True
+                    continue
+                if event.type == "answer":
+                    run.answer = event.result
+                    run.state = "error" if event.result is not None and event.result.error else "ok"
+                run.append(event.type, _data(event))
+        except asyncio.CancelledError:
+            if run is None:
+                raise
+            state, reason = run.stop_reason or ("interrupted", "the server stopped before the answer")
+            run.state = state
+            await asyncio.shield(run_in_threadpool(
+                close_unfinished, self.sessions, run.run_id, status=state, reason=reason))
+            run.append("stopped", {"run_id": run.run_id, "conversation_id": run.conversation_id,
+                                   "status": state, "text": reason})
+            log.info("run %s %s: %s", run.run_id, state, reason)
+        except Exception as exc:  # before run_started: the route answers it (500); after, run_turn handled it
+            if not ready.done():
+                ready.set_exception(exc)
+            elif run is not None:
+                run.failure = exc
+                log.exception("chat run %s failed outside the agent", run.run_id)
+        finally:
+            if run is not None:
+                if run.run_id in self.waiting:
+                    self.waiting.remove(run.run_id)
+                    self._announce_queue()
+                if holding and self._slots is not None:
+                    self._slots.release()
+                if run.state in ("queued", "running"):  # ended without an answer or a stop
+                    run.state = "error"
+                run.finish()
+            closer = getattr(events, "aclose", None)
+            if closer is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(closer())
+
+    async def answer(self, events: AsyncIterator[AgentEvent], *, question: str, user_id: int | None,
+                     channel: str) -> tuple[ActiveRun, AgentAnswer | None]:
+        """Run a turn like `start` (queued with the others, stoppable, replayable) and wait for it to end.
+
+        The answer is None when the run was stopped or interrupted; a bug that escaped the agent is raised."""
+        run = await self.start(events, question=question, user_id=user_id, channel=channel)
+        await run.wait()
+        if run.failure is not None:
+            raise run.failure
+        return run, run.answer
+
+    async def _take_slot(self, run: ActiveRun) -> None:
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(self.turns_at_once)
+        if not self._slots.locked():
+            await self._slots.acquire()
+            run.state = "running"
+            return
+        self.waiting.append(run.run_id)
+        self._announce_queue()
+        try:
+            await self._slots.acquire()
+        finally:
+            if run.run_id in self.waiting:
+                self.waiting.remove(run.run_id)
+                self._announce_queue()
+        run.state = "running"
+        run.queue_position = 0
+        run.append("queue", {"run_id": run.run_id, "position": 0, "text": "The model is working on your question"})
+
+    def _announce_queue(self) -> None:
+        for position, run_id in enumerate(self.waiting, start=1):
+            run = self.runs.get(run_id)
+            if run is not None and run.queue_position != position:
+                run.queue_position = position
+                ahead = "1 turn" if position == 1 else f"{position} turns"
+                run.append("queue", {"run_id": run_id, "position": position,
+                                     "text": f"Waiting for the model: {ahead} ahead of yours"})
+
+    # ------------------------------------------------------------------ stopping
+    def stop(self, run: ActiveRun, *, state: RunState, reason: str) -> bool:
+        """Cancel a run that has not ended; False if it already had."""
+        if run.done:
+            return False
+        run.stop_reason = (state, reason)
+        if run.task is None:
+            return False
+        run.task.cancel()
+        return True
+
+    async def shutdown(self, reason: str = "the server shut down before the answer") -> None:
+        """Cancel every run still going (marked `interrupted`) and wait for them to record it."""
+        for run in self.active():
+            run.stop_reason = ("interrupted", reason)
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _prune(self) -> None:
+        now = time.monotonic()
+        finished = sorted((r for r in self.runs.values() if r.finished is not None), key=lambda r: r.finished or 0)
+        excess = len(finished) - KEEP_FINISHED
+        for i, run in enumerate(finished):
+            if i < excess or now - (run.finished or now) > KEEP_S:
+                del self.runs[run.run_id]
+
+
+def _data(event: AgentEvent) -> dict[str, Any]:
+    data: dict[str, Any] = event.model_dump(mode="json", exclude_none=True)
+    data.pop("type", None)
+    return data
+
+
+def sse_frame(frame: Frame | None, dumps: Callable[[Any], str]) -> str:
+    """One server-sent event with its `id:` (None: a keep-alive comment)."""
+    if frame is None:
+        return ": keep-alive\n\n"
+    return f"id: {frame.seq}\nevent: {frame.event}\ndata: {dumps(frame.data)}\n\n"
