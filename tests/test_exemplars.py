@@ -357,19 +357,34 @@ def test_the_off_topic_gate_passes_every_answerable_exemplar_question() -> None:
     assert index.in_scope_similarity("Write me a limerick about the weather") < OFF_TOPIC_BELOW
 
 
-def test_the_gate_plans_a_framework_question_no_exemplar_is_near_and_still_declines_small_talk(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def corpus_store(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    from evals.fixtures import corpus_knowledge
+
+    return corpus_knowledge(tmp_path_factory.mktemp("corpus"))
+
+
+def test_every_knowledge_document_is_reached_by_some_exemplar_search(corpus_store: Any) -> None:
+    """Each shipped corpus document is the best hit of at least one exemplar's knowledge query, so
+    the planner has seen a question about every part of the framework and the product (documents
+    without one were answered with data tools instead of a search)."""
+    corpus = Path(__file__).resolve().parent.parent / "knowledge" / "corpus"
+    documents = {p.stem for p in corpus.glob("*.md")}
+    reached = {corpus_store.search(str(step.args["query"]), 1)[0].source
+               for ex in default_index().exemplars for step in ex.plan.steps if step.tool == "search_knowledge"}
+    assert documents - reached == set()
+
+
+def test_the_gate_plans_a_framework_question_no_exemplar_is_near_and_still_declines_small_talk(corpus_store: Any) -> None:
     """A question the exemplars alone would decline is planned when a knowledge passage is near it;
     unrelated questions stay declined; in-scope questions never open the store."""
     from agent.exemplar_library import OFF_TOPIC_BELOW, default_index, in_scope, knowledge_gate
-    from evals.fixtures import corpus_knowledge
-
     opened: list[int] = []
 
     def knowledge() -> Any:
         opened.append(1)
-        return store
+        return corpus_store
 
-    store = corpus_knowledge(tmp_path)
     gate = knowledge_gate(knowledge)
     cluster = "What does a cluster of wine makers have to do with competitiveness?"
     assert default_index().in_scope_similarity(cluster) < OFF_TOPIC_BELOW and not in_scope(cluster)
