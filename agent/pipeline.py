@@ -272,6 +272,10 @@ class PlanCopilot:
             return self._say(write, f"I could not get the data for that ({reasons}).")
         off_topic = [s for s in ok if isinstance(s.result, KnowledgeResults) and not s.result.on_topic]
         if off_topic and len(off_topic) == len(ok):
+            if all(s.result.best_similarity is None for s in off_topic):  # type: ignore[union-attr]
+                turn.notes.append("the knowledge base is empty")
+                return self._say(write, "The knowledge base is empty, so I cannot answer framework questions yet: "
+                                        "run `valuechain knowledge build` (the bundled corpus) and ask again.")
             turn.notes.append("off-topic: nothing in the knowledge base; declined")
             return self._say(write, self.decline)
         blocks = [b for s in _unique(ok) if (b := render(s.result))]  # type: ignore[arg-type]

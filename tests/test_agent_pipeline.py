@@ -522,3 +522,16 @@ def test_identical_reads_in_one_wave_make_one_call_and_share_its_result(sessions
     assert calls == ["step-1"]
     assert [s.error for s in run.steps] == [None, None, None]
     assert run.steps[0].result is run.steps[1].result is run.steps[2].result is not None
+
+
+def test_a_framework_question_on_an_empty_knowledge_base_says_so_and_how_to_fill_it(
+        sessions: sessionmaker[Session], tmp_path: Any) -> None:
+    """An empty store is not an off-topic question: the answer names the command that builds it."""
+    from knowledge.store import KnowledgeStore
+
+    store = KnowledgeStore.at_path(tmp_path / "chroma")
+    script = Script([plan("answer", ("search_knowledge", {"query": "value chain analysis steps"}))])
+    result = copilot_for(sessions, script, knowledge=lambda: store).ask("What are the steps of value chain analysis?")
+    assert result.llm_calls == 1
+    assert "knowledge base is empty" in result.answer and "valuechain knowledge build" in result.answer
+    assert "outside what I cover" not in result.answer

@@ -6,6 +6,7 @@ import sys
 from typing import TYPE_CHECKING
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from agent.llm.model_files import ModelFilesError
@@ -35,7 +36,7 @@ def _open(warm: bool) -> AbstractContextManager[tuple[Agent, LLMRuntime]]:
 
 
 def _print_answer(result: AgentAnswer) -> None:
-    console.print(result.answer)
+    console.print(result.answer, markup=False, highlight=False)
     if result.tool_calls:
         table = Table("tool", "arguments", "ok", title="tool calls", title_justify="left")
         for c in result.tool_calls:
@@ -84,9 +85,9 @@ async def _chat_turn(copilot: Agent, question: str, conversation: str | None) ->
         elif event.type == "tool_start":
             err_console.print(f"[cyan]→ {event.name}[/]({', '.join(f'{k}={v!r}' for k, v in (event.args or {}).items())})")
         elif event.type == "tool_end":
-            err_console.print(f"[cyan]← {event.name}[/] {'ok' if event.ok else '[red]error[/]: ' + (event.text or '')}")
+            err_console.print(f"[cyan]← {event.name}[/] {'ok' if event.ok else '[red]error[/]: ' + escape(event.text or '')}")
         elif event.type == "error":
-            err_console.print(f"[bold red]{event.text}[/]")
+            err_console.print(f"[bold red]{escape(event.text or '')}[/]")
         elif event.type == "answer":
             final = event.result
             if not streamed and final is not None and not final.error:
