@@ -21,6 +21,10 @@ class Settings(BaseSettings):
     data_dir: Path = Field(default=Path("data"), description="Where the SQLite file, Chroma and models live")
     database_url: str | None = Field(default=None, description="SQLAlchemy URL; default SQLite in data_dir")
 
+    currency: str = Field(
+        default="USD", pattern=r"^[A-Z]{3}$", description="ISO 4217 code the CRM's amounts are in (reports show it)"
+    )
+
     chroma_path: Path | None = Field(
         default=None, description="Embedded Chroma folder; default data_dir/chroma"
     )

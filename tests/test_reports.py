@@ -18,8 +18,8 @@ from crm.demo import DEFAULT_AS_OF, generate_demo
 from crm.migrate import upgrade
 from tools.analysis import ValueChainAnalysis, value_chain_analysis
 from tools.analysis.report import FORMATS, render_report
-from tools.analysis.report.charts import CHARTS, render_chart
-from tools.analysis.report.document import CRM_HEADING, STEP_HEADINGS
+from tools.analysis.report.charts import CHARTS, render_chart, short_id
+from tools.analysis.report.document import CRM_HEADING, STEP_HEADINGS, readable
 from valuechain.cli.main import app
 
 runner = CliRunner()
@@ -61,10 +61,10 @@ def test_markdown_has_every_heading_and_the_figures(result: ValueChainAnalysis) 
         assert f"\n## {heading}\n" in md
     assert md.startswith(f"# Value-chain analysis {result.period}\n")
     top = result.step3_costs.margin_leak[0]
-    assert f"| 1 | {top.name} | {top.margin_leak:,.0f} |" in md
+    assert f"| 1 | {top.name} ({short_id(top.id, result.period)}) | ${top.margin_leak:,.0f} |" in md
     for i in result.step4_opportunities.initiatives:
         assert f"{i.id} {i.description}" in md
-    assert result.step5_advantage.narrative in md
+    assert readable(result.step5_advantage.narrative) in md
 
 
 def test_html_has_every_heading_and_three_inline_charts(result: ValueChainAnalysis) -> None:

@@ -214,7 +214,7 @@ def test_sign_in_chat_review_and_value_chain_in_a_real_browser(served: Served, b
     row.click()
     detail = page.locator("#review-detail")
     expect(detail.locator("h2")).to_contain_text(f"#{rec.id}")
-    expect(detail.locator("details.evidence summary").first).to_be_visible()
+    expect(detail.locator(".evidence-facts dt").first).to_be_visible()  # formatted facts, the JSON folded
     expect(detail).to_contain_text("v1")
     expect(detail.locator("table")).to_contain_text("proposed")
     page.select_option("#decision-reason", "agree")
@@ -236,15 +236,18 @@ def test_sign_in_chat_review_and_value_chain_in_a_real_browser(served: Served, b
     expect(page.locator("#vc-scatter svg.scatter")).to_be_visible()
     n = int(page.locator("#vc-summary .stat").first.locator(".muted").last.inner_text().split()[0])
     expect(page.locator("#vc-scatter .point")).to_have_count(n)
-    expect(page.locator("#vc-scatter .quad-label")).to_have_text(
-        ["Invest & scale", "Optimize", "Maintain", "Eliminate / restructure"]
+    expect(page.locator("#vc-scatter .legend li")).to_have_text(
+        ["Invest & scale", "Optimize", "Eliminate / restructure", "Maintain"]
     )
-    assert page.locator("#vc-leak .bar").count() >= 1
+    expect(page.locator("#vc-scatter .chart-key li")).to_have_count(n)
+    assert page.locator("#vc-leak .hbar").count() >= 1
     expect(page.locator("#vc-table tbody tr")).to_have_count(n)
     page.screenshot(path=str(ARTIFACTS / "ui-value-chain.png"), full_page=True)
 
     # --- at-risk accounts with drivers, and a next best action on demand
     page.click("#nav a[data-page=accounts]")
+    page.select_option("#risk-order", "probability")  # default: by ARR at risk
+    page.click("#risk-refresh")
     first_risk = page.locator("#risk-table tbody tr[data-account]").first
     expect(first_risk).to_contain_text(served.account)
     assert first_risk.locator(".drivers li").count() >= 1
@@ -252,7 +255,7 @@ def test_sign_in_chat_review_and_value_chain_in_a_real_browser(served: Served, b
     # the action just approved is in its cool-down, so another one is suggested (or none)
     nba = page.locator("#risk-table .nba-row").first
     expect(nba).to_be_visible()
-    expect(nba).to_contain_text(re.compile("expected value|No playbook action applies"))
+    expect(nba).to_contain_text(re.compile("worth .* for a cost of|No playbook action is worth doing"))
     page.screenshot(path=str(ARTIFACTS / "ui-accounts.png"))
 
     # --- the analysis report, rendered by the same code as `valuechain analysis report`

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Response
 
-from api.deps import AUTH_RESPONSES, AnalystDep, SessionDep
+from api.deps import AUTH_RESPONSES, AnalystDep, SessionDep, SettingsDep
 from api.metrics import observe_tool
 from tools.analysis import ValueChainAnalysis, value_chain_analysis
 from tools.analysis.report import MEDIA_TYPES, render_report
@@ -42,6 +42,7 @@ _SUFFIX = {"md": "md", "html": "html", "pdf": "pdf"}
 )
 def analysis_route(
     session: SessionDep,
+    settings: SettingsDep,
     _user: AnalystDep,
     period: Annotated[
         str | None, Query(description="Period to analyse; default the latest", examples=["2026"])
@@ -53,7 +54,7 @@ def analysis_route(
         result = value_chain_analysis(session=session, period=period)
     if format == "json":
         return result
-    data = render_report(result, format)
+    data = render_report(result, format, currency=settings.currency)
     disposition = "attachment" if download else "inline"
     filename = f"value-chain-analysis-{re.sub(r'[^A-Za-z0-9_.-]+', '-', result.period)}.{_SUFFIX[format]}"
     return Response(

@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
-from fastapi import APIRouter, HTTPException, Path, Query
+from fastapi import APIRouter, Body, HTTPException, Path, Query
+from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
 from api.deps import AUTH_RESPONSES, AnalystDep, SessionDep, SettingsDep
 from api.metrics import observe_tool
+from tools.account_actions import propose_account_action
 from tools.accounts import (
     AccountList,
     AccountProfile,
@@ -34,6 +36,7 @@ from tools.errors import ToolInputError
 from tools.filters import parse_filter_items
 from tools.nba import NextBestActionResult, next_best_action
 from tools.ranking import Entity, Order, RankResult, rank
+from tools.recommendations import ProposedRecommendation
 
 router = APIRouter(prefix="/api/v1/tools", tags=["tools"])
 
@@ -137,12 +140,17 @@ def churn_risk_list_route(
     as_of: AsOfQuery = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 20,
     top_drivers: Annotated[int, Query(ge=0, le=20)] = 3,
+    order_by: Annotated[
+        Literal["probability", "arr_at_risk"],
+        Query(description="Rank by churn probability (default) or by ARR at risk (ARR × probability)"),
+    ] = "probability",
 ) -> ChurnRiskResult:
     parsed = parse_filter_items(filters)
     return _call(
         "churn_risk",
         lambda: churn_risk(
-            session=session, filters=parsed, as_of=as_of, limit=limit, top_drivers=top_drivers
+            session=session, filters=parsed, as_of=as_of, limit=limit, top_drivers=top_drivers,
+            order_by=order_by,
         ),
     )
 
@@ -197,6 +205,39 @@ def next_best_action_route(
             rejection_days=rejection_days,
         ),
     )
+
+
+class ProposeActionRequest(BaseModel):
+    """Which of the account's next best actions to file for approval."""
+
+    action: str = Field(min_length=1, max_length=64, examples=["exec_sponsor_call"])
+
+
+@router.post(
+    "/next-best-action/{account_id}/propose",
+    response_model=ProposedRecommendation,
+    status_code=201,
+    summary="File one of the account's next best actions as a pending recommendation, as the caller",
+    responses=ACCOUNT_RESPONSES,
+)
+def propose_action_route(
+    account_id: AccountId,
+    body: Annotated[ProposeActionRequest, Body()],
+    session: SessionDep,
+    settings: SettingsDep,
+    user: AnalystDep,
+) -> ProposedRecommendation:
+    _account_or_404(session, account_id)
+    playbook = str(settings.playbook_path) if settings.playbook_path is not None else None
+    result = _call(
+        "propose_recommendation",
+        lambda: propose_account_action(
+            session=session, account_id=account_id, action=body.action, created_by=user.name,
+            playbook_path=playbook,
+        ),
+    )
+    session.commit()
+    return result
 
 
 @router.get(

@@ -22,7 +22,7 @@ from api.deps import AUTH_RESPONSES, ReaderDep, SettingsDep
 from tools.review import APPROVE_REASONS, REJECT_REASONS, Role
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
-ASSETS = ("app.js", "chat.js", "app.css")
+ASSETS = ("app.js", "pages.js", "chat.js", "app.css")
 
 # The page loads only its own script and styles; the report preview is an inline-styled
 # document in a sandboxed frame, downloads are blob: URLs.
@@ -44,6 +44,7 @@ class Me(BaseModel):
     approve_reasons: dict[str, str] = Field(description="Reason codes for approving (optional)")
     reject_reasons: dict[str, str] = Field(description="Reason codes for rejecting (required)")
     recommendation_ttl_days: int
+    currency: str = Field(description="ISO 4217 code the CRM's amounts are in (settings.currency)")
 
 
 @router.get("/api/v1/me", response_model=Me, summary="Who this API key belongs to and what it may do",
@@ -56,6 +57,7 @@ def me_route(principal: ReaderDep, settings: SettingsDep) -> Me:
         approve_reasons=APPROVE_REASONS,
         reject_reasons=REJECT_REASONS,
         recommendation_ttl_days=settings.recommendation_ttl_days,
+        currency=settings.currency,
     )
 
 

@@ -8,7 +8,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from json.encoder import encode_basestring_ascii
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from sqlalchemy import delete, func, insert, select
@@ -352,6 +352,7 @@ def churn_risk(
     limit: int = 20,
     band_thresholds: tuple[float, float] = DEFAULT_BANDS,
     top_drivers: int = 3,
+    order_by: Literal["probability", "arr_at_risk"] = "probability",
 ) -> ChurnRiskResult:
     """Estimate the probability that accounts churn within 90 days, with the drivers behind it.
 
@@ -371,6 +372,7 @@ def churn_risk(
         limit: how many accounts to list (1–1000); totals cover all matching accounts.
         band_thresholds: [medium_from, high_from] probability thresholds.
         top_drivers: how many risk-raising drivers to show per account (0–10).
+        order_by: rank the list by "probability" (default) or by "arr_at_risk" (arr × probability).
     """
     if account_id is not None and filters:
         raise ToolInputError("give either account_id or filters, not both")
@@ -400,7 +402,8 @@ def churn_risk(
     else:
         ids, arr, prob = stored.ids, stored.arr, stored.probability
     n = len(ids)
-    order = np.argsort(-prob, kind="stable")  # rows are sorted by id: ties by id
+    key = -(arr * prob) if order_by == "arr_at_risk" else -prob
+    order = np.argsort(key, kind="stable")  # rows are sorted by id: ties by id
     shown = [int(i) for i in order[:limit]]
     if stored is not None:  # features and drivers only for the accounts shown
         result = _shown_from_snapshot(session, model, day, [str(ids[i]) for i in shown], prob[shown])

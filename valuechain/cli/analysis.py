@@ -76,7 +76,7 @@ def report_cmd(
     if resolved is None:
         print_json(result)
         return
-    data = render_report(result, resolved)
+    data = render_report(result, resolved, currency=settings_for(database_url).currency)
     seconds = time.perf_counter() - started
     if out is None:
         sys.stdout.buffer.write(data)

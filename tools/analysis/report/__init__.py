@@ -18,12 +18,13 @@ MEDIA_TYPES: dict[ReportFormat, str] = {
 }
 
 
-def render_report(result: ValueChainAnalysis, fmt: ReportFormat) -> bytes:
-    """The analysis as a Markdown, HTML or PDF document (bytes; text formats are UTF-8)."""
+def render_report(result: ValueChainAnalysis, fmt: ReportFormat, *, currency: str = "USD") -> bytes:
+    """The analysis as a Markdown, HTML or PDF document (bytes; text formats are UTF-8), amounts in
+    `currency` (an ISO 4217 code: settings.currency)."""
     # deferred: the [report] extra (matplotlib, jinja2, fpdf2) loads only for the format asked
     from tools.analysis.report.document import build_document
 
-    doc = build_document(result)
+    doc = build_document(result, currency=currency)
     if fmt == "md":
         # [report] extra: markdown.py imports charts.py (matplotlib, ~0.24 s)
         from tools.analysis.report.markdown import render_markdown

@@ -7,6 +7,8 @@ the figures they are drawn from).
 
 from __future__ import annotations
 
+import re
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -24,7 +26,7 @@ STEP_HEADINGS: tuple[str, ...] = (
     "5. Competitive advantage",
 )
 CRM_HEADING = "CRM functional areas"
-NOTES_HEADING = "How to read this report"
+NOTES_HEADING = "How it is computed"
 
 
 @dataclass
@@ -78,8 +80,52 @@ class Document:
 # ---------------------------------------------------------------------------- formatting
 
 
+# the currency of the document being built (build_document sets it; ISO 4217 code)
+_CURRENCY: ContextVar[str] = ContextVar("report_currency", default="USD")
+_SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£", "JPY": "¥", "INR": "₹", "CHF": "CHF ", "CAD": "CA$", "AUD": "A$"}
+
+
+def _symbol() -> str:
+    code = _CURRENCY.get()
+    return _SYMBOLS.get(code, f"{code} ")
+
+
 def money(x: float | None) -> str:
-    return "—" if x is None else f"{x:,.0f}"
+    """An amount in the report's currency, whole units: $19,255,500."""
+    if x is None:
+        return "—"
+    return f"{'-' if x < 0 else ''}{_symbol()}{abs(x):,.0f}"
+
+
+def money_short(x: float) -> str:
+    """A headline amount: $19.3M, $893.9k, $950."""
+    a = abs(x)
+    sign = "-" if x < 0 else ""
+    if a >= 1e6:
+        return f"{sign}{_symbol()}{a / 1e6:,.1f}M"
+    if a >= 1e4:
+        return f"{sign}{_symbol()}{a / 1e3:,.1f}k"
+    return money(x)
+
+
+_QUADRANT_WORDS = {
+    "invest_and_scale": "invest and scale",
+    "eliminate_or_restructure": "eliminate or restructure",
+}
+_SNAKE = re.compile(r"\b[a-z]+(?:_[a-z]+)+\b")
+_AMOUNT = re.compile(r"(?<![\w.,$€£¥₹])\d{1,3}(?:,\d{3})+(?![\d,]*\s*%)(?!\.\d)")
+
+
+def readable(text: str) -> str:
+    """Tool text for a business reader: no formula shorthand, tool names or snake_case ids
+    (the appendix, "How it is computed", keeps the formulas)."""
+    text = text.replace(" Figures from score_activities and rank.", "")
+    text = text.replace(" (AQ > SQ)", "")
+    for key, label in _QUADRANT_WORDS.items():
+        text = text.replace(key, label)
+    text = _SNAKE.sub(lambda m: m.group(0).replace("_", " "), text)
+    # the tool writes amounts as grouped whole numbers (19,255,500): the reader gets $19.3M
+    return _AMOUNT.sub(lambda m: money_short(float(m.group(0).replace(",", ""))), text)
 
 
 def pct(x: float | None, digits: int = 1) -> str:
@@ -131,8 +177,8 @@ def _summary(r: ValueChainAnalysis) -> Section:
             "Activities",
             f"{r.n_activities} ({len(r.step1_primary.activities)} primary, {len(r.step2_support.activities)} support)",
         ],
-        ["Total cost", money(r.total_cost)],
-        ["Margin leak", f"{money(s3.total_margin_leak)} ({pct(s3.margin_leak_share_of_cost)} of cost)"],
+        ["Total cost", money_short(r.total_cost)],
+        ["Margin leak", f"{money_short(s3.total_margin_leak)} ({pct(s3.margin_leak_share_of_cost)} of cost)"],
         ["Activities behind target", str(len(s3.bottlenecks))],
         [
             "Non-value-added cost (driver data)",
@@ -150,14 +196,14 @@ def _summary(r: ValueChainAnalysis) -> Section:
         "Summary",
         [
             Table(["Figure", "Value"], rows, ["left", "left"], [1.2, 2.0]),
-            Paragraph(s5.narrative),
+            Paragraph(readable(s5.narrative)),
         ],
     )
 
 
 def _step1(r: ValueChainAnalysis) -> Section:
     s1 = r.step1_primary
-    blocks: list[Block] = [Paragraph(s1.summary)]
+    blocks: list[Block] = [Paragraph(readable(s1.summary))]
     rows = [
         [
             words(a.porter_category),
@@ -229,7 +275,7 @@ def _step2(r: ValueChainAnalysis) -> Section:
         for a in s2.activities
     ]
     blocks: list[Block] = [
-        Paragraph(s2.summary),
+        Paragraph(readable(s2.summary)),
         Table(
             ["Category", "Support activity", "Owner team", "Annual cost", "Value (0–10)", "Enables"],
             rows,
@@ -262,7 +308,7 @@ def _step2(r: ValueChainAnalysis) -> Section:
 def _step3(r: ValueChainAnalysis) -> Section:
     s3 = r.step3_costs
     blocks: list[Block] = [
-        Paragraph(s3.summary),
+        Paragraph(readable(s3.summary)),
         ChartBlock(
             "quadrants",
             "Each activity's cost share against its share of customer value. Below the dotted diagonal an "
@@ -276,14 +322,14 @@ def _step3(r: ValueChainAnalysis) -> Section:
         ),
         Subheading("Where margin is lost"),
         ChartBlock(
-            "margin_leak", "Margin leak = max(0, cost − total cost × value share); colour = quadrant."
+            "margin_leak", "Margin leak: what an activity costs beyond its share of customer value; colour = quadrant."
         ),
         Table(
             ["#", "Activity", "Margin leak", "Share of leak", "Cost share", "Value share", "Quadrant"],
             [
                 [
                     str(x.rank),
-                    x.name,
+                    f"{x.name} ({short_id(x.id, r.period)})",
                     money(x.margin_leak),
                     pct(x.share_of_total_leak),
                     pct(x.cost_share),
@@ -362,8 +408,9 @@ def _step3(r: ValueChainAnalysis) -> Section:
                 rows,
                 ["left", "left", "right", "right", "right", "right"],
                 [1.7, 1.6, 0.9, 0.9, 1.3, 1.1],
-                caption="Value-added = SQ·SP (AQ·SP when capacity is left unused); non-value-added = (AQ − SQ)·SP, "
-                "or all of it for an unnecessary activity; unused committed capacity = (SQ − AQ)·SP.",
+                caption="Value-added: the cost of the driver volume the activity should need at the standard price; "
+                "non-value-added: the cost of the volume used above that standard (all of it for an activity marked "
+                "unnecessary); unused capacity: committed volume paid for but not used. Formulas: How it is computed.",
                 total_row=True,
             )
         )
@@ -374,7 +421,7 @@ def _step3(r: ValueChainAnalysis) -> Section:
 
 def _step4(r: ValueChainAnalysis) -> Section:
     s4 = r.step4_opportunities
-    blocks: list[Block] = [Paragraph(s4.summary)]
+    blocks: list[Block] = [Paragraph(readable(s4.summary))]
     if s4.initiatives:
         blocks.append(
             ChartBlock("initiative_roi", "ROI of each initiative; colour = the advantage it is tied to.")
@@ -429,18 +476,18 @@ def _step4(r: ValueChainAnalysis) -> Section:
                         x.owner or "—",
                         x.due.isoformat() if x.due else "—",
                         money(x.addressable_cost),
-                        x.rule,
+                        readable(x.rule),
                     ]
                     for x in s4.suggestions
                 ],
                 ["left", "left", "left", "left", "left", "right", "left"],
                 [1.5, 1.2, 0.85, 1.0, 0.85, 1.1, 2.3],
-                caption="Activities in the optimize or eliminate_or_restructure quadrant with no initiative. "
+                caption="Activities in the optimize or eliminate-or-restructure quadrant with no initiative. "
                 "Addressable = margin leak or non-value-added cost, whichever is larger: a ceiling, not an estimate.",
             )
         )
     else:
-        blocks.append(Paragraph("Every optimize and eliminate_or_restructure activity has an initiative."))
+        blocks.append(Paragraph("Every optimize and eliminate-or-restructure activity has an initiative."))
     return Section(STEP_HEADINGS[3], blocks)
 
 
@@ -484,7 +531,7 @@ def _step5(r: ValueChainAnalysis) -> Section:
             caption="Each initiative tied to the competitive advantage it builds; one tied to neither is flagged.",
         ),
         Subheading("Narrative"),
-        Paragraph(s5.narrative),
+        Paragraph(readable(s5.narrative)),
     ]
     return Section(STEP_HEADINGS[4], blocks)
 
@@ -517,7 +564,8 @@ def _crm(r: ValueChainAnalysis) -> Section:
         blocks.append(
             Table(
                 ["Metric", "Value", "Definition"],
-                [[m.label, metric_value(m), m.description] for m in a.metrics],
+                [[WIN_RATE_LABEL if m.name == "win_rate" else m.label, metric_value(m), m.description]
+                 for m in a.metrics],
                 ["left", "right", "left"],
                 [1.5, 0.9, 3.6],
             )
@@ -531,8 +579,18 @@ def _crm(r: ValueChainAnalysis) -> Section:
                 muted=True,
             )
         )
-    blocks.append(Paragraph(v.convention, muted=True))
+    if any(m.name == "win_rate" for a in v.areas for m in a.metrics):
+        blocks.append(Paragraph(WIN_RATE_NOTE, muted=True))
+    blocks.append(Paragraph(readable(v.convention), muted=True))
     return Section(CRM_HEADING, blocks)
+
+
+WIN_RATE_LABEL = "Win rate (CRM opportunities)"
+WIN_RATE_NOTE = (
+    "The report's win rate is the CRM one: opportunities won ÷ opportunities closed (won + lost), by count, "
+    "closing in the window. A \"Win rate\" among the activities' performance metrics is that team's own "
+    "recorded figure against its target, not computed from the CRM."
+)
 
 
 def _notes(r: ValueChainAnalysis) -> Section:
@@ -541,6 +599,16 @@ def _notes(r: ValueChainAnalysis) -> Section:
         [
             Bullets(
                 [
+                    "Margin leak = max(0, cost − total cost × value share).",
+                    "Activity-based costing with a cost driver: SQ = standard quantity of the driver the output "
+                    "should need, AQ = actual quantity used, SP = standard price per unit. Value-added = SQ·SP "
+                    "(AQ·SP when capacity is left unused); non-value-added = (AQ − SQ)·SP, or all of the cost for "
+                    "an unnecessary activity; unused committed capacity = (SQ − AQ)·SP.",
+                    "ROI = estimated benefit per year / estimated cost; net benefit = benefit − cost in the first "
+                    "year.",
+                    "Win rate (CRM) = closed-won / (closed-won + closed-lost) opportunities closing in the window, "
+                    "by count.",
+                    f"Amounts are in {_CURRENCY.get()}.",
                     "Cost share = cost / total cost; value share = value score / total value score; "
                     "value/cost index = value share / cost share.",
                     "Quadrants: high means a share ≥ 1/n. Invest and scale = high value, low cost; optimize = "
@@ -555,12 +623,21 @@ def _notes(r: ValueChainAnalysis) -> Section:
     )
 
 
-def build_document(result: ValueChainAnalysis) -> Document:
-    """The report for one analysis result."""
+def build_document(result: ValueChainAnalysis, *, currency: str = "USD") -> Document:
+    """The report for one analysis result, amounts in `currency` (ISO 4217 code)."""
+    token = _CURRENCY.set(currency)
+    try:
+        return _document(result)
+    finally:
+        _CURRENCY.reset(token)
+
+
+def _document(result: ValueChainAnalysis) -> Document:
     return Document(
         title=f"Value-chain analysis {result.period}",
         subtitle=(
-            f"{result.n_activities} activities, total cost {money(result.total_cost)}; data as of {result.as_of}"
+            f"{result.n_activities} activities, total cost {money_short(result.total_cost)}; "
+            f"data as of {result.as_of}"
         ),
         sections=[
             _summary(result),
