@@ -11,12 +11,7 @@ Also here: `valuechain init`'s first admin key and `valuechain serve`'s sign-in 
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +21,7 @@ import pytest
 from agent_fakes import Script, ScriptedChatModel, call, say
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
+from web_harness import launch_chromium, serve
 
 from agent.copilot import Copilot
 from api.app import create_app
@@ -42,14 +38,6 @@ CITED = "margin-leak-and-value-cost-index"
 QUESTION = "Which activities leak the most margin, and what should we do about our riskiest account?"
 
 
-def chromium_executable() -> str | None:
-    """Debian's chromium (or CHROMIUM_PATH); Playwright's own browser download is not used."""
-    for candidate in (os.environ.get("CHROMIUM_PATH"), "chromium", "chromium-browser", "google-chrome"):
-        if candidate and (found := shutil.which(candidate)):
-            return found
-    return None
-
-
 @dataclass
 class Served:
     url: str
@@ -61,17 +49,8 @@ class Served:
     script: Script
 
 
-def _free_socket() -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    return sock
-
-
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    import uvicorn
-
     from knowledge.ingest import ingest_documents, load_documents
     from knowledge.store import KnowledgeStore
     from tools.nba import next_best_action
@@ -98,55 +77,35 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         llm_base_url=None, llm_autostart=False, playbook_path=None, recommendation_ttl_days=30,
     )  # type: ignore[call-arg]
     app = create_app(settings, knowledge_store=store)
-    sock = _free_socket()
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", ws="none", lifespan="on"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            pytest.fail("the uvicorn server did not start")
-        time.sleep(0.05)
-
-    script = Script([
-        call("score_activities"),
-        call("rank", entity="accounts", metric="churn_probability", limit=1),
-        call("next_best_action", account_id=account),
-        call("propose_recommendation", account_id=account, action=action,
-             rationale="Highest expected value for the riskiest account."),
-        # last: once knowledge passages are in, the agent answers from them
-        call("search_knowledge", query="what does margin leak measure"),
-        say(f"**Margin leak** is cost not matched by value [{CITED}].\n\n"
-            f"- {account} is the riskiest account\n- I filed `{action}` for approval."),
-    ])
-    app.state.llm.copilot = Copilot(
-        sessions=app.state.sessionmaker,
-        knowledge=lambda: store,
-        router=ScriptedChatModel(script=script, label="router"),
-        answerer=ScriptedChatModel(script=script, label="answerer"),
-        model_name="scripted",
-    )
-    host, port = sock.getsockname()
     try:
-        yield Served(f"http://{host}:{port}", sessions, approver, viewer, account, action, script)
+        with serve(app) as base:  # the lifespan sets app.state.llm: the copilot goes in once it runs
+            script = Script([
+                call("score_activities"),
+                call("rank", entity="accounts", metric="churn_probability", limit=1),
+                call("next_best_action", account_id=account),
+                call("propose_recommendation", account_id=account, action=action,
+                     rationale="Highest expected value for the riskiest account."),
+                # last: once knowledge passages are in, the agent answers from them
+                call("search_knowledge", query="what does margin leak measure"),
+                say(f"**Margin leak** is cost not matched by value [{CITED}].\n\n"
+                    f"- {account} is the riskiest account\n- I filed `{action}` for approval."),
+            ])
+            app.state.llm.copilot = Copilot(
+                sessions=app.state.sessionmaker,
+                knowledge=lambda: store,
+                router=ScriptedChatModel(script=script, label="router"),
+                answerer=ScriptedChatModel(script=script, label="answerer"),
+                model_name="scripted",
+            )
+            yield Served(base, sessions, approver, viewer, account, action, script)
     finally:
-        server.should_exit = True
-        thread.join(timeout=15)
-        sock.close()
         engine.dispose()
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    executable = chromium_executable()
-    if executable is None:
-        pytest.skip("no Chromium found (install Debian's `chromium` or set CHROMIUM_PATH): the browser test cannot run")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=executable, headless=True, args=["--no-sandbox"])
+    with launch_chromium() as browser:
         yield browser
-        browser.close()
 
 
 @pytest.mark.slow
