@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from bench.churn_bench import _timed
 from core.db import make_engine, make_sessionmaker
 from tools.churn.active import load_active_model
 from tools.churn.features import AccountScope, active_on
@@ -31,12 +32,6 @@ from tools.churn.scoring import assess, driver_json, resolve_as_of
 
 RESULTS = Path(__file__).resolve().parent / "results" / "churn-model-scale.json"
 ACTIVE_1M = 877_608
-
-
-def _timed(fn: Any) -> tuple[Any, float]:
-    t0 = time.perf_counter()
-    out = fn()
-    return out, time.perf_counter() - t0
 
 
 def measure(db: Path, rows: int, chunk: int) -> dict[str, Any]:
