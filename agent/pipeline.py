@@ -28,6 +28,7 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 from sqlalchemy.orm import Session, sessionmaker
 
+from agent.compare import comparisons
 from agent.copilot import (
     AgentAnswer,
     AgentEvent,
@@ -50,12 +51,12 @@ from agent.middleware import (
     timed_model_call,
 )
 from agent.numbers import untraceable, unverified_note
-from agent.plan import Plan, ignored_ids
+from agent.plan import MAX_STEPS, Plan, Step, ignored_ids
 from agent.planner import Gate, Planner, Retrieve
 from agent.prompts import load_prompt
-from agent.render import render
+from agent.render import CURRENCY, render
 from agent.runlog import RunLog, history, last_steps
-from knowledge.search import KnowledgeResults
+from knowledge.search import KNOWLEDGE_CHARS, KnowledgeResults
 from tools.accounts import scope_values
 from tools.errors import new_error_id
 from tools.registry import FILTER_KEYS, TOOLS_BY_NAME
@@ -67,6 +68,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_REPLANS = 1
+DEFINITION_PASSAGES = 2
+"""Passages a knowledge search added to a data plan returns (each costs the answer call ~150 prompt tokens)."""
 CHECK_MARKERS = ("never invent ids", "which does not come before", "which was dropped", "an earlier step it needs failed",
                  "which returned nothing")
 """Errors of the executor's own checks (agent.executor), as opposed to what a tool said."""
@@ -112,8 +115,10 @@ class PlanCopilot:
         model_name: str,
         retrieve: Retrieve | None = None,
         gate: Gate | None = None,
+        ground: Gate | None = None,
         recommendation_ttl_days: int | None = 30,
         llm_call_timeout_s: float | None = None,
+        currency: str = "USD",
     ) -> None:
         self.sessions = sessions
         self.knowledge = knowledge
@@ -123,6 +128,8 @@ class PlanCopilot:
         with sessions() as session:
             scopes = scope_values(session=session, keys=FILTER_KEYS)
         self.planner = Planner(planner, retrieve=retrieve, scopes=scopes, gate=gate)
+        self.ground = ground
+        self.currency = currency
         self.answerer = answerer
         self.answer_prompt = load_prompt("answer_plan.md")
         self.knowledge_prompt = load_prompt("answer_knowledge.md")
@@ -168,7 +175,9 @@ class PlanCopilot:
         if reply.plan is None:
             turn.notes.append(f"no usable plan: {reply.error}")
             return {"plan": None, "replan": False}
-        plan = self._settle_filing(turn, reply.plan)
+        if reply.fanned_out:
+            turn.notes.append(f"the plan's per-account steps repeated for {', '.join(reply.fanned_out)} (named, unused)")
+        plan = self._with_definitions(turn, self._settle_filing(turn, reply.plan))
         turn.notes.append(f"plan: {plan.compact()}")
         write({"type": "plan", "plan": plan.model_dump()})
         return {"plan": plan, "replan": False}
@@ -185,6 +194,18 @@ class PlanCopilot:
             if note:
                 turn.notes.append(note)
         return plan
+
+    def _with_definitions(self, turn: Turn, plan: Plan) -> Plan:
+        """A data-only plan with a knowledge search added when the question also asks how something
+        is defined or works (`agent.exemplar_library.definition_asked`): the answer can then say how,
+        and cite the passage. Searched with the user's own words; at most `DEFINITION_PASSAGES`."""
+        if (self.ground is None or plan.intent not in ("answer", "file") or not plan.steps
+                or len(plan.steps) >= MAX_STEPS or any(s.tool == "search_knowledge" for s in plan.steps)
+                or not self.ground(turn.question)):
+            return plan
+        turn.notes.append("added a knowledge search: the question also asks how something is defined or works")
+        step = Step(tool="search_knowledge", args={"query": turn.question, "k": DEFINITION_PASSAGES})
+        return plan.model_copy(update={"steps": [*plan.steps, step]})
 
     @staticmethod
     def _after_plan(state: State) -> str:
@@ -246,7 +267,11 @@ class PlanCopilot:
         turn = runtime.context
         write = get_stream_writer()
         ex = state.get("execution")
-        turn.answer = await self._compose(turn, state.get("plan"), ex.steps if ex else [], write)
+        token = CURRENCY.set(self.currency)  # this node's task only: amounts rendered in the CRM's currency
+        try:
+            turn.answer = await self._compose(turn, state.get("plan"), ex.steps if ex else [], write)
+        finally:
+            CURRENCY.reset(token)
         return {}
 
     async def _compose(self, turn: Turn, plan: Plan | None, steps: list[StepRun],
@@ -278,8 +303,9 @@ class PlanCopilot:
                                         "run `valuechain knowledge build` (the bundled corpus) and ask again.")
             turn.notes.append("off-topic: nothing in the knowledge base; declined")
             return self._say(write, self.decline)
-        blocks = [b for s in _unique(ok) if (b := render(s.result))]  # type: ignore[arg-type]
-        narrative = await self._narrate(turn, ok, failed, write)
+        compared = comparisons([s.result for s in _unique(ok) if s.result is not None])
+        blocks = compared + [b for s in _unique(ok) if (b := render(s.result))]  # type: ignore[arg-type]
+        narrative = await self._narrate(turn, ok, failed, write, compared)
         tail = "\n\n".join(blocks)
         if failed:
             tail += ("\n\n" if tail else "") + "Not available: " + "; ".join(
@@ -293,7 +319,8 @@ class PlanCopilot:
         write({"type": "token", "text": text})
         return text
 
-    async def _narrate(self, turn: Turn, ok: list[StepRun], failed: list[StepRun], write: Callable[[Any], None]) -> str:
+    async def _narrate(self, turn: Turn, ok: list[StepRun], failed: list[StepRun], write: Callable[[Any], None],
+                       compared: list[str]) -> str:
         knowledge = [s for s in ok if isinstance(s.result, KnowledgeResults)]
         data = [s for s in ok if not isinstance(s.result, KnowledgeResults)]
         lines = [f"Question: {turn.question}"]
@@ -305,8 +332,13 @@ class PlanCopilot:
                     lines.append(f"[{h.source} § {h.section}] {h.text}")
         else:
             system = self.answer_prompt
+            lines += compared  # which is higher, worked out by code: copy it, do not work it out
             for s in _unique(ok):
                 assert s.result is not None  # ok steps have results
+                if isinstance(s.result, KnowledgeResults):  # how something is defined or works, to cite
+                    lines += [f"[{h.source} § {h.section}] {h.text[:KNOWLEDGE_CHARS]}" for h in s.result.results
+                              if s.result.on_topic]
+                    continue
                 # what the user will see, figures formatted as shown: the model copies them instead of
                 # regrouping digits of raw JSON numbers (31428 became "314,280" in a trial)
                 lines.append(render(s.result) or f"{s.tool} result: {TOOLS_BY_NAME[s.tool].view_json(s.result)}")
@@ -315,7 +347,7 @@ class PlanCopilot:
         messages = [SystemMessage(system), HumanMessage("\n".join(lines))]
         text = await self._stream(turn, messages, write)
         sources = [json.dumps(s.result.model_dump(mode="json"), default=str) for s in ok if s.result is not None]
-        sources += [render(s.result) for s in ok if s.result is not None]
+        sources += [render(s.result) for s in ok if s.result is not None] + compared
         sources.append(turn.question)
         invented = untraceable(text, sources)
         if invented:

@@ -78,6 +78,27 @@ def ignored_ids(question: str, plan: Plan) -> list[str]:
     return [i for i in named if i not in used and i.replace("_", "-") not in used]
 
 
+ACCOUNT_ID = re.compile(r"^[A-Z]{3,5}[-_][0-9]{2,5}$")
+
+
+def fan_out(question: str, plan: Plan) -> tuple[Plan, list[str]]:
+    """The plan with its per-account steps repeated for the accounts the user named that no step uses
+    ("Compare the churn risk of A and B" planned for A alone gets B's call too), and the ids added.
+
+    Only for an answering plan whose steps all name one account the user wrote, without references:
+    a plan of other shapes, or one that files, is left to the replan (`ignored_ids`)."""
+    missing = [i for i in ignored_ids(question, plan) if ACCOUNT_ID.match(i)]
+    said = {m.group(0).upper() for m in NAMED_ID.finditer(question)}
+    targets = {str(s.args.get("account_id", "")).upper() for s in plan.steps}
+    if (not missing or plan.intent != "answer" or not plan.steps or len(targets) != 1
+            or not targets <= said or any(refs_of(s) for s in plan.steps)):
+        return plan, []
+    room = (MAX_STEPS - len(plan.steps)) // len(plan.steps)
+    added = missing[:room]
+    steps = [*plan.steps, *(s.model_copy(update={"args": {**s.args, "account_id": i}}) for i in added for s in plan.steps)]
+    return plan.model_copy(update={"steps": steps}), added
+
+
 NUMBER_WORDS = ("one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve",
                 "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen", "twenty")
 _N = r"([0-9]{1,3}|" + "|".join(NUMBER_WORDS) + r")"

@@ -21,7 +21,7 @@ from langchain_core.runnables import Runnable
 from pydantic import ValidationError
 
 from agent.intent import unsupported_action
-from agent.plan import MAX_STEPS, NAMED_ID, Plan
+from agent.plan import MAX_STEPS, NAMED_ID, Plan, fan_out
 from agent.prompts import load_prompt
 from tools.registry import MODEL_TOOLS, ToolSpec
 
@@ -75,6 +75,9 @@ class PlanReply:
     seconds: float
     prompt_tokens: int | None
     completion_tokens: int | None
+    fanned_out: tuple[str, ...] = ()
+    """Accounts the user named that the model's plan left out, given its per-account steps by code
+    (`agent.plan.fan_out`)."""
     gated: bool = False
     """Decided off-topic without a model call: far from anything answerable (the similarity gate) or
     an action the tools cannot take (`agent.intent.unsupported_action`)."""
@@ -132,8 +135,11 @@ class Planner:
         raw = str(reply.content).strip() if isinstance(reply, AIMessage) else str(reply)
         usage = reply.usage_metadata if isinstance(reply, AIMessage) else None
         plan, error = parse_plan(raw)
+        added: list[str] = []
+        if plan is not None:
+            plan, added = fan_out(question, plan)
         return PlanReply(plan, raw, error, seconds, usage["input_tokens"] if usage else None,
-                         usage["output_tokens"] if usage else None)
+                         usage["output_tokens"] if usage else None, fanned_out=tuple(added))
 
 
 def parse_plan(raw: str) -> tuple[Plan | None, str | None]:

@@ -9,10 +9,12 @@ and probabilities as percentages with one decimal, as the tools computed them.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from contextvars import ContextVar
 from typing import Any
 
 from pydantic import BaseModel
 
+from core.currency import amount
 from knowledge.search import KnowledgeResults
 from tools.accounts import AccountProfile, AccountTimeline
 from tools.activities import ActivityScores
@@ -25,8 +27,13 @@ from tools.recommendations import ProposedRecommendation
 MAX_ROWS = 20
 
 
+CURRENCY: ContextVar[str] = ContextVar("answer_currency", default="USD")
+"""ISO 4217 code of the CRM's amounts (`settings.currency`); the agent sets it for its turn."""
+
+
 def money(x: float | None) -> str:
-    return "–" if x is None else f"{x:,.0f}"
+    """An amount in the CRM's currency, whole units: $19,255,500."""
+    return "–" if x is None else amount(x, CURRENCY.get())
 
 
 def pct(x: float | None) -> str:
@@ -53,7 +60,9 @@ def table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
 def _metric_value(r: RankResult, value: Any) -> str:
     if isinstance(value, bool) or value is None:
         return "–"
-    if r.unit in ("currency", "days", "count"):
+    if r.unit == "currency":
+        return money(float(value))
+    if r.unit in ("days", "count"):
         return f"{value:,.0f}"
     if r.unit == "probability" or r.metric == "performance_gap":  # a relative shortfall reads as a percentage
         return pct(float(value))
@@ -147,11 +156,29 @@ def render_proposed(r: ProposedRecommendation) -> str:
     return f"Filed recommendation #{r.id}: {r.action} for {target}, pending a human's approval."
 
 
+EXCERPT_CHARS = 280
+"""Characters of the best passage quoted under an answer from the knowledge base (whole sentences)."""
+
+
+def excerpt(text: str, limit: int = EXCERPT_CHARS) -> str:
+    """The start of `text` in whole sentences, at most `limit` characters (or its first sentence cut
+    at a word, with an ellipsis)."""
+    text = " ".join(text.split())
+    if len(text) <= limit:
+        return text
+    cut = max(text.rfind(". ", 0, limit), text.rfind("? ", 0, limit), text.rfind("! ", 0, limit))
+    if cut > 0:
+        return text[: cut + 1]
+    return text[: text.rfind(" ", 0, limit)].rstrip(",;:") + "…"
+
+
 def render_sources(r: KnowledgeResults) -> str:
+    """The passages cited, and the best one quoted: what the answer rests on, in the source's words."""
     if not r.on_topic or not r.results:
         return ""
     seen = dict.fromkeys(f"[{h.source} § {h.section}]" for h in r.results)
-    return "Sources: " + ", ".join(seen)
+    best = r.results[0]
+    return f"Sources: {', '.join(seen)}\n\nFrom [{best.source} § {best.section}]: “{excerpt(best.text)}”"
 
 
 RENDERERS: dict[type[BaseModel], Callable[[Any], str]] = {

@@ -18,7 +18,7 @@ from typing import Any, Literal, Protocol
 
 from langchain_core.language_models import BaseChatModel
 
-from agent.exemplar_library import knowledge_gate, nearest_last
+from agent.exemplar_library import definition_asked, knowledge_gate, nearest_last
 from agent.plan import plan_schema
 from agent.planner import Planner
 from agent.prompts import load_prompt
@@ -122,7 +122,8 @@ def copilot_factory(models: ChatModels, knowledge: Callable[[], Any], options: R
         def make_plan(sessions: Any) -> PlanCopilot:
             return PlanCopilot(sessions=sessions, knowledge=knowledge, planner=models.planner(plan_schema(), **overrides),
                                answerer=models.answerer(**overrides), model_name=models.model,
-                               retrieve=_plan_retriever(options), gate=knowledge_gate(knowledge), recommendation_ttl_days=None,
+                               retrieve=_plan_retriever(options), gate=knowledge_gate(knowledge),
+                               ground=definition_asked(knowledge), recommendation_ttl_days=None,
                                llm_call_timeout_s=options.llm_timeout_s)
 
         return make_plan

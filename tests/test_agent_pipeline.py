@@ -535,3 +535,88 @@ def test_a_framework_question_on_an_empty_knowledge_base_says_so_and_how_to_fill
     assert result.llm_calls == 1
     assert "knowledge base is empty" in result.answer and "valuechain knowledge build" in result.answer
     assert "outside what I cover" not in result.answer
+
+
+def test_a_comparison_of_two_accounts_is_worked_out_by_code_and_given_to_the_narrative(
+        sessions: sessionmaker[Session]) -> None:
+    from tools.churn.scoring import churn_risk
+
+    a, b = ranked(sessions, 2)
+    with sessions() as s:
+        pa, pb = (churn_risk(session=s, account_id=i).accounts[0].probability for i in (a, b))
+    assert pa >= pb  # ranked by churn probability
+    script = Script([
+        plan("answer", ("churn_risk", {"account_id": b}), ("churn_risk", {"account_id": a})),
+        say("See the comparison."),
+    ])
+    result = copilot_for(sessions, script).ask(f"Compare the churn risk of {b} and {a}")
+    assert "**Side by side**" in result.answer
+    higher = f"({a}) {pa * 100:.1f}% is higher than"
+    assert higher in result.answer and f"({b}) {pb * 100:.1f}%, by" in result.answer
+    assert higher in str(script.requests[1]["messages"][-1].content)  # the narrative copies, not works out
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    from evals.fixtures import corpus_knowledge
+
+    return corpus_knowledge(tmp_path_factory.mktemp("corpus"))
+
+
+def test_a_data_plan_gets_a_knowledge_search_when_the_question_asks_how_it_is_defined(
+        sessions: sessionmaker[Session], corpus: Any) -> None:
+    script = Script([
+        plan("answer", ("rank", {"entity": "initiatives", "metric": "roi", "limit": 3})),
+        say("The top initiative by ROI is first [tool-rank § Entities and metrics for initiatives]."),
+    ])
+    copilot = PlanCopilot(sessions=sessions, knowledge=lambda: corpus, model_name="scripted",
+                          planner=ScriptedChatModel(script=script, label="planner"),
+                          answerer=ScriptedChatModel(script=script, label="answerer"),
+                          ground=lambda q: "defined" in q)
+    result = copilot.ask("Rank initiatives by ROI. How is ROI defined there?")
+    assert [c.name for c in result.tool_calls] == ["rank", "search_knowledge"]
+    assert result.tool_calls[1].args["query"] == "Rank initiatives by ROI. How is ROI defined there?"
+    assert result.llm_calls == 2
+    seen = str(script.requests[1]["messages"][-1].content)
+    assert "**Initiatives by roi**" in seen and "roi = est_annual_benefit / est_cost" in seen  # passage text
+    assert "Sources: [" in result.answer and "From [" in result.answer  # cited and quoted by code
+    # a question it does not fire on keeps the planner's plan as it was
+    script2 = Script([plan("answer", ("rank", {"entity": "initiatives", "metric": "roi", "limit": 3})), say("Ok.")])
+    copilot2 = PlanCopilot(sessions=sessions, knowledge=lambda: corpus, model_name="scripted",
+                           planner=ScriptedChatModel(script=script2, label="planner"),
+                           answerer=ScriptedChatModel(script=script2, label="answerer"), ground=lambda q: False)
+    assert [c.name for c in copilot2.ask("Rank initiatives by ROI").tool_calls] == ["rank"]
+
+
+def test_fan_out_repeats_per_account_steps_for_named_accounts_the_plan_left_out() -> None:
+    from agent.plan import fan_out
+
+    one = Plan.model_validate({"intent": "answer", "steps": [{"tool": "churn_risk", "args": {"account_id": "ACME-0001"}}]})
+    plan2, added = fan_out("Compare the churn risk of ACME-0001, BETA-0002 and GAMA-0003", one)
+    assert added == ["BETA-0002", "GAMA-0003"]
+    assert [s.args["account_id"] for s in plan2.steps] == ["ACME-0001", "BETA-0002", "GAMA-0003"]
+    two = Plan.model_validate({"intent": "answer", "steps": [
+        {"tool": "churn_risk", "args": {"account_id": "ACME-0001"}},
+        {"tool": "next_best_action", "args": {"account_id": "ACME-0001"}}]})
+    plan3, _ = fan_out("Risk and best action for ACME-0001 and BETA-0002?", two)
+    assert [(s.tool, s.args["account_id"]) for s in plan3.steps] == [
+        ("churn_risk", "ACME-0001"), ("next_best_action", "ACME-0001"),
+        ("churn_risk", "BETA-0002"), ("next_best_action", "BETA-0002")]
+    # left alone: filing, references, steps about other things, an id no step names
+    filing = one.model_copy(update={"intent": "file"})
+    assert fan_out("File for ACME-0001 and BETA-0002", filing) == (filing, [])
+    ranked_plan = Plan.model_validate({"intent": "answer", "steps": [
+        {"tool": "rank", "args": {"entity": "accounts", "metric": "arr"}},
+        {"tool": "churn_risk", "args": {"account_id": "#1"}}]})
+    assert fan_out("Rank accounts; how risky are ACME-0001 and BETA-0002", ranked_plan)[1] == []
+    assert fan_out("Compare ACME-0001 and BETA-0002", one.model_copy(update={"steps": [
+        one.steps[0].model_copy(update={"args": {"account_id": "ZZZZ-0009"}})]}))[1] == []
+
+
+def test_a_parallel_question_planned_for_one_account_runs_for_both_without_a_replan(
+        sessions: sessionmaker[Session]) -> None:
+    a, b = ranked(sessions, 2)
+    script = Script([plan("answer", ("churn_risk", {"account_id": a})), say("Compared below.")])
+    result = copilot_for(sessions, script).ask(f"Which is riskier, {a} or {b}?")
+    assert [(c.name, c.args["account_id"]) for c in result.tool_calls] == [("churn_risk", a), ("churn_risk", b)]
+    assert result.llm_calls == 2 and "**Side by side**" in result.answer

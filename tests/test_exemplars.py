@@ -393,3 +393,35 @@ def test_the_gate_plans_a_framework_question_no_exemplar_is_near_and_still_decli
     assert not gate("Write me a limerick about the weather")
     opened.clear()
     assert gate("Which 5 accounts are most likely to churn?") and opened == []
+
+
+def test_the_definition_margin_separates_knowledge_from_data_exemplars_leave_one_out(corpus_store: Any) -> None:
+    """`definition_asked`'s margin, measured as its docstring says: each exemplar against the others.
+    Knowledge-only questions clear it, data-only questions mostly do not."""
+    from agent.exemplar_library import DEFINITION_MARGIN
+
+    index = default_index()
+    vectors = index.vectors
+    data = np.array([bool(e.plan.steps) and e.plan.intent in ("answer", "file")
+                     and all(s.tool != "search_knowledge" for s in e.plan.steps) for e in index.exemplars])
+    cleared: dict[str, list[bool]] = {"knowledge": [], "data": []}
+    for i, ex in enumerate(index.exemplars):
+        tools = {s.tool for s in ex.plan.steps}
+        kind = "knowledge" if tools == {"search_knowledge"} else "data" if data[i] else None
+        if kind is None:
+            continue
+        sims = vectors @ vectors[i]
+        sims[i] = -1.0
+        nearest_data = float(np.where(data, sims, -1.0).max())
+        cleared[kind].append(corpus_store.vector_search(ex.q, 1)[0].score - nearest_data >= DEFINITION_MARGIN)
+    knowledge_rate = sum(cleared["knowledge"]) / len(cleared["knowledge"])
+    data_rate = sum(cleared["data"]) / len(cleared["data"])
+    assert knowledge_rate >= 0.9 and data_rate <= 0.2, (knowledge_rate, data_rate)
+
+
+def test_definition_asked_on_a_data_question_and_a_how_is_it_defined_question(corpus_store: Any) -> None:
+    from agent.exemplar_library import definition_asked
+
+    asked = definition_asked(lambda: corpus_store)
+    assert asked("How is the ROI of an initiative defined, and how does the rank tool use it?")
+    assert not asked("Show me the 10 riskiest accounts in LATAM.")

@@ -12,6 +12,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Literal
 
+from core.currency import amount, symbol
 from tools.analysis import ValueChainAnalysis
 from tools.analysis.models import AreaMetric
 from tools.analysis.report.charts import ChartKey, short_id
@@ -82,19 +83,17 @@ class Document:
 
 # the currency of the document being built (build_document sets it; ISO 4217 code)
 _CURRENCY: ContextVar[str] = ContextVar("report_currency", default="USD")
-_SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£", "JPY": "¥", "INR": "₹", "CHF": "CHF ", "CAD": "CA$", "AUD": "A$"}
 
 
 def _symbol() -> str:
-    code = _CURRENCY.get()
-    return _SYMBOLS.get(code, f"{code} ")
+    return symbol(_CURRENCY.get())
 
 
 def money(x: float | None) -> str:
     """An amount in the report's currency, whole units: $19,255,500."""
     if x is None:
         return "—"
-    return f"{'-' if x < 0 else ''}{_symbol()}{abs(x):,.0f}"
+    return amount(x, _CURRENCY.get())
 
 
 def money_short(x: float) -> str:
