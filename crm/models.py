@@ -189,16 +189,66 @@ class NpsResponse(Base):
     score: Mapped[int] = mapped_column(Integer)  # 0..10
 
 
+WON_STAGE = "closed_won"
+LOST_STAGE = "closed_lost"
+CLOSED_STAGES = (WON_STAGE, LOST_STAGE)
+"""Every other stage is open. Stages are lower-case words joined by `_` (the importer normalises)."""
+
+
 class Opportunity(Base):
+    """A deal as the CRM holds it (migration 0007): `id` is the internal key, `external_id` the
+    CRM's own (e.g. '9ME3374G'). While a deal is open, amount, close date and (for a prospect)
+    account may be blank; `close_date` is the actual close, `expected_close_date` the forecast."""
+
     __tablename__ = "opportunities"
+    __table_args__ = (
+        UniqueConstraint("external_id", name="uq_opportunities_external_id"),
+        Index("ix_opportunities_stage_owner", "stage", "owner"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), index=True)
-    type: Mapped[str] = mapped_column(String(16))  # new / upsell / renewal
+    external_id: Mapped[str | None] = mapped_column(String(64))
+    account_id: Mapped[str | None] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), index=True)
+    type: Mapped[str | None] = mapped_column(String(16))  # new / upsell / renewal
     stage: Mapped[str] = mapped_column(String(32))  # prospecting .. closed_won / closed_lost
-    amount: Mapped[float] = mapped_column(Float)
-    created_at: Mapped[dt.date] = mapped_column(Date)
-    close_date: Mapped[dt.date] = mapped_column(Date)
+    amount: Mapped[float | None] = mapped_column(Float)
+    created_at: Mapped[dt.date | None] = mapped_column(Date)
+    close_date: Mapped[dt.date | None] = mapped_column(Date)
+    expected_close_date: Mapped[dt.date | None] = mapped_column(Date)
+    owner: Mapped[str | None] = mapped_column(String(100))  # sales agent; see sales_agents
+    product: Mapped[str | None] = mapped_column(String(100))
+    last_activity_date: Mapped[dt.date | None] = mapped_column(Date)  # as the CRM records it, if it does
+    attributes: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    origin: Mapped[str] = mapped_column(String(16), default="import", server_default="import")
+
+
+class OpportunityStage(Base):
+    """Stage history: the deal entered `stage` on `entered_at` (when the export has it)."""
+
+    __tablename__ = "opportunity_stages"
+    __table_args__ = (
+        UniqueConstraint("opportunity_id", "entered_at", "stage", name="uq_opportunity_stages_entry"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    opportunity_id: Mapped[str] = mapped_column(
+        ForeignKey("opportunities.external_id", ondelete="CASCADE"), index=True
+    )
+    stage: Mapped[str] = mapped_column(String(32))
+    entered_at: Mapped[dt.date] = mapped_column(Date)
+
+
+class SalesAgent(Base):
+    """An opportunity owner with their manager, team (regional office) and optional quarterly quota."""
+
+    __tablename__ = "sales_agents"
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    manager: Mapped[str | None] = mapped_column(String(100))
+    team: Mapped[str | None] = mapped_column(String(100))
+    quarterly_quota: Mapped[float | None] = mapped_column(Float)
+    attributes: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    origin: Mapped[str] = mapped_column(String(16), default="import", server_default="import")
 
 
 class ValueChainActivity(Base):
@@ -455,6 +505,21 @@ class ChurnFeatureState(Base):
     key: Mapped[str] = mapped_column(String(32), primary_key=True)
     as_of: Mapped[dt.date] = mapped_column(Date)
     payload: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class DealModel(Base):
+    """A trained, versioned deal (win) model (tools/deals, migration 0007): the deployed scorer
+    and calibration in `params`, the time-based holdout figures it was chosen by in `metrics`."""
+
+    __tablename__ = "deal_models"
+
+    version: Mapped[str] = mapped_column(String(64), primary_key=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    method: Mapped[str] = mapped_column(String(32))  # logistic_regression / gradient_boosting
+    as_of: Mapped[dt.date] = mapped_column(Date)
+    active: Mapped[bool] = mapped_column(Boolean, default=False)
+    params: Mapped[dict[str, Any]] = mapped_column(JSON)
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSON)
 
 
 class AppMeta(Base):

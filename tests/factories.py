@@ -22,7 +22,9 @@ from crm.models import (
     Invoice,
     NpsResponse,
     Opportunity,
+    OpportunityStage,
     Recommendation,
+    SalesAgent,
     Subscription,
     SupportTicket,
     UsageWeekly,
@@ -420,3 +422,56 @@ def golden_accounts(session: Session) -> None:
     ticket(session, "ACME-0003", priority="medium", opened_at=D(2026, 3, 31))
     ticket(session, "ACME-0003", priority="medium", opened_at=D(2026, 4, 2))
     ticket(session, "ACME-0005", priority="low", opened_at=D(2026, 3, 1), closed_at=D(2026, 4, 10))
+
+
+def golden_pipeline(session: Session) -> None:
+    """The pipeline fixture of tests/test_pipeline_health.py, as of 2026-05-15 (hand-worked there).
+
+    agents  team  manager  quota     open deals (stage, amount, expected close)        won
+    Ann     East  Mia      100,000   D1 proposal 40,000 06-20; D2 negotiation 20,000    W1 30,000 04-20, W3 8,000
+                                     04-30 (no account, last activity 03-16)
+    Bob     East  Mia       50,000   D3 qualification 10,000 08-10 (ACME-0001)          W2 50,000 (2025)
+    Cy      West  Raj       -        D4 prospecting, no amount, no expected close       L1 lost
+    """
+    set_as_of(session, D(2026, 5, 15))
+    account(session, "ACME-0001")
+    interaction(session, "ACME-0001", occurred_at=D(2026, 5, 10))
+    for name, team, manager, quota in (
+        ("Ann", "East", "Mia", 100_000.0),
+        ("Bob", "East", "Mia", 50_000.0),
+        ("Cy", "West", "Raj", None),
+    ):
+        _add(session, SalesAgent(name=name, team=team, manager=manager, quarterly_quota=quota, attributes={}))
+    deals: list[dict[str, Any]] = [
+        {"external_id": "OPP-D1", "owner": "Ann", "product": "Core", "stage": "proposal", "amount": 40_000.0,
+         "created_at": D(2026, 3, 1), "expected_close_date": D(2026, 6, 20)},
+        {"external_id": "OPP-D2", "owner": "Ann", "product": "Core", "stage": "negotiation", "amount": 20_000.0,
+         "created_at": D(2026, 1, 10), "expected_close_date": D(2026, 4, 30),
+         "last_activity_date": D(2026, 3, 16)},
+        {"external_id": "OPP-D3", "owner": "Bob", "product": "Analytics", "stage": "qualification",
+         "amount": 10_000.0, "created_at": D(2026, 5, 1), "expected_close_date": D(2026, 8, 10),
+         "account_id": "ACME-0001"},
+        {"external_id": "OPP-D4", "owner": "Cy", "product": "Core", "stage": "prospecting", "amount": None,
+         "created_at": D(2026, 5, 5)},
+        {"external_id": "OPP-W1", "owner": "Ann", "product": "Core", "stage": "closed_won", "amount": 30_000.0,
+         "created_at": D(2026, 3, 1), "close_date": D(2026, 4, 20)},
+        {"external_id": "OPP-W2", "owner": "Bob", "product": "Core", "stage": "closed_won", "amount": 50_000.0,
+         "created_at": D(2025, 9, 1), "close_date": D(2025, 11, 2)},
+        {"external_id": "OPP-W3", "owner": "Ann", "product": "Analytics", "stage": "closed_won",
+         "amount": 8_000.0, "created_at": D(2026, 1, 5), "close_date": D(2026, 2, 10)},
+        {"external_id": "OPP-L1", "owner": "Cy", "product": "Core", "stage": "closed_lost", "amount": None,
+         "created_at": D(2026, 2, 1), "close_date": D(2026, 3, 30)},
+    ]
+    for values in deals:
+        values = {"account_id": None, "type": "new", "close_date": None, "attributes": {}, **values}
+        _add(session, Opportunity(**values))
+    for ref, stage, day in (
+        ("OPP-D1", "qualification", D(2026, 3, 1)),
+        ("OPP-D1", "proposal", D(2026, 5, 1)),
+        ("OPP-D2", "negotiation", D(2026, 3, 16)),
+        ("OPP-W1", "qualification", D(2026, 3, 1)),
+        ("OPP-W1", "proposal", D(2026, 3, 20)),
+        ("OPP-W1", "negotiation", D(2026, 4, 5)),
+        ("OPP-W1", "closed_won", D(2026, 4, 20)),
+    ):
+        _add(session, OpportunityStage(opportunity_id=ref, stage=stage, entered_at=day))

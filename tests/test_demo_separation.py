@@ -34,8 +34,10 @@ from crm.models import (
     Invoice,
     NpsResponse,
     Opportunity,
+    OpportunityStage,
     Recommendation,
     RecommendationEvent,
+    SalesAgent,
     Subscription,
     SupportTicket,
     UsageWeekly,
@@ -252,6 +254,10 @@ def _setup_both(engine: Engine) -> dict[str, int]:
             ChurnScore.model_version == demo_model.model_version,
             ~ChurnScore.account_id.in_(demo_ids),
         )
+        # the demo's prospects (deals without an account) and its sales team go with it (#20)
+        counts["opportunities"] += _count(s, Opportunity, Opportunity.account_id.is_(None))
+        counts["sales_agents"] = _count(s, SalesAgent)
+        counts["opportunity_stages"] = _count(s, OpportunityStage)
     return counts
 
 

@@ -390,7 +390,7 @@ def test_unknown_field_lists_valid_ones() -> None:
     [
         ("accounts", "columns: {Churn: status}\n", "needs its key field 'id' from a CSV column"),
         ("usage", "table: accounts\ncolumns: {a: account_id}\n", "this mapping is for 'accounts'"),
-        ("tickets", "columns: {a: account_id}\nattributes: rest\n", "only accounts have an attributes field"),
+        ("tickets", "columns: {a: account_id}\nattributes: rest\n", "only accounts, opportunities and sales agents have an attributes field"),
         ("tickets", "columns: {a: account_id}\n", "field 'priority' is required for support_tickets"),
         ("accounts", "columns: {a: id, b: attributes}\n", "'attributes' is filled from unmapped columns"),
         ("accounts", "columns: {a: id}\ndefaults: {arr: lots}\n", "defaults.arr: not a number: 'lots'"),

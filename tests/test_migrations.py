@@ -15,7 +15,7 @@ from core.db import make_engine
 from crm.migrate import alembic_config, current_revision, upgrade
 from crm.models import Base
 
-HEAD = "0005"
+HEAD = "0007"
 
 
 def test_migration_creates_every_model_table(any_engine: Engine) -> None:
@@ -220,3 +220,51 @@ def test_0004_leaves_a_database_without_the_demo_as_imported(engine_0003: Engine
         )
     upgrade(engine_0003)
     assert _origins(engine_0003, "accounts") == {"ACME-0001": "import"}
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def engine_0005(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Engine:
+    return _engine_at(request, tmp_path_factory, "0005")
+
+
+def test_0007_keeps_opportunities_lets_them_be_blank_and_downgrades(engine_0005: Engine) -> None:
+    """Issue #20: existing deals survive with their ids; a demo account's deals become `demo`."""
+    with engine_0005.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO accounts (id, name, arr, status, attributes, origin) VALUES "
+                "('ACME-0001', 'x', 1.0, 'active', '{}', 'demo'), ('7590-VHVEG', 'y', 1.0, 'active', '{}', 'import')"
+            )
+        )
+        conn.execute(
+            text(
+                "INSERT INTO opportunities (id, account_id, type, stage, amount, created_at, close_date) VALUES "
+                "(4, 'ACME-0001', 'upsell', 'closed_won', 10.0, '2026-01-01', '2026-02-01'), "
+                "(9, '7590-VHVEG', 'new', 'proposal', 20.0, '2026-01-05', '2026-03-01')"
+            )
+        )
+    upgrade(engine_0005)
+    assert current_revision(engine_0005) == HEAD
+    with engine_0005.begin() as conn:
+        rows = conn.execute(text("SELECT id, origin, external_id, stage FROM opportunities ORDER BY id")).all()
+        assert [tuple(r) for r in rows] == [(4, "demo", None, "closed_won"), (9, "import", None, "proposal")]
+        conn.execute(  # an open prospect: no account, amount, dates or type
+            text("INSERT INTO opportunities (external_id, stage, attributes) VALUES ('9ME3374G', 'prospecting', '{}')")
+        )
+        conn.execute(
+            text("INSERT INTO opportunity_stages (opportunity_id, stage, entered_at) VALUES ('9ME3374G', 'prospecting', '2026-05-01')")
+        )
+        with pytest.raises(IntegrityError), conn.begin_nested():  # the CRM's id is unique
+            conn.execute(
+                text("INSERT INTO opportunities (external_id, stage, attributes) VALUES ('9ME3374G', 'won', '{}')")
+            )
+
+    cfg = alembic_config(engine_0005.url.render_as_string(hide_password=False))
+    with engine_0005.begin() as connection:
+        cfg.attributes["connection"] = connection
+        command.downgrade(cfg, "0005")
+    with engine_0005.connect() as conn:
+        assert conn.execute(text("SELECT id FROM opportunities ORDER BY id")).scalars().all() == [4, 9]
+    assert "opportunity_stages" not in inspect(engine_0005).get_table_names()
+    upgrade(engine_0005)
+    assert current_revision(engine_0005) == HEAD

@@ -549,13 +549,13 @@ def _events(
         )
 
     for o in session.scalars(select(Opportunity).where(Opportunity.account_id == account_id)):
-        ref = f"opportunity {o.id}"
+        ref = f"opportunity {o.external_id or o.id}"
         add(
             o.id,
             o.created_at,
             "opportunity_created",
             ref,
-            f"{o.type} opportunity of {o.amount:,.2f} opened",
+            f"{_deal(o)} opened",
             type=o.type,
             amount=o.amount,
             stage=o.stage,
@@ -567,7 +567,7 @@ def _events(
                 o.close_date,
                 kind,
                 ref,
-                f"{o.type} opportunity of {o.amount:,.2f} {o.stage.split('_')[1]}",
+                f"{_deal(o)} {o.stage.split('_')[1]}",
                 type=o.type,
                 amount=o.amount,
             )
@@ -593,6 +593,12 @@ def _events(
             renewal_date=s.renewal_date.isoformat(),
         )
     return out
+
+
+def _deal(o: Opportunity) -> str:
+    """`upsell opportunity of 5,000.00`; the kind and the amount are left out when the CRM has none."""
+    kind = f"{o.type} opportunity" if o.type else "opportunity"
+    return kind if o.amount is None else f"{kind} of {o.amount:,.2f}"
 
 
 def account_timeline(

@@ -38,8 +38,10 @@ from tools.analysis.core import value_chain_analysis
 from tools.analysis.models import ValueChainAnalysis, project_analysis
 from tools.churn.schemas import ChurnRiskResult, project_churn_risk
 from tools.churn.scoring import churn_risk
+from tools.deals.score import DealScore, deal_score, project_deal_score
 from tools.errors import ToolInputError, unknown
 from tools.nba import NextBestActionResult, next_best_action, project_nba
+from tools.pipeline.health import GroupBy, PipelineHealth, pipeline_health, project_pipeline
 from tools.projection import view, view_json
 from tools.ranking import RankResult, project_rank, rank
 from tools.recommendations import ProposedRecommendation, project_proposed, propose_recommendation
@@ -332,6 +334,47 @@ LIST_ACCOUNTS = ToolSpec(
     offered=False,
 )
 
+
+class PipelineHealthParams(Params):
+    group_by: GroupBy = Field(default="owner", description="owner, team, product or quarter.")
+    filters: dict[str, str] | None = Field(
+        default=None, description="Optional: only an owner, team, manager, product, type, stage, segment or region."
+    )
+    quarter: str | None = Field(default=None, description='A quarter such as "2026-Q4"; empty for the current one.')
+    target: float | None = Field(
+        default=None, description="The quarter's target for the selection; empty for the sales quotas."
+    )
+    stale_days: int = Field(default=30, description="Days without activity after which a deal is stale.")
+    limit: int = Field(default=10, description="How many deals at risk to list.")
+
+
+PIPELINE_HEALTH = ToolSpec(
+    name="pipeline_health",
+    core=pipeline_health,
+    result=PipelineHealth,
+    params=PipelineHealthParams,
+    description="Sales pipeline health per owner, team, product or quarter: open and probability-weighted "
+    "pipeline, coverage of the target, expected won amount, stale and slipped deals, deals at risk.",
+    project=project_pipeline,
+    # issue #20: served by the API, the CLI and the evals; offered to the model once cassettes are re-recorded
+    offered=False,
+)
+
+
+class DealScoreParams(Params):
+    opportunity_id: str = Field(description='The deal id as the CRM gives it, e.g. "9ME3374G".')
+
+
+DEAL_SCORE = ToolSpec(
+    name="deal_score",
+    core=deal_score,
+    result=DealScore,
+    params=DealScoreParams,
+    description="Win probability of one open deal from the deal model, with its drivers in plain words.",
+    project=project_deal_score,
+    offered=False,  # issue #20, as pipeline_health
+)
+
 ALL_TOOLS: tuple[ToolSpec[Any, Any], ...] = (
     RANK,
     CHURN_RISK,
@@ -343,6 +386,8 @@ ALL_TOOLS: tuple[ToolSpec[Any, Any], ...] = (
     SEARCH_KNOWLEDGE,
     PROPOSE_RECOMMENDATION,
     LIST_ACCOUNTS,
+    PIPELINE_HEALTH,
+    DEAL_SCORE,
 )
 """Every tool, in the order the model is offered them."""
 

@@ -19,6 +19,7 @@ from rich.progress import (
 )
 from sqlalchemy import Connection, Engine, Table, delete, func, select, text
 
+from crm.demo.deals import sales_agent_rows
 from crm.demo.reference import activity_rows, initiative_rows
 from crm.demo.simulate import (
     CHUNK,
@@ -32,7 +33,7 @@ from crm.demo.simulate import (
 from crm.demo.timeline import Timeline
 from crm.models import DEMO_ORIGIN, Base
 
-GENERATOR_VERSION = "1"
+GENERATOR_VERSION = "2"  # 2: opportunities with owners, products, stage history and prospects (#20)
 BATCH = 10_000
 DEFAULT_AS_OF = dt.date(2026, 9, 30)
 META_KEYS = ("as_of", "demo_seed", "demo_accounts", "generator_version", "demo_history")
@@ -55,7 +56,14 @@ _ID_TABLES = (
     "opportunities",
 )
 # Per-chunk tables in insert (foreign-key) order.
-_CHUNK_TABLES = ("accounts", "contacts", "subscriptions", "usage_weekly", *_ID_TABLES[2:])
+_CHUNK_TABLES = (
+    "accounts",
+    "contacts",
+    "subscriptions",
+    "usage_weekly",
+    *_ID_TABLES[2:],
+    "opportunity_stages",
+)
 # Everything the generator writes or that points at it; deleted by a reset, children first.
 _RESET_ORDER = (
     "recommendation_events",
@@ -63,8 +71,11 @@ _RESET_ORDER = (
     "churn_scores",
     "churn_feature_state",
     "churn_models",
+    "deal_models",
     "nps_responses",
+    "opportunity_stages",
     "opportunities",
+    "sales_agents",
     "interactions",
     "invoices",
     "support_tickets",
@@ -205,7 +216,12 @@ def generate_demo(
         summary.rows["value_chain_activities"] = _insert(
             conn, _t("value_chain_activities"), _demo(_columns(activity_rows(as_of)))
         )
-        summary.rows["initiatives"] = _insert(conn, _t("initiatives"), _demo(_columns(initiative_rows(as_of))))
+        summary.rows["initiatives"] = _insert(
+            conn, _t("initiatives"), _demo(_columns(initiative_rows(as_of)))
+        )
+        summary.rows["sales_agents"] = _insert(
+            conn, _t("sales_agents"), _demo(_columns(sales_agent_rows(accounts)))
+        )
     next_id = dict.fromkeys(_ID_TABLES, 1)
     n_chunks = -(-accounts // CHUNK)
     with _progress_bar(progress, accounts, "generating demo company") as advance:
@@ -220,8 +236,20 @@ def generate_demo(
                     conn.exec_driver_sql("PRAGMA cache_size=-262144")
                 for name in _CHUNK_TABLES:
                     columns = data.tables[name]
-                    if name == "accounts":
+                    if name in ("accounts", "opportunities"):
                         columns = _demo(columns)
+                    if name == "opportunities":
+                        columns["external_id"] = [
+                            opportunity_external_id(n)
+                            for n in range(next_id[name], next_id[name] + len(columns["account_id"]))
+                        ]
+                    if name == "opportunity_stages":
+                        first = next_id["opportunities"] - len(data.tables["opportunities"]["account_id"])
+                        local = columns.pop("opportunity_local")
+                        columns = {
+                            "opportunity_id": [opportunity_external_id(first + i) for i in local],
+                            **columns,
+                        }
                     if name in next_id:
                         count = len(next(iter(columns.values())))
                         first = next_id[name]
@@ -252,6 +280,22 @@ def generate_demo(
     return summary
 
 
+_ID_ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+_ID_SPACE = 36**8
+_ID_MULT = 2_654_435_761  # odd and not a multiple of 3: a permutation of the 8-character space
+
+
+def opportunity_external_id(number: int) -> str:
+    """The CRM-style id of the demo's `number`-th opportunity: 8 characters such as '4QX0T7ZM',
+    unique (a fixed permutation of the numbers), the shape real exports have."""
+    value = (number * _ID_MULT + 0x5EED) % _ID_SPACE
+    out = []
+    for _ in range(8):
+        value, digit = divmod(value, 36)
+        out.append(_ID_ALPHABET[digit])
+    return "".join(reversed(out))
+
+
 def _columns(rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
     return {key: [row[key] for row in rows] for key in rows[0]}
 
@@ -266,6 +310,6 @@ def count_rows(engine: Engine) -> dict[str, int]:
     """Row count of every table the generator writes."""
     out: dict[str, int] = {}
     with engine.connect() as conn:
-        for name in (*_CHUNK_TABLES, "value_chain_activities", "initiatives"):
+        for name in (*_CHUNK_TABLES, "value_chain_activities", "initiatives", "sales_agents"):
             out[name] = conn.execute(select(func.count()).select_from(_t(name))).scalar_one()
     return out

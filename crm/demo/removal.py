@@ -21,13 +21,16 @@ from crm.models import (
     ChurnModel,
     ChurnScore,
     Contact,
+    DealModel,
     Initiative,
     Interaction,
     Invoice,
     NpsResponse,
     Opportunity,
+    OpportunityStage,
     Recommendation,
     RecommendationEvent,
+    SalesAgent,
     Subscription,
     SupportTicket,
     UsageWeekly,
@@ -130,8 +133,9 @@ def remove_demo(engine: Engine, *, now: dt.datetime) -> DemoRemoval:
     """Delete the demo company and everything hanging off it, in one transaction.
 
     Deleted: demo accounts and all their rows (contacts, subscriptions, usage, tickets,
-    invoices, interactions, NPS, opportunities, churn scores), demo value-chain activities and
-    every initiative on them, recommendations (and their events) about demo accounts or
+    invoices, interactions, NPS, opportunities, churn scores), the demo's prospects (opportunities
+    without an account), stage history, sales team and deal models learned from its deals, demo
+    value-chain activities and every initiative on them, recommendations (and their events) about demo accounts or
     activities, churn models trained while the demo was present and the scores they made, the
     kept churn feature state, and the demo's `app_meta` keys. Kept: imported rows, users, API
     keys, conversation logs. Records `demo_removed` in `app_meta` so `valuechain init` does not
@@ -169,6 +173,22 @@ def remove_demo(engine: Engine, *, now: dt.datetime) -> DemoRemoval:
         # The kept feature state is one archive over all accounts: it goes with them.
         run("churn_feature_state", delete(ChurnFeatureState))
         run("churn_models", delete(ChurnModel).where(ChurnModel.version.in_(models)))
+        # the demo's deals: its accounts' and its prospects' (no account), with their stage history
+        demo_deals = or_(Opportunity.origin == DEMO_ORIGIN, Opportunity.account_id.in_(accounts))
+        run(
+            "opportunity_stages",
+            delete(OpportunityStage).where(
+                OpportunityStage.opportunity_id.in_(select(Opportunity.external_id).where(demo_deals))
+            ),
+        )
+        run("opportunities", delete(Opportunity).where(demo_deals))
+        run("sales_agents", delete(SalesAgent).where(SalesAgent.origin == DEMO_ORIGIN))
+        demo_deal_models = [
+            v
+            for v, params in conn.execute(select(DealModel.version, DealModel.params))
+            if params.get("population") == "demo"
+        ]
+        run("deal_models", delete(DealModel).where(DealModel.version.in_(demo_deal_models)))
         for model in _ACCOUNT_CHILDREN:
             run(model.__tablename__, delete(model).where(model.account_id.in_(accounts)))
         run("accounts", delete(Account).where(Account.origin == DEMO_ORIGIN))

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from crm.demo import names
+from crm.demo import deals, names
 from crm.demo.timeline import Timeline
 
 CHUNK = 2000  # accounts per chunk: fixed, so results never depend on how work is split
@@ -582,68 +582,26 @@ def simulate_chunk(tl: Timeline, spec: ChunkSpec) -> ChunkData:
         "score": score[ni, nj, nk].tolist(),
     }
 
-    # ---------------------------------------------------------------- opportunities
-    ro = _rng(spec, 9)
-    o_acc: list[NDArray[np.int64]] = []
-    o_type: list[NDArray[np.int64]] = []  # 0 new, 1 upsell, 2 renewal
-    o_stage: list[NDArray[np.int64]] = []  # index into STAGES
-    o_amount: list[NDArray[np.float64]] = []
-    o_created: list[NDArray[np.int64]] = []
-    o_close: list[NDArray[np.int64]] = []
-    # new business: the deal that created the account
-    o_acc.append(acc[valid])
-    o_type.append(np.zeros(int(valid.sum()), np.int64))
-    o_stage.append(np.full(int(valid.sum()), 4))
-    o_amount.append(np.round(12 * mrr[valid, 0], 2))
-    o_created.append((created - ro.integers(20, 121, C))[valid])
-    o_close.append(created[valid])
-    # renewals: opened 90 days before each renewal date
-    r_open = renew - 90
-    r_ok = (r_open <= A) & (r_open < churn_day[:, None]) & valid[:, None]
-    ri_, rk = np.nonzero(r_ok)
-    rdate = renew[ri_, rk]
-    lost = churned[ri_] & (churn_day[ri_] <= rdate)
-    days_left = rdate - A
-    open_stage = np.where(days_left > 60, 1, np.where(days_left > 30, 2, 3))
-    stage = np.where(lost, 5, np.where(rdate <= A, 4, open_stage))
-    o_acc.append(ri_)
-    o_type.append(np.full(len(ri_), 2))
-    o_stage.append(stage)
-    o_amount.append(np.round(12 * mrr[ri_, rk], 2))
-    o_created.append(r_open[ri_, rk])
-    o_close.append(np.where(lost, churn_day[ri_], rdate))
-    # upsells: healthier accounts get more, and win more
-    p_up = 0.35 / 52 * np.exp(-1.5 * trouble[:, :WH]) * started[:, :WH]
-    ui_, uw_ = np.nonzero(ro.random((C, WH)) < p_up)
-    n = len(ui_)
-    u_created = ws[uw_] + ro.integers(0, 7, n)
-    u_close = u_created + ro.integers(30, 100, n)
-    u_tr = trouble[ui_, uw_]
-    won = ro.random(n) < 0.1 + 0.45 * np.exp(-u_tr)
-    u_stage = np.where(u_close > A, ro.integers(1, 4, n), np.where(won, 4, 5))
-    cut = churned[ui_] & (u_close >= churn_day[ui_])
-    u_stage = np.where(cut, 5, u_stage)
-    u_close = np.where(cut, churn_day[ui_], u_close)
-    u_term = np.clip((u_created - created[ui_]) // 365, 0, K)
-    u_keep = valid[ui_] & (u_created >= created[ui_]) & (u_created < churn_day[ui_]) & (u_created <= A)
-    o_acc.append(ui_[u_keep])
-    o_type.append(np.ones(int(u_keep.sum()), np.int64))
-    o_stage.append(u_stage[u_keep])
-    o_amount.append(np.round(12 * mrr[ui_, u_term] * ro.uniform(0.1, 0.5, n), 2)[u_keep])
-    o_created.append(u_created[u_keep])
-    o_close.append(u_close[u_keep])
-    oa = np.concatenate(o_acc)
-    order = np.argsort(oa, kind="stable")  # group by account, like the other tables
-    oa = oa[order]
-    stages = ("prospecting", *OPEN_STAGES, "closed_won", "closed_lost")
-    tables["opportunities"] = {
-        "account_id": ids[oa].tolist(),
-        "type": [("new", "upsell", "renewal")[i] for i in np.concatenate(o_type)[order].tolist()],
-        "stage": [stages[i] for i in np.concatenate(o_stage)[order].tolist()],
-        "amount": np.concatenate(o_amount)[order].tolist(),
-        "created_at": tl.to_dates(np.concatenate(o_created)[order]),
-        "close_date": tl.to_dates(np.concatenate(o_close)[order]),
-    }
+    # ---------------------------------------------------------------- opportunities (crm/demo/deals.py)
+    deals_of = deals.Accounts(
+        ids=ids,
+        valid=valid,
+        created=created,
+        churn_day=churn_day,
+        churned=churned,
+        renew=renew,
+        mrr=mrr,
+        trouble=trouble,
+        started=started,
+        region=region,
+        ae=ae,
+        plan=plan,
+        lead=lead,
+        lead_names=LEAD_SOURCES,
+    )
+    tables["opportunities"], tables["opportunity_stages"] = deals.simulate_deals(
+        deals_of, tl, stage_from=event_from, ro=_rng(spec, 9), rs=_rng(spec, 10), seed=spec.seed
+    )
 
     return ChunkData(tables, churned=int((churned & valid).sum()), active=int((~churned & valid).sum()))
 

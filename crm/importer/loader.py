@@ -42,7 +42,7 @@ from crm.importer.mapping import (
     template_fields,
 )
 from crm.importer.report import ImportIssue, ImportReport
-from crm.importer.tables import TableSpec, normalise_choice, table_spec
+from crm.importer.tables import NORMALISED, TableSpec, normalise_choice, table_spec
 from crm.models import PRIMARY_CATEGORIES, Base, ChurnFeatureState
 
 BATCH_SIZE = 2000
@@ -54,6 +54,7 @@ DATE_ORDER: dict[str, tuple[tuple[str, str], ...]] = {
     "subscriptions": (("start_date", "renewal_date"),),
     "support_tickets": (("opened_at", "closed_at"),),
     "invoices": (("issued_at", "due_date"), ("issued_at", "paid_at")),
+    "opportunities": (("created_at", "close_date"),),
 }
 COST_DRIVER_QUANTITIES = ("std_quantity", "actual_quantity", "std_price")
 PERFORMANCE_FIELDS = ("perf_actual", "perf_target", "perf_direction")  # the performance gap needs all three
@@ -405,6 +406,9 @@ def _check_value(
     if value is None:
         return
     fs = plan.spec.fields[name]
+    normalise = NORMALISED.get((plan.spec.name, name))
+    if normalise is not None:
+        value = row[name] = normalise(value)
     if fs.choices is not None and value not in fs.choices:
         found = fs.choice_lookup.get(normalise_choice(str(value)))
         if found is None:
@@ -775,14 +779,15 @@ def _update(
     if not fields:
         return  # the mapping supplies only the key: nothing to overwrite
     if "attributes" in fields:
+        key_col = table.c[spec.key[0]]
         ids = [r[spec.key[0]] for r in rows]
         current: dict[Any, Any] = {
             key: attrs
-            for key, attrs in conn.execute(select(table.c.id, table.c.attributes).where(table.c.id.in_(ids)))
+            for key, attrs in conn.execute(select(key_col, table.c.attributes).where(key_col.in_(ids)))
         }
         for r in rows:
             # Keys from this file's columns replace (a blank cell removes); other keys are kept.
-            merged = {k: v for k, v in (current.get(r["id"]) or {}).items() if k not in attr_columns}
+            merged = {k: v for k, v in (current.get(r[spec.key[0]]) or {}).items() if k not in attr_columns}
             merged.update(r["attributes"])
             r["attributes"] = merged
     stmt = (

@@ -70,7 +70,8 @@ class ImportMapping(BaseModel):
     )
     attributes: Literal["rest", "none"] | list[str] | None = Field(
         default=None,
-        description="accounts only: 'rest' (default) puts every unmapped column into attributes, "
+        description="tables with attributes (accounts, opportunities, sales-team): 'rest' (default) puts "
+        "every unmapped column into attributes, "
         "a list names the columns, 'none' ignores them",
     )
     attribute_types: dict[str, Literal["int", "float", "bool", "str"]] = Field(
@@ -240,7 +241,8 @@ def check_mapping(mapping: ImportMapping, spec: TableSpec) -> list[str]:
     if not spec.has_attributes:
         if mapping.attributes not in (None, "none"):
             problems.append(
-                f"attributes: only accounts have an attributes field; unmapped columns of "
+                f"attributes: only accounts, opportunities and sales agents have an attributes field; "
+                f"unmapped columns of "
                 f"{spec.name} are reported and ignored (remove `attributes`)"
             )
         if mapping.attribute_types:

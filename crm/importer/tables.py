@@ -7,7 +7,8 @@ silently ignored downstream, so the importer refuses it up front).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Any, Literal
 
@@ -26,11 +27,14 @@ from crm.models import (
     Invoice,
     NpsResponse,
     Opportunity,
+    OpportunityStage,
+    SalesAgent,
     Subscription,
     SupportTicket,
     UsageWeekly,
     ValueChainActivity,
 )
+from crm.stages import canonical_stage
 
 FieldKind = Literal["str", "int", "float", "bool", "date", "list", "dict"]
 
@@ -45,6 +49,8 @@ COMMANDS: dict[str, type[Base]] = {
     "interactions": Interaction,
     "nps": NpsResponse,
     "opportunities": Opportunity,
+    "opportunity-stages": OpportunityStage,
+    "sales-team": SalesAgent,
     "activities": ValueChainActivity,
     "initiatives": Initiative,
 }
@@ -79,6 +85,7 @@ RANGES: dict[tuple[str, str], tuple[float | None, float | None]] = {
     ("nps_responses", "score"): (0, 10),
     ("interactions", "sentiment"): (-1, 1),
     ("opportunities", "amount"): (0, None),
+    ("sales_agents", "quarterly_quota"): (0, None),
     ("value_chain_activities", "annual_cost"): (0, None),
     ("value_chain_activities", "value_score"): (0, 10),
     ("value_chain_activities", "std_quantity"): (0, None),
@@ -91,6 +98,17 @@ RANGES: dict[tuple[str, str], tuple[float | None, float | None]] = {
 IMPLICIT_TEMPLATES: dict[tuple[str, str], str] = {("accounts", "name"): "{id}"}
 
 INT32 = (-(2**31), 2**31 - 1)
+
+# Tables imported by the CRM's own id, kept beside an internal integer key the database assigns
+# (migration 0007): the CRM's id is the import key (duplicates, --upsert), the internal one is
+# never mapped.
+EXTERNAL_KEYS: dict[str, str] = {"opportunities": "external_id"}
+
+# Fields whose text is brought to one spelling after conversion (see crm.stages).
+NORMALISED: dict[tuple[str, str], Callable[[str], str]] = {
+    ("opportunities", "stage"): canonical_stage,
+    ("opportunity_stages", "stage"): canonical_stage,
+}
 
 # Columns no mapping may fill: `origin` tells the demo company's rows from everything else
 # (migration 0004); an import always writes the model default, "import".
@@ -228,12 +246,18 @@ def table_spec(command_or_table: str) -> TableSpec:
     fields = {c.name: _field(table, c) for c in table.columns if c.name not in NOT_IMPORTABLE}
     key = tuple(c.name for c in table.primary_key.columns)
     generated = len(key) == 1 and fields[key[0]].kind == "int"
+    if table.name in EXTERNAL_KEYS:
+        fields.pop(key[0])
+        key, generated = (EXTERNAL_KEYS[table.name],), False
+        fields[key[0]] = replace(fields[key[0]], nullable=False)  # blank in the table, never in a file
     fks = tuple(
         ForeignKeyRef(field=fk.parent.name, table=fk.column.table.name, column=fk.column.name)
         for fk in sorted(table.foreign_keys, key=lambda fk: fk.parent.name)
     )
     uniques = tuple(
-        tuple(c.name for c in con.columns) for con in table.constraints if isinstance(con, UniqueConstraint)
+        tuple(c.name for c in con.columns)
+        for con in table.constraints
+        if isinstance(con, UniqueConstraint) and tuple(c.name for c in con.columns) != key
     )
     return TableSpec(
         command=command,

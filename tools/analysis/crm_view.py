@@ -135,7 +135,9 @@ def _marketing(
     pipeline = math.fsum(
         session.scalars(
             select(Opportunity.amount).where(
-                Opportunity.type == "new", Opportunity.created_at.between(start, end)
+                Opportunity.type == "new",
+                Opportunity.created_at.between(start, end),
+                Opportunity.amount.is_not(None),
             )
         )
     )
@@ -167,7 +169,11 @@ def _sales(session: Session, start: ColumnElement[dt.date], end: ColumnElement[d
         select(func.count()).select_from(Opportunity).where(closed, Opportunity.stage == "closed_lost"),
     )
     won_amount = math.fsum(
-        session.scalars(select(Opportunity.amount).where(closed, Opportunity.stage == "closed_won"))
+        session.scalars(
+            select(Opportunity.amount).where(
+                closed, Opportunity.stage == "closed_won", Opportunity.amount.is_not(None)
+            )
+        )
     )
     arr = math.fsum(session.scalars(select(Account.arr).where(_active_at(end))))
     return [

@@ -34,7 +34,9 @@ _DESCRIPTIONS = {
     "invoices": "invoices of existing accounts",
     "interactions": "interactions (email/call/meeting/qbr) with existing accounts",
     "nps": "NPS responses (nps_responses) of existing accounts",
-    "opportunities": "opportunities of existing accounts",
+    "opportunities": "opportunities (deals) keyed by the CRM's id; prospects may have no account",
+    "opportunity-stages": "stage history (opportunity_stages) of existing opportunities",
+    "sales-team": "sales agents (sales_agents): manager, team, quarterly quota",
     "activities": "value-chain activities (value_chain_activities), incl. cost-driver fields",
     "initiatives": "initiatives on existing value-chain activities",
 }

@@ -11,6 +11,7 @@ from valuechain.cli import analysis as analysis_cmd
 from valuechain.cli import ask as ask_cmd
 from valuechain.cli import churn as churn_cmd
 from valuechain.cli import db as db_cmd
+from valuechain.cli import deals as deals_cmd
 from valuechain.cli import demo as demo_cmd
 from valuechain.cli import eval as eval_cmd
 from valuechain.cli import importer as import_cmd
@@ -61,6 +62,7 @@ app.add_typer(db_cmd.app, name="db", help="Database maintenance: migrate, canoni
 app.add_typer(knowledge_cmd.app, name="knowledge", help="Knowledge base: ingest, search, build, eval.")
 app.add_typer(llm_cmd.app, name="llm", help="LLM endpoint and speed; run the embedded model server.")
 app.add_typer(churn_cmd.app, name="churn", help="Churn model: train, report, keep score snapshots.")
+app.add_typer(deals_cmd.app, name="deals", help="Deal (win) model: train on closed deals, report.")
 app.add_typer(analysis_cmd.app, name="analysis", help="Five-step value-chain analysis report (md, html, pdf).")
 app.add_typer(tools_cmd.app, name="tools", help="Deterministic tools: scoring, ranking, accounts, churn.")
 app.add_typer(review_cmd.app, name="review", help="Review queue: list, show, approve, reject recommendations.")
