@@ -470,3 +470,13 @@ def definition_asked(knowledge: Callable[[], Any]) -> Callable[[str], bool]:
         return hits[0].score - default_index().data_similarity(question) >= DEFINITION_MARGIN
 
     return asked
+
+
+def passage_similarity(knowledge: Callable[[], Any]) -> Callable[[str], float | None]:
+    """query → cosine similarity of the nearest passage of `knowledge()` (None: the store is empty)."""
+
+    def similarity(query: str) -> float | None:
+        hits = knowledge().vector_search(query, 1)
+        return hits[0].score if hits else None
+
+    return similarity

@@ -116,6 +116,7 @@ class PlanCopilot:
         retrieve: Retrieve | None = None,
         gate: Gate | None = None,
         ground: Gate | None = None,
+        passages: Callable[[str], float | None] | None = None,
         recommendation_ttl_days: int | None = 30,
         llm_call_timeout_s: float | None = None,
         currency: str = "USD",
@@ -127,7 +128,7 @@ class PlanCopilot:
         self.timeout_s = llm_call_timeout_s
         with sessions() as session:
             scopes = scope_values(session=session, keys=FILTER_KEYS)
-        self.planner = Planner(planner, retrieve=retrieve, scopes=scopes, gate=gate)
+        self.planner = Planner(planner, retrieve=retrieve, scopes=scopes, gate=gate, passages=passages)
         self.ground = ground
         self.currency = currency
         self.answerer = answerer

@@ -23,6 +23,7 @@ from pydantic import ValidationError
 from agent.intent import unsupported_action
 from agent.plan import MAX_STEPS, NAMED_ID, Plan, fan_out
 from agent.prompts import load_prompt
+from knowledge.search import OFF_TOPIC_SIMILARITY
 from tools.registry import MODEL_TOOLS, ToolSpec
 
 HISTORY_TURNS = 2
@@ -93,12 +94,24 @@ class Planner:
     """Writes plans with one model call each."""
 
     def __init__(self, model: Runnable[Any, Any], *, retrieve: Retrieve | None = None,
-                 scopes: Scopes | None = None, gate: Gate | None = None) -> None:
-        """`model` must already constrain its replies to `plan_schema()` (`LLMRuntime.planner`)."""
+                 scopes: Scopes | None = None, gate: Gate | None = None,
+                 passages: Callable[[str], float | None] | None = None) -> None:
+        """`model` must already constrain its replies to `plan_schema()` (`LLMRuntime.planner`);
+        `passages`: query → similarity of the nearest knowledge passage (None: no passages at all)."""
         self.system = planner_system_prompt(scopes)
         self.model = model
         self.retrieve = retrieve
         self.gate = gate
+        self.passages = passages
+
+    def _nothing_to_search(self, plan: Plan) -> bool:
+        """A plan of knowledge searches only, none of which finds a passage about its query: the
+        question is outside the framework (the answer would decline: `knowledge.search.on_topic`),
+        so the plan is to abstain. An empty store is not that (the answer says how to fill it)."""
+        if self.passages is None or not plan.steps or any(st.tool != "search_knowledge" for st in plan.steps):
+            return False
+        best = [self.passages(str(st.args.get("query", ""))) for st in plan.steps]
+        return all(b is not None and b < OFF_TOPIC_SIMILARITY for b in best)
 
     def messages(self, question: str, history: Sequence[tuple[str, str]] = (), feedback: str | None = None,
                  previous: Sequence[tuple[str, dict[str, Any], Any]] = ()) -> list[BaseMessage]:
@@ -138,6 +151,8 @@ class Planner:
         added: list[str] = []
         if plan is not None:
             plan, added = fan_out(question, plan)
+            if self._nothing_to_search(plan):
+                plan = Plan(intent="off_topic")
         return PlanReply(plan, raw, error, seconds, usage["input_tokens"] if usage else None,
                          usage["output_tokens"] if usage else None, fanned_out=tuple(added))
 

@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy.orm import Session, sessionmaker
 
 from agent.copilot import Agent, Copilot
-from agent.exemplar_library import definition_asked, knowledge_gate, nearest_last
+from agent.exemplar_library import definition_asked, knowledge_gate, nearest_last, passage_similarity
 from agent.llm.model_files import ProgressFn
 from agent.llm.runtime import LLMRuntime
 from agent.pipeline import PlanCopilot
@@ -50,6 +50,7 @@ def build_copilot(
             retrieve=nearest_last(settings.plan_exemplars) if settings.plan_exemplars else None,
             gate=knowledge_gate(knowledge or default_knowledge),
             ground=definition_asked(knowledge or default_knowledge),
+            passages=passage_similarity(knowledge or default_knowledge),
             recommendation_ttl_days=settings.recommendation_ttl_days,
             llm_call_timeout_s=settings.llm_timeout_s,
             currency=settings.currency,

@@ -18,7 +18,7 @@ from typing import Any, Literal, Protocol
 
 from langchain_core.language_models import BaseChatModel
 
-from agent.exemplar_library import definition_asked, knowledge_gate, nearest_last
+from agent.exemplar_library import definition_asked, knowledge_gate, nearest_last, passage_similarity
 from agent.plan import plan_schema
 from agent.planner import Planner
 from agent.prompts import load_prompt
@@ -123,7 +123,8 @@ def copilot_factory(models: ChatModels, knowledge: Callable[[], Any], options: R
             return PlanCopilot(sessions=sessions, knowledge=knowledge, planner=models.planner(plan_schema(), **overrides),
                                answerer=models.answerer(**overrides), model_name=models.model,
                                retrieve=_plan_retriever(options), gate=knowledge_gate(knowledge),
-                               ground=definition_asked(knowledge), recommendation_ttl_days=None,
+                               ground=definition_asked(knowledge),
+                               passages=passage_similarity(knowledge), recommendation_ttl_days=None,
                                llm_call_timeout_s=options.llm_timeout_s)
 
         return make_plan
@@ -201,7 +202,8 @@ def run_selection_suite(models: ChatModels, options: RunOptions, knowledge: Call
         from evals.selection import run_plan_selection
 
         planner = Planner(models.planner(plan_schema(), **overrides), retrieve=_plan_retriever(options),
-                          scopes=plan_scopes(options), gate=knowledge_gate(knowledge))
+                          scopes=plan_scopes(options), gate=knowledge_gate(knowledge),
+                          passages=passage_similarity(knowledge))
         engine = make_engine(f"sqlite:///{fixture_db('demo', options.work_dir)}")
         sessions = make_sessionmaker(engine)
         try:

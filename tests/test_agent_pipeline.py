@@ -620,3 +620,25 @@ def test_a_parallel_question_planned_for_one_account_runs_for_both_without_a_rep
     result = copilot_for(sessions, script).ask(f"Which is riskier, {a} or {b}?")
     assert [(c.name, c.args["account_id"]) for c in result.tool_calls] == [("churn_risk", a), ("churn_risk", b)]
     assert result.llm_calls == 2 and "**Side by side**" in result.answer
+
+
+def test_a_knowledge_only_plan_that_finds_nothing_on_topic_is_an_abstention(sessions: sessionmaker[Session]) -> None:
+    """The planner abstains where the answer would decline anyway; an empty store keeps the plan."""
+    from agent.planner import Planner
+
+    def planner_for(similarity: float | None) -> Planner:
+        script = Script([plan("answer", ("search_knowledge", {"query": "restaurants near the office"}))])
+        return Planner(ScriptedChatModel(script=script, label="planner"), passages=lambda q: similarity)
+
+    off = asyncio.run(planner_for(0.12).plan("Can you recommend a good restaurant near the office?"))
+    assert off.plan is not None and off.plan.intent == "off_topic" and not off.plan.steps
+    kept = asyncio.run(planner_for(0.61).plan("What are Porter's primary activities?"))
+    assert kept.plan is not None and [s.tool for s in kept.plan.steps] == ["search_knowledge"]
+    empty = asyncio.run(planner_for(None).plan("What are Porter's primary activities?"))
+    assert empty.plan is not None and empty.plan.intent == "answer"
+    # a data step beside the search is never dropped for it
+    script = Script([plan("answer", ("rank", {"entity": "accounts", "metric": "arr"}),
+                          ("search_knowledge", {"query": "weather"}))])
+    mixed = asyncio.run(Planner(ScriptedChatModel(script=script, label="planner"), passages=lambda q: 0.05)
+                        .plan("Top accounts by ARR and the weather"))
+    assert mixed.plan is not None and len(mixed.plan.steps) == 2
