@@ -30,7 +30,7 @@ from pydantic import BaseModel
 from agent.deps import RunContext, ToolFixableError
 from agent.intent import settle_filing
 from agent.middleware import named_by_user, squash
-from agent.plan import Plan, Step, asked_count, ignored_ids, parse_ref, refs_of
+from agent.plan import ACCOUNT_ID, NAMED_ID, Plan, Step, asked_count, ignored_ids, parse_ref, refs_of
 from tools.accounts import AccountList, AccountProfile, AccountTimeline, scope_values
 from tools.activities import ActivityScores
 from tools.analysis.models import ValueChainAnalysis
@@ -133,6 +133,7 @@ class Executor:
                                 if unused else "not filed: the user did not ask to file a recommendation")
                 steps = self._without(steps, dropped)
         else:
+            self._named_targets(steps, ex)
             steps = self._filing(steps, ex)
         self._count_from_question(steps, ex)
         for s in steps:
@@ -171,6 +172,23 @@ class Executor:
         for s in steps:
             s.index = new_of[s.index]
         return steps
+
+    def _named_targets(self, steps: list[StepRun], ex: Execution) -> None:
+        """A proposal for another account (activity) than the one the user named gets the named one:
+        "MKT-EVENTS-2026 leaks margin. File a recommendation to restructure that activity" planned as
+        a proposal for the top-scored activity (`#1`) files for MKT-EVENTS-2026. Only when the user
+        named exactly one id of that kind in this turn."""
+        named = list(dict.fromkeys(m.group(0).upper() for m in NAMED_ID.finditer(self.asked)))
+        kinds = {"account_id": [i for i in named if ACCOUNT_ID.match(i)],
+                 "activity_id": [i for i in named if not ACCOUNT_ID.match(i)]}
+        for s in steps:
+            if s.tool != "propose_recommendation":
+                continue
+            for key, ids in kinds.items():
+                value = s.args.get(key)
+                if value and len(ids) == 1 and str(value).upper() != ids[0]:
+                    ex.notes.append(f"proposal for {ids[0]}, which the user named, not {value}")
+                    s.args[key] = ids[0]
 
     def _filing(self, steps: list[StepRun], ex: Execution) -> list[StepRun]:
         """Make sure next_best_action for a proposal's account runs before it (added when missing);

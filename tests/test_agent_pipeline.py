@@ -642,3 +642,25 @@ def test_a_knowledge_only_plan_that_finds_nothing_on_topic_is_an_abstention(sess
     mixed = asyncio.run(Planner(ScriptedChatModel(script=script, label="planner"), passages=lambda q: 0.05)
                         .plan("Top accounts by ARR and the weather"))
     assert mixed.plan is not None and len(mixed.plan.steps) == 2
+
+
+def test_a_filing_for_another_activity_than_the_one_named_files_for_the_named_one(
+        sessions: sessionmaker[Session]) -> None:
+    """The plan scores the activities and files for the first (`#1`) while the user named another:
+    the proposal goes to the activity the user named, never to the top-scored one."""
+    from tools.activities import score_activities
+
+    with sessions() as s:
+        scores = score_activities(session=s, period=None)
+    top, named = scores.activities[0].id, scores.activities[1].id
+    script = Script([
+        plan("file", ("score_activities", {}),
+             ("propose_recommendation", {"activity_id": "#1", "action": "restructure",
+                                         "rationale": f"{named} leaks margin"})),
+        say("Filed for review."),
+    ])
+    result = copilot_for(sessions, script).ask(f"{named} leaks margin. File a recommendation to restructure it.")
+    assert f"proposal for {named}, which the user named, not #1" in result.notes
+    with sessions() as s:
+        filed = s.scalars(select(Recommendation)).all()
+    assert [r.activity_id for r in filed] == [named] and top != named
