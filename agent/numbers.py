@@ -80,3 +80,27 @@ def untraceable(answer: str, sources: Iterable[str]) -> list[str]:
 def unverified_note(figures: list[str]) -> str:
     """The line appended to an answer whose `figures` no tool result supports."""
     return f"\n\n(Unverified: {', '.join(figures)} {'does' if len(figures) == 1 else 'do'} not come from a tool result.)"
+
+
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z(\"“*])")
+
+
+def without_figures(text: str, figures: list[str]) -> tuple[str, int]:
+    """`text` without the sentences that state any of `figures`, and how many were left out.
+
+    Line by line (a list item is a sentence of its own); a sentence is cut at ". " before a capital."""
+    drop = set(numbers_in(" ".join(figures)))  # as numbers_in writes them ("$100,000" → "100,000")
+    kept_lines, left_out = [], 0
+    for line in text.split("\n"):
+        sentences = _SENTENCE_END.split(line)
+        kept = [t for t in sentences if not drop & set(numbers_in(t))]
+        left_out += len(sentences) - len(kept)
+        if kept or not line.strip():
+            kept_lines.append(" ".join(kept))
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(kept_lines)).strip(), left_out
+
+
+def left_out_note(n: int) -> str:
+    """The line that says sentences were left out (without repeating their figures)."""
+    return (f"\n\n(Left out: {'a sentence' if n == 1 else f'{n} sentences'} stating figures no tool returned; "
+            "the results below are what the tools computed.)")

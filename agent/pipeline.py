@@ -50,7 +50,7 @@ from agent.middleware import (
     squash,
     timed_model_call,
 )
-from agent.numbers import untraceable, unverified_note
+from agent.numbers import left_out_note, untraceable, without_figures
 from agent.plan import MAX_STEPS, Plan, Step, ignored_ids
 from agent.planner import Gate, Planner, Retrieve
 from agent.prompts import load_prompt
@@ -362,9 +362,10 @@ class PlanCopilot:
             if rewritten:
                 text = rewritten
             left = untraceable(text, sources)
-            if left:
-                turn.notes.append(f"unverified figures flagged: {', '.join(left)}")
-                text += unverified_note(left)
+            if left:  # never shown: the sentences that state them go, and the answer says so
+                text, n = without_figures(text, left)
+                turn.notes.append(f"left out {n} sentence(s) with figures in no tool result: {', '.join(left)}")
+                text += left_out_note(n)
         return text.strip()
 
     async def _stream(self, turn: Turn, messages: list[Any], write: Callable[[Any], None]) -> str:

@@ -37,3 +37,12 @@ def test_precision_matters() -> None:
 
 def test_digits_inside_ids_and_dates_are_not_figures() -> None:
     assert numbers_in("ACME-0042 renews on 2026-09-30 (ORIE-0001)") == ["2026"]
+
+
+def test_without_figures_drops_only_the_sentences_that_state_them() -> None:
+    from agent.numbers import without_figures
+
+    text = "JAVE-0114 renews in 14 days, and its ARR is $100,000. Its churn risk is 12.5%.\n- ARR $100,000\n- ok"
+    kept, n = without_figures(text, ["14", "$100,000"])
+    assert kept == "Its churn risk is 12.5%.\n- ok" and n == 2
+    assert without_figures("Nothing to drop: 66.6% here.", ["14"]) == ("Nothing to drop: 66.6% here.", 0)

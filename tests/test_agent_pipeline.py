@@ -181,15 +181,17 @@ def test_a_filter_the_user_never_named_is_dropped(sessions: sessionmaker[Session
     assert any("dropped filters the user never named" in n for n in result.notes)
 
 
-def test_a_figure_in_no_result_gets_one_rewrite_then_is_flagged(sessions: sessionmaker[Session]) -> None:
+def test_a_figure_in_no_result_gets_one_rewrite_then_its_sentence_is_left_out(sessions: sessionmaker[Session]) -> None:
     script = Script([
         plan("answer", ("score_activities", {})),
         say("Margin leak is 123,456,789."),
-        say("Margin leak is 987,654,321 overall."),
+        say("Hosting leaks the most. Margin leak is 987,654,321 overall."),
     ])
     result = copilot_for(sessions, script).ask("Which activities cost the most and add the least?")
     assert result.llm_calls == 3
-    assert "(Unverified: 987,654,321 does not come from a tool result.)" in result.answer
+    # the sentence with the invented figure is left out, and the answer says so without repeating it
+    assert result.answer.startswith("Hosting leaks the most.\n\n(Left out: a sentence stating figures no tool")
+    assert "987,654,321" not in result.answer and "123,456,789" not in result.answer
     with sessions() as s:
         assert len(s.scalars(select(LlmCall).where(LlmCall.run_id == result.run_id)).all()) == 3
 
