@@ -110,7 +110,7 @@ def test_role_is_checked_inside(db: Session, role: str) -> None:
 
 def test_admin_may_decide_but_not_on_what_they_filed(db: Session) -> None:
     rid = _propose(db, created_by="dana")
-    with pytest.raises(NotAuthorised, match="'dana' filed recommendation"):
+    with pytest.raises(NotAuthorised, match="'dana' asked for recommendation"):
         _decide(db, rid, actor="dana", role="admin")
     _decide(db, rid, actor="erin", role="admin")
 

@@ -32,7 +32,7 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
-from crm.models import AgentRun, Recommendation, RecommendationEvent
+from crm.models import AgentRun, Conversation, Recommendation, RecommendationEvent, User
 from tools.errors import DataFault, ToolInputError, unknown
 from tools.recommendations import content_hash as compute_content_hash
 
@@ -472,6 +472,17 @@ def _check_reason(
     return code, text
 
 
+def _asker(session: Session, run_id: str | None) -> str | None:
+    """The user whose question the agent run `run_id` answered (its conversation's owner), if known:
+    whoever asked for a proposal may not decide it, whatever name the proposal was filed under."""
+    if not run_id:
+        return None
+    return session.scalar(
+        select(User.name).join(Conversation, Conversation.user_id == User.id)
+        .join(AgentRun, AgentRun.conversation_id == Conversation.id).where(AgentRun.id == run_id)
+    )
+
+
 def decide_recommendation(
     *,
     session: Session,
@@ -543,9 +554,9 @@ def decide_recommendation(
         if info is None:
             raise RecommendationNotFound(f"no recommendation #{rec.id}", recommendation_id=rec.id)
         raise _already_decided(info)
-    if rec.created_by == actor_name:
+    if actor_name in (rec.created_by, _asker(session, rec.run_id)):
         raise NotAuthorised(
-            f"{actor_name!r} filed recommendation #{rec.id}; another approver must decide it",
+            f"{actor_name!r} asked for recommendation #{rec.id}; another approver must decide it",
             recommendation_id=rec.id,
         )
     current = {"version": rec.version, "content_hash": rec.content_hash}

@@ -189,7 +189,8 @@ async def run_turn(
     answered: AgentAnswer | None = None
     try:
         async for event in copilot.astream(
-            message, conversation_id=conversation_id, channel=channel, user_id=principal.user_id
+            message, conversation_id=conversation_id, channel=channel, user_id=principal.user_id,
+            actor=principal.name,  # a proposal is filed as asked by this user, who may then not decide it
         ):
             if event.type == "run_started":
                 run_id, conv_id = event.run_id, event.conversation_id

@@ -264,3 +264,32 @@ def test_me_and_the_ui_page(client: TestClient, keys: dict[str, str]) -> None:
     asset = client.get(script)
     assert asset.status_code == 200 and "javascript" in asset.headers["content-type"]
     assert client.get("/static/app.css").status_code == 200
+
+
+def test_whoever_asked_the_agent_to_file_may_not_decide_the_proposal(
+    client: TestClient, keys: dict[str, str], scripted: CopilotFactory, factory: sessionmaker[Session]
+) -> None:
+    """Issue #19 item 1: an approver asks in chat for a proposal, then tries to approve it (200 before)."""
+    from tools.nba import next_best_action
+
+    with factory() as s:
+        action = next_best_action(session=s, account_id="ACME-0001").actions[0].action
+    scripted(
+        call("next_best_action", account_id="ACME-0001"),
+        call("propose_recommendation", account_id="ACME-0001", action=action, rationale="Highest EV."),
+        say(f"Filed {action} for approval."),
+    )
+    body = client.post("/api/v1/chat", json={"message": "File the best action for ACME-0001"},
+                       headers=bearer(keys["approver"])).json()
+    with factory() as s:
+        rec = s.scalars(select(Recommendation).where(Recommendation.run_id == body["run_id"])).one()
+        assert rec.created_by == "approver1"  # filed as asked by the user, not "agent"
+        rec.created_by = "agent"  # as proposals filed before this fix were: the run still names the asker
+        s.commit()
+    decision = {"expected_version": 1, "reason_code": "agree"}
+    own = client.post(f"/api/v1/recommendations/{rec.id}/approve", json=decision, headers=bearer(keys["approver"]))
+    assert own.status_code == 403 and "another approver must decide it" in str(own.json()["detail"])
+    with factory() as s:
+        assert s.get(Recommendation, rec.id).status == "pending"  # nothing changed
+    other = client.post(f"/api/v1/recommendations/{rec.id}/approve", json=decision, headers=bearer(keys["approver2"]))
+    assert other.status_code == 200 and other.json()["status"] == "approved"
