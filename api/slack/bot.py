@@ -22,11 +22,13 @@ import re
 import time
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs
 
 from slack_bolt.adapter.fastapi.async_handler import AsyncSlackRequestHandler
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncBoltContext, AsyncRespond
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk.errors import SlackApiError
+from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -44,6 +46,7 @@ from api.slack.render import (
     REJECT_VIEW,
     decided_blocks,
     decided_line,
+    escape,
     fallback_text,
     parse_button_value,
     recommendation_blocks,
@@ -103,6 +106,21 @@ def question_from_mention(text: str, bot_user_id: str | None) -> str:
     return " ".join(text.split())
 
 
+def malformed(body: bytes, content_type: str) -> str | None:
+    """Why `body` is not one Slack sends (a JSON object, or a form whose `payload` is one), or None."""
+    try:
+        if content_type.startswith("application/json"):
+            data = json.loads(body)
+            return None if isinstance(data, dict) else f"JSON {type(data).__name__}, not an object"
+        form = parse_qs(body.decode("utf-8"), keep_blank_values=True)
+        if "payload" in form:
+            data = json.loads(form["payload"][0])
+            return None if isinstance(data, dict) else f"payload is JSON {type(data).__name__}, not an object"
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
 class SlackBot:
     """The bolt app for one FastAPI app; listeners reach the agent and database through it."""
 
@@ -121,6 +139,7 @@ class SlackBot:
             logger=log,
         )
         self.handler = AsyncSlackRequestHandler(self.bolt)
+        self.verifier = SignatureVerifier(settings.slack_signing_secret)
         self._tasks: set[asyncio.Task[None]] = set()
         self.bolt.command(COMMAND)(self.on_command)
         self.bolt.event("app_mention")(self.on_mention)
@@ -132,6 +151,12 @@ class SlackBot:
         timestamp = request.headers.get("x-slack-request-timestamp")
         if timestamp is not None and not timestamp.isdigit():  # bolt's int() would make it a 500
             return JSONResponse({"error": "invalid request"}, status_code=401)
+        body = await request.body()  # Starlette keeps it: bolt reads the same bytes
+        if self.verifier.is_valid_request(body, dict(request.headers)):
+            problem = malformed(body, request.headers.get("content-type", ""))
+            if problem is not None:  # signed by Slack but not a body Slack sends: bolt would raise (a 500)
+                log.warning("slack: refused a signed but malformed body (%s)", problem)
+                return JSONResponse({"error": "malformed body", "detail": problem}, status_code=400)
         return await self.handler.handle(request)
 
     # -------------------------------------------------------------------------- plumbing
@@ -172,7 +197,7 @@ class SlackBot:
                               respond: AsyncRespond) -> None:
         channel, user = command["channel_id"], command["user_id"]
         try:
-            asked = await client.chat_postMessage(channel=channel, text=f"<@{user}> asked: {question}")
+            asked = await client.chat_postMessage(channel=channel, text=f"<@{user}> asked: {escape(question)}")
         except SlackApiError as exc:
             await respond(
                 text=f"I cannot post in this channel ({exc.response.get('error')}); invite me to it, "
@@ -219,7 +244,7 @@ class SlackBot:
                 run, answered = await runs.answer(events, question=question, user_id=None, channel="slack")
                 if answered is None:
                     reason = run.stop_reason[1] if run.stop_reason else "the run ended without an answer"
-                    await client.chat_postMessage(channel=channel, thread_ts=thread_ts, text=f"No answer: {reason}.")
+                    await client.chat_postMessage(channel=channel, thread_ts=thread_ts, text=f"No answer: {escape(reason)}.")
                     return
                 answer = answered
         except Exception as exc:  # a bug in the run: the thread hears about it, the log keeps the traceback
@@ -227,7 +252,7 @@ class SlackBot:
             error_id = new_error_id()
             log.error("internal error %s in the slack question %r", error_id, question, exc_info=exc)
             text = internal_error_answer(error_id, exc, conversation_id=conversation_id(team, channel, thread_ts))
-            await client.chat_postMessage(channel=channel, thread_ts=thread_ts, text=text)
+            await client.chat_postMessage(channel=channel, thread_ts=thread_ts, text=escape(text))
             return
         record_agent_run(status="error" if answer.error else "ok", seconds=time.perf_counter() - t0,
                          channel="slack")
@@ -268,7 +293,7 @@ class SlackBot:
         if isinstance(outcome, DecisionResult):
             await self._show_decision(client, where, rid, outcome)
             return
-        await respond(text=outcome.message if isinstance(outcome, DecisionRefused) else str(outcome),
+        await respond(text=escape(outcome.message if isinstance(outcome, DecisionRefused) else str(outcome)),
                       response_type="ephemeral", replace_original=False)
         if isinstance(outcome, AlreadyDecided):
             await self._show_decision(client, where, rid, outcome.winner)
@@ -288,7 +313,7 @@ class SlackBot:
         if rec is None or not rec.decidable:
             text = f"recommendation #{rid} " + (
                 "no longer exists" if rec is None else f"was already {rec.status}"
-                + (f" by {rec.decided_by}" if rec.decided_by else "")
+                + (f" by {escape(rec.decided_by)}" if rec.decided_by else "")
             ) + "; nothing was changed"
             await respond(text=text, response_type="ephemeral", replace_original=False)
             if rec is not None and rec.status in ("approved", "rejected"):
@@ -359,7 +384,7 @@ class SlackBot:
             return
         line = decided_line(decision, slack_user=slack_user_of(self.settings, decision.decided_by))
         channel, ts = where
-        text = f"Recommendation #{rid} {decision.status} by {decision.decided_by}"
+        text = escape(f"Recommendation #{rid} {decision.status} by {decision.decided_by}")
         await client.chat_update(channel=channel, ts=ts, text=text, blocks=decided_blocks(rec, line))
 
 

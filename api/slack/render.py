@@ -21,11 +21,19 @@ MESSAGE_MAX = 39_000
 """Characters of an answer in one message (Slack truncates at 40,000)."""
 
 
+def escape(text: object) -> str:
+    """Text from data or the model as Slack shows it literally: `& < >` escaped, so `<!channel>`,
+    `<@U123>` and `<https://evil.example|label>` are text, never a mention or a link."""
+    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def to_mrkdwn(markdown: str) -> str:
-    """The model's Markdown as Slack mrkdwn: bold, links, headings; long answers cut with a note."""
-    text = re.sub(r"\*\*(.+?)\*\*", r"*\1*", markdown)
+    """The model's Markdown as Slack mrkdwn: bold and headings; long answers cut with a note.
+
+    Everything is escaped first (`escape`); a Markdown link stays text (only the product's own
+    links are links, and an answer has none)."""
+    text = re.sub(r"\*\*(.+?)\*\*", r"*\1*", escape(markdown))
     text = re.sub(r"__(.+?)__", r"*\1*", text)
-    text = re.sub(r"\[([^\]]+)\]\((https?://[^)\s]+)\)", r"<\2|\1>", text)
     text = re.sub(r"^#{1,6}\s+(.+)$", r"*\1*", text, flags=re.MULTILINE)
     if len(text) > MESSAGE_MAX:
         text = text[:MESSAGE_MAX] + "\n… (answer cut; the whole answer is in the conversation history)"
@@ -51,23 +59,23 @@ def parse_button_value(value: str) -> tuple[int, int, str]:
 
 
 def _summary(rec: RecommendationView) -> dict[str, Any]:
-    target = f"account `{rec.account_id}`" if rec.account_id else f"activity `{rec.activity_id}`"
+    target = f"account `{escape(rec.account_id)}`" if rec.account_id else f"activity `{escape(rec.activity_id)}`"
     facts = [f"version {rec.version}"]
     if rec.expected_value is not None:
         facts.insert(0, f"expected value {rec.expected_value:,.0f}")
     if rec.expires_at is not None:
         facts.append(f"decide by {rec.expires_at:%Y-%m-%d %H:%M} UTC")
     text = (
-        f"*Recommendation #{rec.id}*: `{rec.action}` for {target}\n"
-        f">{_cut(rec.rationale, 1500)}\n"
-        f"_{' · '.join(facts)} · filed by {rec.created_by}_"
+        f"*Recommendation #{rec.id}*: `{escape(rec.action)}` for {target}\n"
+        f">{escape(_cut(rec.rationale, 1500))}\n"
+        f"_{' · '.join(facts)} · filed by {escape(rec.created_by)}_"
     )
     return {"type": "section", "block_id": f"rec-{rec.id}", "text": {"type": "mrkdwn", "text": _cut(text, TEXT_MAX)}}
 
 
 def fallback_text(rec: RecommendationView) -> str:
     target = rec.account_id or rec.activity_id
-    return f"Recommendation #{rec.id}: {rec.action} for {target} ({rec.status})"
+    return escape(f"Recommendation #{rec.id}: {rec.action} for {target} ({rec.status})")
 
 
 def recommendation_blocks(rec: RecommendationView) -> list[dict[str, Any]]:
@@ -100,7 +108,8 @@ def recommendation_blocks(rec: RecommendationView) -> list[dict[str, Any]]:
 
 def decided_line(decision: DecisionResult | DecisionInfo, *, slack_user: str | None) -> str:
     """ "Approved by @user" (or the recorded name when the Slack user is not known)."""
-    who = f"<@{slack_user}> ({decision.decided_by})" if slack_user else str(decision.decided_by)
+    name = escape(decision.decided_by)
+    who = f"<@{escape(slack_user)}> ({name})" if slack_user else name
     verb = {"approved": "Approved", "rejected": "Rejected", "expired": "Expired"}.get(
         decision.status, decision.status.capitalize()
     )
@@ -108,9 +117,9 @@ def decided_line(decision: DecisionResult | DecisionInfo, *, slack_user: str | N
     if decision.decided_at is not None:
         line += f" at {decision.decided_at:%Y-%m-%d %H:%M} UTC"
     if decision.reason_code:
-        line += f" · reason `{decision.reason_code}`"
+        line += f" · reason `{escape(decision.reason_code)}`"
     if decision.note:
-        line += f" · “{_cut(decision.note, 500)}”"
+        line += f" · “{escape(_cut(decision.note, 500))}”"
     return line
 
 

@@ -555,3 +555,48 @@ def test_approver_names_are_parsed(tmp_path: Path) -> None:
     settings = slack_settings(tmp_path / "x.db", tmp_path, slack_approvers=" U1:alice , U2: bob ,")
     assert settings.slack_approver_map == {"U1": "alice", "U2": "bob"}
 
+
+
+# ------------------------------------------------------------------------------ issue #19 items 2 and 4
+
+PAYLOADS = "<!channel> see <https://evil.example|your invoice> & ping <@U0BOSS>"
+
+
+def test_model_answers_and_questions_are_escaped_never_mentions_or_links(env: Env) -> None:
+    env.agent([say(f"Done. {PAYLOADS} [click](https://evil.example)")])
+    assert env.post(command_body(env.fake, f"hi {PAYLOADS}"), FORM).status_code == 200
+    asked, answer = env.fake.wait("chat.postMessage", 2)
+    for text in (asked["text"], answer["text"]):
+        assert "<!channel>" not in text and "<https://evil" not in text and "<@U0BOSS>" not in text
+    assert "&lt;!channel&gt;" in answer["text"] and "&amp; ping &lt;@U0BOSS&gt;" in answer["text"]
+    assert "[click](https://evil.example)" in answer["text"]  # a Markdown link stays text
+    assert asked["text"].startswith(f"<@{CAROL}> asked: hi &lt;!channel&gt;")  # the product's own mention stays
+
+
+def test_a_rationale_and_names_from_data_are_escaped_in_the_blocks() -> None:
+    import datetime as dt
+
+    from api.slack.render import decided_line, recommendation_blocks
+    from tools.review import DecisionInfo, RecommendationView
+
+    rec = RecommendationView.model_construct(
+        id=7, version=1, content_hash="abc", account_id="ACME-0001", activity_id=None, action="exec_sponsor_call",
+        rationale=PAYLOADS, created_by="<@U0BOSS>", expected_value=None, expires_at=None, status="pending")
+    text = recommendation_blocks(rec)[0]["text"]["text"]
+    assert "<!channel>" not in text and "<@U0BOSS>" not in text and "&lt;https://evil.example|your invoice&gt;" in text
+    info = DecisionInfo.model_construct(status="rejected", decided_by="<!here>", decided_at=dt.datetime(2026, 1, 1),
+                                        reason_code="other", note="<!channel> & co")
+    line = decided_line(info, slack_user=None)
+    assert "<!here>" not in line and "&lt;!channel&gt; &amp; co" in line
+
+
+@pytest.mark.parametrize(("body", "content_type"), [
+    ("payload=not-json", FORM),
+    ("payload=%5B1%2C2%5D", FORM),  # a JSON array
+    ('{"type": "event_callback", "event": ', "application/json"),  # broken JSON
+    ("[1, 2]", "application/json"),
+])
+def test_signed_but_malformed_bodies_are_400_not_500(env: Env, body: str, content_type: str) -> None:
+    resp = env.post(body, content_type)
+    assert resp.status_code == 400, (resp.status_code, resp.text)
+    assert env.fake.of("chat.postMessage") == []
