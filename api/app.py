@@ -24,6 +24,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from agent.runlog import interrupt_running
+from api import access_log
 from api.llm import start_llm, stop_llm
 from api.metrics import MetricsMiddleware
 from api.routes import (
@@ -171,6 +172,7 @@ def create_app(
     last, to mount more routers (chat, Slack, UI) before the app serves.
     """
     settings = settings or get_settings()
+    access_log.install()  # credentials in query strings never reach the access log
     app = FastAPI(
         title="Value Chain Copilot API",
         version=API_VERSION,
