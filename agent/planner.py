@@ -104,11 +104,12 @@ class Planner:
         self.gate = gate
         self.passages = passages
 
-    def _nothing_to_search(self, plan: Plan) -> bool:
+    def _nothing_to_search(self, question: str, plan: Plan) -> bool:
         """A plan of knowledge searches only, none of which finds a passage about its query: the
         question is outside the framework (the answer would decline: `knowledge.search.on_topic`),
         so the plan is to abstain. An empty store is not that (the answer says how to fill it)."""
-        if self.passages is None or not plan.steps or any(st.tool != "search_knowledge" for st in plan.steps):
+        if (self.passages is None or not plan.steps or any(st.tool != "search_knowledge" for st in plan.steps)
+                or NAMED_ID.search(question)):  # an id named: about the CRM, and the replan puts it in a step
             return False
         best = [self.passages(str(st.args.get("query", ""))) for st in plan.steps]
         return all(b is not None and b < OFF_TOPIC_SIMILARITY for b in best)
@@ -151,7 +152,7 @@ class Planner:
         added: list[str] = []
         if plan is not None:
             plan, added = fan_out(question, plan)
-            if self._nothing_to_search(plan):
+            if self._nothing_to_search(question, plan):
                 plan = Plan(intent="off_topic")
         return PlanReply(plan, raw, error, seconds, usage["input_tokens"] if usage else None,
                          usage["output_tokens"] if usage else None, fanned_out=tuple(added))

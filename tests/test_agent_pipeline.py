@@ -666,3 +666,12 @@ def test_a_filing_for_another_activity_than_the_one_named_files_for_the_named_on
     with sessions() as s:
         filed = s.scalars(select(Recommendation)).all()
     assert [r.activity_id for r in filed] == [named] and top != named
+
+
+def test_a_knowledge_only_plan_for_a_question_naming_an_account_is_not_an_abstention() -> None:
+    from agent.planner import Planner
+
+    script = Script([plan("answer", ("search_knowledge", {"query": "save relationship"}))])
+    reply = asyncio.run(Planner(ScriptedChatModel(script=script, label="planner"), passages=lambda q: 0.1)
+                        .plan("How do we save the DYNI-0020 relationship?"))
+    assert reply.plan is not None and reply.plan.intent == "answer"  # the pipeline replans it for DYNI-0020
