@@ -530,6 +530,8 @@ def describe_llm_error(exc: BaseException) -> str | None:
         return "the language model endpoint cannot be reached"
     if isinstance(exc, openai.APIStatusError):
         return f"the language model endpoint returned HTTP {exc.status_code}"
-    if isinstance(exc, openai.APIError | json.JSONDecodeError):
+    if isinstance(exc, openai.APIError | json.JSONDecodeError) or (
+            # LangChain's ValueError for a 200 whose stream held no chunk it could read
+            isinstance(exc, ValueError) and "No generations found in stream" in str(exc)):
         return "the language model endpoint sent a reply that could not be read"
     return None
