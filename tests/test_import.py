@@ -536,3 +536,27 @@ def test_an_upsert_into_an_event_table_drops_the_churn_state_and_accounts_do_not
     assert report.ok and report.rows_updated == report.rows_read
     assert report.churn_state_dropped == f"{report.rows_updated} support_tickets row(s) were updated in place"
     assert _state_dates(engine) == []
+
+
+def test_an_endless_line_is_refused_with_its_number_before_it_is_read_whole(
+        engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue #19 item 9: a line with no end (/dev/zero grew the import to 18.6 GB) is refused at a cap,
+    here lowered to 10,000 characters so the test stays small; nothing is imported."""
+    import crm.importer.csvfile as csvfile
+
+    monkeypatch.setattr(csvfile, "MAX_LINE_CHARS", 10_000)
+    header, good = TELCO.read_text(encoding="utf-8").splitlines()[:2]
+    path = tmp_path / "endless.csv"
+    path.write_text(f"{header}\n{good}\n" + "0" * 50_000, encoding="utf-8")  # line 3 never ends
+    _seed_other_account(engine)
+    before = database_hash(engine)
+    result = _cli(engine, "accounts", str(path), "--mapping", str(TELCO_MAPPING), "--json")
+    assert result.exit_code == 1, result.output
+    report = ImportReport.model_validate_json(result.stdout)
+    assert not report.ok and report.rows_inserted == 0
+    assert [(e.line, "line longer than 10,000 characters" in e.message) for e in report.errors] == [(3, True)]
+    assert database_hash(engine) == before
+    # reading stops at the cap: a reader over /dev/zero ends with the same error, not with memory
+    with pytest.raises(csvfile.CsvProblem, match="line 1: line longer than 10,000"), \
+            csvfile.CsvFile(Path("/dev/zero"), encoding="latin-1") as zero:
+        list(zero.records())

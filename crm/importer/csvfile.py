@@ -29,10 +29,32 @@ class CsvProblem(Exception):
         super().__init__(f"line {line}: {message}" if line else message)
 
 
+MAX_LINE_CHARS = 1_000_000
+"""Characters in one physical line: a longer line is refused with its number before it is read
+whole (an endless line, e.g. from /dev/zero, grew an import to 18.6 GB before this cap). Fields
+are capped by the csv module's own limit (131,072 characters)."""
+
+
+def bounded_lines(handle: IO[str], limit: int, first_line: int = 1) -> Iterator[str]:
+    """The lines of `handle`, refusing (CsvProblem) a line longer than `limit` characters."""
+    number = first_line
+    while True:
+        line = handle.readline(limit + 1)
+        if not line:
+            return
+        if len(line) > limit and not line.endswith(("\n", "\r")):
+            raise CsvProblem(number, f"line longer than {limit:,} characters: not a CSV this importer reads "
+                                     "(check the file and its delimiter)")
+        yield line
+        number += 1
+
+
 class CsvFile:
     """Context manager over a CSV file: `header`, then `records()`."""
 
-    def __init__(self, path: Path, *, encoding: str = "utf-8-sig", delimiter: str = ",") -> None:
+    def __init__(self, path: Path, *, encoding: str = "utf-8-sig", delimiter: str = ",",
+                 max_line_chars: int | None = None) -> None:
+        self.max_line_chars = max_line_chars or MAX_LINE_CHARS
         self.path = path
         self.encoding = encoding
         self.delimiter = delimiter
@@ -49,7 +71,7 @@ class CsvFile:
             raise CsvProblem(None, f"cannot open {str(self.path)!r}: {exc.strerror or exc}") from None
         except LookupError:
             raise CsvProblem(None, f"unknown encoding {self.encoding!r} in the mapping") from None
-        self._csv = csv.reader(self._handle, delimiter=self.delimiter)
+        self._csv = csv.reader(bounded_lines(self._handle, self.max_line_chars), delimiter=self.delimiter)
         try:
             for row in self._rows():
                 if any(cell.strip() for cell in row):
