@@ -158,3 +158,19 @@ def test_cli_input_errors_exit_2(demo_url: str, tmp_path: Path) -> None:
     assert bad_format.exit_code == 2 and "valid: md, html, pdf" in bad_format.stderr
     both = runner.invoke(app, [*base, "--json", "--out", str(tmp_path / "x.md")])
     assert both.exit_code == 2
+
+
+def test_html_from_names_is_escaped_in_markdown_and_html(engine: Engine) -> None:
+    """Issue #19 item 11: names in the data are text in every format, never markup a viewer would run."""
+    payload = '<script>alert(1)</script><img src=x onerror="alert(2)">'
+    with make_sessionmaker(engine)() as s:
+        f.activity(s, "X1", name=f"Hosting {payload}", annual_cost=900.0, value_score=1.0)
+        f.activity(s, "X2", name="Billing & <b>ops</b>", annual_cost=100.0, value_score=9.0, kind="support",
+                   porter_category="procurement")
+        s.commit()
+        r = value_chain_analysis(session=s)
+    md = render_report(r, "md").decode("utf-8")
+    html = render_report(r, "html").decode("utf-8")
+    for text in (md, html):
+        assert "<script>alert(1)" not in text and "<img src=x" not in text and "<b>ops</b>" not in text
+    assert "Hosting &lt;script&gt;alert(1)&lt;/script&gt;" in md and "Billing & &lt;b&gt;ops&lt;/b&gt;" in md

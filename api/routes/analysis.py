@@ -23,6 +23,16 @@ AnalysisFormat = Literal["json", "md", "html", "pdf"]
 _SUFFIX = {"md": "md", "html": "html", "pdf": "pdf"}
 
 
+REPORT_CSP = (
+    "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'; "
+    "frame-ancestors 'self'"
+)
+"""The HTML report runs no script at all (the UI's policy minus scripts and connections); the UI may
+frame it (`frame-ancestors 'self'`), and its in-page links work."""
+_SECURITY = {"html": {"Content-Security-Policy": REPORT_CSP, "X-Content-Type-Options": "nosniff"},
+             "md": {"X-Content-Type-Options": "nosniff"}}
+
+
 @router.get(
     "",
     response_model=ValueChainAnalysis,
@@ -60,5 +70,5 @@ def analysis_route(
     return Response(
         content=data,
         media_type=MEDIA_TYPES[format],
-        headers={"Content-Disposition": f'{disposition}; filename="{filename}"'},
+        headers={"Content-Disposition": f'{disposition}; filename="{filename}"', **_SECURITY.get(format, {})},
     )

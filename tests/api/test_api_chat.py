@@ -293,3 +293,11 @@ def test_whoever_asked_the_agent_to_file_may_not_decide_the_proposal(
         assert s.get(Recommendation, rec.id).status == "pending"  # nothing changed
     other = client.post(f"/api/v1/recommendations/{rec.id}/approve", json=decision, headers=bearer(keys["approver2"]))
     assert other.status_code == 200 and other.json()["status"] == "approved"
+
+
+def test_the_html_report_is_served_with_a_policy_that_runs_no_script(client: TestClient, keys: dict[str, str]) -> None:
+    resp = client.get("/api/v1/analysis?format=html", headers=bearer(keys["analyst"]))
+    assert resp.status_code == 200
+    csp = resp.headers["content-security-policy"]
+    assert "default-src 'none'" in csp and "script-src" not in csp and "frame-ancestors 'self'" in csp
+    assert resp.headers["x-content-type-options"] == "nosniff"

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import re
+
 from tools.analysis.report.charts import CHARTS
 from tools.analysis.report.document import Block, Bullets, ChartBlock, Document, Paragraph, Subheading, Table
 
 
+def _text(text: str) -> str:
+    """Text as Markdown shows it literally: raw HTML from names in the data (`<script>`, `<img onerror=…>`)
+    is escaped, never passed through to a renderer that would run it."""
+    text = re.sub(r"&(?=#?[A-Za-z0-9]+;)", "&amp;", text)  # an entity stays text; a plain "&" is fine
+    return text.replace("<", "&lt;").replace(">", "&gt;")
+
+
 def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+    return _text(text).replace("|", "\\|").replace("\n", " ")
 
 
 def _table(t: Table) -> list[str]:
@@ -20,26 +29,26 @@ def _table(t: Table) -> list[str]:
             cells = [f"**{c}**" if c else c for c in cells]
         out.append("| " + " | ".join(cells) + " |")
     if t.caption:
-        out += ["", f"*{t.caption}*"]
+        out += ["", f"*{_text(t.caption)}*"]
     return out
 
 
 def _block(b: Block) -> list[str]:
     if isinstance(b, Paragraph):
-        return [f"*{b.text}*" if b.muted else b.text]
+        return [f"*{_text(b.text)}*" if b.muted else _text(b.text)]
     if isinstance(b, Subheading):
-        return [f"### {b.text}"]
+        return [f"### {_text(b.text)}"]
     if isinstance(b, Bullets):
-        return [f"- {item}" for item in b.items]
+        return [f"- {_text(item)}" for item in b.items]
     if isinstance(b, ChartBlock):
-        return [f"> Chart: {CHARTS[b.key].title} (in the HTML and PDF formats). {b.caption}"]
+        return [f"> Chart: {CHARTS[b.key].title} (in the HTML and PDF formats). {_text(b.caption)}"]
     return _table(b)
 
 
 def render_markdown(doc: Document) -> bytes:
-    lines = [f"# {doc.title}", "", f"*{doc.subtitle}*", ""]
+    lines = [f"# {_text(doc.title)}", "", f"*{_text(doc.subtitle)}*", ""]
     for section in doc.sections:
-        lines += [f"## {section.title}", ""]
+        lines += [f"## {_text(section.title)}", ""]
         for block in section.blocks:
             lines += [*_block(block), ""]
     return ("\n".join(lines).rstrip() + "\n").encode("utf-8")
