@@ -529,3 +529,17 @@ class AppMeta(Base):
 
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
+
+
+class SlackDelivery(Base):
+    """A Slack event or slash command taken for answering (api/slack/delivery.py, migration 0006).
+
+    The key is the delivery's identity (`event:<event_id>`, or `command:<fingerprint>`), so a
+    replay, a retry of a delivery already taken, or a second copy arriving at the same moment
+    fails to insert and is not answered again."""
+
+    __tablename__ = "slack_deliveries"
+
+    key: Mapped[str] = mapped_column(String(80), primary_key=True)
+    received_at: Mapped[dt.datetime] = mapped_column(DateTime, index=True)
+    retry_num: Mapped[int] = mapped_column(Integer, default=0)  # X-Slack-Retry-Num of the delivery taken

@@ -10,23 +10,23 @@ One Slack thread is one conversation: its id is derived from team, channel and t
 timestamp (`conversation_id`), and `RunLog.start` creates it on the first question, so a
 thread needs no table of its own. Decisions go through `tools.review.decide_and_commit`
 (role checked again inside, bound to the version on the button, one winner).
+
+A signed body not shaped like one Slack sends is refused with 400 (`api.slack.bodies`); each
+event and slash command is answered once, retries and replays included (`api.slack.delivery`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import logging
 import re
 import time
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs
 
 from slack_bolt.adapter.fastapi.async_handler import AsyncSlackRequestHandler
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncBoltContext, AsyncRespond
-from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk.errors import SlackApiError
 from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
@@ -39,6 +39,8 @@ from agent.copilot import final_answer
 from agent.middleware import internal_error_answer
 from api.metrics import record_agent_run, record_decision
 from api.runs import RunRegistry
+from api.slack.bodies import RejectMeta, malformed
+from api.slack.delivery import answer_once
 from api.slack.people import SlackPerson, slack_person, slack_user_of
 from api.slack.render import (
     APPROVE_ACTION,
@@ -106,21 +108,6 @@ def question_from_mention(text: str, bot_user_id: str | None) -> str:
     return " ".join(text.split())
 
 
-def malformed(body: bytes, content_type: str) -> str | None:
-    """Why `body` is not one Slack sends (a JSON object, or a form whose `payload` is one), or None."""
-    try:
-        if content_type.startswith("application/json"):
-            data = json.loads(body)
-            return None if isinstance(data, dict) else f"JSON {type(data).__name__}, not an object"
-        form = parse_qs(body.decode("utf-8"), keep_blank_values=True)
-        if "payload" in form:
-            data = json.loads(form["payload"][0])
-            return None if isinstance(data, dict) else f"payload is JSON {type(data).__name__}, not an object"
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        return f"{type(exc).__name__}: {exc}"
-    return None
-
-
 class SlackBot:
     """The bolt app for one FastAPI app; listeners reach the agent and database through it."""
 
@@ -141,6 +128,7 @@ class SlackBot:
         self.handler = AsyncSlackRequestHandler(self.bolt)
         self.verifier = SignatureVerifier(settings.slack_signing_secret)
         self._tasks: set[asyncio.Task[None]] = set()
+        self.bolt.use(answer_once(lambda: self.sessions))
         self.bolt.command(COMMAND)(self.on_command)
         self.bolt.event("app_mention")(self.on_mention)
         self.bolt.action(APPROVE_ACTION)(self.on_approve)
@@ -152,11 +140,13 @@ class SlackBot:
         if timestamp is not None and not timestamp.isdigit():  # bolt's int() would make it a 500
             return JSONResponse({"error": "invalid request"}, status_code=401)
         body = await request.body()  # Starlette keeps it: bolt reads the same bytes
-        if self.verifier.is_valid_request(body, dict(request.headers)):
-            problem = malformed(body, request.headers.get("content-type", ""))
-            if problem is not None:  # signed by Slack but not a body Slack sends: bolt would raise (a 500)
-                log.warning("slack: refused a signed but malformed body (%s)", problem)
-                return JSONResponse({"error": "malformed body", "detail": problem}, status_code=400)
+        if not self.verifier.is_valid_request(body, dict(request.headers)):
+            # bolt parses a body before it checks the signature: an unsigned JSON array would be a 500
+            return JSONResponse({"error": "invalid request"}, status_code=401)
+        problem = malformed(body, request.headers.get("content-type", ""))
+        if problem is not None:  # signed by Slack but not a body Slack sends: bolt would raise (a 500)
+            log.warning("slack: refused a signed but malformed body (%s)", problem)
+            return JSONResponse({"error": "malformed body", "detail": problem}, status_code=400)
         return await self.handler.handle(request)
 
     # -------------------------------------------------------------------------- plumbing
@@ -190,17 +180,17 @@ class SlackBot:
         if not question:
             await ack(f"Ask a question, e.g. `{COMMAND} where do we lose margin?`")
             return
-        await ack(f"Working on it: _{question}_ (the answer comes in a thread)")
+        await ack(f"Working on it: _{escape(question)}_ (the answer comes in a thread)")
         self.spawn(self._answer_command(command, question, client, respond), name="slack-command")
 
     async def _answer_command(self, command: dict[str, Any], question: str, client: AsyncWebClient,
                               respond: AsyncRespond) -> None:
         channel, user = command["channel_id"], command["user_id"]
         try:
-            asked = await client.chat_postMessage(channel=channel, text=f"<@{user}> asked: {escape(question)}")
+            asked = await client.chat_postMessage(channel=channel, text=f"<@{escape(user)}> asked: {escape(question)}")
         except SlackApiError as exc:
             await respond(
-                text=f"I cannot post in this channel ({exc.response.get('error')}); invite me to it, "
+                text=f"I cannot post in this channel ({escape(exc.response.get('error'))}); invite me to it, "
                 "or mention me in a channel I am in.",
                 response_type="ephemeral",
             )
@@ -208,10 +198,7 @@ class SlackBot:
         await self._answer(client, team=command.get("team_id") or "", channel=channel,
                            thread_ts=str(asked["ts"]), user=user, question=question)
 
-    async def on_mention(self, event: dict[str, Any], context: AsyncBoltContext, client: AsyncWebClient,
-                         request: AsyncBoltRequest) -> None:
-        if request.headers.get("x-slack-retry-num"):
-            return  # Slack re-sends an event it thinks we missed; the first delivery is being answered
+    async def on_mention(self, event: dict[str, Any], context: AsyncBoltContext, client: AsyncWebClient) -> None:
         channel, user = event["channel"], event.get("user") or ""
         thread_ts = event.get("thread_ts") or event["ts"]
         question = question_from_mention(event.get("text") or "", context.bot_user_id)
@@ -230,7 +217,7 @@ class SlackBot:
         state: LLMState | None = getattr(self.app.state, "llm", None)
         copilot = state.copilot if state is not None else None
         if copilot is None:
-            await client.chat_postMessage(channel=channel, thread_ts=thread_ts, text=unavailable_message(state))
+            await client.chat_postMessage(channel=channel, thread_ts=thread_ts, text=escape(unavailable_message(state)))
             return
         person = slack_person(self.settings, user)
         t0 = time.perf_counter()
@@ -319,13 +306,13 @@ class SlackBot:
             if rec is not None and rec.status in ("approved", "rejected"):
                 await self._show_decision(client, (channel, ts), rid, _decision_of(rec))
             return
-        meta = json.dumps({"id": rid, "version": version, "hash": digest, "channel": channel, "ts": ts})
-        await client.views_open(trigger_id=body["trigger_id"], view=reject_modal(rec, meta))
+        meta = RejectMeta(id=rid, version=version, hash=digest, channel=channel, ts=ts)
+        await client.views_open(trigger_id=body["trigger_id"], view=reject_modal(rec, meta.model_dump_json()))
 
     async def on_reject_submit(self, ack: AsyncAck, body: dict[str, Any], view: dict[str, Any],
                                client: AsyncWebClient) -> None:
         """Reject as the dialog says; a refusal is shown in the dialog (decided in ms, inside the 3 s)."""
-        meta = json.loads(view["private_metadata"])
+        meta = RejectMeta.model_validate_json(view["private_metadata"])  # its shape was checked on arrival
         values = view["state"]["values"]
         selected = (values.get("reason", {}).get("code", {}) or {}).get("selected_option") or {}
         code, note = selected.get("value"), (values.get("note", {}).get("text", {}) or {}).get("value")
@@ -335,18 +322,18 @@ class SlackBot:
             await ack(response_action="errors", errors={"reason": _not_an_approver(person)})
             return
         outcome = await asyncio.to_thread(
-            self._decide, meta["id"], "rejected", person, meta["version"], meta["hash"], code, note
+            self._decide, meta.id, "rejected", person, meta.version, meta.hash, code, note
         )
-        where = (meta["channel"], meta["ts"])
+        where = (meta.channel, meta.ts)
         if isinstance(outcome, DecisionResult):
             await ack()
-            await self._show_decision(client, where, meta["id"], outcome)
+            await self._show_decision(client, where, meta.id, outcome)
             return
         field = "note" if isinstance(outcome, ToolInputError) and "note" in str(outcome) else "reason"
         message = outcome.message if isinstance(outcome, DecisionRefused) else str(outcome)
         await ack(response_action="errors", errors={field: message[:1000]})
         if isinstance(outcome, AlreadyDecided):
-            await self._show_decision(client, where, meta["id"], outcome.winner)
+            await self._show_decision(client, where, meta.id, outcome.winner)
 
     def _decide(self, rid: int, decision: Decision, person: SlackPerson, version: int, digest: str,
                 reason_code: str | None, note: str | None) -> DecisionResult | DecisionRefused | ToolInputError:
@@ -409,6 +396,6 @@ def _message_of(body: dict[str, Any]) -> tuple[str, str]:
 
 def _not_an_approver(person: SlackPerson) -> str:
     return (
-        f"Only approvers may decide recommendations, and <@{person.slack_user_id}> is not one "
+        f"Only approvers may decide recommendations, and <@{escape(person.slack_user_id)}> is not one "
         "(approvers are listed in the SLACK_APPROVERS setting). Nothing was changed."
     )

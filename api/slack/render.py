@@ -51,8 +51,11 @@ def button_value(rec: RecommendationView) -> str:
 
 def parse_button_value(value: str) -> tuple[int, int, str]:
     """(id, version, content_hash) from `button_value`; ValueError when it is not one."""
-    data = json.loads(value)
-    rid, version, digest = data["id"], data["version"], data["hash"]
+    try:
+        data = json.loads(value)
+        rid, version, digest = data["id"], data["version"], data["hash"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"not a recommendation button value: {value!r}") from exc
     if not isinstance(rid, int) or not isinstance(version, int) or not isinstance(digest, str):
         raise ValueError(f"not a recommendation button value: {value!r}")
     return rid, version, digest

@@ -24,7 +24,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0007"
-down_revision = "0005"  # H1 takes 0006: becomes "0006" once it lands
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 
