@@ -32,6 +32,7 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
+from core.contract import UtcDateTime
 from crm.models import AgentRun, Conversation, Recommendation, RecommendationEvent, User
 from tools.errors import DataFault, ToolInputError, unknown
 from tools.recommendations import content_hash as compute_content_hash
@@ -75,7 +76,7 @@ class RecommendationEventView(BaseModel):
     id: int
     event: str = Field(description="proposed, approved, rejected or expired")
     actor: str
-    at: dt.datetime
+    at: UtcDateTime
     reason_code: str | None
     note: str | None
     data: dict[str, Any]
@@ -97,13 +98,13 @@ class RecommendationView(BaseModel):
     expected_value: float | None
     version: int
     content_hash: str
-    created_at: dt.datetime
+    created_at: UtcDateTime
     created_by: str
     run_id: str | None
-    expires_at: dt.datetime | None = Field(
+    expires_at: UtcDateTime | None = Field(
         description="When it stops being decidable; null when decided or no TTL"
     )
-    decided_at: dt.datetime | None
+    decided_at: UtcDateTime | None
     decided_by: str | None
 
 
@@ -140,7 +141,7 @@ class DecisionResult(BaseModel):
     recommendation_id: int
     status: Decision
     decided_by: str
-    decided_at: dt.datetime
+    decided_at: UtcDateTime
     reason_code: str | None
     note: str | None
     version: int
@@ -155,7 +156,7 @@ class DecisionInfo(BaseModel):
     recommendation_id: int
     status: str
     decided_by: str | None
-    decided_at: dt.datetime | None
+    decided_at: UtcDateTime | None
     reason_code: str | None
     note: str | None
 
@@ -478,8 +479,10 @@ def _asker(session: Session, run_id: str | None) -> str | None:
     if not run_id:
         return None
     return session.scalar(
-        select(User.name).join(Conversation, Conversation.user_id == User.id)
-        .join(AgentRun, AgentRun.conversation_id == Conversation.id).where(AgentRun.id == run_id)
+        select(User.name)
+        .join(Conversation, Conversation.user_id == User.id)
+        .join(AgentRun, AgentRun.conversation_id == Conversation.id)
+        .where(AgentRun.id == run_id)
     )
 
 
@@ -496,6 +499,7 @@ def decide_recommendation(
     note: str | None = None,
     ttl_days: int | None = None,
     now: dt.datetime | None = None,
+    credential: dict[str, str] | None = None,
 ) -> DecisionResult:
     """Approve or reject a pending recommendation, exactly once, bound to the content seen.
 
@@ -515,6 +519,8 @@ def decide_recommendation(
         note: free text for the audit trail; required with reason_code "other".
         ttl_days: days a pending recommendation stays decidable (None or 0: forever).
         now: the decision time, naive UTC (defaults to the wall clock).
+        credential: how the interface established who `actor` is (e.g. an API key prefix or
+            the local operator's OS login); recorded on the audit event.
     """
     if decision not in DECISIONS:
         raise unknown("decision", decision, DECISIONS)
@@ -630,7 +636,8 @@ def decide_recommendation(
         at=at,
         reason_code=code,
         note=text,
-        data={"version": rec.version, "content_hash": rec.content_hash, "role": role},
+        data={"version": rec.version, "content_hash": rec.content_hash, "role": role}
+        | ({"credential": dict(credential)} if credential else {}),
     )
     session.add(event)
     session.flush()
@@ -666,6 +673,7 @@ def decide_and_commit(
     note: str | None = None,
     ttl_days: int | None = None,
     now: dt.datetime | None = None,
+    credential: dict[str, str] | None = None,
 ) -> DecisionResult:
     """`decide_recommendation` as its own transaction on `session`, the one every interface runs.
 
@@ -687,6 +695,7 @@ def decide_and_commit(
             note=note,
             ttl_days=ttl_days,
             now=now,
+            credential=credential,
         )
     except DecisionRefused as exc:
         session.rollback()

@@ -88,9 +88,16 @@ def test_keys_create_list_revoke(db_url: str) -> None:
     assert unknown.exit_code == 2 and 'unknown key prefix "vck_00000000"' in unknown.output
 
 
-def test_review_list_show_approve_reject(db_url: str) -> None:
-    runner.invoke(app, ["keys", "create", "--name", "carol", "--role", "approver", "--database-url", db_url])
-    runner.invoke(app, ["keys", "create", "--name", "vic", "--role", "viewer", "--database-url", db_url])
+def _key(db_url: str, name: str, role: str) -> str:
+    created = _json(["keys", "create", "--name", name, "--role", role, "--database-url", db_url])
+    assert isinstance(created, dict)
+    return str(created["key"])
+
+
+def test_review_list_show_approve_reject(db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("VALUECHAIN_API_KEY", raising=False)
+    carol = _key(db_url, "carol", "approver")
+    vic = _key(db_url, "vic", "viewer")
 
     page = _json(["review", "list", "--status", "pending", "--database-url", db_url])
     assert isinstance(page, dict) and page["total"] == 2
@@ -98,34 +105,33 @@ def test_review_list_show_approve_reject(db_url: str) -> None:
     shown = _json(["review", "show", str(first), "--database-url", db_url])
     assert isinstance(shown, dict) and shown["version"] == 1 and shown["events"][0]["event"] == "proposed"
     table = runner.invoke(app, ["review", "show", str(first), "--database-url", db_url])
-    assert f"valuechain review approve {first} --as NAME --expected-version 1" in table.stdout
+    assert f"valuechain review approve {first} --key KEY --expected-version 1" in table.stdout
 
     viewer = runner.invoke(
         app,
-        ["review", "approve", str(first), "--as", "vic", "--expected-version", "1", "--database-url", db_url],
+        ["review", "approve", str(first), "--key", vic, "--expected-version", "1", "--database-url", db_url],
     )
     assert viewer.exit_code == 3 and "role 'viewer' may not decide" in viewer.output
-    nobody = runner.invoke(
+    bad_key = runner.invoke(
         app,
-        ["review", "approve", str(first), "--as", "zed", "--expected-version", "1", "--database-url", db_url],
-    )
-    assert nobody.exit_code == 2 and "no user 'zed'" in nobody.output
-    unbound = runner.invoke(app, ["review", "approve", str(first), "--as", "carol", "--database-url", db_url])
-    assert unbound.exit_code == 2 and "give expected_version and/or content_hash" in unbound.output
-
-    approved = _json(
         [
             "review",
             "approve",
             str(first),
-            "--as",
-            "carol",
+            "--key",
+            carol[:-1] + "x",
             "--expected-version",
             "1",
             "--database-url",
             db_url,
-        ]
+        ],
     )
+    assert bad_key.exit_code == 2 and "invalid or revoked API key" in bad_key.output
+    unbound = runner.invoke(app, ["review", "approve", str(first), "--key", carol, "--database-url", db_url])
+    assert unbound.exit_code == 2 and "give expected_version and/or content_hash" in unbound.output
+
+    monkeypatch.setenv("VALUECHAIN_API_KEY", carol)  # the key from the environment
+    approved = _json(["review", "approve", str(first), "--expected-version", "1", "--database-url", db_url])
     assert (
         isinstance(approved, dict) and approved["status"] == "approved" and approved["decided_by"] == "carol"
     )
@@ -134,8 +140,6 @@ def test_review_list_show_approve_reject(db_url: str) -> None:
             "review",
             "reject",
             str(first),
-            "--as",
-            "carol",
             "--reason",
             "bad_timing",
             "--expected-version",
@@ -146,6 +150,7 @@ def test_review_list_show_approve_reject(db_url: str) -> None:
         code=3,
     )
     assert isinstance(refused, dict) and refused["error"] == "already_decided"
+    monkeypatch.delenv("VALUECHAIN_API_KEY")
 
     second = page["items"][0]["id"]
     rejected = runner.invoke(
@@ -154,8 +159,8 @@ def test_review_list_show_approve_reject(db_url: str) -> None:
             "review",
             "reject",
             str(second),
-            "--as",
-            "carol",
+            "--key",
+            carol,
             "--reason",
             "not_worth_it",
             "--note",
@@ -173,6 +178,75 @@ def test_review_list_show_approve_reject(db_url: str) -> None:
         statuses = dict(s.execute(select(Recommendation.id, Recommendation.status)).all())
     engine.dispose()
     assert statuses == {first: "approved", second: "rejected"}
+
+
+def test_review_decisions_are_bound_to_a_credential_not_a_typed_name(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """#19 item 10: `--as NAME` alone named any approver; now a key or the local OS user decides."""
+    monkeypatch.delenv("VALUECHAIN_API_KEY", raising=False)
+    for var in ("LOGNAME", "USER", "LNAME", "USERNAME"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("LOGNAME", "mallory")  # the OS login of whoever runs the command
+    carol = _key(db_url, "carol", "approver")
+    _key(db_url, "mallory", "approver")
+    page = _json(["review", "list", "--status", "pending", "--database-url", db_url])
+    assert isinstance(page, dict)
+    first, second = page["items"][-1]["id"], page["items"][0]["id"]
+
+    posing = runner.invoke(
+        app,
+        [
+            "review",
+            "approve",
+            str(first),
+            "--as",
+            "carol",
+            "--expected-version",
+            "1",
+            "--database-url",
+            db_url,
+        ],
+    )
+    assert posing.exit_code == 2, posing.output
+    assert "--as 'carol' is not you" in posing.output and "local operator, OS user 'mallory'" in posing.output
+
+    as_operator = _json(
+        ["review", "approve", str(first), "--expected-version", "1", "--database-url", db_url]
+    )
+    assert isinstance(as_operator, dict) and as_operator["decided_by"] == "mallory"
+    with_key = _json(
+        [
+            "review",
+            "reject",
+            str(second),
+            "--key",
+            carol,
+            "--as",
+            "carol",
+            "--reason",
+            "bad_timing",
+            "--expected-version",
+            "1",
+            "--database-url",
+            db_url,
+        ]
+    )
+    assert isinstance(with_key, dict) and with_key["decided_by"] == "carol"
+
+    shown = [_json(["review", "show", str(rid), "--database-url", db_url]) for rid in (first, second)]
+    credentials = [
+        next(e for e in r["events"] if e["event"] != "proposed")["data"]["credential"]  # type: ignore[index]
+        for r in shown
+    ]
+    assert credentials[0] == {"channel": "cli", "kind": "local_operator", "os_user": "mallory"}
+    assert credentials[1] == {"channel": "cli", "kind": "api_key", "key_prefix": carol[:12]}
+
+    monkeypatch.setenv("LOGNAME", "nobody-here")
+    stranger = runner.invoke(
+        app, ["review", "approve", str(first), "--expected-version", "1", "--database-url", db_url]
+    )
+    assert stranger.exit_code == 2 and "no user 'nobody-here' for the local operator" in stranger.output
     listing = runner.invoke(app, ["review", "list", "--database-url", db_url])
     assert "approved" in listing.stdout and "rejected" in listing.stdout
 

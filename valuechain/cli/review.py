@@ -1,16 +1,22 @@
 """`valuechain review ...`: the recommendation review queue from the command line.
 
-`approve` and `reject` act as a named user (`--as NAME`) whose role must be approver or
-admin (checked again in tools/review.py), and must quote the version the reviewer saw
-(`--expected-version`, shown by `review show`), exactly like the HTTP API.
+`approve` and `reject` act as a user whose role must be approver or admin (checked again in
+tools/review.py), and must quote the version the reviewer saw (`--expected-version`, shown by
+`review show`), exactly like the HTTP API. Who decides is bound to a credential, never to a
+typed name alone: an API key (`--key` or `VALUECHAIN_API_KEY`, resolved through the key store
+the API uses) or, without a key, the local operator — the OS login, which must be a user of
+that name. The audit event records which (`data.credential`).
 """
 
 from __future__ import annotations
+
+import getpass
 
 import typer
 from rich.table import Table
 from sqlalchemy import select
 
+from api.auth import authenticate
 from core.runtime import get_sessionmaker
 from crm.models import User
 from tools.review import (
@@ -132,14 +138,23 @@ def show_cmd(
     console.print(trail)
     if rec.decidable:
         console.print(
-            f"decide with: valuechain review approve {rec.id} --as NAME --expected-version {rec.version}"
+            f"decide with: valuechain review approve {rec.id} --key KEY --expected-version {rec.version}"
         )
+
+
+def _os_login() -> str:
+    """The local operator's login name (LOGNAME/USER/… then the password database)."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no login name for this uid (e.g. some containers)
+        return ""
 
 
 def _decide(
     decision: Decision,
     recommendation_id: int,
-    actor: str,
+    actor: str | None,
+    key: str | None,
     expected_version: int | None,
     content_hash: str | None,
     reason: str | None,
@@ -150,24 +165,47 @@ def _decide(
     settings = settings_for(database_url)
     factory = get_sessionmaker(settings)
     with tool_errors(), factory() as session:
-        user = session.scalars(select(User).where(User.name == actor)).first()
-        if user is None:
-            raise fail(
-                f"no user {actor!r}; create one with `valuechain keys create --name {actor} --role approver`",
-                code=2,
-            )
+        credential: dict[str, str]
+        role: str
+        if key:
+            principal = authenticate(session, key)
+            if principal is None:
+                raise fail("invalid or revoked API key (--key / VALUECHAIN_API_KEY)", code=2)
+            if actor is not None and actor != principal.name:
+                raise fail(f"--as {actor!r} does not match the key's user {principal.name!r}", code=2)
+            name, role = principal.name, principal.role
+            credential = {"kind": "api_key", "key_prefix": principal.key_prefix or ""}
+        else:
+            login = _os_login()
+            user = session.scalars(select(User).where(User.name == login)).first() if login else None
+            if actor is not None and actor != login:
+                raise fail(
+                    f"--as {actor!r} is not you: without --key (or VALUECHAIN_API_KEY) a decision is "
+                    f"made as the local operator, OS user {login!r}",
+                    code=2,
+                )
+            if user is None:
+                raise fail(
+                    f"no user {login!r} for the local operator; decide with --key (or "
+                    f"VALUECHAIN_API_KEY), or create one with "
+                    f"`valuechain keys create --name {login or 'NAME'} --role approver`",
+                    code=2,
+                )
+            name, role = user.name, user.role
+            credential = {"kind": "local_operator", "os_user": login}
         try:
             result = decide_and_commit(
                 session=session,
                 recommendation_id=recommendation_id,
                 decision=decision,
-                actor=user.name,
-                role=user.role,
+                actor=name,
+                role=role,
                 expected_version=expected_version,
                 content_hash=content_hash,
                 reason_code=reason,
                 note=note,
                 ttl_days=settings.recommendation_ttl_days,
+                credential={"channel": "cli", **credential},
             )
         except DecisionRefused as exc:
             if as_json:
@@ -179,7 +217,16 @@ def _decide(
     console.print(result.explanation)
 
 
-ActorOption = typer.Option(..., "--as", help="Your user name (role approver or admin)")
+ActorOption = typer.Option(
+    None, "--as", help="Optional check: the user you expect to decide as (the key's user or your OS login)"
+)
+KeyOption = typer.Option(
+    None,
+    "--key",
+    envvar="VALUECHAIN_API_KEY",
+    help="Your API key (or VALUECHAIN_API_KEY); without one you decide as the local OS user",
+    show_default=False,
+)
 VersionOption = typer.Option(None, "--expected-version", help="The version you reviewed (from `review show`)")
 HashOption = typer.Option(None, "--content-hash", help="Or: the content hash you reviewed")
 NoteOption = typer.Option(None, "--note", help="Free text for the audit trail")
@@ -188,7 +235,8 @@ NoteOption = typer.Option(None, "--note", help="Free text for the audit trail")
 @app.command("approve", help="Approve a pending recommendation, bound to the version you reviewed.")
 def approve_cmd(
     recommendation_id: int = typer.Argument(..., help="The recommendation's number"),
-    actor: str = ActorOption,
+    actor: str | None = ActorOption,
+    key: str | None = KeyOption,
     expected_version: int | None = VersionOption,
     content_hash: str | None = HashOption,
     reason: str | None = typer.Option(None, "--reason", help="Optional: " + ", ".join(APPROVE_REASONS)),
@@ -200,6 +248,7 @@ def approve_cmd(
         "approved",
         recommendation_id,
         actor,
+        key,
         expected_version,
         content_hash,
         reason,
@@ -212,7 +261,8 @@ def approve_cmd(
 @app.command("reject", help="Reject a pending recommendation with a reason code (and a note).")
 def reject_cmd(
     recommendation_id: int = typer.Argument(..., help="The recommendation's number"),
-    actor: str = ActorOption,
+    actor: str | None = ActorOption,
+    key: str | None = KeyOption,
     reason: str = typer.Option(..., "--reason", help="One of: " + ", ".join(REJECT_REASONS)),
     expected_version: int | None = VersionOption,
     content_hash: str | None = HashOption,
@@ -224,6 +274,7 @@ def reject_cmd(
         "rejected",
         recommendation_id,
         actor,
+        key,
         expected_version,
         content_hash,
         reason,
