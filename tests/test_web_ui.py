@@ -2,7 +2,7 @@
 
 The server runs `create_app` on a small demo company (120 accounts) with a Copilot on the
 scripted fake chat model and a two-document knowledge store. One journey: sign in, ask a
-question and watch the streamed answer with its tool calls and a citation, approve the
+question and watch the streamed answer with its tool calls and a citation, approve (as a second approver) the
 recommendation the agent filed in the review queue, then the value-chain chart, the at-risk
 accounts and the analysis report. Screenshots go to tests/artifacts/ (gitignored).
 
@@ -43,6 +43,7 @@ class Served:
     url: str
     sessions: sessionmaker[Session]
     approver_key: str
+    second_approver_key: str  # dave: decides what carol's run filed (nobody decides their own request)
     viewer_key: str
     account: str
     action: str
@@ -64,6 +65,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     sessions = make_sessionmaker(engine)
     with sessions() as s:
         approver = create_key(session=s, name="carol", role="approver").key
+        second = create_key(session=s, name="dave", role="approver").key
         viewer = create_key(session=s, name="victor", role="viewer").key
         account = rank(session=s, entity="accounts", metric="churn_probability", limit=1).items[0].id
         action = next_best_action(session=s, account_id=account).actions[0].action
@@ -97,7 +99,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
                 answerer=ScriptedChatModel(script=script, label="answerer"),
                 model_name="scripted",
             )
-            yield Served(base, sessions, approver, viewer, account, action, script)
+            yield Served(base, sessions, approver, second, viewer, account, action, script)
     finally:
         engine.dispose()
 
@@ -165,8 +167,13 @@ def test_sign_in_chat_review_and_value_chain_in_a_real_browser(served: Served, b
     assert (conv.channel, conv.user_id) == ("web", carol)
     assert (rec.status, rec.account_id, rec.action) == ("pending", served.account, served.action)
 
-    # --- review queue: the filed recommendation, its evidence and audit trail; approve it
+    # --- review queue: the filed recommendation, its evidence and audit trail; another approver
+    # (dave) approves it: carol asked the run that filed it, so carol may not decide it
     expect(page.locator("#pending-count")).to_have_text("1")
+    page.click("#signout")
+    page.fill("#api-key", served.second_approver_key)
+    page.click("#signin-button")
+    expect(page.locator("#whoami")).to_have_text("dave · approver")
     page.click("#nav a[data-page=review]")
     row = page.locator(f"#review-table tbody tr[data-id='{rec.id}']")
     expect(row).to_contain_text(served.account)
@@ -180,7 +187,7 @@ def test_sign_in_chat_review_and_value_chain_in_a_real_browser(served: Served, b
     page.fill("#decision-note", "Exec sponsor call booked for Monday.")
     expect(page.locator("#decision-submit")).to_have_text("Approve v1")
     page.click("#decision-submit")
-    expect(page.locator("#toast")).to_contain_text(f"#{rec.id} approved by carol")
+    expect(page.locator("#toast")).to_contain_text(f"#{rec.id} approved by dave")
     expect(detail.locator(".status-badge")).to_have_text("approved")
     expect(detail.locator("table")).to_contain_text("Exec sponsor call booked for Monday.")
     expect(page.locator("#pending-count")).to_be_hidden()
@@ -188,7 +195,7 @@ def test_sign_in_chat_review_and_value_chain_in_a_real_browser(served: Served, b
     with served.sessions() as s:
         decided = s.get(Recommendation, rec.id)
         assert decided is not None
-        assert (decided.status, decided.decided_by, decided.version) == ("approved", "carol", 1)
+        assert (decided.status, decided.decided_by, decided.version) == ("approved", "dave", 1)
 
     # --- value chain: one point per activity in the four quadrants, margin-leak bars
     page.click("#nav a[data-page=value-chain]")
