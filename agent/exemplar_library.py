@@ -358,23 +358,25 @@ class ExemplarIndex:
         """The `k` exemplars whose questions are most similar to `question`, best first."""
         return [ex for ex, _ in self.scored(question, k)]
 
+    def _nearest_among(self, question: str, keep: Callable[[Exemplar], bool]) -> float | None:
+        """Cosine similarity of `question` to the nearest exemplar that `keep` accepts (None: none does)."""
+        mask = np.array([keep(ex) for ex in self.exemplars])
+        if not mask.any():
+            return None
+        sims = self.vectors @ self.embed([question])[0]
+        return float(np.where(mask, sims, -1.0).max())
+
     def data_similarity(self, question: str) -> float:
         """Cosine similarity of `question` to the nearest exemplar answered from data alone (its plan
         has steps and no knowledge search); -1 when there is none."""
-        keep = np.array([bool(ex.plan.steps) and ex.plan.intent in ("answer", "file")
-                         and all(s.tool != "search_knowledge" for s in ex.plan.steps) for ex in self.exemplars])
-        if not keep.any():
-            return -1.0
-        sims = self.vectors @ self.embed([question])[0]
-        return float(np.where(keep, sims, -1.0).max())
+        nearest = self._nearest_among(question, lambda ex: bool(ex.plan.steps) and ex.plan.intent in ("answer", "file")
+                                      and all(s.tool != "search_knowledge" for s in ex.plan.steps))
+        return -1.0 if nearest is None else nearest
 
     def in_scope_similarity(self, question: str) -> float:
         """Cosine similarity of `question` to the nearest exemplar the product answers (not off_topic)."""
-        keep = np.array([ex.plan.intent != "off_topic" for ex in self.exemplars])
-        if not keep.any():
-            return 1.0
-        sims = self.vectors @ self.embed([question])[0]
-        return float(np.where(keep, sims, -1.0).max())
+        nearest = self._nearest_among(question, lambda ex: ex.plan.intent != "off_topic")
+        return 1.0 if nearest is None else nearest
 
 
 _default_lock = threading.Lock()
@@ -440,11 +442,13 @@ def knowledge_gate(knowledge: Callable[[], Any]) -> Callable[[str], bool]:
     """The planner's gate: `in_scope`, or else near enough to a passage of `knowledge()` (a store with
     `vector_search`; opened only for questions the exemplars alone would decline)."""
 
+    nearest_passage = passage_similarity(knowledge)
+
     def gate(question: str) -> bool:
         if in_scope(question):
             return True
-        hits = knowledge().vector_search(question, 1)
-        return bool(hits) and hits[0].score >= KNOWLEDGE_IN_SCOPE_AT
+        best = nearest_passage(question)
+        return best is not None and best >= KNOWLEDGE_IN_SCOPE_AT
 
     return gate
 
@@ -463,11 +467,11 @@ def definition_asked(knowledge: Callable[[], Any]) -> Callable[[str], bool]:
     ("How is ROI defined there?" beside a ranking; "Which play should we run?"). The pipeline then
     adds a knowledge search, so the answer can say how, and cite where."""
 
+    nearest_passage = passage_similarity(knowledge)
+
     def asked(question: str) -> bool:
-        hits = knowledge().vector_search(question, 1)
-        if not hits:
-            return False
-        return hits[0].score - default_index().data_similarity(question) >= DEFINITION_MARGIN
+        best = nearest_passage(question)
+        return best is not None and best - default_index().data_similarity(question) >= DEFINITION_MARGIN
 
     return asked
 

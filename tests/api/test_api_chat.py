@@ -205,9 +205,10 @@ def test_chat_roles_and_validation(client: TestClient, keys: dict[str, str], scr
     assert client.get("/api/v1/chat/status", headers=bearer(keys["viewer"])).json()["available"] is True
 
 
-def test_chat_files_a_recommendation_for_review(
-    client: TestClient, keys: dict[str, str], scripted: CopilotFactory, factory: sessionmaker[Session]
-) -> None:
+def file_best_action_in_chat(client: TestClient, key: str, scripted: CopilotFactory,
+                             factory: sessionmaker[Session]) -> tuple[dict[str, Any], Recommendation, str]:
+    """Ask in chat (as `key`'s user) to file ACME-0001's best action; the chat's JSON, the filed
+    recommendation and the action."""
     from tools.nba import next_best_action
 
     with factory() as s:
@@ -218,9 +219,16 @@ def test_chat_files_a_recommendation_for_review(
         say(f"Filed {action} for approval."),
     )
     body = client.post("/api/v1/chat", json={"message": "File the best action for ACME-0001"},
-                       headers=bearer(keys["analyst"])).json()
+                       headers=bearer(key)).json()
     with factory() as s:
         rec = s.scalars(select(Recommendation).where(Recommendation.run_id == body["run_id"])).one()
+    return body, rec, action
+
+
+def test_chat_files_a_recommendation_for_review(
+    client: TestClient, keys: dict[str, str], scripted: CopilotFactory, factory: sessionmaker[Session]
+) -> None:
+    body, rec, action = file_best_action_in_chat(client, keys["analyst"], scripted, factory)
     assert (rec.status, rec.account_id, rec.action) == ("pending", "ACME-0001", action)
     detail = client.get(f"/api/v1/recommendations/{rec.id}", headers=bearer(keys["approver"])).json()
     assert detail["conversation_id"] == body["conversation_id"]
@@ -270,20 +278,10 @@ def test_whoever_asked_the_agent_to_file_may_not_decide_the_proposal(
     client: TestClient, keys: dict[str, str], scripted: CopilotFactory, factory: sessionmaker[Session]
 ) -> None:
     """Issue #19 item 1: an approver asks in chat for a proposal, then tries to approve it (200 before)."""
-    from tools.nba import next_best_action
-
+    _, rec, _ = file_best_action_in_chat(client, keys["approver"], scripted, factory)
     with factory() as s:
-        action = next_best_action(session=s, account_id="ACME-0001").actions[0].action
-    scripted(
-        call("next_best_action", account_id="ACME-0001"),
-        call("propose_recommendation", account_id="ACME-0001", action=action, rationale="Highest EV."),
-        say(f"Filed {action} for approval."),
-    )
-    body = client.post("/api/v1/chat", json={"message": "File the best action for ACME-0001"},
-                       headers=bearer(keys["approver"])).json()
-    with factory() as s:
-        rec = s.scalars(select(Recommendation).where(Recommendation.run_id == body["run_id"])).one()
-        assert rec.created_by == "approver1"  # filed as asked by the user, not "agent"
+        rec = s.get(Recommendation, rec.id)
+        assert rec is not None and rec.created_by == "approver1"  # filed as asked by the user, not "agent"
         rec.created_by = "agent"  # as proposals filed before this fix were: the run still names the asker
         s.commit()
     decision = {"expected_version": 1, "reason_code": "agree"}
