@@ -19,18 +19,22 @@ import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
 from sqlalchemy.exc import OperationalError, ProgrammingError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from agent.runlog import interrupt_running
-from api import access_log
+from api import access_log, problems
+from api.input_guard import InputGuard
 from api.llm import start_llm, stop_llm
 from api.metrics import MetricsMiddleware
+from api.openapi import document_errors
 from api.routes import (
     analysis,
     chat,
     conversations,
+    feedback,
     health,
     knowledge,
     recommendations,
@@ -44,10 +48,12 @@ from api.runs import RunRegistry
 from core.db import make_engine, make_sessionmaker
 from core.settings import Settings, get_settings
 from knowledge.store import KnowledgeStore
-from tools.errors import DataFault, ToolInputError, internal_summary, new_error_id
+from tools.errors import DataFault, ToolInputError
 
 API_VERSION = "1.0.0"
 INTERRUPTED_BY_RESTART = "the server restarted before the answer; ask again"
+UPLOAD_FORM_OVERHEAD = 64 * 1024
+"""Room for the multipart headers and boundaries around the files of an upload."""
 SERVER_CHANNELS = ("web", "api", "slack")
 """Conversations whose turns this service runs (a `cli` chat runs in its own process)."""
 log = logging.getLogger(__name__)
@@ -61,11 +67,17 @@ citations, and recommendations that wait for a human approver.
 calls tools, chats and ingests documents; `approver` also approves and rejects
 recommendations; `admin` may do everything. `/healthz`, `/readyz` and `/metrics` are open.
 
-**Errors.** `{"detail": "..."}` with a message that says what is valid; decision conflicts
-carry `{"detail": {"error", "message", ...}}` naming who decided first. An internal error (a
-data or configuration fault, or a bug) is a 500 `application/problem+json` body
-`{"type", "title", "status", "detail", "error_id"}`; the server log has the traceback under
-`error_id`.
+**Errors.** Every error is an `application/problem+json` body `{"type", "title", "status",
+"detail"}`. `detail` is a message that says what is valid; for input that does not match the
+schema, the list of problems (`loc`, `msg`); for decision conflicts `{"error", "message", ...}`
+naming who decided first. An internal error (a data or configuration fault, or a bug) is a 500
+that adds `error_id`; the server log has the traceback under it.
+
+**Input bounds.** Ids and versions are 1 to 2^31-1, offsets 0 to 10^9, day windows 0 to 3650, dates
+1900-01-01 to 2199-12-31; text may not contain NUL characters, and JSON text no lone UTF-16
+surrogates; a JSON body is at most `API_MAX_JSON_BYTES` (1 MiB) and a knowledge upload at most
+`KNOWLEDGE_UPLOAD_MAX_BYTES` (10 MiB) and `KNOWLEDGE_UPLOAD_MAX_CHUNKS` (200) chunks. Anything
+else is a 4xx naming the bound, never a 500.
 """
 
 TAGS = [
@@ -114,7 +126,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         interrupted = []
         log.warning("could not check for interrupted chat runs: %s", str(exc).splitlines()[0])
     if interrupted:
-        log.warning("%d chat run(s) left running by the previous server marked interrupted: %s",
+        log.warning("%d chat run(s) left running by a process that ended (the previous server, a terminal chat) "
+                    "marked interrupted: %s",
                     len(interrupted), ", ".join(interrupted))
     app.state.runs = RunRegistry(app.state.sessionmaker, turns_at_once=settings.chat_turns_at_once)
     app.state.llm = start_llm(settings, sessions=app.state.sessionmaker, knowledge=app.state.knowledge)
@@ -124,40 +137,6 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await app.state.runs.shutdown()
         stop_llm(app.state.llm)
         engine.dispose()
-
-
-async def _tool_input_error(request: Request, exc: Exception) -> JSONResponse:
-    return JSONResponse(status_code=422, content={"detail": str(exc)})
-
-
-async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
-    """A `DataFault` or a bug: a 500 problem+json naming an error id; the traceback only in the log."""
-    error_id = new_error_id()
-    log.error("internal error %s on %s %s", error_id, request.method, request.url.path, exc_info=exc)
-    fault = isinstance(exc, DataFault)
-    return JSONResponse(
-        status_code=500,
-        media_type="application/problem+json",
-        content={
-            "type": "urn:valuechain:problem:" + ("data-fault" if fault else "internal-error"),
-            "title": "Data or configuration fault" if fault else "Internal error",
-            "status": 500,
-            "detail": f"internal error (id {error_id}): {internal_summary(exc)}",
-            "error_id": error_id,
-        },
-    )
-
-
-async def _database_error(request: Request, exc: Exception) -> JSONResponse:
-    orig = getattr(exc, "orig", None)
-    first = (str(orig) if orig is not None else str(exc)).splitlines()[0]
-    return JSONResponse(
-        status_code=503,
-        content={
-            "detail": f"database error ({first}); is the database reachable and initialised "
-            "(`valuechain init`)?"
-        },
-    )
 
 
 def create_app(
@@ -182,12 +161,19 @@ def create_app(
     )
     app.state.settings = settings
     app.state.knowledge_override = knowledge_store
+    # input no route can store (NUL, lone surrogates, oversized bodies) is refused before routing
+    app.add_middleware(InputGuard, max_json_bytes=settings.api_max_json_bytes,
+                       max_upload_bytes=settings.knowledge_upload_max_bytes + UPLOAD_FORM_OVERHEAD)
     app.add_middleware(MetricsMiddleware)
-    app.add_exception_handler(ToolInputError, _tool_input_error)
-    app.add_exception_handler(OperationalError, _database_error)
-    app.add_exception_handler(ProgrammingError, _database_error)
-    app.add_exception_handler(DataFault, _internal_error)
-    app.add_exception_handler(Exception, _internal_error)  # after this 500 Starlette re-raises to the server
+    # every error is application/problem+json (api/problems.py) and documented so (api/openapi.py)
+    app.add_exception_handler(StarletteHTTPException, problems.http_error)
+    app.add_exception_handler(RequestValidationError, problems.validation_error)
+    app.add_exception_handler(ToolInputError, problems.tool_input_error)
+    app.add_exception_handler(OperationalError, problems.database_error)
+    app.add_exception_handler(ProgrammingError, problems.database_error)
+    app.add_exception_handler(DataFault, problems.internal_error)
+    app.add_exception_handler(Exception, problems.internal_error)  # after this 500 Starlette re-raises to the server
+    document_errors(app)
     app.include_router(health.router)
     app.include_router(recommendations.router)
     app.include_router(tools.router)
@@ -196,6 +182,7 @@ def create_app(
     app.include_router(conversations.router)
     app.include_router(chat.router)
     app.include_router(runs.router)
+    app.include_router(feedback.router)  # GET /api/v1/feedback: the run log with users' verdicts
     app.include_router(analysis.router)
     ui.mount(app)  # the web UI at / (api/static/)
     app.include_router(slack_router)  # POST /slack/events (503 until Slack is configured)

@@ -3,7 +3,7 @@
 One place says how large a number or how far a date may be, so the API's query, path and body
 parameters, the tool-call bodies and the CLI refuse the same out-of-range input with a clear
 message instead of failing deep inside SQL or date arithmetic: an id beyond 64 bits overflows
-SQLite, `as_of=0001-01-01` minus a look-back window overflows `datetime.date`,
+SQLite (beyond 32 bits, PostgreSQL's `integer`), `as_of=0001-01-01` minus a look-back window overflows `datetime.date`,
 `cooldown_days=1000000000` overflows a `timedelta`.
 
     limit: Annotated[int, Query(ge=1, le=500)] = 50     # a page size is chosen per route
@@ -19,7 +19,9 @@ from typing import Annotated, Any
 from pydantic import Field, PlainSerializer, WithJsonSchema
 
 INT64_MAX = 2**63 - 1
-"""The largest integer a database column (SQLite INTEGER, PostgreSQL bigint) holds."""
+"""The largest integer SQLite (INTEGER) or PostgreSQL (bigint) can compare a column with."""
+INT32_MAX = 2**31 - 1
+"""The largest value of an `Integer` column on PostgreSQL (ids and versions are such columns)."""
 MAX_OFFSET = 1_000_000_000
 """No list is paged past a billion rows."""
 MAX_DAYS = 3650
@@ -30,8 +32,9 @@ MAX_DAY = dt.date(2199, 12, 31)
 `date.max` that windows of `MAX_DAYS` around them stay valid dates."""
 DAY_RANGE = f"{MIN_DAY.isoformat()} to {MAX_DAY.isoformat()}"
 
-RowId = Annotated[int, Field(ge=1, le=INT64_MAX)]
-"""A database row id: 1 to 2**63 - 1."""
+RowId = Annotated[int, Field(ge=1, le=INT32_MAX)]
+"""A database row id or version number: 1 to 2**31 - 1 (PostgreSQL refuses to compare an
+`integer` column with anything larger)."""
 Offset = Annotated[int, Field(ge=0, le=MAX_OFFSET)]
 """How many rows to skip: 0 to a billion."""
 Days = Annotated[int, Field(ge=0, le=MAX_DAYS)]

@@ -62,6 +62,20 @@ class Settings(BaseSettings):
         default=30, ge=0, description="Pending recommendations older than this can no longer be decided (0 = never)"
     )
 
+    api_max_json_bytes: int = Field(
+        default=1024 * 1024, ge=1024, description="Largest JSON request body the API reads (413 above it)"
+    )
+    knowledge_upload_max_bytes: int = Field(
+        default=10 * 1024 * 1024, ge=1024,
+        description="Largest knowledge upload per request, all files together (413 above it); "
+        "`valuechain knowledge ingest` has no cap",
+    )
+    knowledge_upload_max_chunks: int = Field(
+        default=200, ge=1,
+        description="Most chunks one knowledge upload may embed (413 above it, nothing ingested): "
+        "about 20-40 s of embedding on two cores",
+    )
+
     slack_bot_token: str | None = None
     slack_signing_secret: str | None = None
     slack_approvers: str | None = Field(

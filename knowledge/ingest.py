@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable, Iterable, Sequence
+import re
+from collections.abc import Callable, Collection, Iterable, Sequence
 from pathlib import Path
 
 from pydantic import BaseModel
@@ -29,6 +30,63 @@ EMBED_BATCH = 32
 
 #: Called as progress(done, total) while chunks are embedded.
 ProgressFn = Callable[[int, int], None]
+
+SOURCE_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,199}")
+"""A source id a user document may take: letters, digits, `.`, `_`, `-`; no path separators."""
+
+
+class SourceIdInvalid(ToolInputError):
+    """A document's source id (front-matter `id` or file name) is not a valid id."""
+
+
+class CorpusSourceTaken(ToolInputError):
+    """A user document claims the source id of a product corpus document."""
+
+    def __init__(self, sources: Sequence[str]) -> None:
+        shown = ", ".join(repr(s) for s in sources)
+        super().__init__(
+            f"source id {shown} belongs to the product's knowledge corpus; give your document another `id:` "
+            "in its front matter (or another file name), or ask explicitly to replace the corpus document"
+        )
+        self.sources = list(sources)
+
+
+class IngestTooLarge(ToolInputError):
+    """An ingest would embed more chunks than its cap allows; nothing was written."""
+
+    def __init__(self, chunks: int, cap: int) -> None:
+        super().__init__(
+            f"these documents make {chunks:,} new chunks to embed; at most {cap:,} are embedded per upload. "
+            "Nothing was ingested: send fewer or smaller documents, or use `valuechain knowledge ingest`"
+        )
+        self.chunks = chunks
+        self.cap = cap
+
+
+def check_source_ids(docs: Sequence[Document]) -> None:
+    """Refuse a document whose source id could pass for a path or a corpus id's look-alike."""
+    for doc in docs:
+        if not SOURCE_ID.fullmatch(doc.source):
+            raise SourceIdInvalid(
+                f"{doc.path or doc.source!r}: source id {doc.source[:80]!r} is not valid: use 1-200 letters, "
+                "digits, '.', '_' or '-', not starting with '.' or '-' (no '/', no spaces)"
+            )
+
+
+def corpus_sources(store: KnowledgeStore, corpus_dir: Path = CORPUS_DIR) -> set[str]:
+    """Source ids of the product corpus: those indexed and those on disk (indexed or not yet)."""
+    on_disk = {load_document(f).source for f in corpus_files(corpus_dir)}
+    return on_disk | set(store.ids_by_source("corpus"))
+
+
+def claimed_corpus_sources(
+    docs: Sequence[Document], *, store: KnowledgeStore, replace: bool = False, corpus_dir: Path = CORPUS_DIR
+) -> list[str]:
+    """Corpus source ids that `docs` claim; a `CorpusSourceTaken` unless `replace` says to take them."""
+    taken = sorted({d.source for d in docs} & corpus_sources(store, corpus_dir))
+    if taken and not replace:
+        raise CorpusSourceTaken(taken)
+    return taken
 
 
 class SourceReport(BaseModel):
@@ -119,8 +177,15 @@ def ingest_documents(
     store: KnowledgeStore,
     origin: Origin = "user",
     progress: ProgressFn | None = None,
+    max_chunks: int | None = None,
+    replace_corpus: Collection[str] = (),
 ) -> IngestReport:
-    """Bring the store in line with `docs`: add new chunks, drop each source's stale ones."""
+    """Bring the store in line with `docs`: add new chunks, drop each source's stale ones.
+
+    `max_chunks` caps the chunks to embed: over it, an `IngestTooLarge` before anything is
+    written. `replace_corpus` names corpus sources these (user) documents replace: their corpus
+    chunks are deleted once the new ones are in, and the corpus index leaves them out from then on.
+    """
     plans: list[tuple[Document, list[Chunk], list[Chunk], set[str]]] = []
     for doc in docs:
         chunks = chunk_document(doc)
@@ -130,6 +195,8 @@ def ingest_documents(
 
     to_embed = [c for _, _, new, _ in plans for c in new]
     total = len(to_embed)
+    if max_chunks is not None and total > max_chunks:
+        raise IngestTooLarge(total, max_chunks)
     if progress:
         progress(0, total)
     for start in range(0, total, EMBED_BATCH):
@@ -138,6 +205,8 @@ def ingest_documents(
         if progress:
             progress(start + len(part), total)
     stale = [cid for _, _, _, old in plans for cid in old]
+    for source in replace_corpus:
+        stale.extend(store.ids_for_source(source, "corpus"))
     store.delete_ids(stale)
     if to_embed or stale:
         store.update_metadata()
@@ -228,6 +297,10 @@ def ensure_corpus_index(
         )
     base = corpus_dir.resolve().parent.parent  # paths recorded relative to the repository
     docs = load_documents(files, base=base)
+    replaced = {d.source for d in docs} & set(store.ids_by_source("user"))
+    if replaced:  # a user document took the corpus id on purpose (claimed_corpus_sources): it stays
+        log.warning("corpus documents replaced by users' documents are left out: %s", ", ".join(sorted(replaced)))
+        docs = [d for d in docs if d.source not in replaced]
     report = ingest_documents(docs, store=store, origin="corpus", progress=progress)
     current = {d.source for d in docs}
     gone = [

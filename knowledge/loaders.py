@@ -89,7 +89,15 @@ def load_markdown_text(text: str, *, fallback_source: str) -> Document:
     meta: dict[str, Any] = {}
     match = _FRONT_MATTER.match(text)
     if match:
-        loaded = yaml.safe_load(match.group(1))
+        try:
+            loaded = yaml.safe_load(match.group(1))
+        except yaml.YAMLError as exc:
+            where = getattr(exc, "problem_mark", None)
+            at = f" at line {where.line + 2}" if where is not None else ""  # +1 for the opening ---
+            reason = getattr(exc, "problem", None) or type(exc).__name__
+            raise UnsupportedDocument(
+                f"{fallback_source!r}: the front matter (between the --- lines) is not valid YAML{at}: {reason}"
+            ) from None
         if isinstance(loaded, dict):
             meta = loaded
         text = text[match.end() :]

@@ -344,6 +344,8 @@ def list_accounts(
     )
     conds = conditions(norm, ACCOUNT_FILTERS)
     term = search.strip() if search else None
+    if term and "\x00" in term:  # SQLite's LIKE stops at a NUL: the pattern would match every account
+        raise ToolInputError("search may not contain a NUL character")
     if term:
         needle = term.lower()
         conds.append(

@@ -21,6 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from core.contract import UtcDateTime
 from crm.models import AgentRun, Recommendation, RecommendationEvent
 from tools.common import require_account, require_activity
 from tools.errors import ToolInputError
@@ -54,7 +55,7 @@ class ProposedRecommendation(BaseModel):
     evidence: dict[str, Any]
     expected_value: float | None
     content_hash: str
-    created_at: dt.datetime
+    created_at: UtcDateTime
     created_by: str
     run_id: str | None
     duplicate_of: int | None

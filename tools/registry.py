@@ -16,12 +16,14 @@ prompt prefix and of every recorded cassette: change them and both must be redon
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, cast
+from typing import TYPE_CHECKING, Annotated, Any, Generic, Literal, TypeVar, cast
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from core.contract import int_bounds
 from knowledge.search import KnowledgeResults, project_knowledge, search_knowledge
 from tools.accounts import (
     AccountList,
@@ -45,6 +47,7 @@ from tools.pipeline.health import GroupBy, PipelineHealth, pipeline_health, proj
 from tools.projection import view, view_json
 from tools.ranking import RankResult, project_rank, rank
 from tools.recommendations import ProposedRecommendation, project_proposed, propose_recommendation
+from tools.service_queue.queue import ServiceQueue, project_service_queue, service_queue
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -69,9 +72,17 @@ class Params(BaseModel):
 
 
 def strict_params(params: type[Params]) -> type[Params]:
-    """`params` refusing unknown arguments, for callers that can be told (API body, CLI)."""
-    return type(params.__name__, (params,), {"model_config": ConfigDict(extra="forbid"),
-                                              "__module__": params.__module__, "__doc__": params.__doc__})
+    """`params` refusing unknown arguments and out-of-range integers (`core.contract.int_bounds`),
+    for callers that can be told (API body, CLI); the model's schema stays as recorded."""
+    namespace: dict[str, Any] = {"model_config": ConfigDict(extra="forbid"), "__module__": params.__module__,
+                                 "__doc__": params.__doc__, "__annotations__": {}}
+    for name, info in params.model_fields.items():
+        if info.annotation in (int, int | None):
+            lo, hi = int_bounds(name)
+            bounded: Any = Annotated[int, Field(ge=lo, le=hi)]
+            namespace["__annotations__"][name] = bounded if info.annotation is int else bounded | None
+            namespace[name] = copy.copy(info)
+    return type(params.__name__, (params,), namespace)
 
 
 @dataclass(frozen=True)
@@ -375,6 +386,28 @@ DEAL_SCORE = ToolSpec(
     offered=False,  # issue #20, as pipeline_health
 )
 
+
+class ServiceQueueParams(Params):
+    filters: dict[str, str] | None = Field(
+        default=None, description="Optional: only a priority, category, segment, region, plan, industry or owner."
+    )
+    limit: int = Field(default=10, description="How many tickets to list.")
+    sla_hours: dict[str, float] | None = Field(
+        default=None, description='Optional SLA hours per priority replacing the standard ones, e.g. {"urgent": 24}.'
+    )
+
+
+SERVICE_QUEUE = ToolSpec(
+    name="service_queue",
+    core=service_queue,
+    result=ServiceQueue,
+    params=ServiceQueueParams,
+    description="Open support tickets ranked by the chance of missing their SLA times the customer's lifetime "
+    "value, each with its deadline, time left and why.",
+    project=project_service_queue,
+    offered=False,  # issue #20, as pipeline_health
+)
+
 ALL_TOOLS: tuple[ToolSpec[Any, Any], ...] = (
     RANK,
     CHURN_RISK,
@@ -388,6 +421,7 @@ ALL_TOOLS: tuple[ToolSpec[Any, Any], ...] = (
     LIST_ACCOUNTS,
     PIPELINE_HEALTH,
     DEAL_SCORE,
+    SERVICE_QUEUE,
 )
 """Every tool, in the order the model is offered them."""
 

@@ -29,7 +29,8 @@ REPORT_CSP = (
 )
 """The HTML report runs no script at all (the UI's policy minus scripts and connections); the UI may
 frame it (`frame-ancestors 'self'`), and its in-page links work."""
-_SECURITY = {"html": {"Content-Security-Policy": REPORT_CSP, "X-Content-Type-Options": "nosniff"},
+_SECURITY = {"html": {"Content-Security-Policy": REPORT_CSP, "X-Content-Type-Options": "nosniff",
+                      "Referrer-Policy": "no-referrer"},  # the UI page's headers, with a stricter policy
              "md": {"X-Content-Type-Options": "nosniff"}}
 
 

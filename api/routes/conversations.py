@@ -8,7 +8,6 @@ the thumbs up/down users gave each answer. Renaming and deleting are for the own
 
 from __future__ import annotations
 
-import datetime as dt
 from collections import defaultdict
 from typing import Annotated, Any
 
@@ -19,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from api.auth import Principal
 from api.deps import AUTH_RESPONSES, ReaderDep, SessionDep
+from core.contract import Offset, UtcDateTime
 from crm.models import AgentRun, Conversation, LlmCall, Message, Recommendation, RunFeedback, ToolCall, User
 
 router = APIRouter(prefix="/api/v1/conversations", tags=["conversations"])
@@ -47,15 +47,15 @@ class FeedbackEntry(BaseModel):
     user: str | None
     rating: str = Field(description="up or down")
     note: str | None
-    updated_at: dt.datetime
+    updated_at: UtcDateTime
 
 
 class RunView(BaseModel):
     """One question answered by the agent, with every call it made."""
 
     id: str
-    started_at: dt.datetime
-    finished_at: dt.datetime | None
+    started_at: UtcDateTime
+    finished_at: UtcDateTime | None
     status: str = Field(description="running, ok, error, stopped (by a user) or interrupted (the server stopped)")
     model: str | None
     question: str
@@ -77,7 +77,7 @@ class MessageView(BaseModel):
     content: str
     tool_calls: list[Any] | None
     run_id: str | None
-    created_at: dt.datetime
+    created_at: UtcDateTime
 
 
 class ConversationHistory(BaseModel):
@@ -86,7 +86,7 @@ class ConversationHistory(BaseModel):
     id: str
     title: str | None
     channel: str
-    created_at: dt.datetime
+    created_at: UtcDateTime
     user: str | None
     messages: list[MessageView]
     runs: list[RunView]
@@ -96,10 +96,10 @@ class ConversationSummary(BaseModel):
     id: str
     title: str | None
     channel: str
-    created_at: dt.datetime
+    created_at: UtcDateTime
     user: str | None
     runs: int
-    last_run_at: dt.datetime | None
+    last_run_at: UtcDateTime | None
 
 
 class ConversationList(BaseModel):
@@ -132,11 +132,11 @@ def _user_names(session: Session, ids: set[int]) -> dict[int, str]:
 def list_route(
     session: SessionDep,
     principal: ReaderDep,
-    channel: Annotated[str | None, Query(description="cli, web, slack or api")] = None,
+    channel: Annotated[str | None, Query(max_length=16, description="cli, web, slack or api")] = None,
     q: Annotated[str | None, Query(max_length=200, description="Words in the title, a question or an answer")] = None,
     mine: Annotated[bool, Query(description="Only your own conversations")] = False,
     limit: Annotated[int, Query(ge=1, le=200)] = 20,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[Offset, Query()] = 0,
 ) -> ConversationList:
     conditions = []
     if not _sees_all(principal):
@@ -299,7 +299,7 @@ def load_conversation(session: Session, conversation_id: str) -> ConversationHis
     responses={**AUTH_RESPONSES, 404: {"description": "No such conversation (or not yours, for a viewer)"}},
 )
 def detail_route(
-    conversation_id: Annotated[str, Path(description="Conversation id", examples=["conv-1a2b3c4d5e6f7a8b"])],
+    conversation_id: Annotated[str, Path(max_length=200, description="Conversation id", examples=["conv-1a2b3c4d5e6f7a8b"])],
     session: SessionDep,
     principal: ReaderDep,
 ) -> ConversationHistory:
@@ -332,7 +332,7 @@ def _own(session: Session, conversation_id: str, principal: Principal) -> Conver
     responses={**AUTH_RESPONSES, 404: {"description": "No such conversation"}, 403: {"description": "Not yours"}},
 )
 def rename_route(
-    conversation_id: Annotated[str, Path(description="Conversation id")],
+    conversation_id: Annotated[str, Path(max_length=200, description="Conversation id")],
     body: Annotated[Rename, Body()],
     session: SessionDep,
     principal: ReaderDep,
@@ -359,7 +359,7 @@ def rename_route(
     },
 )
 def delete_route(
-    conversation_id: Annotated[str, Path(description="Conversation id")],
+    conversation_id: Annotated[str, Path(max_length=200, description="Conversation id")],
     session: SessionDep,
     principal: ReaderDep,
 ) -> Response:

@@ -9,18 +9,26 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, File, HTTPException, Query, UploadFile
 
-from api.deps import AUTH_RESPONSES, AnalystDep, ReaderDep, get_knowledge_store
+from api.deps import AUTH_RESPONSES, AnalystDep, ReaderDep, SettingsDep, get_knowledge_store
 from api.metrics import observe_tool
-from knowledge.ingest import IngestReport, ingest_documents, load_documents
+from knowledge.ingest import (
+    CorpusSourceTaken,
+    IngestReport,
+    IngestTooLarge,
+    check_source_ids,
+    claimed_corpus_sources,
+    ingest_documents,
+    load_documents,
+)
 from knowledge.loaders import SUPPORTED_SUFFIXES, UnsupportedDocument
 from knowledge.search import MAX_K, KnowledgeResults, search_knowledge
 from tools.errors import ToolInputError
 
 router = APIRouter(prefix="/api/v1/knowledge", tags=["knowledge"])
 
-#: Largest upload accepted, per file.
-MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 MAX_FILES = 20
+MAX_NAME = 200
+"""Longest file name accepted (a name is also a path component: most file systems stop at 255 bytes)."""
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 
 # Typed as Any so importing this module does not load Chroma; the store is created on first use.
@@ -63,19 +71,32 @@ def _safe_filename(name: str | None, index: int) -> str:
     return f"{stem}.{suffix.lower()}" if suffix else stem
 
 
+def _too_large(detail: str) -> HTTPException:
+    return HTTPException(status_code=413, detail=detail)
+
+
 @router.post(
     "/documents",
     response_model=IngestReport,
     summary="Ingest Markdown, text, HTML or PDF files (multipart `files`); idempotent by content hash",
+    description="Bounded per request: at most `KNOWLEDGE_UPLOAD_MAX_BYTES` (10 MiB) for all files together "
+    f"and `KNOWLEDGE_UPLOAD_MAX_CHUNKS` (200) new chunks to embed, {MAX_FILES} files, file names of at most "
+    f"{MAX_NAME} characters; over a cap nothing is ingested. A document's source id (front-matter `id`, else "
+    "the file name) is 1-200 letters, digits, `.`, `_` or `-`; the id of a product corpus document is refused "
+    "unless an admin sends `replace_corpus=true`. Larger collections: `valuechain knowledge ingest`.",
     responses={
         **AUTH_RESPONSES,
-        413: {"description": "A file is larger than 20 MiB"},
-        422: {"description": "Unsupported file type, unreadable file or no files"},
+        403: {"description": "`replace_corpus=true` without the admin role"},
+        409: {"description": "A document claims the source id of a product corpus document"},
+        413: {"description": "Over the upload's size or chunk cap: nothing was ingested"},
+        422: {"description": "Unsupported or unreadable file (e.g. broken front matter), invalid source id, "
+              "file name too long, or no files"},
     },
 )
 def ingest_route(
     store: KnowledgeDep,
-    _user: AnalystDep,
+    settings: SettingsDep,
+    user: AnalystDep,
     files: Annotated[
         list[UploadFile],
         File(
@@ -83,18 +104,31 @@ def ingest_route(
             "the front-matter `id` or the file name without its extension"
         ),
     ],
+    replace_corpus: Annotated[
+        bool, Query(description="Admin only: let a document replace the product corpus document of its id")
+    ] = False,
 ) -> IngestReport:
+    if replace_corpus and not user.can("admin"):
+        raise HTTPException(status_code=403, detail="only an admin may replace a corpus document (replace_corpus)")
     if not files:
         raise HTTPException(status_code=422, detail="no files: send one or more as multipart field 'files'")
     if len(files) > MAX_FILES:
         raise HTTPException(
             status_code=422, detail=f"at most {MAX_FILES} files per request; got {len(files)}"
         )
+    cap = settings.knowledge_upload_max_bytes
     with tempfile.TemporaryDirectory(prefix="vcc-upload-") as tmp:
         paths: list[Path] = []
         names: set[str] = set()
+        total = 0
         for i, upload in enumerate(files, start=1):
-            name = _safe_filename(upload.filename, i)
+            given = upload.filename or ""
+            if len(given) > MAX_NAME:
+                raise HTTPException(
+                    status_code=422,
+                    detail=f"file name {given[:40]!r}... is {len(given)} characters long; at most {MAX_NAME}",
+                )
+            name = _safe_filename(given, i)
             suffix = Path(name).suffix.lower()
             if suffix not in SUPPORTED_SUFFIXES:
                 raise HTTPException(
@@ -105,12 +139,10 @@ def ingest_route(
             if name in names:
                 raise HTTPException(status_code=422, detail=f"file name {name!r} is given twice")
             names.add(name)
-            data = upload.file.read(MAX_UPLOAD_BYTES + 1)
-            if len(data) > MAX_UPLOAD_BYTES:
-                raise HTTPException(
-                    status_code=413,
-                    detail=f"{upload.filename!r} is larger than {MAX_UPLOAD_BYTES // 2**20} MiB",
-                )
+            data = upload.file.read(cap - total + 1)
+            total += len(data)
+            if total > cap:
+                raise _too_large(f"the files are larger than {cap / 2**20:g} MiB together; nothing was ingested")
             path = Path(tmp) / name
             path.write_bytes(data)
             paths.append(path)
@@ -118,6 +150,13 @@ def ingest_route(
             with observe_tool("ingest_documents"):
                 # Paths are shown relative to the upload folder: the original file names.
                 docs = load_documents(paths, base=Path(tmp).resolve())
-                return ingest_documents(docs, store=store)
+                check_source_ids(docs)
+                replaced = claimed_corpus_sources(docs, store=store, replace=replace_corpus)
+                return ingest_documents(docs, store=store, max_chunks=settings.knowledge_upload_max_chunks,
+                                        replace_corpus=replaced)
+        except CorpusSourceTaken as exc:
+            raise HTTPException(status_code=409, detail=str(exc)) from None
+        except IngestTooLarge as exc:
+            raise _too_large(str(exc)) from None
         except (UnsupportedDocument, ToolInputError) as exc:
             raise HTTPException(status_code=422, detail=str(exc)) from None

@@ -7,7 +7,6 @@ naming the winner. See tools/review.py for the rules and docs/API.md for example
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, HTTPException, Path, Query
@@ -16,6 +15,7 @@ from pydantic import BaseModel, Field, model_validator
 
 from api.deps import AUTH_RESPONSES, ApproverDep, ReaderDep, SessionDep, SettingsDep
 from api.metrics import record_decision
+from core.contract import INT32_MAX, Day, Offset, RowId
 from tools.errors import ToolInputError
 from tools.review import (
     APPROVE_REASONS,
@@ -68,7 +68,8 @@ HASH_PATTERN = "^[0-9a-f]{64}$"
 
 class _DecisionRequest(BaseModel):
     expected_version: int | None = Field(
-        default=None, ge=1, description="The `version` shown to the approver (from the detail route)"
+        default=None, ge=1, le=INT32_MAX, strict=True,  # `true` is not version 1
+        description="The `version` shown to the approver (from the detail route)",
     )
     content_hash: str | None = Field(
         default=None, pattern=HASH_PATTERN, description="The `content_hash` shown to the approver"
@@ -158,10 +159,10 @@ def list_route(
     action: Annotated[
         str | None, Query(description="Only this action id", examples=["exec_sponsor_call"])
     ] = None,
-    created_from: Annotated[dt.date | None, Query(description="First creation day (YYYY-MM-DD)")] = None,
-    created_to: Annotated[dt.date | None, Query(description="Last creation day (YYYY-MM-DD)")] = None,
+    created_from: Annotated[Day | None, Query(description="First creation day (YYYY-MM-DD)")] = None,
+    created_to: Annotated[Day | None, Query(description="Last creation day (YYYY-MM-DD)")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[Offset, Query()] = 0,
 ) -> RecommendationPage:
     return list_recommendations(
         session=session,
@@ -177,7 +178,7 @@ def list_route(
     )
 
 
-RecommendationId = Annotated[int, Path(ge=1, description="The recommendation's number", examples=[12])]
+RecommendationId = Annotated[RowId, Path(description="The recommendation's number", examples=[12])]
 
 
 @router.get(

@@ -8,7 +8,6 @@ next). Unknown and invisible runs get the same 404, so ids cannot be probed.
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Header, HTTPException, Path, Query, Request
@@ -22,6 +21,7 @@ from api.auth import Principal
 from api.deps import AUTH_RESPONSES, ReaderDep, SessionDep
 from api.routes.chat import registry, sse_response
 from api.runs import ActiveRun
+from core.contract import Offset, UtcDateTime
 from crm.models import AgentRun, Conversation, RunFeedback
 
 router = APIRouter(prefix="/api/v1/chat/runs", tags=["chat"])
@@ -54,7 +54,7 @@ class Feedback(BaseModel):
 class FeedbackView(Feedback):
     run_id: str
     user: str
-    updated_at: dt.datetime
+    updated_at: UtcDateTime
 
 
 def _visible(principal: Principal, owner: int | None) -> bool:
@@ -131,7 +131,7 @@ async def events_route(
     request: Request,
     principal: ReaderDep,
     last_event_id: Annotated[str | None, Header(description="Replay only the events after this id")] = None,
-    after: Annotated[int | None, Query(ge=0, description="Same as Last-Event-ID, for clients that cannot set it")] = None,
+    after: Annotated[Offset | None, Query(description="Same as Last-Event-ID, for clients that cannot set it")] = None,
 ) -> object:
     run = _live(request, run_id, principal)
     if run is None:

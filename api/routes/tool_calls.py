@@ -13,6 +13,7 @@ tool's message. Tools exempt from the API (see the registry) have no route.
 from typing import Any
 
 from fastapi import APIRouter, Request
+from pydantic import ConfigDict
 
 from api.deps import AUTH_RESPONSES, AnalystDep, SessionDep, get_knowledge_store
 from api.metrics import observe_tool
@@ -27,8 +28,16 @@ CALL_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
+def body_model_for(spec: ToolSpec[Any, Any]) -> type[Params]:
+    """The tool's parameters as a request body: unknown fields refused, integers bounded
+    (`strict_params`), and no type coercion (`true` is not 1, "5" is not 5)."""
+    model = strict_params(spec.params)
+    return type(model.__name__, (model,), {"model_config": ConfigDict(extra="forbid", strict=True),
+                                           "__module__": model.__module__, "__doc__": model.__doc__})
+
+
 def _endpoint(spec: ToolSpec[Any, Any]) -> Any:
-    body_model = strict_params(spec.params)
+    body_model = body_model_for(spec)
 
     def endpoint(body: Params, session: SessionDep, _user: AnalystDep, request: Request) -> Any:
         kwargs = spec.core_kwargs(body.model_dump(exclude_unset=True))

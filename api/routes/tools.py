@@ -9,7 +9,6 @@ the message listing what is valid.
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Callable
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -19,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from api.deps import AUTH_RESPONSES, AnalystDep, SessionDep, SettingsDep
 from api.metrics import observe_tool
+from core.contract import DAY_RANGE, Day, Days, Offset
 from tools.account_actions import propose_account_action
 from tools.accounts import (
     AccountList,
@@ -63,9 +63,10 @@ FilterQuery = Annotated[
     ),
 ]
 AsOfQuery = Annotated[
-    dt.date | None, Query(description="Point-in-time date (YYYY-MM-DD); default: the data's as-of date")
+    Day | None,
+    Query(description=f"Point-in-time date (YYYY-MM-DD, {DAY_RANGE}); default: the data's as-of date"),
 ]
-AccountId = Annotated[str, Path(description="Account id", examples=["ACME-0042"])]
+AccountId = Annotated[str, Path(max_length=200, description="Account id", examples=["ACME-0042"])]
 
 
 def _account_or_404(session: Session, account_id: str) -> None:
@@ -188,8 +189,8 @@ def next_best_action_route(
     _user: AnalystDep,
     limit: Annotated[int, Query(ge=1, le=50)] = 3,
     as_of: AsOfQuery = None,
-    cooldown_days: Annotated[int, Query(ge=0)] = 30,
-    rejection_days: Annotated[int, Query(ge=0)] = 90,
+    cooldown_days: Annotated[Days, Query(description="Suppress actions proposed or approved this many days back")] = 30,
+    rejection_days: Annotated[Days, Query(description="Suppress actions rejected this many days back")] = 90,
 ) -> NextBestActionResult:
     _account_or_404(session, account_id)
     playbook = str(settings.playbook_path) if settings.playbook_path is not None else None
@@ -250,9 +251,9 @@ def list_accounts_route(
     session: SessionDep,
     _user: AnalystDep,
     filters: FilterQuery = [],  # noqa: B006
-    search: Annotated[str | None, Query(description="Substring of the id or name")] = None,
+    search: Annotated[str | None, Query(max_length=200, description="Substring of the id or name")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[Offset, Query()] = 0,
 ) -> AccountList:
     parsed = parse_filter_items(filters)
     return _call(
@@ -285,7 +286,7 @@ def account_timeline_route(
     session: SessionDep,
     _user: AnalystDep,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
-    since: Annotated[dt.date | None, Query(description="First day to include")] = None,
+    since: Annotated[Day | None, Query(description="First day to include")] = None,
     as_of: AsOfQuery = None,
 ) -> AccountTimeline:
     _account_or_404(session, account_id)

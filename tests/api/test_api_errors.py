@@ -82,5 +82,10 @@ def test_fixable_mistakes_stay_422(client: TestClient, keys: dict[str, str]) -> 
     r = client.get(
         "/api/v1/tools/rank/accounts/arr", params={"filter": "segment"}, headers=bearer(keys["analyst"])
     )
-    assert r.status_code == 422
-    assert r.json() == {"detail": "filter takes key=value (e.g. segment=Enterprise); got 'segment'"}
+    assert r.status_code == 422 and r.headers["content-type"] == "application/problem+json"
+    assert r.json() == {
+        "type": "urn:valuechain:problem:invalid-input",
+        "title": "Invalid Input",
+        "status": 422,
+        "detail": "filter takes key=value (e.g. segment=Enterprise); got 'segment'",
+    }

@@ -62,7 +62,7 @@ def test_detail_has_evidence_version_hash_and_trail(
     assert d["expires_at"] is not None
 
     missing = client.get(f"{BASE}/999", headers=bearer(keys["viewer"]))
-    assert (missing.status_code, missing.json()) == (404, {"detail": "no recommendation #999"})
+    assert (missing.status_code, missing.json()["detail"]) == (404, "no recommendation #999")
 
 
 def test_approve_then_second_decision_gets_409_naming_the_winner(
