@@ -146,6 +146,10 @@ class SupportTicket(Base):
     opened_at: Mapped[dt.date] = mapped_column(Date)
     closed_at: Mapped[dt.date | None] = mapped_column(Date)
     csat: Mapped[int | None] = mapped_column(Integer)  # 1..5
+    # When the export has the time of day (migration 0008, the service queue's SLA clock);
+    # blank: the day's noon is assumed (tools/service_queue).
+    opened_time: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    closed_time: Mapped[dt.datetime | None] = mapped_column(DateTime)
 
 
 class Invoice(Base):
@@ -348,6 +352,9 @@ class AgentRun(Base):
     prompt_tokens: Mapped[int] = mapped_column(Integer, default=0)
     completion_tokens: Mapped[int] = mapped_column(Integer, default=0)
     latency_ms: Mapped[float | None] = mapped_column(Float)
+    # the process answering it, "<host> pid <pid> start <token>" (agent.runlog.process_owner): a run
+    # still `running` whose process has ended is marked `interrupted` at the next start (migration 0009)
+    owner: Mapped[str | None] = mapped_column(String(200))
 
 
 class Message(Base):

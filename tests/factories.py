@@ -475,3 +475,39 @@ def golden_pipeline(session: Session) -> None:
         ("OPP-W1", "closed_won", D(2026, 4, 20)),
     ):
         _add(session, OpportunityStage(opportunity_id=ref, stage=stage, entered_at=day))
+
+
+def golden_service_queue(session: Session) -> None:
+    """The service-queue fixture of tests/test_service_queue.py, as of 2026-03-31 (hand-worked there).
+
+    account  ARR      open tickets (priority/category, opened)           rule points → p_churn
+    SQ-1     100,000  #1 high/bug 03-31 04:00; #4 urgent/bug 03-28 09:00  5 + 10 → 0.15
+    SQ-2     200,000  #2 high/integration 03-30 16:00                    5 → 0.05
+    SQ-3      30,000  #3 medium/how_to 03-31 (no time: noon)             0 → 0
+    SQ-4      50,000  churned; #11 low/bug open since 03-01              (not in the default queue)
+    Resolved (SQ-3): #5 high/bug 10 h, #6 high/bug 50 h, #7 high/bug 150 h, #8 high/integration 30 h,
+    #9 high/integration 100 h, #10 low/bug 300 h; #12 opened 2025-01-10, outside the 365-day history.
+    """
+    set_as_of(session, AS_OF)
+    for ref, name, arr in (("SQ-1", "Alpha", 100_000.0), ("SQ-2", "Beta", 200_000.0), ("SQ-3", "Gamma", 30_000.0)):
+        account(session, ref, name=name, arr=arr)
+    account(session, "SQ-4", name="Delta", arr=50_000.0, status="churned", churned_at=D(2026, 3, 15))
+    T = dt.datetime
+
+    def add(id: int, account_id: str, priority: str, category: str, opened: dt.date, hours: float | None) -> None:
+        at = opened if isinstance(opened, dt.datetime) else None
+        day = opened.date() if isinstance(opened, dt.datetime) else opened
+        closed = None if hours is None or at is None else at + dt.timedelta(hours=hours)
+        ticket(session, account_id, id=id, priority=priority, category=category, opened_at=day, opened_time=at,
+               closed_at=closed.date() if closed else None, closed_time=closed)
+
+    add(1, "SQ-1", "high", "bug", T(2026, 3, 31, 4), None)
+    add(2, "SQ-2", "high", "integration", T(2026, 3, 30, 16), None)
+    add(3, "SQ-3", "medium", "how_to", D(2026, 3, 31), None)
+    add(4, "SQ-1", "urgent", "bug", T(2026, 3, 28, 9), None)
+    for id, priority, category, hours in ((5, "high", "bug", 10), (6, "high", "bug", 50), (7, "high", "bug", 150),
+                                          (8, "high", "integration", 30), (9, "high", "integration", 100),
+                                          (10, "low", "bug", 300)):
+        add(id, "SQ-3", priority, category, T(2026, 1, 5 + id, 9), hours)
+    add(11, "SQ-4", "low", "bug", T(2026, 3, 1, 9), None)
+    add(12, "SQ-3", "urgent", "bug", T(2025, 1, 10, 9), 1)

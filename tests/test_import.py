@@ -560,3 +560,32 @@ def test_an_endless_line_is_refused_with_its_number_before_it_is_read_whole(
     with pytest.raises(csvfile.CsvProblem, match="line 1: line longer than 10,000"), \
             csvfile.CsvFile(Path("/dev/zero"), encoding="latin-1") as zero:
         list(zero.records())
+
+
+def test_a_field_past_the_csv_limit_is_refused_at_the_line_its_record_starts(engine: Engine, tmp_path: Path) -> None:
+    """Issue #19 item 9: a quote never closed makes one field of every line after it (each line short, so the
+    line cap does not see it); the field cap refuses it, named by the record's first line, and nothing is imported."""
+    header, good = TELCO.read_text(encoding="utf-8").splitlines()[:2]
+    path = tmp_path / "open-quote.csv"
+    path.write_text(f"{header}\n{good}\n\"{good}\n" + "x,y\n" * 40_000, encoding="utf-8")  # line 3 opens a quote
+    _seed_other_account(engine)
+    before = database_hash(engine)
+    result = _cli(engine, "accounts", str(path), "--mapping", str(TELCO_MAPPING), "--json")
+    assert result.exit_code == 1, result.output
+    report = ImportReport.model_validate_json(result.stdout)
+    assert not report.ok and report.rows_inserted == 0
+    [error] = report.errors
+    assert error.line == 3, error
+    assert error.message.startswith("a field longer than 131,072 characters, running to line ")
+    assert "quote that is never closed" in error.message
+    assert database_hash(engine) == before
+
+
+def test_a_line_of_exactly_the_cap_with_crlf_keeps_the_line_numbers(tmp_path: Path) -> None:
+    """The cap counts a line without its line break: a CRLF line of exactly the cap is one line (it was split
+    in two, and every later line number was one too high)."""
+    path = tmp_path / "crlf.csv"
+    path.write_bytes(b"a,b\r\n" + b"1," + b"y" * 98 + b"\r\n" + b"2,z\r\n")
+    with CsvFile(path, max_line_chars=100) as f:
+        assert [(r.line, r.cells[0]) for r in f.records()] == [(2, "1"), (3, "2")]
+        assert f.blank_lines == 0

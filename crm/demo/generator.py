@@ -33,7 +33,7 @@ from crm.demo.simulate import (
 from crm.demo.timeline import Timeline
 from crm.models import DEMO_ORIGIN, Base
 
-GENERATOR_VERSION = "2"  # 2: opportunities with owners, products, stage history and prospects (#20)
+GENERATOR_VERSION = "3"  # 2: opportunities with owners, products, stage history and prospects (#20); 3: tickets' time of day (#20)
 BATCH = 10_000
 DEFAULT_AS_OF = dt.date(2026, 9, 30)
 META_KEYS = ("as_of", "demo_seed", "demo_accounts", "generator_version", "demo_history")

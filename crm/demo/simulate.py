@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from crm.demo import deals, names
+from crm.demo import deals, names, tickets
 from crm.demo.timeline import Timeline
 
 CHUNK = 2000  # accounts per chunk: fixed, so results never depend on how work is split
@@ -392,6 +392,10 @@ def simulate_chunk(tl: Timeline, spec: ChunkSpec) -> ChunkData:
         "closed_at": tl.to_dates(closed[keep], missing=still_open[keep]),
         "csat": [None if c < 0 else c for c in csat.tolist()],
     }
+    # time of day (#20, the SLA clock): its own stream, so the days above are unchanged
+    o_min, c_min = tickets.ticket_minutes(_rng(spec, 11), cat, closed == t_day)
+    tables["support_tickets"]["opened_time"] = tickets.to_datetimes(t_day[keep], o_min[keep])
+    tables["support_tickets"]["closed_time"] = tickets.to_datetimes(closed[keep], c_min[keep], still_open[keep])
     if showcase and not np.any((ti[keep] == s) & (prio[keep] == 3) & still_open[keep]):
         _append(
             tables["support_tickets"],
@@ -402,6 +406,8 @@ def simulate_chunk(tl: Timeline, spec: ChunkSpec) -> ChunkData:
                 "opened_at": tl.dates[A - 9 - tl.date_lo],
                 "closed_at": None,
                 "csat": None,
+                "opened_time": tickets.to_datetimes(np.array([A - 9]), np.array([9 * 60 + 40]))[0],
+                "closed_time": None,
             },
         )
 

@@ -94,6 +94,46 @@ def parse_date(text: str, formats: Sequence[str] = ()) -> dt.date:
     raise ConversionError(f"not a date: {text!r} (expected YYYY-MM-DD or a format in `date_formats`)")
 
 
+_HAS_TIME = re.compile(r"\d{1,2}:\d{2}")
+_CLOCK = re.compile(r"(\d{1,2}):(\d{2})(?::(\d{2}))?")
+
+
+def parse_datetime(text: str, formats: Sequence[str] = ()) -> dt.datetime:
+    """A date with a time of day: ISO 8601 ("2026-03-02 09:14", "2026-03-02T09:14:00Z"), the
+    mapping's `date_formats` (e.g. '%m/%d/%Y %H:%M'), or a date format followed by HH:MM[:SS].
+    A time with an offset is converted to UTC; a bare date is refused (the time is the point)."""
+    if not _HAS_TIME.search(text):
+        raise ConversionError(f"no time of day in {text!r} (expected e.g. 2026-03-02 09:14)")
+    value: dt.datetime | None = None
+    for fmt in formats:
+        try:
+            value = dt.datetime.strptime(text, fmt)
+            break
+        except ValueError:
+            continue
+    if value is None:
+        try:
+            value = dt.datetime.fromisoformat(text.replace("Z", "+00:00") if text.endswith("Z") else text)
+        except ValueError:
+            day, _, clock = text.rpartition(" ")
+            if not day:
+                raise ConversionError(f"not a date and time: {text!r}") from None
+            m = _CLOCK.fullmatch(clock)
+            try:
+                if m is None:
+                    raise ValueError(clock)
+                value = dt.datetime.combine(
+                    parse_date(day, formats), dt.time(int(m[1]), int(m[2]), int(m[3] or 0))
+                )
+            except (ConversionError, ValueError):
+                raise ConversionError(
+                    f"not a date and time: {text!r} (expected YYYY-MM-DD HH:MM or a format in `date_formats`)"
+                ) from None
+    if value.tzinfo is not None:
+        value = value.astimezone(dt.UTC).replace(tzinfo=None)
+    return value
+
+
 def parse_list(text: str) -> list[str]:
     """A JSON array of strings/numbers, or items separated by ';'."""
     if text.startswith("["):
@@ -119,6 +159,8 @@ def convert(kind: str, text: str, date_formats: Sequence[str] = ()) -> Any:
         return parse_bool(text)
     if kind == "date":
         return parse_date(text, date_formats)
+    if kind == "datetime":
+        return parse_datetime(text, date_formats)
     if kind == "list":
         return parse_list(text)
     raise ConversionError(f"cannot import a value of kind {kind!r} from one cell")

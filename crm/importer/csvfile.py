@@ -30,19 +30,22 @@ class CsvProblem(Exception):
 
 
 MAX_LINE_CHARS = 1_000_000
-"""Characters in one physical line: a longer line is refused with its number before it is read
-whole (an endless line, e.g. from /dev/zero, grew an import to 18.6 GB before this cap). Fields
-are capped by the csv module's own limit (131,072 characters)."""
+"""Characters in one physical line (its line break not counted): a longer line is refused with its
+number before it is read whole (an endless line, e.g. from /dev/zero, grew an import to 18.6 GB
+before this cap). Fields are capped by the csv module's own limit (`csv.field_size_limit()`,
+131,072 characters), which also bounds a quoted field left open across many short lines."""
 
 
 def bounded_lines(handle: IO[str], limit: int, first_line: int = 1) -> Iterator[str]:
     """The lines of `handle`, refusing (CsvProblem) a line longer than `limit` characters."""
     number = first_line
     while True:
-        line = handle.readline(limit + 1)
+        # +2: a line of exactly `limit` characters and its CRLF is read whole (with +1 its "\n"
+        # came back as a line of its own, shifting every later line number by one)
+        line = handle.readline(limit + 2)
         if not line:
             return
-        if len(line) > limit and not line.endswith(("\n", "\r")):
+        if len(line.rstrip("\r\n")) > limit:
             raise CsvProblem(number, f"line longer than {limit:,} characters: not a CSV this importer reads "
                                      "(check the file and its delimiter)")
         yield line
@@ -96,11 +99,18 @@ class CsvFile:
 
     def _rows(self) -> Iterator[list[str]]:
         while True:
+            start = self._csv.line_num + 1  # the physical line where the next record starts
             try:
                 row: list[str] = next(self._csv)
             except StopIteration:
                 return
             except csv.Error as exc:
+                if "field larger than field limit" in str(exc):
+                    # named by the record's first line, where an editor finds it (an open quote runs far past it)
+                    reach = self._csv.line_num
+                    where = (f", running to line {reach:,}: check for a quote that is never closed" if reach > start
+                             else ": not a CSV this importer reads (check the file and its delimiter)")
+                    raise CsvProblem(start, f"a field longer than {csv.field_size_limit():,} characters{where}") from None
                 raise CsvProblem(self._csv.line_num, f"malformed CSV: {exc}") from None
             except UnicodeDecodeError as exc:
                 raise CsvProblem(

@@ -270,6 +270,13 @@ def check_mapping(mapping: ImportMapping, spec: TableSpec) -> list[str]:
                 f"field {name!r} is required for {spec.name}: map a column to it under `columns` "
                 "or give a constant under `defaults`"
             )
+    for name, template in implicit_templates(spec).items():  # e.g. a ticket's day from its timestamp
+        fed = [f for f in template_fields(template) if f in supplied]
+        if not spec.fields[name].nullable and name not in supplied and not fed:
+            problems.append(
+                f"field {name!r} is required for {spec.name}: map a column to it (or to "
+                f"{' / '.join(repr(f) for f in template_fields(template))}) under `columns`"
+            )
     return problems
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Any, Literal
 
-from sqlalchemy import JSON, Boolean, Date, Float, Integer, String, Table, Text, UniqueConstraint
+from sqlalchemy import JSON, Boolean, Date, DateTime, Float, Integer, String, Table, Text, UniqueConstraint
 
 from crm.models import (
     ACCOUNT_STATUSES,
@@ -36,7 +36,7 @@ from crm.models import (
 )
 from crm.stages import canonical_stage
 
-FieldKind = Literal["str", "int", "float", "bool", "date", "list", "dict"]
+FieldKind = Literal["str", "int", "float", "bool", "date", "datetime", "list", "dict"]
 
 # CLI command name -> model. The command names are what users type: `valuechain import usage ...`.
 COMMANDS: dict[str, type[Base]] = {
@@ -95,7 +95,12 @@ RANGES: dict[tuple[str, str], tuple[float | None, float | None]] = {
 }
 
 # Fields filled from other fields of the same row when the mapping does not supply them.
-IMPLICIT_TEMPLATES: dict[tuple[str, str], str] = {("accounts", "name"): "{id}"}
+IMPLICIT_TEMPLATES: dict[tuple[str, str], str] = {
+    ("accounts", "name"): "{id}",
+    # a help-desk timestamp mapped to `opened_time` / `closed_time` also gives the day (#20)
+    ("support_tickets", "opened_at"): "{opened_time}",
+    ("support_tickets", "closed_at"): "{closed_time}",
+}
 
 INT32 = (-(2**31), 2**31 - 1)
 
@@ -198,6 +203,8 @@ def _kind(column_type: Any, name: str) -> FieldKind:
         return "int"
     if isinstance(column_type, Float):
         return "float"
+    if isinstance(column_type, DateTime):
+        return "datetime"
     if isinstance(column_type, Date):
         return "date"
     if isinstance(column_type, JSON):

@@ -72,6 +72,7 @@ def register(app: typer.Typer) -> None:
         arg: list[str] = typer.Option([], "--arg", "-a", help="key=value (repeatable); JSON values allowed"),
         args_json: str | None = typer.Option(None, "--args", help="All arguments as one JSON object"),
         database_url: str | None = DatabaseUrlOption,
+        as_json: bool = typer.Option(True, "--json", help="Accepted for symmetry: the output is always JSON"),
     ) -> None:
         settings = settings_for(database_url)
         with tool_errors():

@@ -19,7 +19,7 @@ from core.runtime import get_sessionmaker
 from tools.accounts import account_timeline, get_account, list_accounts
 from tools.activities import score_activities
 from tools.ranking import Entity, Order, RankResult, rank
-from valuechain.cli import tools_call, tools_churn
+from valuechain.cli import tools_call, tools_churn, tools_service
 from valuechain.cli.common import (
     DatabaseUrlOption,
     JsonOption,
@@ -324,4 +324,5 @@ def timeline_cmd(
 
 # churn-risk and next-best-action live with the churn tools.
 tools_churn.register(app)
+tools_service.register(app)
 tools_call.register(app)
