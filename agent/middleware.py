@@ -530,8 +530,28 @@ def describe_llm_error(exc: BaseException) -> str | None:
         return "the language model endpoint cannot be reached"
     if isinstance(exc, openai.APIStatusError):
         return f"the language model endpoint returned HTTP {exc.status_code}"
-    if isinstance(exc, openai.APIError | json.JSONDecodeError) or (
-            # LangChain's ValueError for a 200 whose stream held no chunk it could read
-            isinstance(exc, ValueError) and "No generations found in stream" in str(exc)):
+    if isinstance(exc, openai.APIError | json.JSONDecodeError) or _raised_reading_reply(exc):
         return "the language model endpoint sent a reply that could not be read"
     return None
+
+
+READER_MODULES = ("openai.", "langchain_openai.", "langchain_core.language_models.")
+"""Where a reply that is no chat completion fails (a 200 with text, HTML, an empty body, a JSON
+without `choices`, a stream with no chunk): the client's and LangChain's readers of the reply."""
+
+
+def _raised_reading_reply(exc: BaseException) -> bool:
+    """True for the exceptions the model client raises on a reply it cannot read: LangChain's
+    "No generations found in stream." (ValueError), "Unexpected response type" (ValueError),
+    "null value for 'choices'" (TypeError), `choices[0]` of an empty list (IndexError), a
+    message that is null (AttributeError). Told apart from a bug of ours by where they were
+    raised: in the client's code, not in ours."""
+    if not isinstance(exc, ValueError | TypeError | KeyError | IndexError | AttributeError):
+        return False
+    tb = exc.__traceback__
+    if tb is None:
+        return False
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    module = str(tb.tb_frame.f_globals.get("__name__", ""))
+    return module.startswith(READER_MODULES)

@@ -8,8 +8,13 @@ queryable trace from question → LLM calls → tool calls → recommendation (`
 from __future__ import annotations
 
 import datetime as dt
+import os
+import re
+import socket
 import uuid
-from typing import Any
+from functools import cache
+from pathlib import Path
+from typing import Any, Literal
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -52,7 +57,8 @@ class RunLog:
         channel: str = "cli",
         user_id: int | None = None,
     ) -> RunLog:
-        """Open (or continue) the conversation, store the question and a `running` run.
+        """Open (or continue) the conversation, store the question and a `running` run owned by
+        this process (`process_owner()`).
 
         `user_id` owns a new conversation (an existing one keeps its owner)."""
         now = utcnow()
@@ -66,7 +72,7 @@ class RunLog:
             s.add(
                 AgentRun(
                     id=run_id, conversation_id=conversation_id, started_at=now, model=model,
-                    status="running", question=question,
+                    status="running", question=question, owner=process_owner(),
                 )
             )
             s.flush()
@@ -186,12 +192,125 @@ def close_unfinished(sessions: sessionmaker[Session], run_id: str, *, status: st
 
 
 def interrupt_running(sessions: sessionmaker[Session], reason: str, *, channels: tuple[str, ...]) -> list[str]:
-    """Mark the runs left `running` in conversations of `channels` (those a process that stopped was
-    answering) `interrupted` with `reason`; their ids. Other channels' runs (a CLI chat going on
-    beside the server) are left alone."""
+    """At a server's start: mark the runs left `running` `interrupted`; their ids.
+
+    A run in a conversation of `channels` (those the server answers) is marked with `reason`
+    unless another process of this machine still answers it (a second worker, a terminal chat
+    continuing a web conversation). A run of another channel (a `valuechain chat` beside the
+    server) is marked only when the process answering it has ended (`interrupt_orphans`)."""
+    me = process_owner()
+    ids: list[str] = []
+    for run_id, channel, owner in _running(sessions):
+        state = owner_state(owner)
+        if channel in channels and (state != "alive" or owner == me):
+            note = reason
+        elif state == "dead":
+            note = ended(owner)
+        else:
+            continue
+        if close_unfinished(sessions, run_id, status="interrupted", reason=note):
+            ids.append(run_id)
+    return ids
+
+
+def interrupt_orphans(sessions: sessionmaker[Session]) -> list[str]:
+    """Mark `interrupted` the runs left `running` by a process of this machine that has ended (a
+    `valuechain chat` killed, a crashed server); their ids. Runs of live processes, of other
+    machines and without an owner are left alone."""
+    return [run_id for run_id, _channel, owner in _running(sessions)
+            if owner_state(owner) == "dead"
+            and close_unfinished(sessions, run_id, status="interrupted", reason=ended(owner))]
+
+
+def close_own_runs(sessions: sessionmaker[Session], *, status: str, reason: str) -> list[str]:
+    """End the runs this process still has `running` (a terminal chat stopped with Ctrl-C); their ids."""
+    me = process_owner()
+    return [run_id for run_id, _channel, owner in _running(sessions)
+            if owner == me and close_unfinished(sessions, run_id, status=status, reason=reason)]
+
+
+def _running(sessions: sessionmaker[Session]) -> list[tuple[str, str, str | None]]:
+    """(run id, conversation channel, owner) of every run marked `running`."""
     with sessions() as s:
-        ids = list(s.scalars(
-            select(AgentRun.id).join(Conversation, Conversation.id == AgentRun.conversation_id)
-            .where(AgentRun.status == "running", Conversation.channel.in_(channels))
-        ))
-    return [run_id for run_id in ids if close_unfinished(sessions, run_id, status="interrupted", reason=reason)]
+        rows = s.execute(
+            select(AgentRun.id, Conversation.channel, AgentRun.owner)
+            .join(Conversation, Conversation.id == AgentRun.conversation_id)
+            .where(AgentRun.status == "running")
+        ).all()
+    return [(run_id, channel, owner) for run_id, channel, owner in rows]
+
+
+# ---------------------------------------------------------------------------- which process answers a run
+
+_OWNER = re.compile(r"^(?P<machine>\S+) pid (?P<pid>\d+) start (?P<start>\S+)$")
+
+
+def _read(path: str) -> str | None:
+    try:
+        return Path(path).read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return None
+
+
+@cache
+def _machine() -> str:
+    """This host, and its pid namespace where /proc shows it (containers sharing a host name and a
+    database must not judge each other's pids)."""
+    try:
+        namespace = os.readlink("/proc/self/ns/pid")
+    except OSError:
+        namespace = ""
+    inode = re.sub(r"\D", "", namespace)
+    return socket.gethostname()[:120] + (f"/{inode}" if inode else "")
+
+
+def _stat(pid: int) -> tuple[str, str] | None:
+    """Process `pid`'s state letter and when it started (boot id and start time in clock ticks),
+    from /proc; None where /proc does not show it."""
+    stat, boot = _read(f"/proc/{pid}/stat"), _read("/proc/sys/kernel/random/boot_id")
+    if stat is None or boot is None or ")" not in stat:
+        return None
+    fields = stat.rsplit(")", 1)[1].split()  # after "(comm)": field 3 (state) onwards
+    if len(fields) < 20:
+        return None
+    return fields[0], f"{boot.strip()[:8]}-{fields[19]}"  # field 22: starttime
+
+
+@cache
+def _owner(pid: int) -> str:
+    stat = _stat(pid)
+    return f"{_machine()} pid {pid} start {stat[1] if stat else '?'}"
+
+
+def process_owner() -> str:
+    """This process, as the run log records who answers a run: "<host> pid <pid> start <token>"."""
+    return _owner(os.getpid())
+
+
+def owner_state(owner: str | None) -> Literal["alive", "dead", "unknown"]:
+    """Whether the process `owner` names is still running: `unknown` for another machine, a run
+    logged before owners were recorded, or a system where pids cannot be checked (not POSIX)."""
+    match = _OWNER.match(owner or "")
+    if match is None or os.name != "posix" or match["machine"] != _machine():
+        return "unknown"
+    pid = int(match["pid"])
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the pid exists
+    except ProcessLookupError:
+        return "dead"
+    except PermissionError:
+        pass  # it exists, as another user's process
+    stat = _stat(pid)
+    if stat is None:  # no /proc, or one that hides other users' processes: the pid exists
+        return "alive"
+    state, started = stat
+    if state in ("Z", "X") or match["start"] not in ("?", started):
+        return "dead"  # a zombie (ended, not yet reaped), or the pid now names a later process
+    return "alive"
+
+
+def ended(owner: str | None) -> str:
+    """The run log's note for a run whose process ended before the answer."""
+    match = _OWNER.match(owner or "")
+    who = f" (pid {match['pid']} on {match['machine'].split('/')[0]})" if match else ""
+    return f"the process answering it{who} ended before the answer; ask again"

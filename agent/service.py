@@ -6,11 +6,13 @@ embedded model server when no ``LLM_BASE_URL`` is set and stops it on exit.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import cache
 from typing import Any
 
+from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlalchemy.orm import Session, sessionmaker
 
 from agent.copilot import Agent, Copilot
@@ -19,8 +21,11 @@ from agent.llm.model_files import ProgressFn
 from agent.llm.runtime import LLMRuntime
 from agent.pipeline import PlanCopilot
 from agent.plan import plan_schema
+from agent.runlog import close_own_runs, interrupt_orphans
 from core.runtime import get_sessionmaker
 from core.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 def build_copilot(
@@ -70,12 +75,31 @@ def build_copilot(
 def open_copilot(
     settings: Settings, *, warm: bool = True, progress: ProgressFn | None = None
 ) -> Iterator[tuple[Agent, LLMRuntime]]:
-    """A Copilot and its model runtime; the embedded server (if any) stops on exit."""
+    """A Copilot and its model runtime; the embedded server (if any) stops on exit.
+
+    Runs left `running` by a process of this machine that has ended (a chat killed in its
+    terminal, a crashed server) are marked `interrupted` first; a run of this process still
+    going when the caller stops (Ctrl-C) ends `stopped` (or `interrupted`) on the way out."""
+    sessions = get_sessionmaker(settings)
+    try:
+        orphans = interrupt_orphans(sessions)
+    except (OperationalError, ProgrammingError) as exc:  # not initialised yet: the agent will say so
+        orphans = []
+        log.warning("could not check for interrupted chat runs: %s", str(exc).splitlines()[0])
+    if orphans:
+        log.warning("%d chat run(s) whose process ended marked interrupted: %s", len(orphans), ", ".join(orphans))
     runtime = LLMRuntime.open(settings, progress=progress)
     try:
         copilot = build_copilot(settings, runtime)
         if warm:
             copilot.warm(runtime)
         yield copilot, runtime
+    except BaseException as exc:
+        if isinstance(exc, KeyboardInterrupt):
+            close_own_runs(sessions, status="stopped", reason="stopped in the terminal (Ctrl-C) before the answer")
+        else:
+            close_own_runs(sessions, status="interrupted",
+                           reason=f"the process stopped before the answer ({type(exc).__name__})")
+        raise
     finally:
         runtime.close()

@@ -15,7 +15,7 @@ from core.db import make_engine
 from crm.migrate import alembic_config, current_revision, upgrade
 from crm.models import Base
 
-HEAD = "0007"
+HEAD = "0009"
 
 
 def test_migration_creates_every_model_table(any_engine: Engine) -> None:
@@ -268,3 +268,38 @@ def test_0007_keeps_opportunities_lets_them_be_blank_and_downgrades(engine_0005:
     assert "opportunity_stages" not in inspect(engine_0005).get_table_names()
     upgrade(engine_0005)
     assert current_revision(engine_0005) == HEAD
+
+
+def test_0008_adds_ticket_times_keeps_tickets_and_downgrades(engine_0005: Engine) -> None:
+    """Issue #20: tickets keep their dates, gain blank times; a downgrade drops only the times."""
+    upgrade(engine_0005)
+    cfg = alembic_config(engine_0005.url.render_as_string(hide_password=False))
+    with engine_0005.begin() as connection:
+        cfg.attributes["connection"] = connection
+        command.downgrade(cfg, "0007")
+    with engine_0005.begin() as conn:
+        conn.execute(
+            text("INSERT INTO accounts (id, name, arr, status, attributes, origin) "
+                 "VALUES ('A-1', 'x', 1.0, 'active', '{}', 'import')")
+        )
+        conn.execute(
+            text("INSERT INTO support_tickets (id, account_id, priority, opened_at, closed_at) "
+                 "VALUES (3, 'A-1', 'high', '2026-05-01', '2026-05-03')")
+        )
+    upgrade(engine_0005)
+    assert current_revision(engine_0005) == HEAD
+    with engine_0005.begin() as conn:
+        row = conn.execute(text("SELECT id, opened_at, opened_time, closed_time FROM support_tickets")).one()
+        assert (row[0], str(row[1]), row[2], row[3]) == (3, "2026-05-01", None, None)
+        conn.execute(
+            text("UPDATE support_tickets SET opened_time = :t WHERE id = 3").bindparams(
+                bindparam("t", type_=DateTime())
+            ),
+            {"t": dt.datetime(2026, 5, 1, 9, 30)},
+        )
+    with engine_0005.begin() as connection:
+        cfg.attributes["connection"] = connection
+        command.downgrade(cfg, "0007")
+    assert "opened_time" not in {c["name"] for c in inspect(engine_0005).get_columns("support_tickets")}
+    with engine_0005.connect() as conn:
+        assert conn.execute(text("SELECT id FROM support_tickets")).scalars().all() == [3]

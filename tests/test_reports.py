@@ -174,3 +174,34 @@ def test_html_from_names_is_escaped_in_markdown_and_html(engine: Engine) -> None
     for text in (md, html):
         assert "<script>alert(1)" not in text and "<img src=x" not in text and "<b>ops</b>" not in text
     assert "Hosting &lt;script&gt;alert(1)&lt;/script&gt;" in md and "Billing & &lt;b&gt;ops&lt;/b&gt;" in md
+
+
+PAYLOADS = ('<script>alert(1)</script>', '<img src=x onerror="alert(2)">', '<svg onload=alert(3)>',
+            '[click me](javascript:alert(4))', '![pixel](https://evil.example/p.png)')
+
+
+def test_script_and_onerror_payloads_in_account_and_activity_names_stay_text(engine: Engine) -> None:
+    """Issue #19 item 11: names, teams and initiative text from the data never become markup (HTML, or a
+    Markdown link or image) in the Markdown and HTML reports."""
+    import re
+
+    with make_sessionmaker(engine)() as s:
+        for i, payload in enumerate(PAYLOADS):
+            f.account(s, f"ACME-000{i}", name=f"Acme {payload}")
+            f.activity(s, f"X{i}", name=f"Hosting {i} {payload}", owner_team=f"Ops {payload}",
+                       annual_cost=900.0 + i, value_score=1.0)
+            f.initiative(s, f"INI-{i}", activity_id=f"X{i}", description=f"Automate {payload}")
+        f.activity(s, "S1", name="Billing & <b>ops</b>", annual_cost=100.0, value_score=9.0, kind="support",
+                   porter_category="procurement")
+        s.commit()
+        r = value_chain_analysis(session=s)
+    md = render_report(r, "md").decode("utf-8")
+    html = render_report(r, "html").decode("utf-8")
+    assert "Hosting 0 &lt;script&gt;alert(1)&lt;/script&gt;" in md and "Billing & &lt;b&gt;ops&lt;/b&gt;" in md
+    assert "\\[click me\\](javascript:alert(4))" in md and "!\\[pixel\\](https://evil.example/p.png)" in md
+    assert re.search(r"(?<!\\)\[[^\]]*(?<!\\)\]\(", md) is None  # no Markdown link or image left whole
+    for text in (md, html):
+        for raw in ("<script", "<img", "<svg onload", "<b>"):
+            assert raw not in text, raw
+    assert re.search(r"<[^>]*\son(error|load)\s*=", html) is None  # no event handler attribute in any tag
+    assert "Hosting 0 &lt;script&gt;" in html  # shown as text, not dropped

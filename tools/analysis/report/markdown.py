@@ -10,9 +10,11 @@ from tools.analysis.report.document import Block, Bullets, ChartBlock, Document,
 
 def _text(text: str) -> str:
     """Text as Markdown shows it literally: raw HTML from names in the data (`<script>`, `<img onerror=…>`)
-    is escaped, never passed through to a renderer that would run it."""
+    is escaped, never passed through to a renderer that would run it, and so are Markdown links and
+    images (`[label](url)`, `![](url)`: a link the report did not write, an image that loads on view)."""
     text = re.sub(r"&(?=#?[A-Za-z0-9]+;)", "&amp;", text)  # an entity stays text; a plain "&" is fine
-    return text.replace("<", "&lt;").replace(">", "&gt;")
+    text = text.replace("<", "&lt;").replace(">", "&gt;")
+    return text.replace("[", "\\[").replace("]", "\\]")  # the document's text never holds Markdown
 
 
 def _cell(text: str) -> str:
