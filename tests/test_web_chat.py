@@ -170,6 +170,8 @@ def test_ask_read_the_answer_then_a_new_conversation(server: ChatServer, browser
     expect(rank_call.locator("pre.tool-json")).to_contain_text('"churn_probability"')
     answer.locator("details.tool-call[data-tool=search_knowledge] summary").click()  # the long argument, open
     watched.assert_no_overflow("the answer with a long tool argument open")
+    inner, box = page.evaluate("(() => { const m = document.getElementById('messages'); return [m.scrollWidth, m.clientWidth]; })()")
+    assert inner <= box, f"the conversation scrolls sideways: {inner} px of content in a {box} px column"
     bubble = answer.locator(".bubble").bounding_box()
     assert bubble is not None and bubble["x"] + bubble["width"] <= size["width"], bubble
     shot(page, "answer", size)

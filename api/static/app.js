@@ -158,6 +158,7 @@ async function signIn(key) {
   $("signin").hidden = true;
   $("app").hidden = false;
   $("whoami").textContent = `${me.user} · ${me.role}`;
+  $("nav-runs").hidden = !can("analyze"); // the run log is for analysts (GET /api/v1/feedback)
   refreshModelStatus();
   refreshPendingCount();
   loadConversations();
@@ -179,7 +180,7 @@ function signOut(message) {
 
 // ------------------------------------------------------------------ routing
 
-const PAGES = ["chat", "review", "value-chain", "accounts", "account", "report"];
+const PAGES = ["chat", "review", "value-chain", "accounts", "account", "report", "runs"];
 const loaded = new Set();
 
 function route() {
@@ -198,13 +199,14 @@ function route() {
   else if (name === "accounts" && !loaded.has(name)) loadRisk();
   else if (name === "account") loadAccount(decodeURIComponent(arg || ""));
   else if (name === "report" && !loaded.has(name)) loadReport();
+  else if (name === "runs") loadRunLog(); // always fresh: new runs and verdicts arrive all the time
   else if (name === "chat") $("chat-input").focus();
   loaded.add(name);
 }
 
 // header status, chat, citations and conversations: chat.js (loaded after this file)
 
-// review queue, value chain, at-risk accounts, the account page and the report: pages.js
+// review queue, value chain, at-risk accounts, the account page, the report and the run log: pages.js
 
 // ------------------------------------------------------------------ wiring
 

@@ -1,5 +1,5 @@
 /* Value Chain Copilot web UI, the analysis pages: review queue, value chain, at-risk accounts,
- * the account page and the analysis report. Classic script loaded after app.js (helpers, routing)
+ * the account page, the analysis report and the run log. Classic script loaded after app.js (helpers, routing)
  * and before chat.js; server text goes in as text nodes only, as in app.js.
  */
 "use strict";
@@ -682,6 +682,66 @@ async function openReportTab() {
   }
 }
 
+// ------------------------------------------------------------------ run log
+
+const RUN_PAGE = 50;
+const RATING_WORDS = { up: "▲ Helpful", down: "▼ Not helpful" };
+
+/** One verdict on an answer: who, helpful or not, and their note. */
+function verdictNode(f) {
+  return el("li", { class: `verdict ${f.rating}` },
+    el("span", { class: "verdict-rating" }, RATING_WORDS[f.rating] || f.rating), " ",
+    el("span", { class: "muted" }, `${f.user || "a removed user"} · ${when(f.updated_at)}`),
+    f.note ? el("q", { class: "verdict-note" }, f.note) : null);
+}
+
+/** The start of an answer as plain text (no Markdown marks), for a folded answer's summary. */
+function plainExcerpt(text, n = 160) {
+  const plain = String(text).replace(/\*\*|`|^#+\s*|^\s*[-*•]\s+/gm, "").replace(/\s+/g, " ").trim();
+  return plain.length > n ? `${plain.slice(0, n - 1)}…` : plain;
+}
+
+/** One run as a card: who asked what, how it ended, what it called and filed, and the verdicts. */
+function runEntry(r) {
+  const took = r.latency_ms === null ? null : `${(r.latency_ms / 1000).toFixed(1)} s`;
+  const head = el("p", { class: "run-head" }, el("span", { class: `status-badge ${r.status}` }, r.status), " ",
+    el("span", { class: "muted" }, [when(r.started_at), r.user || "no user", r.channel, took, r.model].filter(Boolean).join(" · ")));
+  const ended = r.answer
+    ? el("details", { class: "run-answer" }, el("summary", {}, el("span", { class: "run-answer-label" }, "Answer"), " ",
+      el("span", { class: "run-excerpt" }, plainExcerpt(r.answer))), renderMarkdown(r.answer, { queries: [] }))
+    : el("p", { class: r.status === "error" ? "error" : "muted" }, r.error || (r.status === "running" ? "Still running…" : "No answer."));
+  const facts = [r.tools.length ? `Tools: ${r.tools.join(", ")}` : "No tool calls",
+    r.recommendation_ids.length ? `filed #${r.recommendation_ids.join(", #")}` : null].filter(Boolean).join(" · ");
+  const verdicts = r.feedback.length
+    ? el("ul", { class: "verdicts", "aria-label": "Verdicts on this answer" }, r.feedback.map(verdictNode))
+    : el("p", { class: "muted small" }, "Not rated.");
+  const open = el("button", { type: "button", class: "small", onclick: () => openConversation(r.conversation_id) }, "Open the conversation");
+  return el("li", { class: "card run-entry", dataset: { run: r.run_id } },
+    head, el("p", { class: "run-question" }, r.question), ended, el("p", { class: "muted small" }, facts), verdicts, open);
+}
+
+async function loadRunLog(more = false) {
+  const list = $("runs-list");
+  const offset = more ? list.children.length : 0;
+  if (!more) clear(list);
+  $("runs-more").hidden = true;
+  if (!can("analyze")) {
+    $("runs-summary").textContent = "The run log is for analysts, approvers and admins.";
+    return;
+  }
+  $("runs-summary").textContent = "Loading…";
+  try {
+    const params = new URLSearchParams({ rated: $("runs-rated").value, limit: RUN_PAGE, offset });
+    const log = await api(`/api/v1/feedback?${params}`);
+    list.append(...log.items.map(runEntry));
+    $("runs-summary").textContent = `${log.total} run${log.total === 1 ? "" : "s"}, newest first · verdicts over all runs: `
+      + `${log.ratings.up} helpful, ${log.ratings.down} not helpful`;
+    $("runs-more").hidden = list.children.length >= log.total;
+  } catch (err) {
+    clear($("runs-summary")).append(errorBox(err));
+  }
+}
+
 // ------------------------------------------------------------------ wiring
 
 function wirePages() {
@@ -694,4 +754,7 @@ function wirePages() {
   $("report-open").addEventListener("click", openReportTab);
   $("report-pdf").addEventListener("click", () => downloadReport("pdf"));
   $("report-md").addEventListener("click", () => downloadReport("md"));
+  $("runs-refresh").addEventListener("click", () => loadRunLog());
+  $("runs-rated").addEventListener("change", () => loadRunLog());
+  $("runs-more").addEventListener("click", () => loadRunLog(true));
 }

@@ -7,6 +7,7 @@ salt, no date in the metadata) so the same result gives the same HTML.
 from __future__ import annotations
 
 import io
+import textwrap
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -38,12 +39,15 @@ _RC: dict[Any, Any] = {
     "svg.hashsalt": "valuechain-report",
     "svg.fonttype": "none",  # text stays text: smaller, selectable
     "font.family": "DejaVu Sans",
-    "font.size": 8.5,
+    "font.size": 8.5,  # the smallest text in any chart: 11 px where the report shows charts at their own size
     "axes.spines.top": False,
     "axes.spines.right": False,
     "axes.titleweight": "bold",
     "axes.titlesize": 10,
 }
+
+
+SMALL = 8.5  # points: labels, legends and values are no smaller than the axis text
 
 
 @dataclass(frozen=True)
@@ -67,38 +71,53 @@ def _money_axis(x: float, _pos: object) -> str:
     return f"{x:.0f}"
 
 
-def _clip(text: str, n: int) -> str:
-    return text if len(text) <= n else text[: n - 1].rstrip() + "…"
+def _wrap(text: str, width: int) -> str:
+    """Full text on lines of at most `width` characters (labels are never cut short)."""
+    return "\n".join(textwrap.wrap(text, width, break_on_hyphens=False)) or text
 
 
 def _place_labels(ax: Axes, points: list[tuple[float, float, str]], fontsize: float) -> None:
-    """Annotate points, trying four offsets per label so that labels do not overlap."""
-    placed: list[tuple[float, float, float, float]] = []
-    char_w, height = fontsize * 0.62, fontsize * 1.1  # points; DejaVu Sans is about this wide
+    """Annotate points with their (wrapped) full names where a label overlaps no other label, no
+    point and stays inside the axes: eight places around each point, then farther out."""
+    char_w, line_h = fontsize * 0.6, fontsize * 1.15  # points; DejaVu Sans is about this wide
     scale = ax.figure.dpi / 72.0
+    ax.figure.canvas.draw()  # the axes' final position (constrained layout) before measuring
+    (x0, y0), (x1, y1) = ax.transAxes.transform((0, 0)) / scale, ax.transAxes.transform((1, 1)) / scale
+    centres = [tuple(ax.transData.transform((x, y)) / scale) for x, y, _ in points]
+    placed: list[tuple[float, float, float, float]] = [(cx - 4, cy - 4, cx + 4, cy + 4) for cx, cy in centres]
+
+    def free(box: tuple[float, float, float, float]) -> bool:
+        inside = box[0] >= x0 and box[2] <= x1 and box[1] >= y0 and box[3] <= y1
+        return inside and all(box[2] < b[0] or box[0] > b[2] or box[3] < b[1] or box[1] > b[3] for b in placed)
+
     for x, y, text in sorted(points, key=lambda p: (-p[1], p[0], p[2])):
         px, py = ax.transData.transform((x, y)) / scale
-        width = char_w * len(text)
-        choice = None
-        for dx, dy, ha in ((4, 3, "left"), (4, -11, "left"), (-4, 3, "right"), (-4, -11, "right")):
-            left = px + dx if ha == "left" else px + dx - width
-            box = (left, py + dy, left + width, py + dy + height)
-            if all(box[2] < b[0] or box[0] > b[2] or box[3] < b[1] or box[1] > b[3] for b in placed):
-                choice = (dx, dy, ha, box)
-                break
-        if choice is None:
-            left = px + 4
-            choice = (4, 3, "left", (left, py + 3, left + width, py + 3 + height))
-        dx, dy, ha, box = choice
-        placed.append(box)
+        lines = text.split("\n")
+        width, height = char_w * max(len(line) for line in lines), line_h * len(lines)
+        options = []
+        for reach in (1, 2, 3):
+            g = 4 * reach
+            options += [(g, g, width, height), (g, -g - height, width, height), (-g - width, g, width, height),
+                        (-g - width, -g - height, width, height), (-width / 2, g + 2, width, height),
+                        (-width / 2, -g - 2 - height, width, height), (g + 2, -height / 2, width, height),
+                        (-g - 2 - width, -height / 2, width, height)]
+        chosen = next(((px + dx, py + dy, px + dx + w, py + dy + h) for dx, dy, w, h in options
+                       if free((px + dx, py + dy, px + dx + w, py + dy + h))), None)
+        if chosen is None:  # nowhere free: right of the point, inside the axes
+            left = min(px + 4, x1 - width)
+            chosen = (left, py + 4, left + width, py + 4 + height)
+        placed.append(chosen)
         ax.annotate(
             text,
             (x, y),
-            xytext=(dx, dy),
+            xytext=(chosen[0] - px, chosen[1] - py),
             textcoords="offset points",
-            ha=ha,
+            ha="left",
+            va="bottom",
             fontsize=fontsize,
-            color="#424242",
+            color="#212121",
+            fontweight="bold" if len(text) <= 3 else "normal",
+            linespacing=1.0,
         )
 
 
@@ -120,8 +139,8 @@ def _quadrants(fig: Figure, r: ValueChainAnalysis) -> None:
         textcoords="offset points",
         ha="left",
         va="top",
-        fontsize=7,
-        color="#9e9e9e",
+        fontsize=SMALL,
+        color="#616161",  # AA contrast (6:1) on white
     )
     handles = []
     for q, colour in QUADRANT_COLOURS.items():
@@ -150,14 +169,22 @@ def _quadrants(fig: Figure, r: ValueChainAnalysis) -> None:
             )
     ax.set_xlim(0, x_top)
     ax.set_ylim(0, y_top)
-    # names, as the text uses them (the tables give the code beside the name)
-    _place_labels(ax, [(a.cost_share, a.value_share, _clip(a.name, 24)) for a in acts], 7)
     ax.xaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
     ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
     ax.set_xlabel("cost share of the chain (dashed lines: 1/n; bubble size: cost)")
     ax.set_ylabel("share of customer value")
     ax.set_title(f"Cost share vs value share, {r.period}")
-    ax.legend(handles=handles, loc="upper right", fontsize=7, frameon=False)
+    # legends outside the axes, so that no point or label hides behind them: the quadrant colours
+    # above, and under the chart the numbered key with every activity's full name (as the text
+    # names it); the points carry their numbers, which fit where full names would pile up
+    fig.legend(handles=handles, loc="outside upper center", ncol=4, fontsize=SMALL, frameon=False,
+               handletextpad=0.2, columnspacing=1.2)
+    ranked = sorted(acts, key=lambda a: (-a.cost_share, a.name))
+    key = [Line2D([], [], marker="o", ls="", color=QUADRANT_COLOURS.get(a.quadrant, "#757575"), markersize=6,
+                  label=f"{i}. {a.name}") for i, a in enumerate(ranked, 1)]
+    fig.legend(handles=key, loc="outside lower center", ncol=2, fontsize=SMALL, frameon=False,
+               handletextpad=0.2, columnspacing=1.5, labelspacing=0.35)
+    _place_labels(ax, [(a.cost_share, a.value_share, str(i)) for i, a in enumerate(ranked, 1)], SMALL)
 
 
 def _bar_label(ax: Axes, bar: Rectangle, text: str) -> None:
@@ -168,7 +195,7 @@ def _bar_label(ax: Axes, bar: Rectangle, text: str) -> None:
         xytext=(3, 0),
         textcoords="offset points",
         va="center",
-        fontsize=7,
+        fontsize=SMALL,
     )
 
 
@@ -179,7 +206,7 @@ def _margin_leak(fig: Figure, r: ValueChainAnalysis) -> None:
         ax.text(0.5, 0.5, "No activity spends above its share of value", ha="center", va="center")
         ax.set_axis_off()
         return
-    labels = [_clip(i.name, 38) for i in items][::-1]
+    labels = [_wrap(i.name, 40) for i in items][::-1]
     values = [i.margin_leak for i in items][::-1]
     colours = [QUADRANT_COLOURS[i.quadrant] for i in items][::-1]
     bars = ax.barh(labels, values, color=colours)
@@ -188,6 +215,9 @@ def _margin_leak(fig: Figure, r: ValueChainAnalysis) -> None:
     ax.set_xlim(0, max(values) * 1.35)
     ax.xaxis.set_major_formatter(FuncFormatter(_money_axis))
     ax.set_xlabel("margin leak: spend above the activity's share of customer value")
+    shown = [q for q in QUADRANT_COLOURS if any(i.quadrant == q for i in items)]  # what the colours mean
+    fig.legend(handles=[Patch(color=QUADRANT_COLOURS[q], label=q.replace("_", " ")) for q in shown],
+               loc="outside lower center", ncol=len(shown), fontsize=SMALL, frameon=False)
     ax.set_title(f"Where margin is lost, {r.period} (total {r.step3_costs.total_margin_leak:,.0f})")
 
 
@@ -198,7 +228,7 @@ def _initiative_roi(fig: Figure, r: ValueChainAnalysis) -> None:
         ax.text(0.5, 0.5, "No initiative with a positive ROI", ha="center", va="center")
         ax.set_axis_off()
         return
-    labels = [f"{i.id} {_clip(i.description, 34)}" for i in items][::-1]
+    labels = [_wrap(f"{i.id} {i.description}", 40) for i in items][::-1]
     values = [float(i.roi or 0.0) for i in items][::-1]
     colours = [ADVANTAGE_COLOURS.get(i.advantage, ADVANTAGE_COLOURS[None]) for i in items][::-1]
     bars = ax.barh(labels, values, color=colours)
@@ -220,7 +250,7 @@ def _initiative_roi(fig: Figure, r: ValueChainAnalysis) -> None:
         Patch(color=ADVANTAGE_COLOURS["differentiation"], label="differentiation"),
         Patch(color=ADVANTAGE_COLOURS[None], label="none (likely decorative)"),
     ]
-    ax.legend(handles=handles, loc="lower right", fontsize=7, frameon=False)
+    fig.legend(handles=handles, loc="outside lower center", ncol=3, fontsize=SMALL, frameon=False)  # off the bars
 
 
 _DRAW = {"quadrants": _quadrants, "margin_leak": _margin_leak, "initiative_roi": _initiative_roi}
@@ -228,10 +258,12 @@ _DRAW = {"quadrants": _quadrants, "margin_leak": _margin_leak, "initiative_roi":
 
 def chart_size(key: ChartKey, r: ValueChainAnalysis) -> tuple[float, float]:
     """Figure size in inches: bar charts grow with their number of bars."""
-    if key == "quadrants":
-        return (7.0, 5.2)
-    bars = len(r.step3_costs.margin_leak) if key == "margin_leak" else len(r.step4_opportunities.initiatives)
-    return (7.0, 1.1 + 0.28 * max(bars, 2))
+    if key == "quadrants":  # the chart, then its numbered key in two columns
+        n = len(r.step1_primary.activities) + len(r.step2_support.activities)
+        return (7.0, 5.0 + 0.19 * ((n + 1) // 2))
+    if key == "margin_leak":
+        return (7.0, 1.4 + 0.3 * max(len(r.step3_costs.margin_leak), 2))
+    return (7.0, 1.4 + 0.4 * max(len(r.step4_opportunities.initiatives), 2))  # two-line labels, the legend
 
 
 def render_chart(
