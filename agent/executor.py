@@ -3,8 +3,9 @@
 Checks and repairs before anything runs (each noted on the turn):
 - a tool the model is not offered, or arguments its schema refuses: the step fails with the
   message (a fixable error: the planner may replan once);
-- an account or activity id that neither the user wrote nor an earlier answer or step returned:
-  the step fails ("never invent ids");
+- an account or activity id that neither the user wrote nor a CRM tool returned in an id field
+  (this turn or the last few; never a note, a ticket text or a knowledge passage, see
+  `agent.provenance`): the step fails ("never invent ids");
 - a filter value the user never named: dropped (it would only narrow the answer wrongly); a
   period they never wrote that the data does not hold either: dropped (the latest is used);
 - the filing rule: `propose_recommendation` runs only when the plan's intent is to file and the
@@ -31,6 +32,7 @@ from agent.deps import RunContext, ToolFixableError
 from agent.intent import settle_filing
 from agent.middleware import named_by_user, squash
 from agent.plan import ACCOUNT_ID, NAMED_ID, Plan, Step, asked_count, ignored_ids, parse_ref, refs_of
+from agent.provenance import tool_ids
 from tools.accounts import AccountList, AccountProfile, AccountTimeline, scope_values
 from tools.activities import ActivityScores
 from tools.analysis.models import ValueChainAnalysis
@@ -100,6 +102,34 @@ def ids_in(result: BaseModel | None, arg: str) -> list[str]:
     return []
 
 
+ACTION_FIELDS = ("quadrant", "activity_quadrant", "type")
+"""Fields of a result row about an activity that name what to do with it."""
+
+
+def activity_actions(activity: str, results: list[Any]) -> set[str]:
+    """What the results say may be done with `activity`: its quadrant and the words in it
+    ("eliminate_or_restructure" → eliminate, restructure), initiative types and ids."""
+    target, found, stack = activity.strip().upper(), set[str](), list(results)
+    while stack:
+        value = stack.pop()
+        if isinstance(value, list):
+            stack.extend(value)
+            continue
+        if not isinstance(value, dict):
+            continue
+        stack.extend(v for v in value.values() if isinstance(v, dict | list))
+        own = str(value.get("id") or "").upper() == target
+        linked = str(value.get("activity_id") or "").upper() == target
+        if not (own or linked):
+            continue
+        for key in ACTION_FIELDS:
+            if isinstance(value.get(key), str):
+                found |= {value[key], *value[key].replace("_and_", "_or_").split("_or_")}
+        if linked and not own and value.get("id"):
+            found.add(str(value["id"]))  # an initiative of the activity
+    return found
+
+
 class Executor:
     """Checks and runs one plan for one turn."""
 
@@ -111,7 +141,7 @@ class Executor:
         self.said = said
         """What the user wrote this conversation, squashed (see `agent.middleware.user_text`)."""
         self.known = known
-        """Everything the user wrote and earlier answers said, upper-cased (ids may come from there)."""
+        """What the user wrote and the ids CRM tools returned in earlier turns, upper-cased (`agent.provenance.known_text`)."""
         self.on_event = on_event
         self._values: dict[str, set[str]] | None = None
         self._known_periods: set[str] | None = None
@@ -120,6 +150,8 @@ class Executor:
         self.done: dict[str, StepRun] = {}
         self.inflight: dict[str, asyncio.Future[StepRun]] = {}  # identical reads in one wave share one call
         """Successful runs by (tool, args) key, kept across a replan so nothing runs twice."""
+        self.core_errors: list[tuple[str, str]] = []
+        """(tool, message) of the tool errors the core raised this turn (their suggested ids are usable)."""
 
     # ------------------------------------------------------------------ preparing
     def prepare(self, plan: Plan, ex: Execution) -> list[StepRun]:
@@ -258,10 +290,16 @@ class Executor:
         for arg in ID_ARGS:
             value = s.args.get(arg)
             if (isinstance(value, str) and value.strip() and parse_ref(value) is None
-                    and value.strip().upper() not in self.known):
+                    and value.strip().upper() not in self.known
+                    and value.strip().upper() not in self._returned_ids()):
                 return (f"{arg} {value!r} was not given by the user nor returned by a step; never invent ids: "
                         "find accounts with rank or churn_risk first, or ask the user")
         return None
+
+    def _returned_ids(self) -> set[str]:
+        """The ids this turn's finished steps returned in their id fields (a replan may use them)."""
+        done = [(x.tool, x.result.model_dump(mode="json")) for x in self.done.values() if x.result is not None]
+        return tool_ids([*done, *self.core_errors])
 
     def _rekeyed(self, filters: dict[str, Any], ex: Execution) -> dict[str, Any]:
         """Filters with a value moved to the one field that holds it ("industry": "Mid-Market" is a
@@ -355,7 +393,7 @@ class Executor:
     def _check_proposal(self, s: StepRun, steps: list[StepRun]) -> str | None:
         account = s.args.get("account_id")
         if not account:
-            return None  # an activity recommendation: the playbook check is the core's
+            return self._check_activity_proposal(s, steps)
         nba = self._nba_for(account, steps)
         if nba is None:
             return f"not filed: next_best_action for {account!r} did not run"
@@ -377,6 +415,22 @@ class Executor:
             option = actions[action]
             s.args["rationale"] = f"{option.rationale} ({option.formula})"
         return None
+
+    def _check_activity_proposal(self, s: StepRun, steps: list[StepRun]) -> str | None:
+        """An activity's action must be one the user named or one this plan's results give that
+        activity (its quadrant, an initiative's type or id, a suggested initiative): never one the
+        model made up (issue #19, item 5: `shut_down_hosting_now` was filed for an activity)."""
+        activity, action = str(s.args.get("activity_id") or ""), str(s.args.get("action") or "")
+        if not squash(action) or parse_ref(action) is not None:
+            return "not filed: an activity's proposal needs the action by name (next_best_action is for accounts)"
+        if len(squash(action)) >= 4 and squash(action) in squash(self.asked):
+            return None  # the user named it
+        known = activity_actions(activity, [x.result.model_dump(mode="json") for x in steps
+                                            if x.index < s.index and x.result is not None])
+        if any(squash(k) in squash(action) for k in known if len(squash(k)) >= 4):
+            return None
+        offered = ", ".join(sorted(known)) or "none (score or analyse the activity first, or name the action)"
+        return f"not filed: {action!r} is neither an action the user named nor one the results give {activity!r}: {offered}"
 
     async def run(self, plan: Plan, on_event: OnEvent | None = None) -> Execution:
         """Check and run `plan`; failures are on the steps (`Execution.failed`), never raised."""
@@ -441,6 +495,7 @@ class Executor:
             await asyncio.to_thread(self.ctx.call, TOOLS_BY_NAME[s.tool], s.args, call_id=f"step-{s.index}")
         except ToolFixableError as exc:
             s.error = str(exc)
+            self.core_errors.append((s.tool, s.error))
         except Exception as exc:  # a fault: logged on the step, then it ends the turn
             s.error, s.fixable = f"{type(exc).__name__}: {exc}", False
             s.seconds = time.perf_counter() - t0

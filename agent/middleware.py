@@ -43,6 +43,7 @@ from pydantic import BaseModel, ValidationError
 from agent.deps import RunContext, ToolFixableError, ToolOutcome
 from agent.numbers import untraceable, unverified_note
 from agent.prompts import load_prompt
+from agent.provenance import known_text, tool_ids
 from agent.runlog import RunLog
 from tools.errors import internal_summary, new_error_id
 from tools.registry import tool_named
@@ -159,8 +160,11 @@ ID_ARGS = ("account_id", "activity_id")
 
 
 def conversation_text(messages: list[AnyMessage]) -> str:
-    """Everything the user said and every tool returned so far (upper-cased), to check ids against."""
-    return "\n".join(str(m.content) for m in messages if m.type in ("human", "tool")).upper()
+    """What the user said and the ids the CRM tools returned so far (upper-cased), to check ids against;
+    never the free text a tool returned (a note, a passage: `agent.provenance`)."""
+    said = [str(m.content) for m in messages if m.type == "human"]
+    returned = tool_ids((str(getattr(m, "name", "") or ""), str(m.content)) for m in messages if m.type == "tool")
+    return known_text(said, returned)
 
 
 def squash(text: str) -> str:

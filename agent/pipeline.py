@@ -54,8 +54,9 @@ from agent.numbers import left_out_note, untraceable, without_figures
 from agent.plan import MAX_STEPS, Plan, Step, ignored_ids
 from agent.planner import Gate, Planner, Retrieve
 from agent.prompts import load_prompt
+from agent.provenance import known_text, tool_ids
 from agent.render import CURRENCY, render
-from agent.runlog import RunLog, history, last_steps
+from agent.runlog import RunLog, conversation_calls, history, last_steps
 from knowledge.search import KNOWLEDGE_CHARS, KnowledgeResults
 from tools.accounts import scope_values
 from tools.errors import new_error_id
@@ -412,7 +413,10 @@ class PlanCopilot:
                          conversation_id=runlog.conversation_id, actor=actor,
                          recommendation_ttl_days=self.recommendation_ttl_days)
         said = squash(" ".join([*(t for r, t in prior if r == "user"), question]))
-        known = "\n".join([*(t for _, t in prior), question]).upper()
+        # ids may come from the user's words and the CRM tools' id fields, never from free text a
+        # tool returned or an answer quoted (a note, a passage): agent/provenance.py
+        known = known_text([*(t for r, t in prior if r == "user"), question],
+                           tool_ids(conversation_calls(self.sessions, conversation_id)))
         turn = Turn(ctx=ctx, log=runlog, question=question, history=prior,
                     executor=Executor(ctx, said=said, known=known, asked=question),
                     previous=last_steps(self.sessions, conversation_id))

@@ -154,6 +154,22 @@ def history(sessions: sessionmaker[Session], conversation_id: str | None) -> lis
     return turns
 
 
+def conversation_calls(sessions: sessionmaker[Session], conversation_id: str | None) -> list[tuple[str, Any]]:
+    """(tool, result JSON) of the successful tool calls of the last `HISTORY_TURNS` completed turns:
+    where ids in a follow-up may come from (`agent.provenance`)."""
+    if conversation_id is None:
+        return []
+    with sessions() as s:
+        runs = (select(AgentRun.id)
+                .where(AgentRun.conversation_id == conversation_id, AgentRun.status == "ok")
+                .order_by(AgentRun.started_at.desc(), AgentRun.id.desc())
+                .limit(HISTORY_TURNS)
+                .scalar_subquery())
+        rows = s.execute(select(ToolCall.name, ToolCall.result)
+                         .where(ToolCall.run_id.in_(runs), ToolCall.ok.is_(True))).all()
+    return [(name, result) for name, result in rows]
+
+
 def last_steps(sessions: sessionmaker[Session], conversation_id: str | None
                ) -> list[tuple[str, dict[str, Any], Any]]:
     """(tool, args, result JSON) of the successful tool calls of the conversation's last completed turn, in order:
