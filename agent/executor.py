@@ -38,11 +38,14 @@ from tools.activities import ActivityScores
 from tools.analysis.models import ValueChainAnalysis
 from tools.churn.schemas import ChurnRiskResult
 from tools.common import activity_periods
+from tools.deals.score import DealScore
 from tools.nba import NextBestActionResult
+from tools.pipeline.health import PipelineHealth
 from tools.ranking import MAX_LIMIT, RankResult
 from tools.registry import FILTER_KEYS, MODEL_TOOLS, TOOLS_BY_NAME
+from tools.service_queue.queue import ServiceQueue
 
-ID_ARGS = ("account_id", "activity_id")
+ID_ARGS = ("account_id", "activity_id", "opportunity_id")
 OFFERED = {t.name for t in MODEL_TOOLS}
 
 
@@ -80,7 +83,17 @@ def ids_in(result: BaseModel | None, arg: str) -> list[str]:
     """The ids a result offers for `arg` (account_id, activity_id or action), in order."""
     if arg == "action":
         return [a.action for a in result.actions] if isinstance(result, NextBestActionResult) else []
+    if arg == "opportunity_id":
+        if isinstance(result, PipelineHealth):
+            return [d.opportunity_id for d in result.deals_at_risk]
+        return [result.opportunity_id] if isinstance(result, DealScore) else []
     if arg == "account_id":
+        if isinstance(result, ServiceQueue):
+            return list(dict.fromkeys(q.account_id for q in result.items))
+        if isinstance(result, PipelineHealth):
+            return list(dict.fromkeys(d.account_id for d in result.deals_at_risk if d.account_id))
+        if isinstance(result, DealScore):
+            return [result.account_id] if result.account_id else []
         if isinstance(result, RankResult):
             return [i.id for i in result.items] if result.entity == "accounts" else []
         if isinstance(result, ChurnRiskResult):

@@ -38,7 +38,7 @@ DEFAULT_K = 6
 FILTER_KEYS: tuple[str, ...] = ("segment", "region", "plan", "industry")
 """The filter keys a plan may use: only a segment, region, plan or industry the user named."""
 
-REF_ARGS: tuple[str, ...] = ("account_id", "activity_id", "action")
+REF_ARGS: tuple[str, ...] = ("account_id", "activity_id", "opportunity_id", "action")
 """The arguments that may hold a reference (`#N`, `#N.K`) to an earlier step's result."""
 
 ID_LIKE = re.compile(r"\b[A-Za-z]{3,5}[-_]?[0-9]{2,5}\b")
@@ -132,6 +132,8 @@ def _ref_target_ok(arg: str, target: Step) -> bool:
         return (target.tool == "rank" and target.args.get("entity") == "activities") or (
             target.tool == "score_activities"
         )
+    if arg == "opportunity_id":
+        return target.tool == "pipeline_health"
     return target.tool == "next_best_action"
 
 
@@ -165,7 +167,8 @@ def _reference_problems(arg: str, value: Any, n: int, steps: Sequence[Step]) -> 
 
 
 def _filter_problems(
-    filters: Any, question: str, filter_values: Mapping[str, Collection[str]] | None
+    filters: Any, question: str, filter_values: Mapping[str, Collection[str]] | None,
+    keys: tuple[str, ...] = FILTER_KEYS,
 ) -> list[str]:
     if not filters:
         return []
@@ -173,10 +176,10 @@ def _filter_problems(
         return [f"filters must be an object; got {filters!r}"]
     problems = []
     for key, value in filters.items():
-        if key not in FILTER_KEYS:
-            problems.append(f"filter key {key!r} is not one of {', '.join(FILTER_KEYS)}")
+        if key not in keys:
+            problems.append(f"filter key {key!r} is not one of {', '.join(keys)}")
             continue
-        if filter_values is not None and value not in filter_values.get(key, ()):
+        if filter_values is not None and key in FILTER_KEYS and value not in filter_values.get(key, ()):
             known = ", ".join(sorted(filter_values.get(key, ())))
             problems.append(f"filter {key}={value!r} is not a known {key} ({known})")
         if _squash(str(value)) not in _squash(question):
@@ -219,7 +222,7 @@ def _step_problems(
         elif period not in question:
             problems.append(f"period={period!r} is not a year the question names")
     if "filters" in args:
-        problems += _filter_problems(args["filters"], question, filter_values)
+        problems += _filter_problems(args["filters"], question, filter_values, spec.filter_keys)
     if step.tool == "rank" and isinstance(args.get("entity"), str) and isinstance(args.get("metric"), str):
         entity, metric = args["entity"], args["metric"]
         if entity in ("accounts", "activities", "initiatives"):

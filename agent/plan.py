@@ -117,13 +117,11 @@ def asked_count(question: str) -> int | None:
     return numbers.pop() if len(numbers) == 1 else None
 
 
-FILTERS_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {key: {"type": "string"} for key in FILTER_KEYS},
-    "additionalProperties": False,
-}
-"""Filters in a plan: only the keys a user names a scope by (the ReAct schema allows any key, and
-the 1.5B model put `limit` inside filters in 1 of the first 14 held-out questions)."""
+def filters_schema(keys: tuple[str, ...] = FILTER_KEYS) -> dict[str, Any]:
+    """Filters in a plan: only the keys a user names a scope by (the ReAct schema allows any key, and
+    the 1.5B model put `limit` inside filters in 1 of the first 14 held-out questions); per tool
+    (`ToolSpec.filter_keys`: a deal's owner or team, a ticket's priority or category)."""
+    return {"type": "object", "properties": {key: {"type": "string"} for key in keys}, "additionalProperties": False}
 
 
 def _step_schema(spec: ToolSpec[Any, Any]) -> dict[str, Any]:
@@ -136,7 +134,7 @@ def _step_schema(spec: ToolSpec[Any, Any]) -> dict[str, Any]:
     for name in order:
         prop = props[name]
         kept = {k: v for k, v in prop.items() if k not in ("title", "description", "default")}
-        args["properties"][name] = FILTERS_SCHEMA if name == "filters" else kept
+        args["properties"][name] = filters_schema(spec.filter_keys) if name == "filters" else kept
     if params.get("required"):
         args["required"] = list(params["required"])
     return {

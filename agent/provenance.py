@@ -13,7 +13,7 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-ID_FIELDS = frozenset({"id", "account_id", "activity_id"})
+ID_FIELDS = frozenset({"id", "account_id", "activity_id", "opportunity_id"})
 """The result fields that hold CRM ids (names, notes and passages are in other fields)."""
 NOT_A_SOURCE = frozenset({"search_knowledge"})
 """Tools whose results are documents, never a source of CRM ids."""

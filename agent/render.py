@@ -20,9 +20,12 @@ from tools.accounts import AccountProfile, AccountTimeline
 from tools.activities import ActivityScores
 from tools.analysis.models import ValueChainAnalysis
 from tools.churn.schemas import AccountChurnRisk, ChurnRiskResult
+from tools.deals.score import DealScore
 from tools.nba import NextBestActionResult
+from tools.pipeline.health import PipelineHealth
 from tools.ranking import RankResult
 from tools.recommendations import ProposedRecommendation
+from tools.service_queue.queue import ServiceQueue
 
 MAX_ROWS = 20
 
@@ -156,6 +159,44 @@ def render_proposed(r: ProposedRecommendation) -> str:
     return f"Filed recommendation #{r.id}: {r.action} for {target}, pending a human's approval."
 
 
+def hours(x: float) -> str:
+    return f"{x:,.1f} h" if x >= 0 else f"breached {-x:,.1f} h ago"
+
+
+def render_pipeline(r: PipelineHealth) -> str:
+    t = r.total
+    cover = f", coverage {num(t.coverage)}× of target {money(t.target)}" if t.coverage is not None else ""
+    head = (f"**Pipeline health {r.inputs.quarter}** (as of {r.inputs.as_of}): {t.open_deals} open deals, "
+            f"open pipeline {money(t.open_pipeline)}, weighted {money(t.weighted_pipeline)}, expected won "
+            f"{money(t.expected_won_amount)}{cover}; {t.stale_deals} stale, {t.slipped_deals} slipped.")
+    groups = [[g.key, g.open_deals, money(g.open_pipeline), money(g.weighted_pipeline), money(g.expected_won_amount),
+               num(g.coverage) if g.coverage is not None else "–", g.stale_deals, g.slipped_deals]
+              for g in r.groups[:MAX_ROWS]]
+    by = r.inputs.group_by
+    out = f"{head}\n\n{table([by, 'open deals', 'open', 'weighted', 'expected won', 'coverage', 'stale', 'slipped'], groups)}"
+    if r.deals_at_risk:
+        risky = [[d.opportunity_id, d.owner or "–", d.stage, money(d.amount), pct(d.probability), d.why]
+                 for d in r.deals_at_risk[:MAX_ROWS]]
+        out += f"\n\n**Deals at risk** ({r.at_risk_count})\n\n" + table(
+            ["deal", "owner", "stage", "amount", "win probability", "why"], risky)
+    return out
+
+
+def render_deal(r: DealScore) -> str:
+    drivers = "; ".join(f"{d.phrase} ({d.direction} it)" for d in r.drivers) or "no drivers"
+    return (f"**Deal {r.opportunity_id}** ({r.stage}, {r.owner or 'no owner'}, amount {money(r.amount)}): "
+            f"win probability {pct(r.probability)}. Drivers: {drivers}.")
+
+
+def render_queue(r: ServiceQueue) -> str:
+    head = (f"**Service queue** (as of {r.inputs.as_of}): {r.open_tickets} open tickets, {r.breached} past their SLA, "
+            f"{r.likely_to_breach} likely to breach.")
+    rows = [[q.rank, q.ticket_id, f"{q.account_name} ({q.account_id})", q.priority, hours(q.hours_left),
+             pct(q.p_sla_breach), money(q.clv), money(q.score), q.why] for q in r.items[:MAX_ROWS]]
+    header = ["#", "ticket", "account", "priority", "time left", "breach chance", "CLV", "score", "why"]
+    return f"{head}\n\n{table(header, rows)}"
+
+
 EXCERPT_CHARS = 280
 """Characters of the best passage quoted under an answer from the knowledge base (whole sentences)."""
 
@@ -191,6 +232,9 @@ RENDERERS: dict[type[BaseModel], Callable[[Any], str]] = {
     ValueChainAnalysis: render_analysis,
     ProposedRecommendation: render_proposed,
     KnowledgeResults: render_sources,
+    PipelineHealth: render_pipeline,
+    DealScore: render_deal,
+    ServiceQueue: render_queue,
 }
 
 

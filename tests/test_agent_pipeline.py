@@ -757,3 +757,38 @@ def test_an_id_a_crm_tool_returned_last_turn_may_be_used_by_name(sessions: sessi
     result = copilot.ask("And the play for the second one?", conversation_id=first.conversation_id)
     assert [(c.name, c.ok) for c in result.tool_calls] == [("next_best_action", True)]
     assert result.tool_calls[0].args["account_id"] == second != top
+
+
+def test_the_service_queue_and_a_deal_at_risk_are_planned_run_and_rendered_by_code(
+        sessions: sessionmaker[Session]) -> None:
+    """Issue #20: the revenue and service tools are offered; "#1" of pipeline_health is its first deal at risk."""
+    from tools.pipeline.health import pipeline_health
+    from tools.service_queue.queue import service_queue
+
+    with sessions() as s:
+        queue = service_queue(session=s, limit=3)
+        deals = pipeline_health(session=s)
+    assert queue.items and deals.deals_at_risk
+    first_deal = deals.deals_at_risk[0].opportunity_id
+    script = Script([
+        plan("answer", ("service_queue", {"limit": 3}), ("pipeline_health", {}),
+             ("deal_score", {"opportunity_id": "#2"})),
+        say("Work the first ticket now; the riskiest deal needs attention."),
+    ])
+    result = copilot_for(sessions, script).ask("Which 3 tickets first, and how likely is our riskiest deal to close?")
+    assert [(c.name, c.ok) for c in result.tool_calls] == [
+        ("service_queue", True), ("pipeline_health", True), ("deal_score", True)]
+    assert result.tool_calls[2].args["opportunity_id"] == first_deal
+    top = queue.items[0]
+    assert "**Service queue**" in result.answer and f"{top.account_name} ({top.account_id})" in result.answer
+    assert f"**Deal {first_deal}**" in result.answer and "win probability" in result.answer
+    assert "**Pipeline health" in result.answer and "**Deals at risk**" in result.answer
+
+
+def test_a_plan_can_filter_tickets_and_deals_by_their_own_fields() -> None:
+    schema = plan_schema()
+    steps = {s["properties"]["tool"]["const"]: s["properties"]["args"]["properties"]
+             for s in schema["properties"]["steps"]["items"]["anyOf"]}
+    assert set(steps["service_queue"]["filters"]["properties"]) >= {"priority", "category", "segment"}
+    assert set(steps["pipeline_health"]["filters"]["properties"]) >= {"owner", "team", "product"}
+    assert set(steps["rank"]["filters"]["properties"]) == {"segment", "region", "plan", "industry"}

@@ -103,6 +103,8 @@ class ToolSpec(Generic[P, R]):
     """Model parameters → core keyword arguments; default: the parameters as they are."""
     exempt: Mapping[Surface, str] = field(default_factory=dict)
     """Surfaces this tool is deliberately not on, each with the reason."""
+    filter_keys: tuple[str, ...] = ("segment", "region", "plan", "industry")
+    """The keys its `filters` take in a plan (a scope the user names); the account scope by default."""
 
     def core_kwargs(self, args: Mapping[str, Any], *, strict: bool = False) -> dict[str, Any]:
         """Validate the model's (or a caller's) arguments and map them to the core's keywords.
@@ -367,8 +369,7 @@ PIPELINE_HEALTH = ToolSpec(
     description="Sales pipeline health per owner, team, product or quarter: open and probability-weighted "
     "pipeline, coverage of the target, expected won amount, stale and slipped deals, deals at risk.",
     project=project_pipeline,
-    # issue #20: served by the API, the CLI and the evals; offered to the model once cassettes are re-recorded
-    offered=False,
+    filter_keys=("owner", "team", "product", "stage", "segment", "region"),
 )
 
 
@@ -383,7 +384,6 @@ DEAL_SCORE = ToolSpec(
     params=DealScoreParams,
     description="Win probability of one open deal from the deal model, with its drivers in plain words.",
     project=project_deal_score,
-    offered=False,  # issue #20, as pipeline_health
 )
 
 
@@ -405,7 +405,7 @@ SERVICE_QUEUE = ToolSpec(
     description="Open support tickets ranked by the chance of missing their SLA times the customer's lifetime "
     "value, each with its deadline, time left and why.",
     project=project_service_queue,
-    offered=False,  # issue #20, as pipeline_health
+    filter_keys=("priority", "category", "segment", "region", "plan", "industry"),
 )
 
 ALL_TOOLS: tuple[ToolSpec[Any, Any], ...] = (
