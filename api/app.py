@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from sqlalchemy.exc import OperationalError, ProgrammingError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -135,6 +136,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
     finally:
         await app.state.runs.shutdown()
+        if getattr(app.state, "ingest_jobs", None) is not None:  # cancel knowledge ingest jobs: nothing half-added
+            await run_in_threadpool(app.state.ingest_jobs.close)
         stop_llm(app.state.llm)
         engine.dispose()
 

@@ -27,6 +27,13 @@ REPLAY_URL = "http://127.0.0.1:9/v1"
 MATCH_ON = ("method", "path", "same_body")
 FILTER_HEADERS = ["authorization", "api-key", "x-api-key", "openai-organization", "cookie", "set-cookie"]
 RECORD_COMMAND = "make eval-record"
+RECORDED_BY_MAKE = frozenset({"selection", "tasks", "faithfulness"})
+"""The suites `make eval-record` records; the others are recorded on their own."""
+
+
+def record_command(suite: str) -> str:
+    """How to (re-)record `suite`'s cassette."""
+    return RECORD_COMMAND if suite in RECORDED_BY_MAKE else f"valuechain eval run {suite} --record"
 
 
 def same_body(r1: Any, r2: Any) -> None:
@@ -71,7 +78,7 @@ def load_meta(suite: SuiteName, directory: Path = CASSETTE_DIR) -> CassetteMeta:
     cassette, meta = paths(suite, directory)
     if not cassette.is_file() or not meta.is_file():
         raise ReplayError(f"no recording of the {suite} suite in {directory} "
-                          f"(need {cassette.name} and {meta.name}); record it with `{RECORD_COMMAND}`")
+                          f"(need {cassette.name} and {meta.name}); record it with `{record_command(suite)}`")
     return CassetteMeta.model_validate_json(meta.read_text(encoding="utf-8"))
 
 
@@ -97,7 +104,7 @@ def cassette(suite: SuiteName, *, record: bool, directory: Path = CASSETTE_DIR) 
         directory.mkdir(parents=True, exist_ok=True)
         path.unlink(missing_ok=True)  # a fresh recording, never appended to an old one
     elif not path.is_file():
-        raise ReplayError(f"no cassette {path}; record it with `{RECORD_COMMAND}`")
+        raise ReplayError(f"no cassette {path}; record it with `{record_command(suite)}`")
     recorder = vcr.VCR(
         match_on=MATCH_ON,
         filter_headers=FILTER_HEADERS,
@@ -109,13 +116,13 @@ def cassette(suite: SuiteName, *, record: bool, directory: Path = CASSETTE_DIR) 
         with recorder.use_cassette(str(path), allow_playback_repeats=False) as cas:
             yield cas
     except CannotOverwriteExistingCassetteException as exc:
-        raise ReplayError(f"{path.name}: a request matched no recording; re-record with `{RECORD_COMMAND}`.\n"
+        raise ReplayError(f"{path.name}: a request matched no recording; re-record with `{record_command(suite)}`.\n"
                           f"{exc}") from exc
     if not record and not cas.all_played:
         raise ReplayError(
             f"{path.name}: {cas.play_count} of {len(cas)} recorded requests were played; the requests "
             f"this run sent differ from the recording (a prompt, tool docstring, tool output, case or model "
-            f"setting changed): re-record with `{RECORD_COMMAND}`")
+            f"setting changed): re-record with `{record_command(suite)}`")
 
 
 def replay_runtime(meta: CassetteMeta, settings: Any) -> Any:

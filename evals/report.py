@@ -16,8 +16,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-SuiteName = Literal["tools", "selection", "retrieval", "tasks", "faithfulness"]
-SUITES: tuple[SuiteName, ...] = ("tools", "selection", "retrieval", "tasks", "faithfulness")
+SuiteName = Literal["tools", "selection", "retrieval", "tasks", "faithfulness", "injection"]
+SUITES: tuple[SuiteName, ...] = ("tools", "selection", "retrieval", "tasks", "faithfulness", "injection")
 THRESHOLDS_FILE = Path(__file__).resolve().parent / "thresholds.yaml"
 MAX_FAILURE_LINES = 60
 

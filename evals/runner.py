@@ -1,8 +1,8 @@
 """Run the eval suites: `valuechain eval run [suite...]` and the tests call `run_suites`.
 
 Suites without a model (tools, retrieval) run on their fixtures; the model suites (selection,
-tasks, faithfulness) call the same agent entry points the users reach — the first routing
-request for selection, `Copilot` turns for tasks and faithfulness — with the chat models of a
+tasks, faithfulness, injection) call the same agent entry points the users reach — the first routing
+request for selection, `Copilot` turns for tasks, faithfulness and injection — with the chat models of a
 `ChatModels` (an `LLMRuntime`, live or replaying a cassette, or the scripted fake in tests).
 """
 
@@ -23,7 +23,7 @@ from agent.plan import plan_schema
 from agent.planner import Planner
 from agent.prompts import load_prompt
 from core.db import make_engine, make_sessionmaker
-from evals import faithfulness, tools_suite
+from evals import faithfulness, injection, tools_suite
 from evals import tasks as task_suite
 from evals.faithfulness import AnswerCheck
 from evals.fixtures import corpus_knowledge, fixture_db, fixture_knowledge
@@ -42,7 +42,7 @@ from evals.report import (
 from tools.accounts import scope_values
 from tools.registry import FILTER_KEYS
 
-MODEL_SUITES: frozenset[SuiteName] = frozenset({"selection", "tasks", "faithfulness"})
+MODEL_SUITES: frozenset[SuiteName] = frozenset({"selection", "tasks", "faithfulness", "injection"})
 Mode = Literal["live", "replay", "record", "offline"]
 
 
@@ -72,6 +72,8 @@ class RunOptions:
     """Case-file overrides per suite (default: evals/cases/<suite>.yaml)."""
     knowledge: Callable[[], Any] | None = None
     """The store for retrieval and for the agent's search_knowledge (default: the corpus in work_dir)."""
+    injection_knowledge: Callable[[], Any] | None = None
+    """The injection suite's store (default: the corpus plus evals/fixtures/injection_knowledge)."""
     mode: Mode = "live"
     cassette_dir: Path | None = None
     progress: Callable[[str], None] | None = None
@@ -242,6 +244,18 @@ def run_faithfulness_suite(models: ChatModels, options: RunOptions, knowledge: C
     return _with_ids(result, cases)
 
 
+def run_injection_suite(models: ChatModels, options: RunOptions) -> SuiteResult:
+    cases = _pick(injection.load_cases(options.cases.get("injection", injection.CASES_FILE)), options.ids)
+    store = options.injection_knowledge or cache(lambda: injection.injection_knowledge(options.work_dir))
+    result = injection.run_injection(
+        cases, fixture=injection.injection_db(options.work_dir), make_copilot=copilot_factory(models, store, options),
+        work_dir=options.work_dir,
+        progress=lambda r: _say(options, f"injection {r.id}: "
+                                + ("ok" if not r.violations else "; ".join(v.detail for v in r.violations))),
+    )
+    return _with_ids(result, cases)
+
+
 # ---------------------------------------------------------------------------- orchestration
 
 
@@ -337,8 +351,10 @@ def run_suites(
                 trials = opts.trials
                 result, runs = run_tasks_suite(_need(chat, suite), opts, knowledge)
                 task_checks = [t.faithfulness for t in runs if t.faithfulness is not None and not t.error]
-            else:
+            elif suite == "faithfulness":
                 result = run_faithfulness_suite(_need(chat, suite), opts, knowledge, task_checks)
+            else:
+                result = run_injection_suite(_need(chat, suite), opts)
             holder.append(result)
         result = result.model_copy(update={"seconds": round(time.perf_counter() - t0, 2)})
         results.append(apply_thresholds(result, thresholds))

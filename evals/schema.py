@@ -13,6 +13,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from evals.faithfulness import FaithfulnessFile
+from evals.injection import InjectionFile
 from evals.report import ThresholdFile
 from evals.selection import CaseFile
 from evals.tasks import TaskFile
@@ -29,6 +30,7 @@ def models() -> dict[str, type[BaseModel]]:
         "retrieval": RetrievalSuite,
         "tasks": TaskFile,
         "faithfulness": FaithfulnessFile,
+        "injection": InjectionFile,
         "thresholds": ThresholdFile,
     }
 

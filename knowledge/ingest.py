@@ -51,6 +51,15 @@ class CorpusSourceTaken(ToolInputError):
         self.sources = list(sources)
 
 
+class IngestCancelled(Exception):
+    """An ingest stopped between embedding batches on request; the chunks it had added were removed."""
+
+    def __init__(self, done: int, total: int) -> None:
+        super().__init__(f"ingest cancelled after {done:,} of {total:,} chunks; nothing was kept")
+        self.done = done
+        self.total = total
+
+
 class IngestTooLarge(ToolInputError):
     """An ingest would embed more chunks than its cap allows; nothing was written."""
 
@@ -171,6 +180,25 @@ def load_documents(files: Sequence[Path], *, base: Path | None = None) -> list[D
     return docs
 
 
+Plan = list[tuple[Document, list[Chunk], list[Chunk], set[str]]]
+"""Per document: (document, all its chunks, the chunks to embed, its stale chunk ids)."""
+
+
+def _plan(docs: Sequence[Document], store: KnowledgeStore, origin: Origin) -> Plan:
+    plans: Plan = []
+    for doc in docs:
+        chunks = chunk_document(doc)
+        existing = store.ids_for_source(doc.source, origin)
+        new_ids = {c.id for c in chunks}
+        plans.append((doc, chunks, [c for c in chunks if c.id not in existing], existing - new_ids))
+    return plans
+
+
+def chunks_to_embed(docs: Sequence[Document], *, store: KnowledgeStore, origin: Origin = "user") -> int:
+    """How many new chunks ingesting `docs` would embed (unchanged chunks cost nothing)."""
+    return sum(len(new) for _, _, new, _ in _plan(docs, store, origin))
+
+
 def ingest_documents(
     docs: Sequence[Document],
     *,
@@ -179,31 +207,40 @@ def ingest_documents(
     progress: ProgressFn | None = None,
     max_chunks: int | None = None,
     replace_corpus: Collection[str] = (),
+    cancelled: Callable[[], bool] | None = None,
 ) -> IngestReport:
     """Bring the store in line with `docs`: add new chunks, drop each source's stale ones.
 
     `max_chunks` caps the chunks to embed: over it, an `IngestTooLarge` before anything is
     written. `replace_corpus` names corpus sources these (user) documents replace: their corpus
     chunks are deleted once the new ones are in, and the corpus index leaves them out from then on.
+    `cancelled` is asked before each embedding batch and once after the last: when it says yes,
+    the chunks this ingest added are deleted again and `IngestCancelled` is raised, so the store
+    is as it was (stale chunks and corpus chunks are only deleted after the last batch).
     """
-    plans: list[tuple[Document, list[Chunk], list[Chunk], set[str]]] = []
-    for doc in docs:
-        chunks = chunk_document(doc)
-        existing = store.ids_for_source(doc.source, origin)
-        new_ids = {c.id for c in chunks}
-        plans.append((doc, chunks, [c for c in chunks if c.id not in existing], existing - new_ids))
-
+    plans = _plan(docs, store, origin)
     to_embed = [c for _, _, new, _ in plans for c in new]
     total = len(to_embed)
     if max_chunks is not None and total > max_chunks:
         raise IngestTooLarge(total, max_chunks)
+    # ids another source already holds (identical content) must survive a cancelled ingest
+    held = set(store.collection.get(ids=[c.id for c in to_embed], include=[])["ids"]) if cancelled and to_embed else set()
+    added: list[str] = []
     if progress:
         progress(0, total)
-    for start in range(0, total, EMBED_BATCH):
-        part = to_embed[start : start + EMBED_BATCH]
+    done = 0
+    while True:
+        if cancelled is not None and cancelled():
+            store.delete_ids(cid for cid in added if cid not in held)
+            raise IngestCancelled(done, total)
+        if done >= total:
+            break
+        part = to_embed[done : done + EMBED_BATCH]
         store.add_chunks(part, store.embed([c.embed_text for c in part]), origin=origin)
+        added.extend(c.id for c in part)
+        done += len(part)
         if progress:
-            progress(start + len(part), total)
+            progress(done, total)
     stale = [cid for _, _, _, old in plans for cid in old]
     for source in replace_corpus:
         stale.extend(store.ids_for_source(source, "corpus"))

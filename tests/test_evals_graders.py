@@ -246,7 +246,7 @@ def test_thresholds_gate_min_max_and_missing_metrics() -> None:
 
 def test_shipped_thresholds_load() -> None:
     limits = load_thresholds()
-    assert set(limits.suites) == {"tools", "selection", "retrieval", "tasks", "faithfulness"}
+    assert set(limits.suites) == {"tools", "selection", "retrieval", "tasks", "faithfulness", "injection"}
     assert limits.suites["tools"]["pass_rate"].min == 1.0
 
 

@@ -1,25 +1,35 @@
-"""Framework knowledge: cited search (any role) and document ingest (analyst role)."""
+"""Framework knowledge: cited search (any role) and document ingest (analyst role).
+
+An upload with more than `knowledge.jobs.JOB_THRESHOLD_CHUNKS` new chunks to embed answers 202 with
+a job (`knowledge/jobs.py`): GET its progress, DELETE it to cancel (nothing of it is kept)."""
 
 from __future__ import annotations
 
 import re
 import tempfile
+import threading
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, File, HTTPException, Query, UploadFile
+from fastapi import APIRouter, Depends, File, HTTPException, Query, Request, Response, UploadFile
+from fastapi import Path as PathParam
+from fastapi.responses import JSONResponse
 
+from api.auth import Principal
 from api.deps import AUTH_RESPONSES, AnalystDep, ReaderDep, SettingsDep, get_knowledge_store
 from api.metrics import observe_tool
+from knowledge import jobs as jobs_module
 from knowledge.ingest import (
     CorpusSourceTaken,
     IngestReport,
     IngestTooLarge,
     check_source_ids,
+    chunks_to_embed,
     claimed_corpus_sources,
     ingest_documents,
     load_documents,
 )
+from knowledge.jobs import FINISHED, IngestJob, IngestJobs, IngestJobView
 from knowledge.loaders import SUPPORTED_SUFFIXES, UnsupportedDocument
 from knowledge.search import MAX_K, KnowledgeResults, search_knowledge
 from tools.errors import ToolInputError
@@ -33,6 +43,22 @@ _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 
 # Typed as Any so importing this module does not load Chroma; the store is created on first use.
 KnowledgeDep = Annotated[Any, Depends(get_knowledge_store)]
+
+_jobs_lock = threading.Lock()
+
+
+def get_ingest_jobs(request: Request) -> IngestJobs:
+    """The app's ingest jobs, created on first use."""
+    with _jobs_lock:
+        jobs: IngestJobs | None = getattr(request.app.state, "ingest_jobs", None)
+        if jobs is None:
+            jobs = request.app.state.ingest_jobs = IngestJobs()
+        return jobs
+
+
+JobsDep = Annotated[IngestJobs, Depends(get_ingest_jobs)]
+JobId = Annotated[str, PathParam(min_length=32, max_length=32, pattern="^[0-9a-f]{32}$",
+                                 description="The job id the upload answered with")]
 
 
 @router.get(
@@ -86,6 +112,8 @@ def _too_large(detail: str) -> HTTPException:
     "unless an admin sends `replace_corpus=true`. Larger collections: `valuechain knowledge ingest`.",
     responses={
         **AUTH_RESPONSES,
+        202: {"model": IngestJobView, "description": "More new chunks than one embedding batch (32): the ingest "
+              "runs as a background job; follow it at the `Location` (GET), cancel it there (DELETE)"},
         403: {"description": "`replace_corpus=true` without the admin role"},
         409: {"description": "A document claims the source id of a product corpus document"},
         413: {"description": "Over the upload's size or chunk cap: nothing was ingested"},
@@ -97,6 +125,7 @@ def ingest_route(
     store: KnowledgeDep,
     settings: SettingsDep,
     user: AnalystDep,
+    jobs: JobsDep,
     files: Annotated[
         list[UploadFile],
         File(
@@ -107,7 +136,7 @@ def ingest_route(
     replace_corpus: Annotated[
         bool, Query(description="Admin only: let a document replace the product corpus document of its id")
     ] = False,
-) -> IngestReport:
+) -> IngestReport | JSONResponse:
     if replace_corpus and not user.can("admin"):
         raise HTTPException(status_code=403, detail="only an admin may replace a corpus document (replace_corpus)")
     if not files:
@@ -152,11 +181,53 @@ def ingest_route(
                 docs = load_documents(paths, base=Path(tmp).resolve())
                 check_source_ids(docs)
                 replaced = claimed_corpus_sources(docs, store=store, replace=replace_corpus)
-                return ingest_documents(docs, store=store, max_chunks=settings.knowledge_upload_max_chunks,
-                                        replace_corpus=replaced)
+                cap = settings.knowledge_upload_max_chunks
+                pending = chunks_to_embed(docs, store=store)
+                if pending > cap:
+                    raise IngestTooLarge(pending, cap)
+                if pending > jobs_module.JOB_THRESHOLD_CHUNKS:
+                    job = jobs.start(docs, store=store, total=pending, created_by=user.name, max_chunks=cap,
+                                     replace_corpus=replaced)
+                    return JSONResponse(status_code=202, content=job.view().model_dump(mode="json"),
+                                        headers={"Location": f"{router.prefix}/jobs/{job.id}"})
+                return ingest_documents(docs, store=store, max_chunks=cap, replace_corpus=replaced)
         except CorpusSourceTaken as exc:
             raise HTTPException(status_code=409, detail=str(exc)) from None
         except IngestTooLarge as exc:
             raise _too_large(str(exc)) from None
         except (UnsupportedDocument, ToolInputError) as exc:
             raise HTTPException(status_code=422, detail=str(exc)) from None
+
+
+def _job_for(jobs: IngestJobs, job_id: str, user: Principal) -> IngestJob:
+    job = jobs.get(job_id)
+    if job is None or (job.created_by != user.name and not user.can("admin")):
+        raise HTTPException(status_code=404, detail=f"no ingest job {job_id!r} (finished jobs are kept 15 minutes)")
+    return job
+
+
+@router.get(
+    "/jobs/{job_id}",
+    response_model=IngestJobView,
+    summary="Progress of an ingest job: state, chunks done of total, the report once done",
+    responses={**AUTH_RESPONSES, 404: {"description": "No such job (or another user's), or forgotten"}},
+)
+def job_route(job_id: JobId, jobs: JobsDep, user: AnalystDep) -> IngestJobView:
+    return _job_for(jobs, job_id, user).view()
+
+
+@router.delete(
+    "/jobs/{job_id}",
+    response_model=IngestJobView,
+    status_code=202,
+    summary="Cancel an ingest job: it stops before its next batch and removes what it added",
+    responses={**AUTH_RESPONSES, 404: {"description": "No such job (or another user's), or forgotten"},
+               409: {"description": "The job has already finished"}},
+)
+def cancel_route(job_id: JobId, jobs: JobsDep, user: AnalystDep, response: Response) -> IngestJobView:
+    job = _job_for(jobs, job_id, user)
+    if job.state in FINISHED:
+        raise HTTPException(status_code=409, detail=f"ingest job {job_id!r} has already finished ({job.state})")
+    jobs.cancel(job_id)
+    response.headers["Location"] = f"{router.prefix}/jobs/{job_id}"
+    return job.view()

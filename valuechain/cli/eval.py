@@ -13,7 +13,7 @@ from rich.table import Table
 from agent.llm.model_files import ModelFilesError
 from agent.prompts import load_prompt
 from core.settings import get_settings
-from evals.replay import CASSETTE_DIR, ReplayError, load_meta, recorded_design, replay_runtime
+from evals.replay import CASSETTE_DIR, ReplayError, load_meta, paths, recorded_design, replay_runtime
 from evals.report import SUITES, THRESHOLDS_FILE, EvalReport, SuiteName, load_thresholds, write_reports
 from valuechain.cli.common import JsonOption, console, err_console, fail, print_json
 
@@ -86,7 +86,7 @@ def selection(
 
 @app.command("run")
 def run(
-    suites: list[str] = typer.Argument(None, help="Suites: tools, selection, retrieval, tasks, faithfulness (default: all)"),
+    suites: list[str] = typer.Argument(None, help="Suites: tools, selection, retrieval, tasks, faithfulness, injection (default: all)"),
     trials: int = typer.Option(1, "--trials", "-k", min=1, help="Trials per task (tasks suite: pass^1..pass^K)"),
     base_url: str = typer.Option(None, "--base-url", help="OpenAI-compatible endpoint (default: LLM_BASE_URL or the embedded model)"),
     model: str = typer.Option(None, "--model", help="Model name at --base-url (default: LLM_MODEL)"),
@@ -139,6 +139,12 @@ def run(
             report = run_suites(options, models=None, thresholds=limits, thresholds_label=label)
         elif replay:
             folder = cassettes or CASSETTE_DIR
+            if not suites:  # "all": a model suite nobody has recorded yet is left out, and said so
+                unrecorded = [s for s in chosen if s in MODEL_SUITES and not all(p.is_file() for p in paths(s, folder))]
+                for suite in unrecorded:
+                    err_console.print(f"[yellow]{suite}: no recording in {folder}, left out of the replay[/]")
+                chosen = [s for s in chosen if s not in unrecorded]
+                options = replace(options, suites=cast("list[SuiteName]", chosen))
             metas = {suite: load_meta(suite, folder) for suite in chosen if suite in MODEL_SUITES}
             design, exemplars = recorded_design(list(metas.values()))  # replay runs the agent recorded
             options = replace(options, design=design, exemplars=exemplars)
