@@ -72,8 +72,9 @@ NAMED_ID = re.compile(r"\b(?:[A-Z]{3,5}[-_][0-9]{2,5}|[A-Z]{2,6}(?:-[A-Z0-9]+)*-
 def ignored_ids(question: str, plan: Plan) -> list[str]:
     """Ids the user wrote in `question` that no step of `plan` uses (the 1.5B model sometimes ranks
     all accounts for "a health check of ACME-0042", or files for the top-ranked activity instead of
-    the one named)."""
-    used = " ".join(str(v) for s in plan.steps for v in s.args.values()).upper()
+    the one named). A knowledge search does not use an id: its passages hold no account's data
+    ("How do we save the DYNI-0020 relationship?" planned as a search only)."""
+    used = " ".join(str(v) for s in plan.steps if s.tool != "search_knowledge" for v in s.args.values()).upper()
     named = dict.fromkeys(m.group(0).upper() for m in NAMED_ID.finditer(question))
     return [i for i in named if i not in used and i.replace("_", "-") not in used]
 

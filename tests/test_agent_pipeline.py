@@ -792,3 +792,13 @@ def test_a_plan_can_filter_tickets_and_deals_by_their_own_fields() -> None:
     assert set(steps["service_queue"]["filters"]["properties"]) >= {"priority", "category", "segment"}
     assert set(steps["pipeline_health"]["filters"]["properties"]) >= {"owner", "team", "product"}
     assert set(steps["rank"]["filters"]["properties"]) == {"segment", "region", "plan", "industry"}
+
+
+def test_a_knowledge_search_alone_for_a_question_naming_an_account_is_replanned() -> None:
+    searched = Plan.model_validate({"intent": "answer", "steps": [
+        {"tool": "search_knowledge", "args": {"query": "save the DYNI-0020 relationship"}}]})
+    assert ignored_ids("How do we save the DYNI-0020 relationship?", searched) == ["DYNI-0020"]
+    both = Plan.model_validate({"intent": "answer", "steps": [
+        {"tool": "search_knowledge", "args": {"query": "retention playbook"}},
+        {"tool": "next_best_action", "args": {"account_id": "DYNI-0020"}}]})
+    assert ignored_ids("How do we save the DYNI-0020 relationship?", both) == []
