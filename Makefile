@@ -38,7 +38,7 @@ record-cassettes: $(STAMP)
 ## embedded model; 1-2 h on 2 quiet cores. Exit 1 (a suite below its threshold) still keeps the recording.
 EVAL_TRIALS ?= 4
 eval-record: $(STAMP)
-	$(BIN)/valuechain eval run selection tasks faithfulness --record --trials $(EVAL_TRIALS) || [ $$? -eq 1 ]
+	$(BIN)/valuechain eval run selection tasks faithfulness injection --record --trials $(EVAL_TRIALS) || [ $$? -eq 1 ]
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run_all
