@@ -38,6 +38,7 @@ from api.routes import (
     feedback,
     health,
     knowledge,
+    outcomes,
     recommendations,
     runs,
     tool_calls,
@@ -187,6 +188,7 @@ def create_app(
     app.include_router(runs.router)
     app.include_router(feedback.router)  # GET /api/v1/feedback: the run log with users' verdicts
     app.include_router(analysis.router)
+    app.include_router(outcomes.router)  # GET /api/v1/outcomes: the attribution report (#21)
     ui.mount(app)  # the web UI at / (api/static/)
     app.include_router(slack_router)  # POST /slack/events (503 until Slack is configured)
     if configure is not None:

@@ -58,6 +58,10 @@ class Settings(BaseSettings):
     )
     plan_exemplars: int = Field(default=4, ge=0, le=12, description="Planner exemplars retrieved per question")
 
+    holdout_share: float = Field(
+        default=0.10, ge=0.0, le=0.5,
+        description="Share of eligible accounts held out of each action (control group; hash of account + action)",
+    )
     recommendation_ttl_days: int = Field(
         default=30, ge=0, description="Pending recommendations older than this can no longer be decided (0 = never)"
     )

@@ -41,7 +41,8 @@ PORTER_CATEGORIES = (
 )
 PRIMARY_CATEGORIES = PORTER_CATEGORIES[:5]
 INITIATIVE_TYPES = ("automate", "streamline", "renegotiate", "invest", "eliminate")
-RECOMMENDATION_STATUSES = ("pending", "approved", "rejected", "expired")
+# After approval: in_progress, then executed or abandoned (issue #21, migration 0010).
+RECOMMENDATION_STATUSES = ("pending", "approved", "rejected", "expired", "in_progress", "executed", "abandoned")
 # Where an account, activity or initiative came from: the generated demo company or anything
 # else (imported, or written by the application). Training and imports keep the two apart.
 ORIGINS = ("demo", "import")
@@ -451,10 +452,32 @@ class Recommendation(Base):
     run_id: Mapped[str | None] = mapped_column(ForeignKey("agent_runs.id", ondelete="SET NULL"))
     decided_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     decided_by: Mapped[str | None] = mapped_column(String(100))
+    # Follow-up after approval (migration 0010): who carries it out, by when, and when it was done.
+    owner: Mapped[str | None] = mapped_column(String(100))
+    due_date: Mapped[dt.date | None] = mapped_column(Date)
+    executed_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+
+
+class RecommendationHoldout(Base):
+    """An account held out of an action (the control group): next-best-action picked the action,
+    but the account's hash put it in the holdout share, so nothing was filed (migration 0010)."""
+
+    __tablename__ = "recommendation_holdouts"
+    __table_args__ = (Index("ix_recommendation_holdouts_account_action", "account_id", "action"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    action: Mapped[str] = mapped_column(String(64), index=True)
+    at: Mapped[dt.datetime] = mapped_column(DateTime)
+    created_by: Mapped[str] = mapped_column(String(100))
+    run_id: Mapped[str | None] = mapped_column(ForeignKey("agent_runs.id", ondelete="SET NULL"))
+    share: Mapped[float] = mapped_column(Float)
+    evidence: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
 
 class RecommendationEvent(Base):
-    """Append-only audit trail of a recommendation: proposed, approved, rejected, expired."""
+    """Append-only audit trail of a recommendation: proposed, approved, rejected, expired, assigned,
+    started, executed, abandoned."""
 
     __tablename__ = "recommendation_events"
 

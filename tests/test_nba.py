@@ -81,7 +81,7 @@ def test_retention_expected_value_hand_worked(half: Session, tmp_path: Path) -> 
             },
         ],
     )
-    result = next_best_action(session=half, account_id=account_id, playbook_path=path)
+    result = next_best_action(session=half, account_id=account_id, playbook_path=path, holdout_share=0.0)
     (action,) = result.actions
     # arr 120,000 × p_churn 0.5 × uplift 0.25 − cost 3,000 = 15,000 − 3,000 = 12,000
     assert action.expected_value == 12_000.0
@@ -121,7 +121,7 @@ def test_growth_expected_value_hand_worked(half: Session, tmp_path: Path) -> Non
             },
         ],
     )
-    result = next_best_action(session=half, account_id=account_id, playbook_path=path)
+    result = next_best_action(session=half, account_id=account_id, playbook_path=path, holdout_share=0.0)
     by_id = {a.action: a for a in result.actions}
     # grow: expansion 0.2 × 100,000 = 20,000; 0.3 × 20,000 − 1,000 = 5,000
     assert by_id["grow"].expected_value == pytest.approx(5000.0)
@@ -139,7 +139,7 @@ def test_ties_break_by_action_id_and_limit(half: Session, tmp_path: Path) -> Non
     account_id = _account(half, 10_000.0)
     same = {"activity": "service", "kind": "retention", "cost": 0, "effect": {"uplift": 0.1}}
     path = _playbook(tmp_path, [{"id": i, "description": i, **same} for i in ("c_act", "a_act", "b_act")])
-    result = next_best_action(session=half, account_id=account_id, playbook_path=path, limit=2)
+    result = next_best_action(session=half, account_id=account_id, playbook_path=path, limit=2, holdout_share=0.0)
     assert [a.action for a in result.actions] == ["a_act", "b_act"]
 
 
@@ -235,7 +235,7 @@ def test_conditions_features_any_and_drivers(session: Session, tmp_path: Path) -
             },
         ],
     )
-    result = next_best_action(session=session, account_id=account_id, playbook_path=path)
+    result = next_best_action(session=session, account_id=account_id, playbook_path=path, holdout_share=0.0)
     assert [a.action for a in result.actions] == ["old_friend"]
     assert result.ineligible_count == 2
     evidence = result.actions[0].evidence
@@ -384,7 +384,9 @@ def test_suppression_cooldown_and_rejection_with_reasons(half: Session, tmp_path
     _recommend(half, account_id, "expired", "expired", _noon(AS_OF - days(days=5)))
     _recommend(half, account_id, "proposed_after_as_of", "pending", _noon(AS_OF + days(days=40)))
     _recommend(half, "T-0002", "free", "pending", _noon(AS_OF - days(days=1)))  # another account
-    result = next_best_action(session=half, account_id=account_id, playbook_path=path, limit=20)
+    result = next_best_action(
+        session=half, account_id=account_id, playbook_path=path, limit=20, holdout_share=0.0
+    )
     suppressed = {s.action: s for s in result.suppressed}
     assert set(suppressed) == {"pending_recent", "approved_recent", "rejected_recent", "proposed_after_as_of"}
     assert suppressed["rejected_recent"].reason == (
@@ -401,7 +403,8 @@ def test_suppression_cooldown_and_rejection_with_reasons(half: Session, tmp_path
     assert [a.action for a in result.actions] == ["expired", "free", "pending_old", "rejected_old"]
     # shorter windows free the actions again
     relaxed = next_best_action(
-        session=half, account_id=account_id, playbook_path=path, limit=20, cooldown_days=5, rejection_days=30
+        session=half, account_id=account_id, playbook_path=path, limit=20, cooldown_days=5, rejection_days=30,
+        holdout_share=0.0,
     )
     assert {s.action for s in relaxed.suppressed} == {"proposed_after_as_of"}
 

@@ -38,6 +38,7 @@ def _propose(
     session: Session, account_id: str = "ACME-0001", action: str = "exec_sponsor_call", **kw: object
 ) -> int:
     at = kw.pop("now", NOW - dt.timedelta(days=1))
+    kw.setdefault("holdout_share", 0.0)  # these tests are about review; the holdout: test_outcomes*.py
     rec = propose_recommendation(
         session=session,
         account_id=account_id,

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from tools.errors import ToolInputError
 from tools.nba import ActionOption, NextBestActionResult, next_best_action
+from tools.outcomes.holdout import DEFAULT_SHARE
 from tools.recommendations import ProposedRecommendation, propose_recommendation
 
 _ALL = 20  # next_best_action's maximum: every action the page can show
@@ -30,6 +31,7 @@ def propose_account_action(
     action: str,
     created_by: str,
     playbook_path: str | None = None,
+    holdout_share: float = DEFAULT_SHARE,
 ) -> ProposedRecommendation:
     """File one of the account's current next best actions as a PENDING recommendation.
 
@@ -38,10 +40,20 @@ def propose_account_action(
         action: a playbook action id that is among the account's worthwhile actions today.
         created_by: the signed-in user proposing it (set by the system).
         playbook_path: the playbook file (set by the system; default the bundled one).
+        holdout_share: share of accounts held out of each action (set by the system). A held-out
+            action is refused (`HeldOut`) after its control-group row is added to the session.
     """
     nba: NextBestActionResult = next_best_action(
-        session=session, account_id=account_id, limit=_ALL, playbook_path=playbook_path
+        session=session, account_id=account_id, limit=_ALL, playbook_path=playbook_path,
+        holdout_share=holdout_share,
     )
+    if any(h.action == action for h in nba.held_out):
+        # records the control unit and raises HeldOut with the reason
+        propose_recommendation(
+            session=session, account_id=account_id, action=action, rationale="held out",
+            evidence={"as_of": nba.as_of.isoformat(), "churn_probability": nba.p_churn},
+            created_by=created_by, holdout_share=holdout_share,
+        )
     option = next((o for o in nba.actions if o.action == action), None)
     held = next((h for h in nba.suppressed if h.action == action), None)
     if option is None and held is not None:
@@ -73,4 +85,5 @@ def propose_account_action(
         evidence=evidence,
         expected_value=option.expected_value,
         created_by=created_by,
+        holdout_share=holdout_share,
     )

@@ -38,6 +38,9 @@ from tools.churn.schemas import Band, Method
 from tools.churn.scoring import assess, band_of, explain_rows, model_info
 from tools.common import data_as_of, require_account
 from tools.errors import ToolInputError
+from tools.outcomes.holdout import DEFAULT_SHARE, check_share, holdout_reason, is_held_out
+from tools.outcomes.learning import DEFAULT_PRIOR_STRENGTH, LearnedEffect, learn
+from tools.outcomes.measure import counts, load_units
 from tools.projection import pick
 
 SHIPPED_PLAYBOOK = Path(__file__).with_name("playbook.yaml")
@@ -164,6 +167,10 @@ class PlaybookAction(_Strict):
 
 class Playbook(_Strict):
     version: int = 1
+    prior_strength: float = Field(
+        default=DEFAULT_PRIOR_STRENGTH, gt=0,
+        description="Pseudo-observations each action's effect counts for when learning from outcomes",
+    )
     actions: list[PlaybookAction] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -223,6 +230,19 @@ class ActionOption(BaseModel):
     formula: str = Field(description="The expected-value arithmetic with this account's numbers")
     evidence: list[EvidenceItem]
     rationale: str
+    learning: LearnedEffect | None = Field(
+        default=None,
+        description="The effect used (uplift or p_success): playbook prior, learned estimate, sample sizes",
+    )
+
+
+class HeldOutAction(BaseModel):
+    """An eligible, worthwhile action this account is held out of (the control group): not proposed."""
+
+    action: str
+    expected_value: float
+    share: float
+    reason: str
 
 
 class SuppressedAction(BaseModel):
@@ -248,6 +268,7 @@ class NextBestActionInputs(BaseModel):
     playbook: str
     cooldown_days: int
     rejection_days: int
+    holdout_share: float = DEFAULT_SHARE
 
 
 class NextBestActionResult(BaseModel):
@@ -266,6 +287,9 @@ class NextBestActionResult(BaseModel):
     )
     suppressed: list[SuppressedAction]
     unprofitable: list[UnprofitableAction] = Field(description="Eligible but expected value ≤ 0")
+    held_out: list[HeldOutAction] = Field(
+        default_factory=list, description="Worthwhile but the account is in the action's holdout: not proposed"
+    )
     eligible_count: int
     ineligible_count: int
     playbook_version: str = Field(description="sha256 prefix of the playbook file used")
@@ -281,11 +305,24 @@ def project_nba(r: NextBestActionResult) -> dict[str, Any]:
             {
                 **pick(a, "action", "kind", "activity", "expected_value", "cost"),
                 "because": list(dict.fromkeys(e.phrase for e in a.evidence)),
+                # only once outcomes were learned from: without data the playbook value is used as before
+                **({"effect": effect_text(a.learning)} if a.learning and a.learning.n_treated else {}),
             }
             for a in r.actions
         ],
         "suppressed": [pick(s, "action", "reason") for s in r.suppressed],
+        **({"held_out": [pick(h, "action", "reason") for h in r.held_out]} if r.held_out else {}),
     }
+
+
+def effect_text(e: LearnedEffect) -> str:
+    """One line: the effect used, its prior and the sample it was learned from."""
+    if e.n_treated and e.n_holdout:
+        return (
+            f"{e.parameter} {e.learned:.3f} learned (prior {e.prior:g}; {e.n_treated} treated, "
+            f"{e.n_holdout} held out)"
+        )
+    return f"{e.parameter} {e.prior:g} (playbook prior; {e.n_treated} treated, no holdout outcome to compare yet)"
 
 
 # --------------------------------------------------------------------------- evaluation
@@ -372,33 +409,34 @@ def _eligible(
     return True, evidence
 
 
-def _value(action: PlaybookAction, arr: float, p_churn: float) -> ActionOption:
+def _value(
+    action: PlaybookAction, arr: float, p_churn: float, effect: LearnedEffect | None = None
+) -> ActionOption:
     cost = action.cost_of(arr)
     cost_text = action.cost.text(arr) if isinstance(action.cost, Amount) else _money(cost)
     if isinstance(action.effect, RetentionEffect):
-        uplift = action.effect.uplift
+        uplift = effect.learned if effect is not None else action.effect.uplift
         ev = arr * p_churn * uplift - cost
         formula = (
             f"arr {_money(arr)} × p_churn {p_churn:.4f} × uplift {uplift:g} − cost {cost_text} = {_money(ev)}"
         )
         extra: dict[str, Any] = {"uplift": uplift}
     else:
-        effect = action.effect
+        growth = action.effect
+        p_success = effect.learned if effect is not None else growth.p_success
         expansion = (
-            effect.expansion_value.of(arr)
-            if isinstance(effect.expansion_value, Amount)
-            else float(effect.expansion_value)
+            growth.expansion_value.of(arr)
+            if isinstance(growth.expansion_value, Amount)
+            else float(growth.expansion_value)
         )
         exp_text = (
-            effect.expansion_value.text(arr)
-            if isinstance(effect.expansion_value, Amount)
+            growth.expansion_value.text(arr)
+            if isinstance(growth.expansion_value, Amount)
             else _money(expansion)
         )
-        ev = effect.p_success * expansion - cost
-        formula = (
-            f"p_success {effect.p_success:g} × expansion_value {exp_text} − cost {cost_text} = {_money(ev)}"
-        )
-        extra = {"p_success": effect.p_success, "expansion_value": expansion}
+        ev = p_success * expansion - cost
+        formula = f"p_success {p_success:g} × expansion_value {exp_text} − cost {cost_text} = {_money(ev)}"
+        extra = {"p_success": p_success, "expansion_value": expansion}
     return ActionOption(
         action=action.id,
         description=action.description,
@@ -409,6 +447,7 @@ def _value(action: PlaybookAction, arr: float, p_churn: float) -> ActionOption:
         formula=formula,
         evidence=[],
         rationale="",
+        learning=effect,
         **extra,
     )
 
@@ -423,7 +462,7 @@ def _suppressions(
         select(Recommendation)
         .where(
             Recommendation.account_id == account_id,
-            Recommendation.status.in_(("pending", "approved", "rejected")),
+            Recommendation.status.in_(("pending", "approved", "rejected", "in_progress", "executed")),
         )
         .order_by(Recommendation.id)
     ).all()
@@ -444,14 +483,21 @@ def _suppressions(
             reason = f"rejected on {when} by {rec.decided_by or 'unknown'}" + (f": {note}" if note else "")
             reason += f" (suppressed for {rejection_days} days after a rejection)"
             by = rec.decided_by
+        elif rec.status == "in_progress":
+            when = (rec.decided_at or rec.created_at).date()
+            by = rec.owner or rec.decided_by
+            reason = f"in progress (approved on {when}, owner {rec.owner or 'unassigned'})"
         else:
             stamps = [rec.created_at] + (
-                [rec.decided_at] if rec.status == "approved" and rec.decided_at else []
-            )
+                [rec.decided_at] if rec.status in ("approved", "executed") and rec.decided_at else []
+            ) + ([rec.executed_at] if rec.status == "executed" and rec.executed_at else [])
             when = max(stamps).date()
             if when <= cooldown_from:
                 continue
-            if rec.status == "approved":
+            if rec.status == "executed":
+                reason = f"executed on {when} by {rec.owner or rec.decided_by or 'unknown'}"
+                by = rec.owner or rec.decided_by
+            elif rec.status == "approved":
                 reason = f"approved on {when} by {rec.decided_by or 'unknown'}"
                 by = rec.decided_by
             else:
@@ -473,6 +519,7 @@ def next_best_action(
     playbook_path: str | None = None,
     cooldown_days: int = 30,
     rejection_days: int = 90,
+    holdout_share: float = DEFAULT_SHARE,
 ) -> NextBestActionResult:
     """Recommend the next best actions for one account, ranked by expected value.
 
@@ -480,9 +527,12 @@ def next_best_action(
     conditions and values each eligible action: retention = arr × p_churn × uplift − cost,
     growth = p_success × expansion_value − cost (ties by action id). Actions proposed or
     approved for the account in the last `cooldown_days`, or rejected in the last
-    `rejection_days`, are suppressed and listed with the reason. Each action comes with the
-    evidence that made it eligible and a rationale. To act on one, file it with
-    propose_recommendation; this tool never changes anything.
+    `rejection_days`, are suppressed and listed with the reason. An account in an action's
+    holdout (the control group, a fixed share of accounts per action) is told so instead.
+    Uplift and p_success are learned from the outcomes of executed actions vs the holdout
+    (playbook value as the prior). Each action comes with the evidence that made it eligible
+    and a rationale. To act on one, file it with propose_recommendation; this tool never
+    changes anything.
 
     Args:
         account_id: the account, e.g. "ACME-0042".
@@ -491,7 +541,9 @@ def next_best_action(
         playbook_path: a playbook YAML file to use instead of the shipped one.
         cooldown_days: suppress actions proposed or approved this many days before as_of.
         rejection_days: suppress actions rejected this many days before as_of.
+        holdout_share: share of accounts held out of each action (0-0.5; set by the system).
     """
+    share = check_share(holdout_share)
     if not 1 <= limit <= 20:
         raise ToolInputError(f"limit must be between 1 and 20; got {limit!r}")
     if cooldown_days < 0 or rejection_days < 0:
@@ -517,13 +569,15 @@ def next_best_action(
     if context.get("plan") is None:
         context["plan"] = account.plan
     suppressions = _suppressions(session, account.id, day, cooldown_days, rejection_days)
+    effects = learned_effects(session, playbook, as_of=day)
+    held_out: list[HeldOutAction] = []
     options: list[ActionOption] = []
     suppressed: list[SuppressedAction] = []
     unprofitable: list[UnprofitableAction] = []
     eligible_count = ineligible_count = 0
     for action in playbook.actions:
         ok, evidence = _eligible(action, context, drivers)
-        option = _value(action, arr, p_churn) if ok else None
+        option = _value(action, arr, p_churn, effects[action.id]) if ok else None
         hit = suppressions.get(action.id)
         if hit is not None:
             rec, reason, when, by = hit
@@ -546,6 +600,16 @@ def next_best_action(
         eligible_count += 1
         if option.expected_value <= 0:
             unprofitable.append(UnprofitableAction(action=action.id, expected_value=option.expected_value))
+            continue
+        if is_held_out(account.id, action.id, share):
+            held_out.append(
+                HeldOutAction(
+                    action=action.id,
+                    expected_value=option.expected_value,
+                    share=share,
+                    reason=holdout_reason(account.id, action.id, share),
+                )
+            )
             continue
         because = "; ".join(dict.fromkeys(e.phrase for e in evidence)) or "no conditions"
         options.append(
@@ -572,7 +636,8 @@ def next_best_action(
         head = f"No eligible, unsuppressed action with a positive expected value for {account.id}."
     explanation = (
         f"{head} {len(options)} worthwhile, {len(unprofitable)} unprofitable, {len(suppressed)} suppressed, "
-        f"{ineligible_count} ineligible of {len(playbook.actions)} playbook actions; p_churn {p_churn:.1%} "
+        + (f"{len(held_out)} held out (control group), " if held_out else "")
+        + f"{ineligible_count} ineligible of {len(playbook.actions)} playbook actions; p_churn {p_churn:.1%} "
         f"({band}), ARR {_money(arr)}, as of {day}.{method_note}"
     )
     return NextBestActionResult(
@@ -587,6 +652,7 @@ def next_best_action(
         actions=shown,
         suppressed=suppressed,
         unprofitable=unprofitable,
+        held_out=held_out,
         eligible_count=eligible_count,
         ineligible_count=ineligible_count,
         playbook_version=digest,
@@ -598,5 +664,25 @@ def next_best_action(
             playbook=playbook_name,
             cooldown_days=cooldown_days,
             rejection_days=rejection_days,
+            holdout_share=share,
         ),
     )
+
+
+def learned_effects(session: Session, playbook: Playbook, *, as_of: dt.date) -> dict[str, LearnedEffect]:
+    """Every playbook action's effect, learned from executed-vs-holdout outcomes as of `as_of`."""
+    ids = [a.id for a in playbook.actions]
+    observed = counts(load_units(session, as_of=as_of, actions=ids))
+    out: dict[str, LearnedEffect] = {}
+    for a in playbook.actions:
+        retention = isinstance(a.effect, RetentionEffect)
+        prior = a.effect.uplift if isinstance(a.effect, RetentionEffect) else a.effect.p_success
+        out[a.id] = learn(
+            action=a.id,
+            kind="retention" if retention else "growth",
+            prior=prior,
+            treated=observed.get((a.id, "treated")),
+            holdout=observed.get((a.id, "holdout")),
+            prior_strength=playbook.prior_strength,
+        )
+    return out

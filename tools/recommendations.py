@@ -25,10 +25,27 @@ from core.contract import UtcDateTime
 from crm.models import AgentRun, Recommendation, RecommendationEvent
 from tools.common import require_account, require_activity
 from tools.errors import ToolInputError
+from tools.outcomes.holdout import (
+    DEFAULT_SHARE,
+    HoldoutRecord,
+    check_share,
+    holdout_reason,
+    is_held_out,
+    record_holdout,
+)
 from tools.projection import pick
 
 ACTION_MAX = 64
 ACTOR_MAX = 100
+
+
+class HeldOut(ToolInputError):
+    """The account is in the action's holdout: nothing was filed. `holdout` is the control-group
+    row written in the caller's session (commit it to keep the control unit)."""
+
+    def __init__(self, message: str, *, holdout: HoldoutRecord) -> None:
+        super().__init__(message)
+        self.holdout = holdout
 
 
 class ProposeInputs(BaseModel):
@@ -175,11 +192,13 @@ def propose_recommendation(
     created_by: str = "agent",
     run_id: str | None = None,
     now: dt.datetime | None = None,
+    holdout_share: float = DEFAULT_SHARE,
 ) -> ProposedRecommendation:
     """File a recommended intervention for an account or activity as PENDING for human approval.
 
     It never approves or executes anything. If the same action is already pending for the same
-    target, that recommendation is returned (duplicate_of) instead of a second one.
+    target, that recommendation is returned (duplicate_of) instead of a second one. An account
+    in the action's holdout (control group) is refused: nothing is filed.
 
     Args:
         action: short action id, e.g. "exec_sponsor_call" or "renegotiate_contract".
@@ -191,6 +210,7 @@ def propose_recommendation(
         created_by: who proposes it (set by the system).
         run_id: the agent run that proposed it (set by the system).
         now: audit timestamp, naive UTC (set by the system; defaults to the current time).
+        holdout_share: share of accounts held out of each action (set by the system).
     """
     if (account_id is None) == (activity_id is None):
         raise ToolInputError("give exactly one of account_id or activity_id")
@@ -215,6 +235,17 @@ def propose_recommendation(
         activity_id = require_activity(session, activity_id.strip()).id
     if run_id is not None and session.get(AgentRun, run_id) is None:
         raise ValueError(f"run_id {run_id!r} does not name an agent run")
+    share = check_share(holdout_share)
+    if account_id is not None and is_held_out(account_id, action, share):
+        held = record_holdout(
+            session=session, account_id=account_id, action=action, share=share, created_by=created_by,
+            evidence=evidence, run_id=run_id, now=now,
+        )
+        raise HeldOut(
+            f"not filed: {holdout_reason(account_id, action, share)}; it was recorded as holdout "
+            f"#{held.id} instead. Choose another action or account.",
+            holdout=held,
+        )
 
     inputs = ProposeInputs(
         account_id=account_id,

@@ -38,13 +38,28 @@ from tools.errors import DataFault, ToolInputError, unknown
 from tools.recommendations import content_hash as compute_content_hash
 
 Decision = Literal["approved", "rejected"]
-Status = Literal["pending", "approved", "rejected", "expired"]
+Status = Literal["pending", "approved", "rejected", "expired", "in_progress", "executed", "abandoned"]
+Transition = Literal["assign", "start", "execute", "abandon"]
 Role = Literal["viewer", "analyst", "approver", "admin"]
 
 STATUSES: tuple[Status, ...] = get_args(Status)
 ROLES: tuple[Role, ...] = get_args(Role)
 DECIDING_ROLES: tuple[Role, ...] = ("approver", "admin")
 DECISIONS: tuple[Decision, ...] = get_args(Decision)
+TRANSITIONS: tuple[Transition, ...] = get_args(Transition)
+#: Follow-up after approval: the statuses each step may start from, and the status it leaves.
+FOLLOW_UP: dict[Transition, tuple[tuple[str, ...], str | None]] = {
+    "assign": (("approved", "in_progress"), None),  # owner / due date; the status stays
+    "start": (("approved",), "in_progress"),
+    "execute": (("approved", "in_progress"), "executed"),
+    "abandon": (("approved", "in_progress"), "abandoned"),
+}
+FOLLOW_UP_EVENTS: dict[Transition, str] = {
+    "assign": "assigned",
+    "start": "started",
+    "execute": "executed",
+    "abandon": "abandoned",
+}
 
 #: Why a recommendation was rejected; "other" needs a note.
 REJECT_REASONS: dict[str, str] = {
@@ -62,6 +77,14 @@ APPROVE_REASONS: dict[str, str] = {
     "customer_request": "the customer asked for it",
     "other": "anything else (explain in the note)",
 }
+#: Why an approved recommendation was abandoned; "other" needs a note.
+ABANDON_REASONS: dict[str, str] = {
+    "customer_unreachable": "the customer could not be reached or declined",
+    "account_churned": "the account churned before it could be carried out",
+    "superseded": "another action replaced it",
+    "no_capacity": "nobody could carry it out in time",
+    "other": "anything else (explain in the note)",
+}
 NOTE_MAX = 2000
 ACTOR_MAX = 100
 MAX_PAGE = 500
@@ -74,7 +97,9 @@ class RecommendationEventView(BaseModel):
     """One entry of the append-only audit trail."""
 
     id: int
-    event: str = Field(description="proposed, approved, rejected or expired")
+    event: str = Field(
+        description="proposed, approved, rejected, expired, assigned, started, executed or abandoned"
+    )
     actor: str
     at: UtcDateTime
     reason_code: str | None
@@ -106,6 +131,9 @@ class RecommendationView(BaseModel):
     )
     decided_at: UtcDateTime | None
     decided_by: str | None
+    owner: str | None = Field(default=None, description="Who carries it out once approved")
+    due_date: dt.date | None = None
+    executed_at: UtcDateTime | None = None
 
 
 class RecommendationDetail(RecommendationView):
@@ -265,6 +293,9 @@ def _view(rec: Recommendation, cutoff: dt.datetime | None, ttl_days: int | None)
         expires_at=expires_at,
         decided_at=rec.decided_at,
         decided_by=rec.decided_by,
+        owner=rec.owner,
+        due_date=rec.due_date,
+        executed_at=rec.executed_at,
     )
 
 
@@ -749,3 +780,260 @@ def expire_stale(
             expired.append(rid)
     session.flush()
     return expired
+
+
+# ------------------------------------------------------------------------------ follow-up
+
+
+class FollowUpResult(BaseModel):
+    """A follow-up step that was recorded on an approved recommendation."""
+
+    recommendation_id: int
+    transition: Transition
+    status: Status
+    owner: str | None
+    due_date: dt.date | None
+    executed_at: UtcDateTime | None
+    actor: str
+    at: UtcDateTime
+    reason_code: str | None
+    note: str | None
+    version: int = Field(description="The new version: quote it for the next step")
+    event_id: int
+    explanation: str
+
+
+class InvalidTransition(DecisionRefused):
+    error = "invalid_transition"
+
+
+def _check_follow_up_reason(
+    transition: Transition, reason_code: str | None, note: str | None
+) -> tuple[str | None, str | None]:
+    code = reason_code.strip() if isinstance(reason_code, str) and reason_code.strip() else None
+    text = note.strip() if isinstance(note, str) and note.strip() else None
+    if transition == "abandon":
+        if code is None:
+            raise ToolInputError("abandoning needs a reason_code; valid: " + ", ".join(ABANDON_REASONS))
+        if code not in ABANDON_REASONS:
+            raise unknown("reason_code", code, ABANDON_REASONS, "abandoned recommendations")
+        if code == "other" and text is None:
+            raise ToolInputError('reason_code "other" needs a note saying why')
+    elif code is not None:
+        raise ToolInputError(f"reason_code applies only to abandon; got {code!r} for {transition}")
+    if text is not None and len(text) > NOTE_MAX:
+        raise ToolInputError(f"note must be at most {NOTE_MAX} characters; got {len(text)}")
+    return code, text
+
+
+def follow_up(
+    *,
+    session: Session,
+    recommendation_id: int,
+    transition: Transition,
+    actor: str,
+    role: str,
+    expected_version: int,
+    owner: str | None = None,
+    due_date: dt.date | None = None,
+    reason_code: str | None = None,
+    note: str | None = None,
+    now: dt.datetime | None = None,
+    credential: dict[str, str] | None = None,
+) -> FollowUpResult:
+    """Record a follow-up step on an approved recommendation, exactly once, bound to the version seen.
+
+    Steps: assign (owner and/or due date; approver or admin), start (approved → in_progress),
+    execute (approved or in_progress → executed; `executed_at` is what outcomes are measured
+    from), abandon (approved or in_progress → abandoned, with a reason code). Start, execute and
+    abandon are for approvers and admins, or an analyst who is the recommendation's owner; a
+    viewer never. Each step bumps `version` with one compare-and-set on (id, status, version), so
+    of concurrent steps exactly one wins, and adds one audit event. The caller commits.
+
+    Args:
+        recommendation_id: the recommendation's number.
+        transition: assign, start, execute or abandon.
+        actor: the user recording the step.
+        role: the actor's role: viewer, analyst, approver or admin.
+        expected_version: the version the actor was shown.
+        owner: assign: who carries it out (start: defaults to the actor when nobody owns it).
+        due_date: assign: by when.
+        reason_code: abandon: why (see ABANDON_REASONS).
+        note: free text for the audit trail; required with reason_code "other".
+        now: the time of the step, naive UTC (defaults to the wall clock).
+        credential: how the interface established who `actor` is; recorded on the event.
+    """
+    if transition not in TRANSITIONS:
+        raise unknown("transition", transition, TRANSITIONS)
+    actor_name = actor.strip() if isinstance(actor, str) else ""
+    if not actor_name or len(actor_name) > ACTOR_MAX:
+        raise ToolInputError(f"actor must be a user name of 1-{ACTOR_MAX} characters; got {actor!r}")
+    if role not in ROLES:
+        raise unknown("role", role, ROLES)
+    if isinstance(expected_version, bool) or not isinstance(expected_version, int) or expected_version < 1:
+        raise ToolInputError(f"expected_version must be a positive integer; got {expected_version!r}")
+    new_owner = owner.strip() if isinstance(owner, str) and owner.strip() else None
+    if new_owner is not None and len(new_owner) > ACTOR_MAX:
+        raise ToolInputError(f"owner must be a user name of 1-{ACTOR_MAX} characters; got {owner!r}")
+    if transition == "assign" and new_owner is None and due_date is None:
+        raise ToolInputError("assign needs an owner and/or a due_date")
+    if transition != "assign" and (due_date is not None or (new_owner is not None and transition != "start")):
+        raise ToolInputError(f"owner and due_date are set with assign, not {transition}")
+    code, text = _check_follow_up_reason(transition, reason_code, note)
+    at = _naive_utc(now)
+
+    rec = session.get(Recommendation, recommendation_id, populate_existing=True)
+    if rec is None:
+        raise RecommendationNotFound(
+            f"no recommendation #{recommendation_id}", recommendation_id=recommendation_id
+        )
+    deciding = role in DECIDING_ROLES
+    if transition == "assign" and not deciding:
+        raise NotAuthorised(
+            f"role {role!r} may not assign recommendations; only {' or '.join(DECIDING_ROLES)} may",
+            recommendation_id=rec.id,
+        )
+    if not deciding and not (role == "analyst" and rec.owner == actor_name):
+        raise NotAuthorised(
+            f"{actor_name!r} ({role}) may not {transition} recommendation #{rec.id}: only its owner "
+            f"({rec.owner or 'nobody yet'}) as an analyst, or an approver or admin, may",
+            recommendation_id=rec.id,
+        )
+    sources, target = FOLLOW_UP[transition]
+    if rec.status not in sources:
+        raise InvalidTransition(
+            f"recommendation #{rec.id} is {rec.status}; {transition} applies only to "
+            f"{' or '.join(sources)} recommendations",
+            recommendation_id=rec.id,
+            current={"status": rec.status, "version": rec.version},
+        )
+    if expected_version != rec.version:
+        raise ContentChanged(
+            f"recommendation #{rec.id} is at version {rec.version}, not the version {expected_version} "
+            "you saw; look at it again before changing it",
+            recommendation_id=rec.id,
+            current={"status": rec.status, "version": rec.version},
+        )
+    values: dict[str, Any] = {"version": rec.version + 1}
+    if target is not None:
+        values["status"] = target
+    if transition == "assign":
+        if new_owner is not None:
+            values["owner"] = new_owner
+        if due_date is not None:
+            values["due_date"] = due_date
+    elif transition == "start" and rec.owner is None:
+        values["owner"] = new_owner or actor_name
+    if transition == "execute":
+        values["executed_at"] = at
+        if rec.owner is None:
+            values["owner"] = actor_name
+    result = session.execute(
+        update(Recommendation)
+        .where(
+            Recommendation.id == rec.id,
+            Recommendation.status == rec.status,
+            Recommendation.version == rec.version,
+        )
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    if getattr(result, "rowcount", 0) != 1:
+        row = session.execute(
+            select(Recommendation.status, Recommendation.version).where(Recommendation.id == rec.id)
+        ).one()
+        raise ContentChanged(
+            f"recommendation #{rec.id} changed while you were updating it (now {row.status}, version "
+            f"{row.version}); look at it again",
+            recommendation_id=rec.id,
+            current={"status": row.status, "version": row.version},
+        )
+    event = RecommendationEvent(
+        recommendation_id=rec.id,
+        event=FOLLOW_UP_EVENTS[transition],
+        actor=actor_name,
+        at=at,
+        reason_code=code,
+        note=text,
+        data={
+            "from_status": rec.status,
+            "version": rec.version + 1,
+            "role": role,
+            **{k: (v.isoformat() if isinstance(v, dt.date | dt.datetime) else v) for k, v in values.items()
+               if k in ("owner", "due_date", "status")},
+        }
+        | ({"credential": dict(credential)} if credential else {}),
+    )
+    session.add(event)
+    session.flush()
+    session.refresh(rec)
+    status = _effective(rec, None)
+    what = {
+        "assign": "Assigned",
+        "start": "Started",
+        "execute": "Executed",
+        "abandon": "Abandoned",
+    }[transition]
+    details = []
+    if transition == "assign" or transition == "start":
+        if rec.owner:
+            details.append(f"owner {rec.owner}")
+        if rec.due_date:
+            details.append(f"due {rec.due_date}")
+    if code:
+        details.append(f"reason {code!r}")
+    return FollowUpResult(
+        recommendation_id=rec.id,
+        transition=transition,
+        status=status,
+        owner=rec.owner,
+        due_date=rec.due_date,
+        executed_at=rec.executed_at,
+        actor=actor_name,
+        at=at,
+        reason_code=code,
+        note=text,
+        version=rec.version,
+        event_id=event.id,
+        explanation=f"{what} recommendation #{rec.id} ({rec.action!r}) as {actor_name}; status {status}, "
+        f"version {rec.version}" + (f" ({', '.join(details)})" if details else "") + ".",
+    )
+
+
+def follow_up_and_commit(
+    *,
+    session: Session,
+    recommendation_id: int,
+    transition: Transition,
+    actor: str,
+    role: str,
+    expected_version: int,
+    owner: str | None = None,
+    due_date: dt.date | None = None,
+    reason_code: str | None = None,
+    note: str | None = None,
+    now: dt.datetime | None = None,
+    credential: dict[str, str] | None = None,
+) -> FollowUpResult:
+    """`follow_up` as its own transaction on `session`: committed, or rolled back and raised.
+    The arguments are `follow_up`'s."""
+    try:
+        result = follow_up(
+            session=session,
+            recommendation_id=recommendation_id,
+            transition=transition,
+            actor=actor,
+            role=role,
+            expected_version=expected_version,
+            owner=owner,
+            due_date=due_date,
+            reason_code=reason_code,
+            note=note,
+            now=now,
+            credential=credential,
+        )
+    except (DecisionRefused, ToolInputError):
+        session.rollback()
+        raise
+    session.commit()
+    return result

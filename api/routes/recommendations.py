@@ -7,17 +7,19 @@ naming the winner. See tools/review.py for the rules and docs/API.md for example
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, HTTPException, Path, Query
 from fastapi.openapi.models import Example
 from pydantic import BaseModel, Field, model_validator
 
-from api.deps import AUTH_RESPONSES, ApproverDep, ReaderDep, SessionDep, SettingsDep
+from api.deps import AUTH_RESPONSES, AnalystDep, ApproverDep, ReaderDep, SessionDep, SettingsDep
 from api.metrics import record_decision
 from core.contract import INT32_MAX, Day, Offset, RowId
 from tools.errors import ToolInputError
 from tools.review import (
+    ABANDON_REASONS,
     APPROVE_REASONS,
     NOTE_MAX,
     REJECT_REASONS,
@@ -27,12 +29,16 @@ from tools.review import (
     Decision,
     DecisionRefused,
     DecisionResult,
+    FollowUpResult,
+    InvalidTransition,
     NotAuthorised,
     RecommendationDetail,
     RecommendationExpired,
     RecommendationNotFound,
     RecommendationPage,
+    Transition,
     decide_and_commit,
+    follow_up_and_commit,
     get_recommendation,
     list_recommendations,
 )
@@ -45,6 +51,7 @@ HTTP_STATUS: dict[type[DecisionRefused], int] = {
     AlreadyDecided: 409,
     ContentChanged: 409,
     RecommendationExpired: 410,
+    InvalidTransition: 409,
 }
 
 
@@ -276,4 +283,132 @@ def reject_route(
         session=session,
         settings=settings,
         user=user,
+    )
+
+
+# ------------------------------------------------------------------------------ follow-up
+
+
+class FollowUpRequest(BaseModel):
+    """A follow-up step, bound to the version you saw (every step bumps it)."""
+
+    expected_version: int = Field(ge=1, le=INT32_MAX, strict=True, description="The `version` you saw")
+    note: str | None = Field(default=None, max_length=NOTE_MAX, description="Free text for the audit trail")
+
+
+class AssignRequest(FollowUpRequest):
+    """Set the owner and/or the due date of an approved or in-progress recommendation."""
+
+    owner: str | None = Field(default=None, min_length=1, max_length=100, description="Who carries it out")
+    due_date: Day | None = Field(default=None, description="By when (YYYY-MM-DD)")
+
+
+class AbandonRequest(FollowUpRequest):
+    """Abandon an approved or in-progress recommendation, saying why."""
+
+    reason_code: str = Field(
+        description="Required: " + "; ".join(f"`{k}` {v}" for k, v in ABANDON_REASONS.items()),
+        json_schema_extra={"enum": list(ABANDON_REASONS)},
+    )
+
+
+FOLLOW_UP_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **AUTH_RESPONSES,
+    403: {"model": DecisionErrorBody, "description": "Not the owner (analyst), or a viewer"},
+    404: {"model": DecisionErrorBody, "description": "No such recommendation"},
+    409: {
+        "model": DecisionErrorBody,
+        "description": "Wrong status for this step (invalid_transition) or changed since the version you saw",
+    },
+    422: {"description": "Invalid body"},
+}
+
+
+def _follow_up(
+    *,
+    transition: Transition,
+    recommendation_id: int,
+    body: FollowUpRequest,
+    session: SessionDep,
+    user: AnalystDep,
+    owner: str | None = None,
+    due_date: dt.date | None = None,
+    reason_code: str | None = None,
+) -> FollowUpResult:
+    try:
+        return follow_up_and_commit(
+            session=session,
+            recommendation_id=recommendation_id,
+            transition=transition,
+            actor=user.name,
+            role=user.role,
+            expected_version=body.expected_version,
+            owner=owner,
+            due_date=due_date,
+            reason_code=reason_code,
+            note=body.note,
+            credential={"channel": "api", "kind": "api_key", "key_prefix": user.key_prefix or ""},
+        )
+    except DecisionRefused as exc:
+        status = HTTP_STATUS.get(type(exc), 409)
+        raise HTTPException(status_code=status, detail=exc.as_dict()) from None
+    except ToolInputError as exc:
+        raise HTTPException(status_code=422, detail=str(exc)) from None
+
+
+@router.post(
+    "/{recommendation_id}/assign",
+    response_model=FollowUpResult,
+    summary="Set the owner and/or due date of an approved recommendation (approver or admin)",
+    responses=FOLLOW_UP_RESPONSES,
+)
+def assign_route(
+    recommendation_id: RecommendationId, body: AssignRequest, session: SessionDep, user: AnalystDep
+) -> FollowUpResult:
+    return _follow_up(
+        transition="assign", recommendation_id=recommendation_id, body=body, session=session, user=user,
+        owner=body.owner, due_date=body.due_date,
+    )
+
+
+@router.post(
+    "/{recommendation_id}/start",
+    response_model=FollowUpResult,
+    summary="Mark an approved recommendation in progress (its owner, an approver or an admin)",
+    responses=FOLLOW_UP_RESPONSES,
+)
+def start_route(
+    recommendation_id: RecommendationId, body: FollowUpRequest, session: SessionDep, user: AnalystDep
+) -> FollowUpResult:
+    return _follow_up(
+        transition="start", recommendation_id=recommendation_id, body=body, session=session, user=user
+    )
+
+
+@router.post(
+    "/{recommendation_id}/execute",
+    response_model=FollowUpResult,
+    summary="Mark an approved or in-progress recommendation executed; its outcome is measured from now",
+    responses=FOLLOW_UP_RESPONSES,
+)
+def execute_route(
+    recommendation_id: RecommendationId, body: FollowUpRequest, session: SessionDep, user: AnalystDep
+) -> FollowUpResult:
+    return _follow_up(
+        transition="execute", recommendation_id=recommendation_id, body=body, session=session, user=user
+    )
+
+
+@router.post(
+    "/{recommendation_id}/abandon",
+    response_model=FollowUpResult,
+    summary="Abandon an approved or in-progress recommendation with a reason code",
+    responses=FOLLOW_UP_RESPONSES,
+)
+def abandon_route(
+    recommendation_id: RecommendationId, body: AbandonRequest, session: SessionDep, user: AnalystDep
+) -> FollowUpResult:
+    return _follow_up(
+        transition="abandon", recommendation_id=recommendation_id, body=body, session=session, user=user,
+        reason_code=body.reason_code,
     )

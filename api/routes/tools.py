@@ -36,7 +36,7 @@ from tools.errors import ToolInputError
 from tools.filters import parse_filter_items
 from tools.nba import NextBestActionResult, next_best_action
 from tools.ranking import Entity, Order, RankResult, rank
-from tools.recommendations import ProposedRecommendation
+from tools.recommendations import HeldOut, ProposedRecommendation
 
 router = APIRouter(prefix="/api/v1/tools", tags=["tools"])
 
@@ -204,6 +204,7 @@ def next_best_action_route(
             playbook_path=playbook,
             cooldown_days=cooldown_days,
             rejection_days=rejection_days,
+            holdout_share=settings.holdout_share,
         ),
     )
 
@@ -230,13 +231,17 @@ def propose_action_route(
 ) -> ProposedRecommendation:
     _account_or_404(session, account_id)
     playbook = str(settings.playbook_path) if settings.playbook_path is not None else None
-    result = _call(
-        "propose_recommendation",
-        lambda: propose_account_action(
-            session=session, account_id=account_id, action=body.action, created_by=user.name,
-            playbook_path=playbook,
-        ),
-    )
+    try:
+        result = _call(
+            "propose_recommendation",
+            lambda: propose_account_action(
+                session=session, account_id=account_id, action=body.action, created_by=user.name,
+                playbook_path=playbook, holdout_share=settings.holdout_share,
+            ),
+        )
+    except HeldOut:
+        session.commit()  # keep the control-group row; the refusal is still the answer
+        raise
     session.commit()
     return result
 

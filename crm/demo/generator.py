@@ -33,7 +33,7 @@ from crm.demo.simulate import (
 from crm.demo.timeline import Timeline
 from crm.models import DEMO_ORIGIN, Base
 
-GENERATOR_VERSION = "3"  # 2: opportunities with owners, products, stage history and prospects (#20); 3: tickets' time of day (#20)
+GENERATOR_VERSION = "4"  # 2: opportunities with owners, products, stage history and prospects (#20); 3: tickets' time of day (#20); 4: simulated interventions with true effects (#21)
 BATCH = 10_000
 DEFAULT_AS_OF = dt.date(2026, 9, 30)
 META_KEYS = ("as_of", "demo_seed", "demo_accounts", "generator_version", "demo_history")
@@ -54,7 +54,12 @@ _ID_TABLES = (
     "interactions",
     "nps_responses",
     "opportunities",
+    "recommendations",
+    "recommendation_events",
+    "recommendation_holdouts",
 )
+# Written only when interventions are simulated (crm/demo/interventions.py).
+_INTERVENTION_TABLES = ("recommendations", "recommendation_events", "recommendation_holdouts")
 # Per-chunk tables in insert (foreign-key) order.
 _CHUNK_TABLES = (
     "accounts",
@@ -66,6 +71,7 @@ _CHUNK_TABLES = (
 )
 # Everything the generator writes or that points at it; deleted by a reset, children first.
 _RESET_ORDER = (
+    "recommendation_holdouts",
     "recommendation_events",
     "recommendations",
     "churn_scores",
@@ -187,13 +193,16 @@ def generate_demo(
     as_of: dt.date = DEFAULT_AS_OF,
     progress: bool = False,
     reset: bool = False,
+    interventions: bool = False,
 ) -> DemoSummary:
     """Generate the deterministic demo company into the migrated database behind `engine`.
 
     Same (accounts, seed, as_of) gives the same database content on any day and any engine.
     Refuses a database that already holds CRM data unless `reset` is set (which deletes it
     first, see `reset_demo_data`). Above `TRIM_THRESHOLD` accounts per-account history is
-    trimmed (see docs/DEMO.md).
+    trimmed (see docs/DEMO.md). With `interventions` the history also holds simulated
+    recommendations, their decisions and executions, holdouts and the executed actions' stated
+    true effects on churn (crm/demo/interventions.py, docs/OUTCOMES.md); the CLI and `init` set it.
     """
     if accounts < 1:
         raise ValueError(f"accounts must be at least 1, got {accounts!r}")
@@ -227,7 +236,10 @@ def generate_demo(
     with _progress_bar(progress, accounts, "generating demo company") as advance:
         for index in range(n_chunks):
             n_valid = min(CHUNK, accounts - index * CHUNK)
-            spec = ChunkSpec(seed=seed, index=index, n_valid=n_valid, id_width=width, trimmed=trimmed)
+            spec = ChunkSpec(
+                seed=seed, index=index, n_valid=n_valid, id_width=width, trimmed=trimmed,
+                interventions=interventions,
+            )
             data = simulate_chunk(tl, spec)
             summary.churned += data.churned
             summary.active += data.active
@@ -235,6 +247,8 @@ def generate_demo(
                 if sqlite:  # a bigger page cache keeps index inserts off the disk on big runs
                     conn.exec_driver_sql("PRAGMA cache_size=-262144")
                 for name in _CHUNK_TABLES:
+                    if name not in data.tables:  # the intervention tables, when not simulated
+                        continue
                     columns = data.tables[name]
                     if name in ("accounts", "opportunities"):
                         columns = _demo(columns)
@@ -258,10 +272,17 @@ def generate_demo(
                             contact0 = next_id["contacts"] - len(data.tables["contacts"]["account_id"])
                             local = columns.pop("contact_local")
                             columns["contact_id"] = [contact0 + c for c in local]
+                        if name == "recommendation_events":
+                            rec0 = next_id["recommendations"] - len(data.tables["recommendations"]["account_id"])
+                            local = columns.pop("recommendation_local")
+                            columns = {"recommendation_id": [rec0 + i for i in local], **columns}
                         next_id[name] = first + count
                     summary.rows[name] = summary.rows.get(name, 0) + _insert(conn, _t(name), columns)
             if advance is not None:
                 advance(n_valid)
+    if interventions:  # written (maybe 0 rows) only when simulated; count_rows lists them either way
+        for name in _INTERVENTION_TABLES:
+            summary.rows.setdefault(name, 0)
     with engine.begin() as conn:
         if engine.dialect.name == "postgresql":
             _fix_sequences(conn)
@@ -312,4 +333,4 @@ def count_rows(engine: Engine) -> dict[str, int]:
     with engine.connect() as conn:
         for name in (*_CHUNK_TABLES, "value_chain_activities", "initiatives", "sales_agents"):
             out[name] = conn.execute(select(func.count()).select_from(_t(name))).scalar_one()
-    return out
+    return {k: v for k, v in out.items() if v or k not in _INTERVENTION_TABLES}

@@ -30,6 +30,7 @@ from crm.models import (
     OpportunityStage,
     Recommendation,
     RecommendationEvent,
+    RecommendationHoldout,
     SalesAgent,
     Subscription,
     SupportTicket,
@@ -164,6 +165,10 @@ def remove_demo(engine: Engine, *, now: dt.datetime) -> DemoRemoval:
             delete(RecommendationEvent).where(RecommendationEvent.recommendation_id.in_(recommendations)),
         )
         run("recommendations", delete(Recommendation).where(about_demo))
+        run(
+            "recommendation_holdouts",
+            delete(RecommendationHoldout).where(RecommendationHoldout.account_id.in_(accounts)),
+        )
         run(
             "churn_scores",
             delete(ChurnScore).where(

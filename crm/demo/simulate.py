@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from crm.demo import deals, names, tickets
+from crm.demo import deals, interventions, names, tickets
 from crm.demo.timeline import Timeline
 
 CHUNK = 2000  # accounts per chunk: fixed, so results never depend on how work is split
@@ -82,6 +82,7 @@ class ChunkSpec:
     n_valid: int  # accounts of this chunk that exist (the last chunk may be partial)
     id_width: int
     trimmed: bool
+    interventions: bool = False  # simulate decisions, executions and their effects (interventions.py)
 
 
 @dataclass
@@ -229,6 +230,26 @@ def simulate_chunk(tl: Timeline, spec: ChunkSpec) -> ChunkData:
     renewal_churn = np.where(at_renewal.any(axis=1), renew[acc, first_k] + rc.integers(-10, 1, C), BIG)
     mid_day = np.where(mid.any(axis=1), ws[np.argmax(mid, axis=1)] + rc.integers(0, 7, C), BIG)
     churn_day = np.minimum(renewal_churn, mid_day)
+    # Interventions in the history with stated true effects (crm/demo/interventions.py): an executed
+    # action may save an account that would have churned within 90 days; its churn is cancelled.
+    ids = np.array(
+        [
+            f"{names.ROOTS[ro][:4].upper()}-{n:0{spec.id_width}d}"
+            for ro, n in zip(root.tolist(), numbers.tolist(), strict=True)
+        ],
+        dtype=object,
+    )
+    signals = interventions.Signals(
+        ids=ids, valid=valid, created=created, enterprise=seg == 2, trouble=trouble, pay=pay,
+        champ_gone=champ_gone, csm=[names.CSMS[c] for c in csm.tolist()],
+    )
+    decisions: dict[str, Columns] = {}
+    if spec.interventions:
+        saved, decisions = interventions.simulate_interventions(
+            signals, churn_day, as_of=A, monday0=tl.monday0, rng=_rng(spec, 12)
+        )
+        churn_day = np.where(saved, BIG, churn_day)
+        renewal_churn = np.where(saved, BIG, renewal_churn)
     disengage = rc.random(C) < 0.75
     ramp_weeks = rc.integers(3, 13, C)
     floor = rc.uniform(0.25, 0.8, C)
@@ -250,14 +271,7 @@ def simulate_chunk(tl: Timeline, spec: ChunkSpec) -> ChunkData:
     progress = np.clip((ws[None, :] - ramp_start[:, None]) / (7 * ramp_weeks[:, None]), 0, 1)
     leaving = np.where(disengage[:, None], 1 - (1 - floor[:, None]) * progress, 1.0)
 
-    tables: dict[str, Columns] = {}
-    ids = np.array(
-        [
-            f"{names.ROOTS[ro][:4].upper()}-{n:0{spec.id_width}d}"
-            for ro, n in zip(root.tolist(), numbers.tolist(), strict=True)
-        ],
-        dtype=object,
-    )
+    tables: dict[str, Columns] = dict(decisions)
 
     # ---------------------------------------------------------------- accounts
     term_now = np.clip((np.minimum(A, churn_day - 1) - created) // 365, 0, K)

@@ -66,6 +66,7 @@ def propose(factory: sessionmaker[Session]) -> Callable[..., int]:
 
     def make(account_id: str = "ACME-0001", action: str = "exec_sponsor_call", **kw: object) -> int:
         kw.setdefault("now", utcnow() - dt.timedelta(hours=1))
+        kw.setdefault("holdout_share", 0.0)  # review tests; the holdout is tested in test_outcomes*.py
         with factory() as s:
             rec = propose_recommendation(
                 session=s,

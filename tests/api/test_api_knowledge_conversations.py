@@ -156,6 +156,7 @@ def _conversation(factory: sessionmaker[Session], cid: str, user_name: str | Non
             evidence={},
             run_id=f"run-{cid}",
             now=at,
+            holdout_share=0.0,  # not about the holdout (test_outcomes.py): every one is filed
         )
         s.commit()
 

@@ -129,7 +129,8 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, str]
         for account in ("ACME-0001", "ACME-0002"):
             propose_recommendation(session=s, account_id=account, action="exec_sponsor_call",
                                    rationale="Two urgent tickets open and renewal in 30 days.",
-                                   evidence={"open_tickets": 2}, expected_value=4_500.0)
+                                   evidence={"open_tickets": 2}, expected_value=4_500.0,
+                                   holdout_share=0.0)  # ACME-0002 is in the holdout of this action
         s.commit()
     settings = settings_for(
         engine, tmp, slack_bot_token="xoxb-1-contract", slack_signing_secret="contract-signing-secret-0123456789",

@@ -35,6 +35,10 @@ def demo(
     reset: bool = typer.Option(
         False, "--reset", help="Delete existing CRM data, recommendations and churn models first"
     ),
+    interventions: bool = typer.Option(
+        True, "--interventions/--no-interventions",
+        help="Simulate recommendations, decisions, executions, holdouts and their true effects (docs/OUTCOMES.md)",
+    ),
     database_url: str | None = DatabaseUrlOption,
     as_json: bool = JsonOption,
 ) -> None:
@@ -60,7 +64,8 @@ def demo(
         )
     try:
         summary = generate_demo(
-            engine, accounts=accounts, seed=seed, as_of=as_of_date, progress=not as_json, reset=reset
+            engine, accounts=accounts, seed=seed, as_of=as_of_date, progress=not as_json, reset=reset,
+            interventions=interventions,
         )
     except DemoDatabaseNotEmptyError as exc:  # another writer filled it since the check
         raise fail(str(exc)) from None

@@ -18,6 +18,7 @@ from valuechain.cli import importer as import_cmd
 from valuechain.cli import keys as keys_cmd
 from valuechain.cli import knowledge as knowledge_cmd
 from valuechain.cli import llm as llm_cmd
+from valuechain.cli import outcomes as outcomes_cmd
 from valuechain.cli import review as review_cmd
 from valuechain.cli import runs as runs_cmd
 from valuechain.cli import serve as serve_cmd
@@ -66,6 +67,7 @@ app.add_typer(deals_cmd.app, name="deals", help="Deal (win) model: train on clos
 app.add_typer(analysis_cmd.app, name="analysis", help="Five-step value-chain analysis report (md, html, pdf).")
 app.add_typer(tools_cmd.app, name="tools", help="Deterministic tools: scoring, ranking, accounts, churn.")
 app.add_typer(review_cmd.app, name="review", help="Review queue: list, show, approve, reject recommendations.")
+app.add_typer(outcomes_cmd.app, name="outcomes", help="Outcomes of executed recommendations: attribution report.")
 app.add_typer(keys_cmd.app, name="keys", help="API keys: create (shown once), list, revoke.")
 app.add_typer(runs_cmd.app, name="runs", help="Chat runs on a running server: follow one by id (replay), stop one.")
 

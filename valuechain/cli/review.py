@@ -15,18 +15,22 @@ import getpass
 import typer
 from rich.table import Table
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from api.auth import authenticate
 from core.runtime import get_sessionmaker
 from crm.models import User
 from tools.review import (
+    ABANDON_REASONS,
     APPROVE_REASONS,
     REJECT_REASONS,
     Decision,
     DecisionRefused,
     RecommendationNotFound,
+    Transition,
     decide_and_commit,
     expire_stale,
+    follow_up_and_commit,
     get_recommendation,
     list_recommendations,
 )
@@ -53,7 +57,9 @@ def _money(x: float | None) -> str:
 
 @app.command("list", help="List recommendations, newest first (filter by status, account, action, dates).")
 def list_cmd(
-    status: str | None = typer.Option(None, "--status", help="pending, approved, rejected or expired"),
+    status: str | None = typer.Option(
+        None, "--status", help="pending, approved, rejected, expired, in_progress, executed or abandoned"
+    ),
     account_id: str | None = typer.Option(None, "--account", help="Only this account id"),
     action: str | None = typer.Option(None, "--action", help="Only this action id"),
     created_from: str | None = typer.Option(None, "--from", help="First creation day (YYYY-MM-DD)"),
@@ -124,6 +130,10 @@ def show_cmd(
     head.add_row("rationale", rec.rationale)
     head.add_row("version / hash", f"{rec.version} / {rec.content_hash}")
     head.add_row("filed", f"{rec.created_at:%Y-%m-%d %H:%M}Z by {rec.created_by}")
+    if rec.owner or rec.due_date:
+        head.add_row("owner / due", f"{rec.owner or '—'} / {rec.due_date or '—'}")
+    if rec.executed_at:
+        head.add_row("executed", f"{rec.executed_at:%Y-%m-%d %H:%M}Z")
     if rec.conversation_id:
         head.add_row("conversation", rec.conversation_id)
     console.print(head)
@@ -140,6 +150,11 @@ def show_cmd(
         console.print(
             f"decide with: valuechain review approve {rec.id} --key KEY --expected-version {rec.version}"
         )
+    elif rec.status in ("approved", "in_progress"):
+        console.print(
+            f"follow up with: valuechain review start|execute|abandon|assign {rec.id} --key KEY "
+            f"--expected-version {rec.version}"
+        )
 
 
 def _os_login() -> str:
@@ -148,6 +163,39 @@ def _os_login() -> str:
         return getpass.getuser()
     except (KeyError, OSError):  # no login name for this uid (e.g. some containers)
         return ""
+
+
+def _identify(session: Session, actor: str | None, key: str | None) -> tuple[str, str, dict[str, str]]:
+    """Who acts: the API key's user, or without a key the local operator (OS login); with the credential."""
+    credential: dict[str, str]
+    role: str
+    if key:
+        principal = authenticate(session, key)
+        if principal is None:
+            raise fail("invalid or revoked API key (--key / VALUECHAIN_API_KEY)", code=2)
+        if actor is not None and actor != principal.name:
+            raise fail(f"--as {actor!r} does not match the key's user {principal.name!r}", code=2)
+        name, role = principal.name, principal.role
+        credential = {"kind": "api_key", "key_prefix": principal.key_prefix or ""}
+    else:
+        login = _os_login()
+        user = session.scalars(select(User).where(User.name == login)).first() if login else None
+        if actor is not None and actor != login:
+            raise fail(
+                f"--as {actor!r} is not you: without --key (or VALUECHAIN_API_KEY) a decision is "
+                f"made as the local operator, OS user {login!r}",
+                code=2,
+            )
+        if user is None:
+            raise fail(
+                f"no user {login!r} for the local operator; decide with --key (or "
+                f"VALUECHAIN_API_KEY), or create one with "
+                f"`valuechain keys create --name {login or 'NAME'} --role approver`",
+                code=2,
+            )
+        name, role = user.name, user.role
+        credential = {"kind": "local_operator", "os_user": login}
+    return name, role, credential
 
 
 def _decide(
@@ -165,34 +213,7 @@ def _decide(
     settings = settings_for(database_url)
     factory = get_sessionmaker(settings)
     with tool_errors(), factory() as session:
-        credential: dict[str, str]
-        role: str
-        if key:
-            principal = authenticate(session, key)
-            if principal is None:
-                raise fail("invalid or revoked API key (--key / VALUECHAIN_API_KEY)", code=2)
-            if actor is not None and actor != principal.name:
-                raise fail(f"--as {actor!r} does not match the key's user {principal.name!r}", code=2)
-            name, role = principal.name, principal.role
-            credential = {"kind": "api_key", "key_prefix": principal.key_prefix or ""}
-        else:
-            login = _os_login()
-            user = session.scalars(select(User).where(User.name == login)).first() if login else None
-            if actor is not None and actor != login:
-                raise fail(
-                    f"--as {actor!r} is not you: without --key (or VALUECHAIN_API_KEY) a decision is "
-                    f"made as the local operator, OS user {login!r}",
-                    code=2,
-                )
-            if user is None:
-                raise fail(
-                    f"no user {login!r} for the local operator; decide with --key (or "
-                    f"VALUECHAIN_API_KEY), or create one with "
-                    f"`valuechain keys create --name {login or 'NAME'} --role approver`",
-                    code=2,
-                )
-            name, role = user.name, user.role
-            credential = {"kind": "local_operator", "os_user": login}
+        name, role, credential = _identify(session, actor, key)
         try:
             result = decide_and_commit(
                 session=session,
@@ -294,3 +315,110 @@ def expire_cmd(database_url: str | None = DatabaseUrlOption, as_json: bool = Jso
         print_json({"expired": expired, "ttl_days": settings.recommendation_ttl_days})
         return
     console.print(f"{len(expired)} recommendation(s) expired" + (f": {expired}" if expired else ""))
+
+
+def _follow_up(
+    transition: Transition,
+    recommendation_id: int,
+    actor: str | None,
+    key: str | None,
+    expected_version: int,
+    database_url: str | None,
+    as_json: bool,
+    *,
+    owner: str | None = None,
+    due: str | None = None,
+    reason: str | None = None,
+    note: str | None = None,
+) -> None:
+    settings = settings_for(database_url)
+    with tool_errors(), get_sessionmaker(settings)() as session:
+        name, role, credential = _identify(session, actor, key)
+        try:
+            result = follow_up_and_commit(
+                session=session,
+                recommendation_id=recommendation_id,
+                transition=transition,
+                actor=name,
+                role=role,
+                expected_version=expected_version,
+                owner=owner,
+                due_date=date_option(due, "--due"),
+                reason_code=reason,
+                note=note,
+                credential={"channel": "cli", **credential},
+            )
+        except DecisionRefused as exc:
+            if as_json:
+                print_json(exc.as_dict())
+            raise fail(exc.message, code=REFUSED_EXIT) from None
+    if as_json:
+        print_json(result)
+        return
+    console.print(result.explanation)
+
+
+FollowVersionOption = typer.Option(
+    ..., "--expected-version", help="The version you saw (`review show`); each step bumps it"
+)
+
+
+@app.command("assign", help="Set the owner and/or due date of an approved recommendation (approver/admin).")
+def assign_cmd(
+    recommendation_id: int = typer.Argument(..., help="The recommendation's number"),
+    owner: str | None = typer.Option(None, "--owner", help="Who carries it out"),
+    due: str | None = typer.Option(None, "--due", help="Due date (YYYY-MM-DD)"),
+    expected_version: int = FollowVersionOption,
+    actor: str | None = ActorOption,
+    key: str | None = KeyOption,
+    note: str | None = NoteOption,
+    database_url: str | None = DatabaseUrlOption,
+    as_json: bool = JsonOption,
+) -> None:
+    _follow_up(
+        "assign", recommendation_id, actor, key, expected_version, database_url, as_json,
+        owner=owner, due=due, note=note,
+    )
+
+
+@app.command("start", help="Mark an approved recommendation in progress (its owner, or an approver/admin).")
+def start_cmd(
+    recommendation_id: int = typer.Argument(..., help="The recommendation's number"),
+    expected_version: int = FollowVersionOption,
+    actor: str | None = ActorOption,
+    key: str | None = KeyOption,
+    note: str | None = NoteOption,
+    database_url: str | None = DatabaseUrlOption,
+    as_json: bool = JsonOption,
+) -> None:
+    _follow_up("start", recommendation_id, actor, key, expected_version, database_url, as_json, note=note)
+
+
+@app.command("execute", help="Mark an approved or in-progress recommendation executed (outcomes count from now).")
+def execute_cmd(
+    recommendation_id: int = typer.Argument(..., help="The recommendation's number"),
+    expected_version: int = FollowVersionOption,
+    actor: str | None = ActorOption,
+    key: str | None = KeyOption,
+    note: str | None = NoteOption,
+    database_url: str | None = DatabaseUrlOption,
+    as_json: bool = JsonOption,
+) -> None:
+    _follow_up("execute", recommendation_id, actor, key, expected_version, database_url, as_json, note=note)
+
+
+@app.command("abandon", help="Abandon an approved or in-progress recommendation with a reason code.")
+def abandon_cmd(
+    recommendation_id: int = typer.Argument(..., help="The recommendation's number"),
+    reason: str = typer.Option(..., "--reason", help="One of: " + ", ".join(ABANDON_REASONS)),
+    expected_version: int = FollowVersionOption,
+    actor: str | None = ActorOption,
+    key: str | None = KeyOption,
+    note: str | None = NoteOption,
+    database_url: str | None = DatabaseUrlOption,
+    as_json: bool = JsonOption,
+) -> None:
+    _follow_up(
+        "abandon", recommendation_id, actor, key, expected_version, database_url, as_json,
+        reason=reason, note=note,
+    )

@@ -69,7 +69,9 @@ def init(
             f"empty database: generating the demo company "
             f"({settings.demo_accounts:,} accounts, seed {settings.demo_seed}, as of {as_of})"
         )
-        generate_demo(engine, accounts=settings.demo_accounts, seed=settings.demo_seed, as_of=as_of)
+        generate_demo(
+            engine, accounts=settings.demo_accounts, seed=settings.demo_seed, as_of=as_of, interventions=True
+        )
         has_accounts = settings.demo_accounts
         console.print(DEMO_HINT)
     if not has_model and has_accounts:
