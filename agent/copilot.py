@@ -10,7 +10,7 @@ conversation can go on.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 from langchain.agents import create_agent
@@ -108,10 +108,12 @@ class Copilot:
         answerer: BaseChatModel,
         model_name: str,
         recommendation_ttl_days: int | None = 30,
+        tool_settings: Mapping[str, Any] | None = None,
         llm_call_timeout_s: float | None = None,
     ) -> None:
         self.sessions = sessions
         self.recommendation_ttl_days = recommendation_ttl_days
+        self.tool_settings = dict(tool_settings or {})
         self.knowledge = knowledge
         self.model_name = model_name
         self.system_prompt = load_prompt("system.md")
@@ -151,7 +153,7 @@ class Copilot:
                            model=self.model_name, channel=channel, user_id=user_id)
         ctx = RunContext(sessions=self.sessions, knowledge=self.knowledge, run_id=log.run_id,
                          conversation_id=log.conversation_id, actor=actor,
-                         recommendation_ttl_days=self.recommendation_ttl_days)
+                         recommendation_ttl_days=self.recommendation_ttl_days, system=self.tool_settings)
         ctx.turn = TurnState(log=log)
         yield AgentEvent(type="run_started", run_id=log.run_id, conversation_id=log.conversation_id)
 

@@ -7,8 +7,10 @@ the run: the middleware logs them and `propose_recommendation` attaches them as 
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 
 from pydantic import BaseModel
@@ -16,12 +18,24 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from core.db import session_scope
 from tools.errors import ToolInputError
+from tools.recommendations import HeldOut
 from tools.registry import ToolSpec, tool_named
 from tools.review import expire_stale
 
 
 class ToolFixableError(Exception):
     """A tool call the model can correct (unknown id, metric, period...); goes back as a tool message."""
+
+
+def system_kwargs(core: Callable[..., Any], system: Mapping[str, Any]) -> dict[str, Any]:
+    """The system-set arguments `core` takes (its signature names them)."""
+    taken = _parameters(core)
+    return {k: v for k, v in system.items() if k in taken and v is not None}
+
+
+@cache
+def _parameters(core: Callable[..., Any]) -> frozenset[str]:
+    return frozenset(inspect.signature(core).parameters)
 
 
 @dataclass
@@ -46,6 +60,9 @@ class RunContext:
     actor: str = "agent"
     recommendation_ttl_days: int | None = 30
     """Pending recommendations older than this are expired before a new one is filed (None/0: never)."""
+    system: Mapping[str, Any] = field(default_factory=dict)
+    """Tool arguments the system sets, never the model (`playbook_path`, `holdout_share` from the
+    settings): given to each tool whose core takes them."""
     outcomes: list[ToolOutcome] = field(default_factory=list)
     turn: Any = None
     """The middleware's per-turn counters (`agent.middleware.TurnState`)."""
@@ -58,11 +75,15 @@ class RunContext:
         that does not write has its session rolled back.
         """
         try:
-            kwargs = spec.core_kwargs(args)
+            kwargs = spec.core_kwargs(args) | system_kwargs(spec.core, self.system)
             with session_scope(self.sessions) as session:
                 if "provenance" in spec.needs:
                     kwargs |= self._provenance(session, kwargs)
-                result = spec.call(kwargs, session=session, store=self.knowledge)
+                try:
+                    result = spec.call(kwargs, session=session, store=self.knowledge)
+                except HeldOut:
+                    session.commit()  # the control-group row is kept; nothing was filed
+                    raise
                 if not spec.writes:
                     session.rollback()
         except ToolInputError as exc:

@@ -399,7 +399,8 @@ class Executor:
         if nba is None:
             return None
         asked = squash(self.asked)
-        listed = dict.fromkeys([*(a.action for a in nba.actions), *(x.action for x in nba.suppressed)])
+        listed = dict.fromkeys([*(a.action for a in nba.actions), *(x.action for x in nba.suppressed),
+                                *(h.action for h in nba.held_out)])
         named = [a for a in listed if squash(a) in asked]
         return named[0] if len(named) == 1 else None
 
@@ -421,6 +422,8 @@ class Executor:
             if not str(s.args.get("rationale") or "").strip():
                 s.args["rationale"] = waiting.reason
             return None
+        if any(h.action == action for h in nba.held_out):
+            return None  # the core refuses it and records the account as a control unit of the action
         if action not in actions:
             return (f"not filed: {action!r} is not among the actions next_best_action found for {account!r}: "
                     f"{', '.join(actions) or 'none'}")

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypedDict
 
@@ -119,6 +119,7 @@ class PlanCopilot:
         ground: Gate | None = None,
         passages: Callable[[str], float | None] | None = None,
         recommendation_ttl_days: int | None = 30,
+        tool_settings: Mapping[str, Any] | None = None,
         llm_call_timeout_s: float | None = None,
         currency: str = "USD",
     ) -> None:
@@ -126,6 +127,7 @@ class PlanCopilot:
         self.knowledge = knowledge
         self.model_name = model_name
         self.recommendation_ttl_days = recommendation_ttl_days
+        self.tool_settings = dict(tool_settings or {})
         self.timeout_s = llm_call_timeout_s
         with sessions() as session:
             scopes = scope_values(session=session, keys=FILTER_KEYS)
@@ -411,7 +413,7 @@ class PlanCopilot:
                               model=self.model_name, channel=channel, user_id=user_id)
         ctx = RunContext(sessions=self.sessions, knowledge=self.knowledge, run_id=runlog.run_id,
                          conversation_id=runlog.conversation_id, actor=actor,
-                         recommendation_ttl_days=self.recommendation_ttl_days)
+                         recommendation_ttl_days=self.recommendation_ttl_days, system=self.tool_settings)
         said = squash(" ".join([*(t for r, t in prior if r == "user"), question]))
         # ids may come from the user's words and the CRM tools' id fields, never from free text a
         # tool returned or an answer quoted (a note, a passage): agent/provenance.py

@@ -57,6 +57,7 @@ def build_copilot(
             ground=definition_asked(knowledge or default_knowledge),
             passages=passage_similarity(knowledge or default_knowledge),
             recommendation_ttl_days=settings.recommendation_ttl_days,
+            tool_settings=tool_settings(settings),
             llm_call_timeout_s=settings.llm_timeout_s,
             currency=settings.currency,
         )
@@ -67,8 +68,15 @@ def build_copilot(
         answerer=runtime.answerer(),
         model_name=runtime.model,
         recommendation_ttl_days=settings.recommendation_ttl_days,
+        tool_settings=tool_settings(settings),
         llm_call_timeout_s=settings.llm_timeout_s,
     )
+
+
+def tool_settings(settings: Settings) -> dict[str, Any]:
+    """What the system sets for the agent's tools from the settings (the API's tool routes pass the same)."""
+    return {"playbook_path": str(settings.playbook_path) if settings.playbook_path is not None else None,
+            "holdout_share": settings.holdout_share}
 
 
 @contextmanager

@@ -802,3 +802,36 @@ def test_a_knowledge_search_alone_for_a_question_naming_an_account_is_replanned(
         {"tool": "search_knowledge", "args": {"query": "retention playbook"}},
         {"tool": "next_best_action", "args": {"account_id": "DYNI-0020"}}]})
     assert ignored_ids("How do we save the DYNI-0020 relationship?", both) == []
+
+
+def test_the_settings_holdout_share_reaches_the_agents_tools_and_a_held_out_filing_is_a_control_unit(
+        sessions: sessionmaker[Session]) -> None:
+    """Issue #21: the agent uses `settings.holdout_share` (not the tools' default); a proposal of an
+    action the account is held out of files nothing and keeps the control-group row, with the run."""
+    from crm.models import RecommendationHoldout
+    from tools.outcomes.holdout import is_held_out
+
+    share = 0.5
+    candidates = []
+    for account in ranked(sessions, 20):
+        with sessions() as s:
+            actions = [a.action for a in next_best_action(session=s, account_id=account, holdout_share=0.0).actions]
+        candidates += [(account, a) for a in actions if is_held_out(account, a, share)]
+    account, action = candidates[0]
+    script = Script([
+        plan("file", ("next_best_action", {"account_id": account}),
+             ("propose_recommendation", {"account_id": account, "action": action, "rationale": "asked"})),
+        say("Not filed: the account is in the holdout."),
+    ])
+    copilot = PlanCopilot(
+        sessions=sessions, knowledge=lambda: pytest.fail("no knowledge"), model_name="scripted",
+        planner=ScriptedChatModel(script=script, label="planner"),
+        answerer=ScriptedChatModel(script=script, label="answerer"), tool_settings={"holdout_share": share})
+    result = copilot.ask(f"File a {action} for {account}.")
+    nba, proposal = result.tool_calls[0], result.tool_calls[-1]
+    assert nba.ok and proposal.name == "propose_recommendation" and not proposal.ok
+    assert "holdout" in (proposal.error or "")
+    with sessions() as s:
+        assert s.scalar(select(func.count()).select_from(Recommendation)) == 0
+        held = s.scalars(select(RecommendationHoldout)).all()
+    assert [(h.account_id, h.action, h.run_id) for h in held] == [(account, action, result.run_id)]
