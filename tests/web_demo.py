@@ -5,11 +5,13 @@ screenshots (`bench/ui_screenshots.py`).
 pending recommendations in the review queue, a two-document knowledge store and a Copilot on
 the scripted fake chat model; it asks one question through the API as carol (so the chat has a
 conversation with tool calls, an answer with a citation and a Sources row), one as alice, and
-leaves verdicts on both answers (so the run log shows them). No real model is reached.
+leaves verdicts on both answers (so the run log shows them); the deal model is trained (so the
+pipeline page shows a deal's drivers). No real model is reached.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import shutil
 from collections.abc import Iterator
@@ -47,6 +49,7 @@ def _seed(sessions: sessionmaker[Session]) -> tuple[dict[str, str], str, list[in
     from api.auth import create_key
     from tools.account_actions import propose_account_action
     from tools.churn.scoring import churn_risk
+    from tools.deals.model import train_deal_model
     from tools.nba import next_best_action
 
     with sessions() as s:
@@ -60,6 +63,7 @@ def _seed(sessions: sessionmaker[Session]) -> tuple[dict[str, str], str, list[in
                 filed.append(propose_account_action(session=s, account_id=a.account_id, action=options[0].action,
                                                     created_by="alice").id)
         top_probability = churn_risk(session=s, limit=1).accounts[0].account_id
+        train_deal_model(s, now=dt.datetime(2026, 10, 1))  # the pipeline page shows a deal's drivers
         s.commit()
     return keys, ranked[0].account_id, filed, top_probability
 
@@ -131,7 +135,7 @@ def demo_ui(tmp: Path, *, template: Path | None = None) -> Iterator[DemoUI]:
 
 
 # the pages of the UI, in menu order (the sign-in form first); `show` opens each one with its details
-PAGES = ("signin", "chat", "review", "value-chain", "accounts", "account", "report", "runs")
+PAGES = ("signin", "chat", "review", "value-chain", "accounts", "pipeline", "service", "account", "report", "runs")
 
 
 def sign_in(page: Any, demo: DemoUI, who: str, hash_: str = "#/chat") -> None:
@@ -179,6 +183,13 @@ def show(page: Any, demo: DemoUI, name: str) -> None:
         first = page.locator("#risk-table tbody tr[data-account]").first
         first.get_by_role("button", name="Next best action").click()
         expect(page.locator(".nba-row:not([hidden]) ol.nba li").first).to_be_visible()
+    elif name == "pipeline":
+        page.goto(f"{demo.url}/#/pipeline")
+        page.locator("#pipe-risk tbody tr[data-deal] button.deal-open").first.click()
+        expect(page.locator(".deal-row:not([hidden]) .deal-drivers li").first).to_be_visible()
+    elif name == "service":
+        page.goto(f"{demo.url}/#/service")
+        expect(page.locator("#svc-table tbody tr[data-ticket]").first).to_be_visible()
     elif name == "account":
         page.goto(f"{demo.url}/#/account/{demo.top}")
         expect(page.locator(".action-card").first).to_be_visible()

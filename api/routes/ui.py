@@ -22,7 +22,7 @@ from api.deps import AUTH_RESPONSES, ReaderDep, SettingsDep
 from tools.review import APPROVE_REASONS, REJECT_REASONS, Role
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
-ASSETS = ("app.js", "pages.js", "chat.js", "app.css")
+ASSETS = ("app.js", "pages.js", "revenue.js", "chat.js", "app.css")
 
 # The page loads only its own script and styles; the report preview is an inline-styled
 # document in a sandboxed frame, downloads are blob: URLs.

@@ -180,7 +180,7 @@ function signOut(message) {
 
 // ------------------------------------------------------------------ routing
 
-const PAGES = ["chat", "review", "value-chain", "accounts", "account", "report", "runs"];
+const PAGES = ["chat", "review", "value-chain", "accounts", "pipeline", "service", "account", "report", "runs"];
 const loaded = new Set();
 
 function route() {
@@ -197,6 +197,8 @@ function route() {
     refreshPendingCount();
   } else if (name === "value-chain" && !loaded.has(name)) loadValueChain();
   else if (name === "accounts" && !loaded.has(name)) loadRisk();
+  else if (name === "pipeline" && !loaded.has(name)) loadPipeline();
+  else if (name === "service" && !loaded.has(name)) loadServiceQueue();
   else if (name === "account") loadAccount(decodeURIComponent(arg || ""));
   else if (name === "report" && !loaded.has(name)) loadReport();
   else if (name === "runs") loadRunLog(); // always fresh: new runs and verdicts arrive all the time
@@ -206,7 +208,8 @@ function route() {
 
 // header status, chat, citations and conversations: chat.js (loaded after this file)
 
-// review queue, value chain, at-risk accounts, the account page, the report and the run log: pages.js
+// review queue, value chain, at-risk accounts, the account page, the report and the run log: pages.js;
+// the pipeline and the service queue: revenue.js
 
 // ------------------------------------------------------------------ wiring
 
@@ -233,6 +236,7 @@ function wire() {
   wireChat(); // chat.js
 
   wirePages(); // pages.js
+  wireRevenue(); // revenue.js
 }
 
 document.addEventListener("DOMContentLoaded", () => {
