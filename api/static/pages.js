@@ -453,20 +453,25 @@ function actionWhy(act) {
   return because.length ? `Why: ${because.join("; ")}.` : "It applies to every account.";
 }
 
+let riskRequest = 0; // the latest loadRisk call: an older one's late answer is dropped, never shown
+
 async function loadRisk() {
   const filter = $("risk-filter").value.trim();
   const params = new URLSearchParams({ limit: $("risk-limit").value, top_drivers: "3", order_by: $("risk-order").value });
   for (const f of filter.split(/\s*;\s*|\s+(?=\w+=)/).filter(Boolean)) params.append("filter", f);
+  const mine = ++riskRequest;
   const summary = clear($("risk-summary"));
-  const tbody = clear($("risk-table").querySelector("tbody"));
+  clear($("risk-table").querySelector("tbody"));
   summary.append(el("p", { class: "muted" }, "Loading…"));
   let res;
   try {
     res = await api(`/api/v1/tools/churn-risk?${params}`);
   } catch (err) {
-    clear(summary).append(errorBox(err));
+    if (mine === riskRequest) clear(summary).append(errorBox(err));
     return;
   }
+  if (mine !== riskRequest) return; // the user asked again (another order, filter or page visit) meanwhile
+  const tbody = clear($("risk-table").querySelector("tbody"));
   clear(summary).append(
     card("Accounts matched", res.matched.toLocaleString(), res.as_of ? `as of ${res.as_of}` : ""),
     card("ARR at risk", money(res.total_arr_at_risk), `of ${money(res.total_arr)} ARR`),
