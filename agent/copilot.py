@@ -30,7 +30,7 @@ from agent.middleware import (
 )
 from agent.prompts import load_prompt
 from agent.runlog import RunLog, history
-from agent.tools import build_tools
+from agent.tools import react_tools
 from core.loop import run_sync
 
 if TYPE_CHECKING:
@@ -117,7 +117,7 @@ class Copilot:
         self.knowledge = knowledge
         self.model_name = model_name
         self.system_prompt = load_prompt("system.md")
-        self.tools = build_tools()
+        self.tools = react_tools()
         self.graph = create_agent(
             router,
             self.tools,

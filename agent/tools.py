@@ -13,6 +13,7 @@ result goes to the run log (`tool_calls.result`).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from langchain.tools import ToolRuntime
@@ -33,9 +34,20 @@ def as_langchain_tool(spec: ToolSpec[Any, Any]) -> BaseTool:
     return StructuredTool(name=spec.name, description=spec.description, args_schema=spec.params, func=run)
 
 
-def build_tools() -> list[BaseTool]:
+PLAN_ONLY = frozenset({"pipeline_health", "deal_score", "service_queue"})
+"""Tools offered to the plan agent only (issue #20: its exemplars and grammar cover them). Offered to
+the older ReAct loop too, the 1.5B router stopped calling any tool for "Which 5 accounts are most
+likely to churn and what should we do about the first one?" (tests/test_agent_cassettes.py)."""
+
+
+def build_tools(specs: Sequence[ToolSpec[Any, Any]] = MODEL_TOOLS) -> list[BaseTool]:
     """The agent's tools, in the registry's order (the schemas are part of the cached prefix)."""
-    return [as_langchain_tool(spec) for spec in MODEL_TOOLS]
+    return [as_langchain_tool(spec) for spec in specs]
+
+
+def react_tools() -> list[BaseTool]:
+    """The ReAct loop's tools: the offered ones but `PLAN_ONLY`."""
+    return build_tools(tuple(s for s in MODEL_TOOLS if s.name not in PLAN_ONLY))
 
 
 __all__ = ["build_tools"]

@@ -172,7 +172,8 @@ def test_replay_refuses_a_model_other_than_the_recorded_one(tmp_path: Path) -> N
         replay_runtime(meta, get_settings().model_copy(update={"llm_gguf_path": None}))
 
 
-@pytest.mark.parametrize("group", [("selection",), ("tasks", "faithfulness")], ids=["selection", "tasks+faithfulness"])
+@pytest.mark.parametrize("group", [("selection",), ("tasks", "faithfulness"), ("injection",)],
+                         ids=["selection", "tasks+faithfulness", "injection"])
 def test_committed_recordings_replay_to_the_recorded_result(group: tuple[SuiteName, ...], tmp_path: Path) -> None:
     """The recordings of the embedded model in evals/cassettes/ (`make eval-record`) replay, with no
     model, to exactly the result recorded with them (their trials and cases, evals/runner.py), and
