@@ -155,9 +155,9 @@ def test_the_shipped_sla_table_covers_every_priority() -> None:
     assert sla_table() == {"urgent": 48.0, "high": 120.0, "medium": 240.0, "low": 480.0}
 
 
-def test_registered_not_offered_and_served_by_the_cli(golden: Session, engine: Engine) -> None:
+def test_registered_offered_to_the_planner_and_served_by_the_cli(golden: Session, engine: Engine) -> None:
     spec = TOOLS_BY_NAME["service_queue"]
-    assert not spec.offered
+    assert spec.offered and "priority" in spec.filter_keys  # issue #20: the plan agent may call it
     golden.commit()
     url = engine.url.render_as_string(hide_password=False)
     runner = CliRunner()
