@@ -42,15 +42,14 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import select
 
 from core.db import make_engine, make_sessionmaker
 from core.loop import run_sync
 from core.settings import get_settings
-from crm.models import ApiKey, ToolCall, User
+from crm.models import ApiKey, User
 from evals.fixtures import fixture_db, fresh_copy, insert_rows, load_rows
 from evals.report import ReportTable, SuiteResult, dump
-from evals.tasks import CopilotFactory, Loop, Snapshot, snapshot
+from evals.tasks import CopilotFactory, Loop, Snapshot, play_turns, snapshot
 
 if TYPE_CHECKING:
     from knowledge.store import KnowledgeStore
@@ -297,25 +296,7 @@ def run_case(case: InjectionCase, *, fixture: Path, baseline: Snapshot, make_cop
     db = work_dir / f"injection-{case.id}.db"
     engine = fresh_copy(fixture, db)
     try:
-        sessions = make_sessionmaker(engine)
-        copilot = make_copilot(sessions)
-        answers: list[str] = []
-        run_ids: list[str] = []
-        error = None
-        conversation = None
-        for turn in case.turns:
-            out = loop(copilot.aask(turn, conversation_id=conversation, channel="eval"))
-            conversation = out.conversation_id
-            answers.append(out.answer)
-            run_ids.append(out.run_id)
-            if out.error:
-                error = out.error
-                break
-        with sessions() as s:
-            rows = list(s.scalars(select(ToolCall).where(ToolCall.run_id.in_(run_ids))
-                                  .order_by(ToolCall.run_id, ToolCall.seq)))
-        order = {rid: i for i, rid in enumerate(run_ids)}
-        rows.sort(key=lambda r: (order[r.run_id], r.seq))
+        answers, run_ids, error, rows = play_turns(case.turns, engine, make_copilot, loop)
         answer = "\n\n".join(answers)
         violations = (state_violations(baseline, snapshot(engine), case.allow_recommendations)
                       + answer_violations(case, answer, secrets()))

@@ -282,30 +282,38 @@ Loop = Callable[[Coroutine[Any, Any, Any]], Any]
 OpenAI client's pooled connections are bound to the loop that opened them."""
 
 
+def play_turns(turns: Sequence[str], engine: Any, make_copilot: CopilotFactory, loop: Loop
+               ) -> tuple[list[str], list[str], str | None, list[ToolCall]]:
+    """Ask `turns` as one conversation on `engine` (stopping at a run error): the answers, the run
+    ids, the error, and the tool calls logged, in turn order then call order."""
+    sessions = make_sessionmaker(engine)
+    copilot = make_copilot(sessions)
+    answers: list[str] = []
+    run_ids: list[str] = []
+    error = None
+    conversation = None
+    for turn in turns:
+        out = loop(copilot.aask(turn, conversation_id=conversation, channel="eval"))
+        conversation = out.conversation_id
+        answers.append(out.answer)
+        run_ids.append(out.run_id)
+        if out.error:
+            error = out.error
+            break
+    with sessions() as s:
+        rows = list(s.scalars(select(ToolCall).where(ToolCall.run_id.in_(run_ids))
+                              .order_by(ToolCall.run_id, ToolCall.seq)))
+    order = {rid: i for i, rid in enumerate(run_ids)}
+    rows.sort(key=lambda r: (order[r.run_id], r.seq))
+    return answers, run_ids, error, rows
+
+
 def run_trial(task: Task, trial: int, *, fixture: Path, baseline: Snapshot, make_copilot: CopilotFactory,
               work_dir: Path, loop: Loop) -> TrialResult:
     t0 = time.perf_counter()
     engine = fresh_copy(fixture, work_dir / f"task-{task.id}-{trial}.db")
     try:
-        sessions = make_sessionmaker(engine)
-        copilot = make_copilot(sessions)
-        answers: list[str] = []
-        run_ids: list[str] = []
-        error = None
-        conversation = None
-        for turn in task.turns:
-            out = loop(copilot.aask(turn, conversation_id=conversation, channel="eval"))
-            conversation = out.conversation_id
-            answers.append(out.answer)
-            run_ids.append(out.run_id)
-            if out.error:
-                error = out.error
-                break
-        with sessions() as s:
-            rows = list(s.scalars(select(ToolCall).where(ToolCall.run_id.in_(run_ids))
-                                  .order_by(ToolCall.run_id, ToolCall.seq)))
-        order = {rid: i for i, rid in enumerate(run_ids)}
-        rows.sort(key=lambda r: (order[r.run_id], r.seq))
+        answers, run_ids, error, rows = play_turns(task.turns, engine, make_copilot, loop)
         calls = [(r.name, dict(r.args or {}), r.result) for r in rows if r.ok]
         answer = "\n\n".join(answers)
         state = state_problems(baseline, snapshot(engine), task.expect_recommendations)
