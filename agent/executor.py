@@ -32,7 +32,7 @@ from agent.deps import RunContext, ToolFixableError
 from agent.intent import settle_filing
 from agent.middleware import named_by_user, squash
 from agent.plan import ACCOUNT_ID, NAMED_ID, Plan, Step, asked_count, ignored_ids, parse_ref, refs_of
-from agent.provenance import tool_ids
+from agent.provenance import objects_in, tool_ids
 from tools.accounts import AccountList, AccountProfile, AccountTimeline, scope_values
 from tools.activities import ActivityScores
 from tools.analysis.models import ValueChainAnalysis
@@ -122,15 +122,8 @@ ACTION_FIELDS = ("quadrant", "activity_quadrant", "type")
 def activity_actions(activity: str, results: list[Any]) -> set[str]:
     """What the results say may be done with `activity`: its quadrant and the words in it
     ("eliminate_or_restructure" → eliminate, restructure), initiative types and ids."""
-    target, found, stack = activity.strip().upper(), set[str](), list(results)
-    while stack:
-        value = stack.pop()
-        if isinstance(value, list):
-            stack.extend(value)
-            continue
-        if not isinstance(value, dict):
-            continue
-        stack.extend(v for v in value.values() if isinstance(v, dict | list))
+    target, found = activity.strip().upper(), set[str]()
+    for value in objects_in(results):
         own = str(value.get("id") or "").upper() == target
         linked = str(value.get("activity_id") or "").upper() == target
         if not (own or linked):

@@ -10,7 +10,7 @@ never from `search_knowledge`, whose results are documents.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 ID_FIELDS = frozenset({"id", "account_id", "activity_id", "opportunity_id"})
@@ -19,20 +19,22 @@ NOT_A_SOURCE = frozenset({"search_knowledge"})
 """Tools whose results are documents, never a source of CRM ids."""
 
 
-def result_ids(result: Any) -> set[str]:
-    """The values of the id fields anywhere in a tool result (JSON data), upper-cased."""
-    found: set[str] = set()
-    stack = [result]
+def objects_in(data: Any) -> Iterator[dict[str, Any]]:
+    """Every JSON object anywhere in `data` (a tool result as JSON data), nested ones included."""
+    stack = [data]
     while stack:
         value = stack.pop()
         if isinstance(value, dict):
-            for key, item in value.items():
-                if key in ID_FIELDS and isinstance(item, str | int) and not isinstance(item, bool):
-                    found.add(str(item).strip().upper())
-                elif isinstance(item, dict | list):
-                    stack.append(item)
+            yield value
+            stack.extend(v for v in value.values() if isinstance(v, dict | list))
         elif isinstance(value, list):
             stack.extend(value)
+
+
+def result_ids(result: Any) -> set[str]:
+    """The values of the id fields anywhere in a tool result (JSON data), upper-cased."""
+    found = {str(item).strip().upper() for obj in objects_in(result) for key, item in obj.items()
+             if key in ID_FIELDS and isinstance(item, str | int) and not isinstance(item, bool)}
     found.discard("")
     return found
 
