@@ -7,7 +7,8 @@ Checks and repairs before anything runs (each noted on the turn):
   (this turn or the last few; never a note, a ticket text or a knowledge passage, see
   `agent.provenance`): the step fails ("never invent ids");
 - a filter value the user never named: dropped (it would only narrow the answer wrongly); a
-  period they never wrote that the data does not hold either: dropped (the latest is used);
+  period they never wrote that the data does not hold either: dropped (the latest is used); a
+  target, a staleness threshold or a quarter they never stated: dropped (the tool's default);
 - the filing rule: `propose_recommendation` runs only when the plan's intent is to file and the
   plan uses every id the user named (never a proposal for another account), and
   only after `next_best_action` for that account ran in this plan (added when missing); its
@@ -21,8 +22,9 @@ concurrently (each in its own session). A writing step runs alone.
 from __future__ import annotations
 
 import asyncio
+import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +33,7 @@ from pydantic import BaseModel
 from agent.deps import RunContext, ToolFixableError
 from agent.intent import settle_filing
 from agent.middleware import named_by_user, squash
+from agent.numbers import numbers_in, traceable
 from agent.plan import ACCOUNT_ID, NAMED_ID, Plan, Step, asked_count, ignored_ids, parse_ref, refs_of
 from agent.provenance import objects_in, tool_ids
 from tools.accounts import AccountList, AccountProfile, AccountTimeline, scope_values
@@ -39,13 +42,21 @@ from tools.analysis.models import ValueChainAnalysis
 from tools.churn.schemas import ChurnRiskResult
 from tools.common import activity_periods
 from tools.deals.score import DealScore
+from tools.filters import FilterColumn, column_values
 from tools.nba import NextBestActionResult
+from tools.pipeline.deals import FILTER_COLUMNS as PIPELINE_COLUMNS
 from tools.pipeline.health import PipelineHealth
 from tools.ranking import MAX_LIMIT, RankResult
 from tools.registry import FILTER_KEYS, MODEL_TOOLS, TOOLS_BY_NAME
+from tools.service_queue.queue import FILTER_COLUMNS as QUEUE_COLUMNS
 from tools.service_queue.queue import ServiceQueue
 
 ID_ARGS = ("account_id", "activity_id", "opportunity_id")
+GOAL_ARGS = ("target", "stale_days")
+"""Numbers a tool has a default for that only the user may set (see `Executor._drop_unsaid_goals`)."""
+SCOPED_COLUMNS: dict[str, Mapping[str, FilterColumn]] = {
+    "pipeline_health": PIPELINE_COLUMNS, "service_queue": QUEUE_COLUMNS}
+"""The tools whose filters are not the account filters, and the data columns of their fields."""
 OFFERED = {t.name for t in MODEL_TOOLS}
 
 
@@ -150,6 +161,7 @@ class Executor:
         """What the user wrote and the ids CRM tools returned in earlier turns, upper-cased (`agent.provenance.known_text`)."""
         self.on_event = on_event
         self._values: dict[str, set[str]] | None = None
+        self._tool_values: dict[str, dict[str, set[str]]] = {}
         self._known_periods: set[str] | None = None
         self.last = Execution()
         """The execution running or last run (what a fault report names)."""
@@ -288,7 +300,10 @@ class Executor:
                 ex.notes.append(f"dropped filters the user never named: {', '.join(dropped)}")
             if kept and (s.tool == "churn_risk" or s.args.get("entity") == "accounts"):
                 kept = self._rekeyed(kept, ex)
+            elif kept and s.tool in SCOPED_COLUMNS:
+                kept = self._rekeyed(kept, ex, tool=s.tool)
             s.args["filters"] = kept or None
+        self._drop_unsaid_goals(s, ex)
         period = s.args.get("period")
         if period not in (None, "") and squash(str(period)) not in self.said and str(period) not in self._periods():
             ex.notes.append(f"dropped period {period!r}: the user never wrote it and the data has no such period")
@@ -307,16 +322,21 @@ class Executor:
         done = [(x.tool, x.result.model_dump(mode="json")) for x in self.done.values() if x.result is not None]
         return tool_ids([*done, *self.core_errors])
 
-    def _rekeyed(self, filters: dict[str, Any], ex: Execution) -> dict[str, Any]:
+    def _rekeyed(self, filters: dict[str, Any], ex: Execution, *, tool: str | None = None) -> dict[str, Any]:
         """Filters with a value moved to the one field that holds it ("industry": "Mid-Market" is a
-        segment): the 1.5B model mixes up the field a named scope belongs to."""
-        known = self._filter_values()
+        segment; "APAC team" is a team): the 1.5B model mixes up the field a named scope belongs to.
+
+        Account filters by default; `tool`'s own filter fields for the pipeline and service tools,
+        where a value held by several fields stays where the model put it unless the user named
+        another of them beside it."""
+        keys = TOOLS_BY_NAME[tool].filter_keys if tool else FILTER_KEYS
+        known = self._scoped_values(tool) if tool else self._filter_values()
         out: dict[str, Any] = {}
         for key, value in filters.items():
             text = str(value).casefold()
-            homes = [k for k in FILTER_KEYS if text in known.get(k, set())] if isinstance(value, str) else []
+            homes = [k for k in keys if text in known.get(k, set())] if isinstance(value, str) else []
             if len(homes) > 1:
-                home = self._named_field(value, homes)
+                home = self._named_field(value, homes, default=key if tool and key in homes else None)
                 if home != key and home not in out:
                     ex.notes.append(f"filter {key}={value!r}: {value!r} is also a {home}, the one the user meant: moved")
                     out[home] = value
@@ -333,16 +353,48 @@ class Executor:
                 out[key] = value  # the tool says which values are valid
         return out
 
-    def _named_field(self, value: str, homes: list[str]) -> str:
+    def _named_field(self, value: str, homes: list[str], default: str | None = None) -> str:
         """The field a value held by several fields belongs to: the one the user named beside it
-        ("Enterprise plan", "the Enterprise tier"), else the first in FILTER_KEYS order (segment
-        before plan: "Enterprise accounts" is the segment)."""
+        ("Enterprise plan", "the Enterprise tier", "the APAC team"), else `default`, else the first
+        in FILTER_KEYS order (segment before plan: "Enterprise accounts" is the segment)."""
         v = squash(value)
         for home in homes:
             words = (home, "tier") if home == "plan" else (home,)
             if any(v + w in self.said or w + v in self.said for w in words):
                 return home
-        return homes[0]
+        return default or homes[0]
+
+    def _scoped_values(self, tool: str) -> dict[str, set[str]]:
+        """The values each of `tool`'s filter fields holds in the data, case-folded."""
+        if tool not in self._tool_values:
+            columns = SCOPED_COLUMNS[tool]
+            with self.ctx.sessions() as session:
+                found = column_values(session, columns, [k for k in TOOLS_BY_NAME[tool].filter_keys if k in columns])
+            self._tool_values[tool] = {key: {v.casefold() for v in values} for key, values in found.items()}
+        return self._tool_values[tool]
+
+    def _drop_unsaid_goals(self, s: StepRun, ex: Execution) -> None:
+        """Drop a goal or threshold the user never stated (a `target`, a `stale_days`, a `quarter`
+        when they named none): the 1.5B model fills them in ("target": 100), and an invented target
+        gives an invented coverage. The tool's default (the quotas, the current quarter) applies."""
+        for arg in GOAL_ARGS:
+            value = s.args.get(arg)
+            if value in (None, ""):
+                continue
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                if any(traceable(token, [float(value)]) for token in numbers_in(self.asked)):
+                    continue
+                if arg == "stale_days" and re.search(r"\b(days?|weeks?|fortnight|months?)\b", self.asked, re.I):
+                    continue  # "quiet for two weeks": a span in words is the user's
+                ex.notes.append(f"dropped {arg}={value!r}: the user never stated it (the default applies)")
+                s.args.pop(arg)
+        quarter = s.args.get("quarter")
+        if isinstance(quarter, str) and quarter.strip():
+            named = re.search(r"\bq[1-4]\b|\d{4}-?q[1-4]", self.asked, re.IGNORECASE)
+            current = re.fullmatch(r"(this|the current|current)( quarter)?", quarter.strip(), re.IGNORECASE)
+            if current or not (named or "quarter" in self.asked.casefold()):
+                ex.notes.append(f"dropped quarter {quarter!r}: the user named no other quarter (the current one applies)")
+                s.args.pop("quarter")
 
     def _periods(self) -> set[str]:
         if self._known_periods is None:

@@ -835,3 +835,38 @@ def test_the_settings_holdout_share_reaches_the_agents_tools_and_a_held_out_fili
         assert s.scalar(select(func.count()).select_from(Recommendation)) == 0
         held = s.scalars(select(RecommendationHoldout)).all()
     assert [(h.account_id, h.action, h.run_id) for h in held] == [(account, action, result.run_id)]
+
+
+def test_a_target_and_a_quarter_the_user_never_stated_are_dropped(sessions: sessionmaker[Session]) -> None:
+    script = Script([plan("answer", ("pipeline_health", {"group_by": "product", "target": 100, "stale_days": 45,
+                                                         "quarter": "this quarter"})), say("Here.")])
+    result = copilot_for(sessions, script).ask("Break down open and weighted pipeline by product.")
+    call = result.tool_calls[0]
+    assert call.ok and call.args == {"group_by": "product"}
+    assert "dropped target=100: the user never stated it (the default applies)" in result.notes
+    assert "dropped stale_days=45: the user never stated it (the default applies)" in result.notes
+    assert any(n.startswith("dropped quarter 'this quarter'") for n in result.notes)
+
+
+def test_a_target_and_a_staleness_the_user_stated_are_kept(sessions: sessionmaker[Session]) -> None:
+    script = Script([plan("answer", ("pipeline_health", {"target": 2_500_000, "stale_days": 14})), say("Here.")])
+    result = copilot_for(sessions, script).ask("Against a $2.5M target, how is pipeline? Flag deals quiet for two weeks.")
+    call = result.tool_calls[0]
+    assert call.ok and call.args["target"] == 2_500_000 and call.args["stale_days"] == 14
+    assert not [n for n in result.notes if n.startswith("dropped")]
+
+
+def test_a_pipeline_scope_named_with_its_field_moves_to_that_field(sessions: sessionmaker[Session]) -> None:
+    """In the demo each region has a sales team of that name: "the APAC team" is the team."""
+    script = Script([plan("answer", ("pipeline_health", {"group_by": "team", "filters": {"region": "APAC"}})),
+                     say("Here.")])
+    result = copilot_for(sessions, script).ask("How much coverage does the APAC team have?")
+    assert result.tool_calls[0].ok and result.tool_calls[0].args["filters"] == {"team": "APAC"}
+    assert "filter region='APAC': 'APAC' is also a team, the one the user meant: moved" in result.notes
+
+
+def test_a_pipeline_scope_held_by_two_fields_stays_where_the_model_put_it(sessions: sessionmaker[Session]) -> None:
+    script = Script([plan("answer", ("pipeline_health", {"filters": {"region": "APAC"}})), say("Here.")])
+    result = copilot_for(sessions, script).ask("How is the APAC pipeline?")
+    assert result.tool_calls[0].args["filters"] == {"region": "APAC"}
+    assert not [n for n in result.notes if "moved" in n]

@@ -106,3 +106,15 @@ def describe(filters: Normalised) -> str:
     for key, values in filters.items():
         parts.append(f"{key} = {values[0]}" if len(values) == 1 else f"{key} in [{', '.join(values)}]")
     return ", ".join(parts)
+
+
+def column_values(session: Session, columns: Mapping[str, FilterColumn], keys: Iterable[str], *,
+                  limit: int = 10_000) -> dict[str, list[str]]:
+    """The values each filter key in `keys` holds in the data (at most `limit` per key, sorted):
+    which field a named scope belongs to ("APAC" is a team and a region)."""
+    out: dict[str, list[str]] = {}
+    for key in keys:
+        column = columns[key]
+        values = session.scalars(select(column).where(column.is_not(None), column != "").distinct().limit(limit))
+        out[key] = sorted(str(v) for v in values)
+    return out
