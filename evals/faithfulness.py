@@ -160,9 +160,34 @@ class AnswerCheck(BaseModel):
         return not self.untraceable
 
 
+def computed_comparisons(rows: Iterable[Any]) -> list[str]:
+    """The side-by-side sentences the agent's code (agent/compare.py) writes from each run's results.
+
+    Their differences ("higher by 41.6 percentage points") are computed from tool numbers by code,
+    not by the model, so they are as traceable as the numbers themselves. `rows` are logged tool
+    calls (`crm.models.ToolCall`); each run's successful results are compared as the agent did."""
+    # deferred: the graders load without the tools layer (pandas, sqlalchemy)
+    from pydantic import ValidationError
+
+    from agent.compare import comparisons
+    from tools.registry import TOOLS_BY_NAME
+
+    by_run: dict[str, list[BaseModel]] = {}
+    for row in rows:
+        spec = TOOLS_BY_NAME.get(row.name)
+        if not row.ok or row.result is None or spec is None:
+            continue
+        try:
+            by_run.setdefault(row.run_id, []).append(spec.result.model_validate(row.result))
+        except ValidationError:
+            continue
+    return [c for results in by_run.values() for c in comparisons(results)]
+
+
 def check_answer(answer: str, results: Sequence[Any], *, question: str = "", id: str = "",
-                 source: str = "faithfulness") -> AnswerCheck:
-    numbers = ToolNumbers.of(results)
+                 source: str = "faithfulness", computed: Sequence[str] = ()) -> AnswerCheck:
+    """Grade `answer` against the run's tool `results` and the sentences code `computed` from them."""
+    numbers = ToolNumbers.of([*results, *computed])
     figs = figures(answer, question=question)
     bad = [f.text for f in figs if not traceable(f, numbers)]
     bad += [d for d in dates(answer) if d not in numbers.text and d not in question]
@@ -243,7 +268,8 @@ def ask_all(
             with sessions() as s:
                 rows = list(s.scalars(select(ToolCall).where(ToolCall.run_id == out.run_id).order_by(ToolCall.seq)))
             results = [r.result if r.ok else (r.error or "") for r in rows]
-            check = check_answer(out.answer, results, question=case.question, id=case.id)
+            check = check_answer(out.answer, results, question=case.question, id=case.id,
+                                 computed=computed_comparisons(rows))
             checks.append(check)
             if progress is not None:
                 progress(check)

@@ -36,7 +36,7 @@ from core.db import make_engine, make_sessionmaker
 from core.loop import run_sync
 from crm.dump import table_hashes
 from crm.models import Base, Recommendation, RecommendationEvent, ToolCall
-from evals.faithfulness import AnswerCheck, check_answer, mentions_value
+from evals.faithfulness import AnswerCheck, check_answer, computed_comparisons, mentions_value
 from evals.fixtures import RUN_LOG_TABLES, fresh_copy
 from evals.jsonpath import PathError, resolve
 from evals.report import ReportTable, SuiteResult, dump
@@ -321,7 +321,7 @@ def run_trial(task: Task, trial: int, *, fixture: Path, baseline: Snapshot, make
         problems = ([f"run error: {error}"] if error else []) + state + facts
         results: list[Any] = [r.result if r.ok else (r.error or "") for r in rows]
         faith = check_answer(answer, results, question="\n".join(task.turns), id=f"{task.id}#{trial}",
-                             source="tasks")
+                             source="tasks", computed=computed_comparisons(rows))
         return TrialResult(
             task=task.id, category=task.category, trial=trial, success=not problems,
             state_ok=not state, facts_ok=not facts, problems=problems, answers=answers,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from agent_fakes import call, calls, say
@@ -261,3 +262,31 @@ def test_reports_are_written_as_json_and_markdown(tmp_path: Path) -> None:
     assert "**FAIL**" in md and "| pass^1 | 0.5 | ≥ 0.9 | **FAIL** |" in md
     assert "| file | 1\\|2 |" in md and "- t1 #1: missing x" in md
     assert (tmp_path / "latest.json").read_text() == json_path.read_text()
+
+
+def test_a_gap_the_agents_comparison_code_computed_is_traceable_and_an_invented_one_is_not(
+        demo_sessions: Any) -> None:
+    """agent/compare.py writes "higher by N percentage points" from two churn results: that figure is
+    computed from tool output by code, so the checker counts it; a different gap stays untraceable."""
+    from types import SimpleNamespace
+
+    from agent.compare import comparisons
+    from evals.faithfulness import computed_comparisons
+    from tools.registry import tool_named
+
+    spec = tool_named("churn_risk")
+    with demo_sessions() as s:
+        ranked = spec.call(spec.core_kwargs({"limit": 2}), session=s)
+        typed = [spec.call(spec.core_kwargs({"account_id": a.account_id}), session=s) for a in ranked.accounts]
+    rows = [SimpleNamespace(run_id="r1", name="churn_risk", ok=True, result=r.model_dump(mode="json")) for r in typed]
+    rows.append(SimpleNamespace(run_id="r1", name="churn_risk", ok=False, result=None))  # a failed call is skipped
+    computed = computed_comparisons(rows)
+    assert computed == comparisons(typed) and len(computed) == 1
+    p = sorted(a.accounts[0].probability for a in typed)
+    gap = round(p[1] * 100, 1) - round(p[0] * 100, 1)
+    results = [r.result for r in rows if r.ok]
+    answer = f"The first is riskier by {gap:.1f} percentage points."
+    assert check_answer(answer, results).untraceable == [f"{gap:.1f}"]  # on its own, not a tool number
+    assert check_answer(answer, results, computed=computed).untraceable == []
+    invented = f"The first is riskier by {gap + 7.3:.1f} percentage points."
+    assert check_answer(invented, results, computed=computed).untraceable != []
