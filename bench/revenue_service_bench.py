@@ -14,8 +14,14 @@ API and the CLI call it:
 - with `--train-max` ≥ the size: `valuechain deals train`'s core (timed, AUC and Brier kept), then
   `pipeline_health` and the `deal_score` batch again with the deal model.
 
-The machine load (`uptime`) is recorded before and after each size; the box is shared, so the
-figures are wall-clock times under that load. Results are merged into
+- with `--model-from DB` (and no training at that size): the active deal model of another
+  database copied in for the run and removed after, then the deal-model timings with it;
+- with `--memory`: each tool's peak RSS for one call, each in a fresh interpreter.
+
+Every timing keeps the wall-clock and the CPU milliseconds of the process (SQLite runs in it):
+the machine load (`uptime`) is recorded before and after each size, and on a shared box the CPU
+time is the steadier figure. To time older code with the same script, run it with a copy of that
+`tools/` package first on the path (the memory children import the same one). Results are merged into
 bench/results/revenue_service.json (one entry per size, newest wins) after every size, and a
 readable bench/results/revenue_service.md is rewritten from it.
 """
@@ -37,13 +43,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
+import tools
 from core.db import make_engine, make_sessionmaker
 from crm.demo import DEFAULT_AS_OF, GENERATOR_VERSION, TRIM_THRESHOLD, generate_demo
 from crm.migrate import upgrade
-from crm.models import CLOSED_STAGES, Opportunity, SupportTicket
+from crm.models import CLOSED_STAGES, DealModel, Opportunity, SupportTicket
 from tools.deals.model import active_deal_model, train_deal_model
 from tools.deals.score import deal_score
 from tools.pipeline.health import pipeline_health
@@ -60,31 +67,106 @@ def load() -> dict[str, Any]:
 
 
 def timed(fn: Callable[[], Any], repeats: int) -> tuple[dict[str, float], Any]:
-    """Run `fn` `repeats` times; (median / min / max ms, the last result)."""
-    times, result = [], None
+    """Run `fn` `repeats` times; (median / min / max wall ms, median CPU ms, the last result).
+    CPU time (this process, SQLite included: it runs in-process) is what a loaded, shared machine
+    distorts least; the wall time is what a user waits."""
+    times, cpu, result = [], [], None
     for _ in range(repeats):
-        began = time.perf_counter()
+        began, began_cpu = time.perf_counter(), time.process_time()
         result = fn()
         times.append((time.perf_counter() - began) * 1000)
+        cpu.append((time.process_time() - began_cpu) * 1000)
     return {"median_ms": round(statistics.median(times), 1), "min_ms": round(min(times), 1),
-            "max_ms": round(max(times), 1), "runs": repeats}, result
+            "max_ms": round(max(times), 1), "cpu_ms": round(statistics.median(cpu), 1), "runs": repeats}, result
 
 
 def deal_batch(session: Session, refs: list[str]) -> tuple[dict[str, Any], list[float]]:
     """One deal_score call per deal; per-call median / max and the whole batch's seconds."""
-    times, probs = [], []
+    times, cpu, probs = [], [], []
     began = time.perf_counter()
     for ref in refs:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         probs.append(deal_score(session=session, opportunity_id=ref).probability)
         times.append((time.perf_counter() - t0) * 1000)
+        cpu.append((time.process_time() - c0) * 1000)
     return {"deals": len(refs), "batch_seconds": round(time.perf_counter() - began, 2),
-            "median_ms": round(statistics.median(times), 1), "max_ms": round(max(times), 1)}, probs
+            "median_ms": round(statistics.median(times), 1), "max_ms": round(max(times), 1),
+            "cpu_ms": round(statistics.median(cpu), 1)}, probs
+
+
+def _rss_mb() -> float:
+    """This process's resident memory now (MiB)."""
+    return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def one_call(path: Path, call: str, refs: list[str]) -> dict[str, float]:
+    """Call one tool once on `path`; this process's memory before and its peak after (MiB)."""
+    engine = make_engine(f"sqlite:///{path}")
+    with make_sessionmaker(engine)() as s:
+        before = _rss_mb()
+        Path("/proc/self/clear_refs").write_text("5")  # reset the peak (VmHWM) to now: imports peaked higher
+        if call == "pipeline_health":
+            pipeline_health(session=s, group_by="team", limit=10)
+        elif call == "service_queue":
+            service_queue(session=s, limit=10)
+        else:
+            for ref in refs:
+                deal_score(session=s, opportunity_id=ref)
+        status = Path("/proc/self/status").read_text().splitlines()
+        peak = next(int(line.split()[1]) for line in status if line.startswith("VmHWM:")) / 1024  # kB
+    engine.dispose()
+    return {"rss_before_mb": round(before, 1), "peak_rss_mb": round(peak, 1), "growth_mb": round(peak - before, 1)}
+
+
+_CHILD = """
+import json, sys
+sys.meta_path = [f for f in sys.meta_path if "editable" not in repr(f).lower()]
+sys.path[:0] = {paths!r}
+from pathlib import Path
+from bench.revenue_service_bench import one_call
+print(json.dumps(one_call(Path({path!r}), {call!r}, {refs!r})))
+"""
+
+
+def memory(path: Path, refs: list[str]) -> dict[str, Any]:
+    """Peak resident memory of one call of each tool, each in a fresh interpreter (a process's
+    peak only grows, so calls in one process would hide each other's; a fork would inherit
+    LightGBM's OpenMP threads and hang). The child imports the same `tools` this process runs
+    (so the bench can time a copy of older code). `growth_mb` is the peak minus the child's
+    memory before the call, after its imports: what the call itself took."""
+    paths = [str(Path(tools.__file__).resolve().parent.parent), str(Path(__file__).resolve().parent.parent)]
+    found = {}
+    for call in ("pipeline_health", "service_queue", "deal_score"):
+        code = _CHILD.format(paths=paths, path=str(path), call=call, refs=refs)
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+        found[call] = json.loads(done.stdout.strip().splitlines()[-1])
+    return found
+
+
+def _copy_model(source: Path, engine: Any) -> str:
+    """Put the active deal model of `source` into this database, active (for the timings with a
+    deal model where training here would take too long); returns its version."""
+    src = make_engine(f"sqlite:///{source}")
+    with make_sessionmaker(src)() as s:
+        row = s.scalars(select(DealModel).where(DealModel.active.is_(True))).one()
+        values = {c.name: getattr(row, c.key) for c in DealModel.__table__.columns}
+    src.dispose()
+    with make_sessionmaker(engine)() as s:
+        s.execute(delete(DealModel).where(DealModel.version == values["version"]))
+        s.add(DealModel(**values))
+        s.commit()
+    return str(values["version"])
+
+
+def _drop_model(engine: Any, version: str) -> None:
+    with make_sessionmaker(engine)() as s:
+        s.execute(delete(DealModel).where(DealModel.version == version))
+        s.commit()
 
 
 def run_one(
     accounts: int, seed: int, folder: Path, *, repeats: int, batch: int, train: bool, reuse: bool,
-    checkpoint: Callable[[dict[str, Any]], None],
+    checkpoint: Callable[[dict[str, Any]], None], model_from: Path | None = None, measure_memory: bool = False,
 ) -> dict[str, Any]:
     """Generate (or reuse) one size's demo company and time the tools on it; `checkpoint` gets the
     entry after every step, so a run stopped part-way keeps what it measured."""
@@ -106,6 +188,8 @@ def run_one(
         with engine.connect() as conn:
             conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
     entry["db_bytes"] = path.stat().st_size
+    if model_from is not None:  # a copy left by a run stopped part-way
+        _drop_model(engine, _copy_model(model_from, engine))
     sessions = make_sessionmaker(engine)
     with sessions() as s:
         entry["rows"] = {
@@ -155,6 +239,24 @@ def run_one(
                 entry["pipeline"]["weighted_deal_model"] = round(health_m.total.weighted_pipeline)
                 checkpoint(entry)
                 t["deal_score batch (deal model)"], _ = deal_batch(s, refs)
+        if model_from is not None and not train:
+            s.close()
+            version = _copy_model(model_from, engine)
+            entry["deal_model_copied_from"] = model_from.name
+            try:
+                with sessions() as m:
+                    t["pipeline_health team (deal model)"], health_m = timed(
+                        lambda: pipeline_health(session=m, group_by="team", limit=batch), max(1, repeats - 1))
+                    entry["pipeline"]["weighted_deal_model"] = round(health_m.total.weighted_pipeline)
+                    checkpoint(entry)
+                    t["deal_score batch (deal model)"], entry["deal_probabilities"] = deal_batch(m, refs)
+                    checkpoint(entry)
+                if measure_memory:
+                    entry["memory_deal_model"] = memory(path, refs)
+            finally:
+                _drop_model(engine, version)
+    if measure_memory:
+        entry["memory_stage_table"] = memory(path, refs)
     engine.dispose()
     entry["load_after"] = load()
     entry["finished"] = True
@@ -195,7 +297,8 @@ def markdown(doc: dict[str, Any]) -> str:
         "",
         f"`nice -n 19 .venv/bin/python -m bench.revenue_service_bench` — demo generator v{doc['generator_version']}, "
         f"seed 7, as of {doc['as_of']}, SQLite; {doc['machine']['cpus']} CPUs shared with other jobs "
-        f"(load below). Wall-clock milliseconds, median of the runs (deal_score: per call).",
+        f"(load below). Wall-clock milliseconds, median of the runs (deal_score: per call), and the "
+        f"median CPU milliseconds of the process (SQLite included), which the shared machine's load distorts less.",
         "",
         "| | " + " | ".join(f"{int(s):,} accounts" for s in sizes) + " |",
         "|---|" + "---:|" * len(sizes),
@@ -215,9 +318,11 @@ def markdown(doc: dict[str, Any]) -> str:
             if m is None:
                 cells.append("—")
             elif "batch_seconds" in m:
-                cells.append(f"{m['median_ms']:,} ms/call ({m['deals']} deals: {m['batch_seconds']} s)")
+                cells.append(f"{m['median_ms']:,} ms/call ({m['deals']} deals: {m['batch_seconds']} s)"
+                             + (f"; CPU {m['cpu_ms']:,}" if "cpu_ms" in m else ""))
             else:
-                cells.append(f"{m['median_ms']:,} (max {m['max_ms']:,})")
+                cells.append(f"{m['median_ms']:,} (max {m['max_ms']:,})"
+                             + (f"; CPU {m['cpu_ms']:,}" if "cpu_ms" in m else ""))
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines.append("| deal model training (s) | " + " | ".join(
         str(runs[s]["deal_model"]["train_seconds"]) if "deal_model" in runs[s] else "not run" for s in sizes) + " |")
@@ -226,6 +331,12 @@ def markdown(doc: dict[str, Any]) -> str:
         if runs[s].get("deal_model", {}).get("trained") else "—" for s in sizes) + " |")
     lines.append("| load before → after (1 min) | " + " | ".join(
         f"{runs[s]['load_before']['load_1m']} → {runs[s]['load_after']['load_1m']}" for s in sizes) + " |")
+    for kind in ("stage_table", "deal_model"):
+        for call in ("pipeline_health", "service_queue", "deal_score"):
+            if any(call in runs[s].get(f"memory_{kind}", {}) for s in sizes):
+                lines.append(f"| peak RSS MiB, {call} ({kind.replace('_', ' ')}; growth in the call) | " + " | ".join(
+                    (lambda m: f"{m['peak_rss_mb']:,} (+{m['growth_mb']:,})" if m else "—")(
+                        runs[s].get(f"memory_{kind}", {}).get(call)) for s in sizes) + " |")
     lines += ["", "What the tools found:", "",
               "| | " + " | ".join(f"{int(s):,}" for s in sizes) + " |", "|---|" + "---:|" * len(sizes)]
     for label, get in (
@@ -265,6 +376,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="JSON file the runs are merged into (a .md beside it); default %(default)s")
     parser.add_argument("--reuse", action="store_true",
                         help="use a database already in --dir for a size instead of generating it (not timed)")
+    parser.add_argument("--model-from", type=Path, default=None,
+                        help="time the deal-model path with the active deal model of this database, copied in "
+                             "for the run and removed after (where training at this size would take too long)")
+    parser.add_argument("--memory", action="store_true",
+                        help="peak RSS of one call of each tool, each in a forked child")
     args = parser.parse_args(argv)
     sizes = list(args.sizes or [10_000, 100_000])
     folder = args.dir or Path(tempfile.mkdtemp(prefix="revenue_bench_"))
@@ -276,7 +392,8 @@ def main(argv: list[str] | None = None) -> int:
                 save({str(size): {**partial, "load_after": load()}}, started=started, results=args.results)
 
             entry = run_one(accounts, args.seed, folder, repeats=args.repeats, batch=args.batch,
-                            train=accounts <= args.train_max, reuse=args.reuse, checkpoint=checkpoint)
+                            train=accounts <= args.train_max, reuse=args.reuse, checkpoint=checkpoint,
+                            model_from=args.model_from, measure_memory=args.memory)
             save({str(accounts): entry}, started=started, results=args.results)
             sys.stdout.write(json.dumps(entry) + "\n")
             sys.stdout.flush()

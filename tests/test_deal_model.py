@@ -15,11 +15,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from typer.testing import CliRunner
 
 from crm.importer import import_csv, load_mapping
-from crm.models import DealModel, Opportunity
-from tools.deals.features import feature_table, load_deal_data
+from crm.models import CLOSED_STAGES, DealModel, Opportunity
+from tools.deals.features import feature_table, load_deal_context, load_deal_data
 from tools.deals.model import active_deal_model, train_deal_model
-from tools.deals.score import deal_score
+from tools.deals.score import DealModelProbabilities, deal_score
 from tools.errors import ToolInputError
+from tools.pipeline.deals import load_open_deals
 from tools.pipeline.health import pipeline_health
 from valuechain.cli.main import app
 
@@ -97,6 +98,85 @@ def test_pipeline_health_weights_by_the_deal_model_once_trained(trained: session
                 deal_score(session=s, opportunity_id=one.opportunity_id).probability
             )
         assert 0 < r.total.weighted_pipeline < r.total.open_pipeline
+
+
+def _same_features(s: Session, population: str, days: list[dt.date]) -> int:
+    """Every deal of the population on each day: the features from its own context (what
+    deal_score reads) against those from the whole population (what training reads)."""
+    data = load_deal_data(s, population=population)
+    opps = {o.id: o for o in s.scalars(select(Opportunity))}
+    checked = 0
+    for use_amount, use_stage in ((True, True), (False, False)):
+        data.use_amount, data.use_stage = use_amount, use_stage
+        for day in days:
+            for deal in data.deals:
+                context = load_deal_context(s, opps[deal.id], day, population=population)
+                context.use_amount, context.use_stage = use_amount, use_stage
+                whole = feature_table(data, [(deal, day)])
+                alone = feature_table(context, [(deal, day)])
+                for name, values in whole.numeric.items():
+                    np.testing.assert_array_equal(values, alone.numeric[name], err_msg=f"{deal.ref} {name}")
+                for name, labels in whole.categorical.items():
+                    assert labels.tolist() == alone.categorical[name].tolist(), (deal.ref, name)
+                checked += 1
+    return checked
+
+
+def test_one_deals_context_gives_the_same_features_as_the_whole_population(
+    demo_sessions: sessionmaker[Session], engine: Engine
+) -> None:
+    """deal_score reads only the deal's own context (load_deal_context); its features must be the
+    ones training and pipeline_health compute from every deal, on the demo and on an export with
+    blank owners' history, open deals without amounts and prospects without an account."""
+    with demo_sessions() as s:
+        open_ids = set(s.scalars(select(Opportunity.id).where(Opportunity.stage.not_in(CLOSED_STAGES))))
+        assert open_ids
+        assert _same_features(s, "demo", [D(2026, 9, 30), D(2025, 11, 15)]) > 2 * len(open_ids)
+    fixtures, mappings = ROOT / "tests" / "fixtures" / "csv", ROOT / "examples" / "mappings"
+    for table, csv_name, mapping in (
+        ("accounts", "crm-accounts.csv", "crm-accounts.yaml"),
+        ("opportunities", "crm-opportunities.csv", "crm-opportunities.yaml"),
+    ):
+        assert import_csv(
+            engine, table=table, path=fixtures / csv_name, mapping=load_mapping(mappings / mapping)
+        ).ok
+    with Session(engine) as s:
+        assert _same_features(s, "import", [D(2026, 2, 1), D(2017, 6, 1)]) > 0
+
+
+def test_deal_score_gives_every_open_deal_the_probability_of_the_whole_population_scoring(
+    trained: sessionmaker[Session],
+) -> None:
+    """Old path against new: scoring from every deal's full history (what deal_score and
+    pipeline_health did before), from the open deals' history (DealModelProbabilities, for
+    pipeline_health) and from the one deal's context (deal_score) gives the same floats."""
+    with trained() as s:
+        model = active_deal_model(s)
+        assert model is not None
+        deals = load_open_deals(s, [], D(2026, 9, 30))
+        assert len(deals) > 20
+        whole = DealModelProbabilities(s, model).probabilities(deals)
+        alone = [deal_score(session=s, opportunity_id=d.ref).probability for d in deals]
+        everything = load_deal_data(s, population="demo")  # every deal's history, as training reads it
+        by_id = {d.id: d for d in everything.deals}
+        everything.use_amount, everything.use_stage = model.use_amount, model.use_stage
+        raw = model.scorer.logit(feature_table(everything, [(by_id[d.id], D(2026, 9, 30)) for d in deals]))
+        full = model.calibration.probability(raw).tolist()
+    assert alone == whole == full
+
+
+def test_the_loaded_model_is_kept_by_version_and_its_metrics_read_anew(trained: sessionmaker[Session]) -> None:
+    with trained() as s:
+        first, again = active_deal_model(s), active_deal_model(s)
+        assert first is not None and again is not None
+        assert again.scorer is first.scorer and again.version == first.version
+        row = s.get(DealModel, first.version)
+        assert row is not None
+        row.metrics = {**row.metrics, "auc": 0.5}
+        s.flush()
+        changed = active_deal_model(s)
+        assert changed is not None and changed.metrics["auc"] == 0.5
+        assert first.metrics["auc"] != 0.5  # an earlier caller's copy is not changed under it
 
 
 def test_features_are_point_in_time(demo_sessions: sessionmaker[Session]) -> None:

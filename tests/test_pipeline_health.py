@@ -24,11 +24,15 @@ Won in Q2 up to as_of: W1 30,000 (Ann, Core). Quotas: Ann 100,000, Bob 50,000, C
 from __future__ import annotations
 
 import datetime as dt
+import statistics
+from itertools import pairwise
 
 import factories as f
 import pytest
-from sqlalchemy.orm import Session
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
 
+from crm.models import Opportunity, OpportunityStage
 from tools.errors import ToolInputError
 from tools.pipeline import deals as deals_module
 from tools.pipeline.health import PipelineGroup, pipeline_health, quarter_bounds
@@ -240,3 +244,30 @@ def test_no_open_deals(session: Session) -> None:
     r = pipeline_health(session=session)
     assert r.groups == [] and r.total.open_deals == 0 and r.total.target is None
     assert r.explanation == "No open deals on 2026-03-31 (no filters)."
+
+
+def _typical_days_row_by_row(s: Session, as_of: dt.date) -> dict[str, float]:
+    """The reference: the stage history of won deals read as ORM rows and paired in Python (the
+    implementation before it read the dates as text; docs/PIPELINE.md, Performance)."""
+    won = select(Opportunity.external_id).where(
+        Opportunity.stage == "closed_won",
+        Opportunity.close_date.between(as_of - dt.timedelta(days=deals_module.STAGE_HISTORY_DAYS), as_of),
+    )
+    rows = s.execute(
+        select(OpportunityStage.opportunity_id, OpportunityStage.stage, OpportunityStage.entered_at)
+        .where(OpportunityStage.opportunity_id.in_(won), OpportunityStage.entered_at <= as_of)
+        .order_by(OpportunityStage.opportunity_id, OpportunityStage.entered_at, OpportunityStage.id)
+    ).all()
+    spans: dict[str, list[int]] = {}
+    for (ref, stage, day), nxt in pairwise(rows):
+        if nxt[0] == ref and stage not in ("closed_won", "closed_lost"):
+            spans.setdefault(stage, []).append((nxt[2] - day).days)
+    return {k: float(statistics.median(v)) for k, v in spans.items() if len(v) >= deals_module.MIN_STAGE_SAMPLES}
+
+
+def test_typical_days_in_stage_equals_the_row_by_row_reading(demo_sessions: sessionmaker[Session]) -> None:
+    with demo_sessions() as s:
+        for as_of in (dt.date(2026, 9, 30), dt.date(2025, 6, 30), dt.date(2024, 12, 31)):
+            expected = _typical_days_row_by_row(s, as_of)
+            assert expected, as_of  # the demo has enough won deals with history on these days
+            assert deals_module.typical_days_in_stage(s, as_of) == expected

@@ -41,13 +41,14 @@ import factories as f
 import numpy as np
 import pytest
 from sqlalchemy import Engine, select, text
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 from typer.testing import CliRunner
 
 from crm.importer.convert import ConversionError, parse_datetime
 from crm.models import SupportTicket
 from tools.errors import ToolInputError
 from tools.registry import TOOLS_BY_NAME
+from tools.service_queue import queue as q
 from tools.service_queue.queue import ServiceQueue, expected_lifetime_years, service_queue, sla_table
 from tools.service_queue.survival import Survival
 from valuechain.cli.main import app
@@ -265,3 +266,33 @@ def test_cli_service_queue_prints_a_table_or_one_json_document(golden: Session, 
     assert table.exit_code == 0 and "4 open tickets" in " ".join(table.stdout.split())
     bad = CliRunner().invoke(app, ["tools", "service-queue", "--sla", "[1]", "--database-url", url])
     assert bad.exit_code == 2
+
+
+def test_the_history_hours_equal_the_row_by_row_reading(demo_sessions: sessionmaker[Session]) -> None:
+    """_load_history parses the stored times with numpy; the reference reads each ticket as
+    Python datetimes (the implementation before, docs/SERVICE_QUEUE.md, Performance): the same
+    floats, in the same order, on the demo (times of day recorded) and for other windows."""
+    with demo_sessions() as s:
+        s.execute(text("UPDATE support_tickets SET opened_time = NULL, closed_time = NULL WHERE id % 3 = 0"))
+        for as_of, days in ((dt.date(2026, 9, 30), 365), (dt.date(2026, 3, 31), 90), (dt.date(2025, 12, 1), 30)):
+            clock = dt.datetime.combine(as_of + dt.timedelta(days=1), dt.time())
+            rows = s.execute(
+                select(
+                    SupportTicket.priority, SupportTicket.category, SupportTicket.opened_at,
+                    SupportTicket.opened_time, SupportTicket.closed_at, SupportTicket.closed_time,
+                )
+                .where(SupportTicket.opened_at <= as_of, SupportTicket.opened_at > as_of - dt.timedelta(days=days))
+                .order_by(SupportTicket.id)
+            ).all()
+            hours, resolved = [], []
+            for _, _, opened_at, opened_time, closed_at, closed_time in rows:
+                opened = q._moment(opened_at, opened_time)
+                done = closed_at is not None and closed_at <= as_of
+                end = q._moment(closed_at, closed_time) if closed_at is not None and done else clock
+                hours.append(max(0.0, q._hours(end - opened)))
+                resolved.append(done)
+            h = q._load_history(s, as_of, clock, days)
+            assert len(rows) > 20 and any(resolved) and not all(resolved)
+            assert h.hours.tolist() == hours and h.resolved.tolist() == resolved
+            assert h.priority.tolist() == [r[0] for r in rows]
+            assert h.category.tolist() == [r[1] if r[1] is not None else "" for r in rows]

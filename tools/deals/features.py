@@ -21,9 +21,10 @@ import statistics
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any, Literal, TypeVar
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, Select, String, cast, func, select
 from sqlalchemy.orm import Session
 
 from crm.models import (
@@ -111,6 +112,7 @@ class DealData:
     notes: list[str] = field(default_factory=list)
     _won_by_product: dict[str | None, list[tuple[int, float]]] = field(default_factory=dict)
     _closed_by_owner: dict[str | None, tuple[list[int], list[int]]] = field(default_factory=dict)
+    _typical_seen: dict[tuple[str | None, int], float | None] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         won: dict[str | None, list[tuple[int, float]]] = defaultdict(list)
@@ -129,12 +131,16 @@ class DealData:
             self._closed_by_owner[owner] = (days, cumulative)
 
     def typical_amount(self, product: str | None, before: int) -> float | None:
-        """Median amount of the product's won deals closed before day `before` (≥ MIN_TYPICAL)."""
-        rows = self._won_by_product.get(product, [])
-        k = bisect.bisect_left(rows, (before, -math.inf))
-        if k < MIN_TYPICAL:
-            return None
-        return float(statistics.median(a for _, a in rows[:k]))
+        """Median amount of the product's won deals closed before day `before` (≥ MIN_TYPICAL).
+        Kept per (product, day): scoring the open pipeline asks the same few pairs once a deal."""
+        key = (product, before)
+        if key not in self._typical_seen:
+            rows = self._won_by_product.get(product, [])
+            k = bisect.bisect_left(rows, (before, -math.inf))
+            self._typical_seen[key] = (
+                None if k < MIN_TYPICAL else float(statistics.median(a for _, a in rows[:k]))
+            )
+        return self._typical_seen[key]
 
     def owner_record(self, owner: str | None, before: int) -> tuple[float, float]:
         """(win rate, closed deals) of the owner's deals closed before day `before`; rate NaN under
@@ -146,51 +152,235 @@ class DealData:
         return cumulative[k - 1] / k, float(k)
 
 
-def load_deal_data(session: Session, *, population: str | None = None) -> DealData:
-    """Read deals (of one `population`: 'demo' or 'import'; None for all) and their history."""
-    stmt = select(Opportunity).order_by(Opportunity.id)
+_S = TypeVar("_S", bound="Select[*tuple[Any, ...]]")
+
+
+def _in_population(stmt: _S, population: str | None) -> _S:
     if population == DEMO_ORIGIN:
-        stmt = stmt.where(Opportunity.origin == DEMO_ORIGIN)
-    elif population is not None:
-        stmt = stmt.where(Opportunity.origin != DEMO_ORIGIN)
-    deals = [
-        Deal(
-            id=o.id,
-            ref=o.external_id or str(o.id),
-            account_id=o.account_id,
-            type=o.type,
-            product=o.product,
-            owner=o.owner,
-            amount=o.amount,
-            created=o.created_at,
-            close=o.close_date,
-            expected=o.expected_close_date,
-            stage=o.stage,
-            origin=o.origin,
+        return stmt.where(Opportunity.origin == DEMO_ORIGIN)
+    if population is not None:
+        return stmt.where(Opportunity.origin != DEMO_ORIGIN)
+    return stmt
+
+
+def _deal(o: Any) -> Deal:
+    """A Deal from an Opportunity or a row of its columns (the same names)."""
+    return Deal(
+        id=o.id,
+        ref=o.external_id or str(o.id),
+        account_id=o.account_id,
+        type=o.type,
+        product=o.product,
+        owner=o.owner,
+        amount=o.amount,
+        created=o.created_at,
+        close=o.close_date,
+        expected=o.expected_close_date,
+        stage=o.stage,
+        origin=o.origin,
+    )
+
+
+def _matches(column: Any, value: str | None) -> ColumnElement[bool]:
+    return column.is_(None) if value is None else column == value
+
+
+def in_population(opp: Opportunity, population: str | None) -> bool:
+    """Whether `opp` is one of the deals `load_deal_data(population=...)` reads."""
+    if population == DEMO_ORIGIN:
+        return opp.origin == DEMO_ORIGIN
+    return population is None or opp.origin != DEMO_ORIGIN
+
+
+@dataclass
+class DealContext(DealData):
+    """`DealData` for one deal on one day: its owner's record and its product's typical amount are
+    counted in SQL for that day alone (see `load_deal_context`) instead of from every deal."""
+
+    typical: dict[tuple[str | None, int], float | None] = field(default_factory=dict)
+    record: dict[tuple[str | None, int], tuple[float, float]] = field(default_factory=dict)
+
+    def typical_amount(self, product: str | None, before: int) -> float | None:
+        return self.typical[(product, before)]
+
+    def owner_record(self, owner: str | None, before: int) -> tuple[float, float]:
+        return self.record[(owner, before)]
+
+
+def _typical_in_sql(session: Session, opp: Opportunity, day: dt.date, population: str | None) -> float | None:
+    """`DealData.typical_amount` of the deal's product before `day`: the same median, from the
+    middle one or two amounts that SQL sorts out."""
+    won = _in_population(
+        select(Opportunity.amount).where(
+            Opportunity.stage == WON_STAGE,
+            Opportunity.amount.is_not(None),
+            Opportunity.close_date.is_not(None),
+            Opportunity.close_date < day,
+            _matches(Opportunity.product, opp.product),
+        ),
+        population,
+    )
+    k = session.scalar(select(func.count()).select_from(won.subquery())) or 0
+    if k < MIN_TYPICAL:
+        return None
+    middle = [
+        float(a or 0.0)  # not null: filtered above
+        for a in session.scalars(won.order_by(Opportunity.amount).offset((k - 1) // 2).limit(2 - k % 2))
+    ]
+    return float(statistics.median(middle))
+
+
+def _record_in_sql(
+    session: Session, opp: Opportunity, day: dt.date, population: str | None
+) -> tuple[float, float]:
+    """`DealData.owner_record` of the deal's owner before `day`, counted in SQL."""
+    counts = session.execute(
+        _in_population(
+            select(func.count(), func.count().filter(Opportunity.stage == WON_STAGE)).where(
+                Opportunity.stage.in_(CLOSED_STAGES),
+                Opportunity.close_date.is_not(None),
+                Opportunity.close_date < day,
+                _matches(Opportunity.owner, opp.owner),
+            ),
+            population,
         )
-        for o in session.scalars(stmt)
+    ).one()
+    closed, won = int(counts[0]), int(counts[1] or 0)
+    if closed < MIN_OWNER_DEALS:
+        return math.nan, float(closed)
+    return won / closed, float(closed)
+
+
+def load_deal_context(
+    session: Session, opp: Opportunity, day: dt.date, *, population: str | None = None
+) -> DealContext:
+    """What `feature_table` reads about one deal on `day`, and nothing more: the deal, its owner's
+    win rate and its product's typical won amount before that day (counted in SQL), its stage
+    history and its account's activity. Its features equal those from `load_deal_data` over the
+    whole population (tests/test_deal_model.py checks it), but reading costs a few indexed
+    queries instead of every deal and interaction, which is what lets `deal_score` answer for one
+    deal quickly on a million deals. `use_amount` and `use_stage` are not computed (they
+    describe the whole population): the caller sets them from the model, which learned with them."""
+    target = _deal(opp)
+    t = day.toordinal()
+    history = [
+        (entered, stage)
+        for stage, entered in session.execute(
+            select(OpportunityStage.stage, OpportunityStage.entered_at)
+            .where(OpportunityStage.opportunity_id == target.ref)
+            .order_by(OpportunityStage.entered_at, OpportunityStage.id)
+        )
+    ]
+    account = target.account_id
+    interactions: dict[str, list[int]] = {}
+    tickets: dict[str, list[int]] = {}
+    created: dict[str, dt.date | None] = {}
+    if account is not None:
+        interactions = _ordinal_lists(
+            (account, d)
+            for (d,) in session.execute(
+                select(Interaction.occurred_at).where(Interaction.account_id == account)
+            )
+        )
+        tickets = _ordinal_lists(
+            (account, d)
+            for (d,) in session.execute(
+                select(SupportTicket.opened_at).where(SupportTicket.account_id == account)
+            )
+        )
+        created = {
+            a: c
+            for a, c in session.execute(select(Account.id, Account.created_at).where(Account.id == account))
+        }
+    return DealContext(
+        deals=[target],
+        stages={target.ref: history} if history else {},
+        interactions=interactions,
+        tickets=tickets,
+        account_created=created,
+        use_amount=False,
+        use_stage=False,
+        typical={(opp.product, t): _typical_in_sql(session, opp, day, population)},
+        record={(opp.owner, t): _record_in_sql(session, opp, day, population)},
+    )
+
+
+_DEAL_COLUMNS = (
+    Opportunity.id,
+    Opportunity.external_id,
+    Opportunity.account_id,
+    Opportunity.type,
+    Opportunity.product,
+    Opportunity.owner,
+    Opportunity.amount,
+    Opportunity.created_at,
+    Opportunity.close_date,
+    Opportunity.expected_close_date,
+    Opportunity.stage,
+    Opportunity.origin,
+)
+
+
+def load_deal_data(
+    session: Session, *, population: str | None = None, history_of: Literal["all", "open"] = "all"
+) -> DealData:
+    """Read deals (of one `population`: 'demo' or 'import'; None for all) and their history.
+
+    With `history_of="open"` the stage history and account activity are read for the open deals
+    only (in SQL), which is all scoring open deals needs (a deal's features read only its own
+    history and account, and every deal's outcome, which is always read): at a million deals
+    that skips most of the interactions table. Then `use_amount` / `use_stage` and the notes
+    describe nothing (False, none): the caller takes them from the model, which learned with them.
+    """
+    session.flush()  # read through the connection below: pending changes first, as a query would
+    conn = session.connection()
+    deals = [
+        _deal(o)
+        for o in conn.execute(_in_population(select(*_DEAL_COLUMNS), population).order_by(Opportunity.id))
     ]
     refs = {d.ref for d in deals}
-    stages: dict[str, list[tuple[dt.date, str]]] = defaultdict(list)
-    for ref, stage, day in session.execute(
-        select(OpportunityStage.opportunity_id, OpportunityStage.stage, OpportunityStage.entered_at).order_by(
-            OpportunityStage.opportunity_id, OpportunityStage.entered_at, OpportunityStage.id
+    open_only = history_of == "open"
+    open_deals_sql = _in_population(
+        select(Opportunity).where(Opportunity.stage.not_in(CLOSED_STAGES)), population
+    )
+    stage_rows = select(OpportunityStage.opportunity_id, OpportunityStage.stage, OpportunityStage.entered_at)
+    if open_only:
+        open_refs = open_deals_sql.with_only_columns(
+            func.coalesce(Opportunity.external_id, cast(Opportunity.id, String))
         )
+        stage_rows = stage_rows.where(OpportunityStage.opportunity_id.in_(open_refs))
+    stages: dict[str, list[tuple[dt.date, str]]] = defaultdict(list)
+    for ref, stage, day in conn.execute(
+        stage_rows.order_by(OpportunityStage.opportunity_id, OpportunityStage.entered_at, OpportunityStage.id)
     ):
         if ref in refs:
             stages[ref].append((day, stage))
-    accounts = {d.account_id for d in deals if d.account_id is not None}
-    interactions = _ordinal_lists(
-        (a, day)
-        for a, day in session.execute(select(Interaction.account_id, Interaction.occurred_at))
-        if a in accounts
-    )
-    tickets = _ordinal_lists(
-        (a, day)
-        for a, day in session.execute(select(SupportTicket.account_id, SupportTicket.opened_at))
-        if a in accounts
-    )
-    created = {a: c for a, c in session.execute(select(Account.id, Account.created_at)) if a in accounts}
+    accounts = {
+        d.account_id for d in deals if d.account_id is not None and not (open_only and d.outcome is not None)
+    }
+    interaction_rows = select(Interaction.account_id, Interaction.occurred_at)
+    ticket_rows = select(SupportTicket.account_id, SupportTicket.opened_at)
+    account_rows = select(Account.id, Account.created_at)
+    if open_only:
+        open_accounts = open_deals_sql.with_only_columns(Opportunity.account_id).where(
+            Opportunity.account_id.is_not(None)
+        )
+        interaction_rows = interaction_rows.where(Interaction.account_id.in_(open_accounts))
+        ticket_rows = ticket_rows.where(SupportTicket.account_id.in_(open_accounts))
+        account_rows = account_rows.where(Account.id.in_(open_accounts))
+    interactions = _ordinal_lists((a, day) for a, day in conn.execute(interaction_rows) if a in accounts)
+    tickets = _ordinal_lists((a, day) for a, day in conn.execute(ticket_rows) if a in accounts)
+    created = {a: c for a, c in conn.execute(account_rows) if a in accounts}
+    if open_only:
+        return DealData(
+            deals=deals,
+            stages=dict(stages),
+            interactions=interactions,
+            tickets=tickets,
+            account_created=created,
+            use_amount=False,
+            use_stage=False,
+        )
     open_deals = [d for d in deals if d.outcome is None]
     closed = [d for d in deals if d.outcome is not None]
     notes = []

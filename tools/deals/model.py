@@ -21,6 +21,7 @@ database trains the same model, byte for byte; the version is a hash of what it 
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import hashlib
 import json
@@ -281,7 +282,32 @@ class LoadedDealModel:
         self.metrics = row.metrics
 
 
+_LOADED: dict[str, LoadedDealModel] = {}
+_LOADED_MAX = 4
+
+
 def active_deal_model(session: Session) -> LoadedDealModel | None:
-    """The active deal model, or None when none has been trained."""
-    row = session.scalars(select(DealModel).where(DealModel.active.is_(True)).limit(1)).first()
-    return None if row is None else LoadedDealModel(row)
+    """The active deal model, or None when none has been trained.
+
+    Building the scorer from its stored parameters takes about a second for boosted trees, more
+    than scoring a deal, so loaded models are kept by version: the version is a hash of what the
+    model learned, so one version always loads the same scorer. Only its metrics are read anew
+    each call (a retrain that finds the same model rewrites them)."""
+    found = session.execute(
+        select(DealModel.version, DealModel.metrics).where(DealModel.active.is_(True)).limit(1)
+    ).first()
+    if found is None:
+        return None
+    version, metrics = found
+    loaded = _LOADED.get(version)
+    if loaded is None:
+        row = session.get(DealModel, version)
+        if row is None:  # deleted between the two reads
+            return None
+        loaded = LoadedDealModel(row)
+        if len(_LOADED) >= _LOADED_MAX:
+            _LOADED.pop(next(iter(_LOADED)))
+        _LOADED[version] = loaded
+    current = copy.copy(loaded)
+    current.metrics = metrics
+    return current

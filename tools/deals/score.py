@@ -20,7 +20,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from crm.models import CLOSED_STAGES, Opportunity
-from tools.deals.features import Deal, DealData, feature_table, load_deal_data
+from tools.deals.features import (
+    Deal,
+    DealData,
+    feature_table,
+    in_population,
+    load_deal_context,
+    load_deal_data,
+)
 from tools.deals.model import LoadedDealModel, active_deal_model
 from tools.errors import ToolInputError, did_you_mean
 from tools.pipeline.deals import OpenDeal, pipeline_as_of
@@ -154,12 +161,17 @@ def _require(session: Session, opportunity_id: str) -> Opportunity:
 
 
 def _model_scores(
-    model: LoadedDealModel, data: DealData, rows: Sequence[tuple[Deal, dt.date]]
+    model: LoadedDealModel, data: DealData, rows: Sequence[tuple[Deal, dt.date]], *, drivers: bool = True
 ) -> tuple[np.ndarray, list[str], np.ndarray, Any]:
+    """Calibrated probabilities, and with `drivers` each feature group's contribution (TreeSHAP
+    for boosted trees costs as much again as the scores: skipped when only the probability is
+    wanted, as for the whole pipeline)."""
     data.use_amount, data.use_stage = model.use_amount, model.use_stage  # the switches it learned with
     table = feature_table(data, rows)
     raw = model.scorer.logit(table)
-    groups, contributions = model.scorer.group_contributions(table)
+    groups, contributions = (
+        model.scorer.group_contributions(table) if drivers else ([], np.empty((len(rows), 0)))
+    )
     return model.calibration.probability(raw), groups, contributions, table
 
 
@@ -195,12 +207,14 @@ def deal_score(*, session: Session, opportunity_id: str) -> DealScore:
             explanation="No deal model is trained (valuechain deals train): the stage table gives "
             f"{opp.stage} deals a win chance of {p:.0%}.",
         )
-    data = load_deal_data(session, population="demo" if model.population == "demo" else "import")
-    deal = next((d for d in data.deals if d.id == opp.id), None)
-    if deal is None:
+    population = "demo" if model.population == "demo" else "import"
+    if not in_population(opp, population):
         raise ToolInputError(
             f'opportunity "{ref}" is not in the population the deal model learned from ({model.population})'
         )
+    # only this deal's owner, product, stage history and account are read, not every deal
+    data = load_deal_context(session, opp, as_of, population=population)
+    deal = next(d for d in data.deals if d.id == opp.id)
     probs, groups, contributions, table = _model_scores(model, data, [(deal, as_of)])
     row = table.row(0)
     order = sorted(range(len(groups)), key=lambda j: (-abs(contributions[0, j]), groups[j]))
@@ -269,11 +283,13 @@ class DealModelProbabilities:
             return []
         as_of = pipeline_as_of(self.session)
         data = load_deal_data(
-            self.session, population="demo" if self.model.population == "demo" else "import"
+            self.session,
+            population="demo" if self.model.population == "demo" else "import",
+            history_of="open",
         )
         by_id = {d.id: d for d in data.deals}
         known = [(by_id[d.id], as_of) for d in deals if d.id in by_id]
-        probs = iter(_model_scores(self.model, data, known)[0].tolist()) if known else iter(())
+        probs = iter(_model_scores(self.model, data, known, drivers=False)[0].tolist()) if known else iter(())
         fallback = default_stage_table()
         return [next(probs) if d.id in by_id else fallback.probabilities([d])[0] for d in deals]
 

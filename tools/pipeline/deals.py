@@ -11,10 +11,9 @@ import statistics
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from itertools import pairwise
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, Select, func, or_, select
+from sqlalchemy import ColumnElement, Select, String, func, or_, select, type_coerce
 from sqlalchemy.orm import Session
 
 from crm.models import (
@@ -117,38 +116,48 @@ def _is_open(as_of: dt.date) -> list[ColumnElement[bool]]:
 def load_open_deals(session: Session, where: Sequence[ColumnElement[bool]], as_of: dt.date) -> list[OpenDeal]:
     """Open deals matching `where` (conditions over `FILTER_COLUMNS`), ordered by internal id."""
     open_now = _is_open(as_of)
-    rows = session.execute(
-        _scoped(
-            select(
-                Opportunity.id,
-                Opportunity.external_id,
-                Opportunity.account_id,
-                Opportunity.type,
-                Opportunity.stage,
-                Opportunity.owner,
-                SalesAgent.team,
-                SalesAgent.manager,
-                Opportunity.product,
-                Opportunity.amount,
-                Opportunity.created_at,
-                Opportunity.expected_close_date,
-                Opportunity.last_activity_date,
-            ),
-            [*open_now, *where],
-        ).order_by(Opportunity.id)
-    ).all()
+    session.flush()  # read through the connection (plain rows, no ORM layer): pending changes first
+    rows = (
+        session.connection()
+        .execute(
+            _scoped(
+                select(
+                    Opportunity.id,
+                    Opportunity.external_id,
+                    Opportunity.account_id,
+                    Opportunity.type,
+                    Opportunity.stage,
+                    Opportunity.owner,
+                    SalesAgent.team,
+                    SalesAgent.manager,
+                    Opportunity.product,
+                    Opportunity.amount,
+                    Opportunity.created_at,
+                    Opportunity.expected_close_date,
+                    Opportunity.last_activity_date,
+                ),
+                [*open_now, *where],
+            ).order_by(Opportunity.id)
+        )
+        .all()
+    )
     if not rows:
         return []
     # stage history of the open deals, up to as_of
     entered: dict[str, dict[str, dt.date]] = defaultdict(dict)
-    history = session.execute(
-        _scoped(
+    # driven from the open deals' ids (an index search each), not a join over every history row
+    open_refs = _scoped(select(Opportunity.external_id), [*open_now, *where])
+    history = (
+        session.connection()
+        .execute(
             select(
                 OpportunityStage.opportunity_id, OpportunityStage.stage, func.max(OpportunityStage.entered_at)
-            ).join(Opportunity, Opportunity.external_id == OpportunityStage.opportunity_id),
-            [*open_now, *where, OpportunityStage.entered_at <= as_of],
-        ).group_by(OpportunityStage.opportunity_id, OpportunityStage.stage)
-    ).all()
+            )
+            .where(OpportunityStage.opportunity_id.in_(open_refs), OpportunityStage.entered_at <= as_of)
+            .group_by(OpportunityStage.opportunity_id, OpportunityStage.stage)
+        )
+        .all()
+    )
     for ref, stage, day in history:
         entered[ref][stage] = day
     # the latest interaction with each open deal's account
@@ -159,11 +168,13 @@ def load_open_deals(session: Session, where: Sequence[ColumnElement[bool]], as_o
             Opportunity.account_id.is_not(None)
         )
         touched = dict(
-            session.execute(
+            session.connection()
+            .execute(
                 select(Interaction.account_id, func.max(Interaction.occurred_at))
                 .where(Interaction.occurred_at <= as_of, Interaction.account_id.in_(deal_accounts))
                 .group_by(Interaction.account_id)
-            ).all()
+            )
+            .all()
         )
     out = []
     for r in rows:
@@ -203,36 +214,46 @@ def load_won_deals(
     session: Session, where: Sequence[ColumnElement[bool]], start: dt.date, end: dt.date
 ) -> list[WonDeal]:
     """Won deals with an amount, closed between `start` and `end` (inclusive), matching `where`."""
-    rows = session.execute(
-        _scoped(
-            select(
-                Opportunity.id,
-                Opportunity.owner,
-                SalesAgent.team,
-                Opportunity.product,
-                Opportunity.amount,
-                Opportunity.close_date,
-            ),
-            [
-                *where,
-                Opportunity.stage == WON_STAGE,
-                Opportunity.amount.is_not(None),
-                Opportunity.close_date.between(start, end),
-            ],
-        ).order_by(Opportunity.id)
-    ).all()
+    session.flush()  # read through the connection below: pending changes first
+    rows = (
+        session.connection()
+        .execute(
+            _scoped(
+                select(
+                    Opportunity.id,
+                    Opportunity.owner,
+                    SalesAgent.team,
+                    Opportunity.product,
+                    Opportunity.amount,
+                    Opportunity.close_date,
+                ),
+                [
+                    *where,
+                    Opportunity.stage == WON_STAGE,
+                    Opportunity.amount.is_not(None),
+                    Opportunity.close_date.between(start, end),
+                ],
+            ).order_by(Opportunity.id)
+        )
+        .all()
+    )
     return [WonDeal(r.id, r.owner, r.team, r.product, float(r.amount), r.close_date) for r in rows]
 
 
 def typical_won_amounts(session: Session, as_of: dt.date) -> tuple[dict[str | None, float], float | None]:
     """Median amount of won deals closed by `as_of`: per product, and over all products."""
-    rows = session.execute(
-        select(Opportunity.product, Opportunity.amount).where(
-            Opportunity.stage == WON_STAGE,
-            Opportunity.amount.is_not(None),
-            Opportunity.close_date <= as_of,
+    session.flush()  # read through the connection below: pending changes first
+    rows = (
+        session.connection()
+        .execute(
+            select(Opportunity.product, Opportunity.amount).where(
+                Opportunity.stage == WON_STAGE,
+                Opportunity.amount.is_not(None),
+                Opportunity.close_date <= as_of,
+            )
         )
-    ).all()
+        .all()
+    )
     by_product: dict[str | None, list[float]] = defaultdict(list)
     for product, amount in rows:
         by_product[product].append(float(amount or 0.0))  # not null: filtered above
@@ -242,18 +263,34 @@ def typical_won_amounts(session: Session, as_of: dt.date) -> tuple[dict[str | No
 
 def typical_days_in_stage(session: Session, as_of: dt.date) -> dict[str, float]:
     """Median days won deals (closed in the last `STAGE_HISTORY_DAYS`) spent in each stage,
-    from their stage history; stages with fewer than `MIN_STAGE_SAMPLES` deals are left out."""
+    from their stage history; stages with fewer than `MIN_STAGE_SAMPLES` deals are left out.
+
+    A stage's span runs to the deal's next stage entry (by date, then row id). The rows are read
+    through the connection as plain tuples with the dates as stored text, each distinct date
+    parsed once: ORM rows with a Python date each were half the tool's time at 100k deals
+    (docs/PIPELINE.md, Performance)."""
     won = select(Opportunity.external_id).where(
         Opportunity.stage == WON_STAGE,
         Opportunity.close_date.between(as_of - dt.timedelta(days=STAGE_HISTORY_DAYS), as_of),
     )
-    rows = session.execute(
-        select(OpportunityStage.opportunity_id, OpportunityStage.stage, OpportunityStage.entered_at)
+    session.flush()  # read through the connection below: pending changes first, as a query would
+    rows = session.connection().execute(
+        select(
+            OpportunityStage.opportunity_id,
+            OpportunityStage.stage,
+            type_coerce(OpportunityStage.entered_at, String),
+        )
         .where(OpportunityStage.opportunity_id.in_(won), OpportunityStage.entered_at <= as_of)
         .order_by(OpportunityStage.opportunity_id, OpportunityStage.entered_at, OpportunityStage.id)
-    ).all()
+    )
+    ordinals: dict[str, int] = {}
     spans: dict[str, list[int]] = defaultdict(list)
-    for (ref, stage, day), nxt in pairwise(rows):
-        if nxt[0] == ref and stage not in CLOSED_STAGES:
-            spans[stage].append((nxt[2] - day).days)
+    last_ref, last_stage, last_day = None, "", 0
+    for ref, stage, entered in rows:
+        day = ordinals.get(entered)
+        if day is None:
+            day = ordinals[entered] = dt.date.fromisoformat(entered[:10]).toordinal()
+        if ref == last_ref and last_stage not in CLOSED_STAGES:
+            spans[last_stage].append(day - last_day)
+        last_ref, last_stage, last_day = ref, stage, day
     return {s: float(statistics.median(v)) for s, v in spans.items() if len(v) >= MIN_STAGE_SAMPLES}
