@@ -19,10 +19,10 @@ from pydantic import BaseModel, Field
 
 from api.auth import PERMISSIONS, Permission
 from api.deps import AUTH_RESPONSES, ReaderDep, SettingsDep
-from tools.review import APPROVE_REASONS, REJECT_REASONS, Role
+from tools.review import ABANDON_REASONS, APPROVE_REASONS, REJECT_REASONS, Role
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
-ASSETS = ("app.js", "pages.js", "revenue.js", "chat.js", "app.css")
+ASSETS = ("app.js", "pages.js", "revenue.js", "outcomes.js", "chat.js", "app.css")
 
 # The page loads only its own script and styles; the report preview is an inline-styled
 # document in a sandboxed frame, downloads are blob: URLs.
@@ -43,6 +43,7 @@ class Me(BaseModel):
     permissions: list[Permission]
     approve_reasons: dict[str, str] = Field(description="Reason codes for approving (optional)")
     reject_reasons: dict[str, str] = Field(description="Reason codes for rejecting (required)")
+    abandon_reasons: dict[str, str] = Field(description="Reason codes for abandoning an approved one (required)")
     recommendation_ttl_days: int
     currency: str = Field(description="ISO 4217 code the CRM's amounts are in (settings.currency)")
 
@@ -56,6 +57,7 @@ def me_route(principal: ReaderDep, settings: SettingsDep) -> Me:
         permissions=sorted(PERMISSIONS[principal.role]),
         approve_reasons=APPROVE_REASONS,
         reject_reasons=REJECT_REASONS,
+        abandon_reasons=ABANDON_REASONS,
         recommendation_ttl_days=settings.recommendation_ttl_days,
         currency=settings.currency,
     )

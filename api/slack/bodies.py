@@ -15,6 +15,7 @@ from urllib.parse import parse_qs
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from api.slack.followup import ABANDON_VIEW, FOLLOW_UP_ACTIONS, AbandonMeta
 from api.slack.render import APPROVE_ACTION, REJECT_ACTION, REJECT_VIEW, parse_button_value
 
 
@@ -126,10 +127,12 @@ def _interaction(payload: object) -> str | None:
         return f"payload is JSON {type(payload).__name__}, not an object"
     if payload.get("type") == "block_actions":
         for action in BlockActions.model_validate(payload).actions:
-            if action.action_id in (APPROVE_ACTION, REJECT_ACTION):
+            if action.action_id in (APPROVE_ACTION, REJECT_ACTION, *FOLLOW_UP_ACTIONS):
                 parse_button_value(action.value)
     elif payload.get("type") == "view_submission":
         view = ViewSubmission.model_validate(payload).view
         if view.callback_id == REJECT_VIEW:
             RejectMeta.model_validate_json(view.private_metadata)
+        elif view.callback_id == ABANDON_VIEW:
+            AbandonMeta.model_validate_json(view.private_metadata)
     return None

@@ -41,6 +41,8 @@ from api.metrics import record_agent_run, record_decision
 from api.runs import RunRegistry
 from api.slack.bodies import RejectMeta, malformed
 from api.slack.delivery import answer_once
+from api.slack.followup import OPEN, FollowUpListeners, approved_blocks
+from api.slack.followup import message_of as _message_of
 from api.slack.people import SlackPerson, slack_person, slack_user_of
 from api.slack.render import (
     APPROVE_ACTION,
@@ -134,6 +136,7 @@ class SlackBot:
         self.bolt.action(APPROVE_ACTION)(self.on_approve)
         self.bolt.action(REJECT_ACTION)(self.on_reject_click)
         self.bolt.view(REJECT_VIEW)(self.on_reject_submit)
+        self.follow_up = FollowUpListeners(self)  # Start / Mark executed / Abandon (api/slack/followup.py)
 
     async def handle(self, request: Request) -> Response:
         timestamp = request.headers.get("x-slack-request-timestamp")
@@ -365,14 +368,17 @@ class SlackBot:
 
     async def _show_decision(self, client: AsyncWebClient, where: tuple[str, str], rid: int,
                              decision: DecisionResult | DecisionInfo) -> None:
-        """Replace the buttons with "Approved by @user" (or who won, for a late click)."""
+        """Replace the buttons with "Approved by @user" (or who won, for a late click); an approved
+        one gets its follow-up buttons (api/slack/followup.py) in their place."""
         rec = await asyncio.to_thread(self._view, rid)
         if rec is None:
             return
         line = decided_line(decision, slack_user=slack_user_of(self.settings, decision.decided_by))
         channel, ts = where
         text = escape(f"Recommendation #{rid} {decision.status} by {decision.decided_by}")
-        await client.chat_update(channel=channel, ts=ts, text=text, blocks=decided_blocks(rec, line))
+        followed = decision.status == "approved" and (rec.status in OPEN or rec.status in ("executed", "abandoned"))
+        blocks = approved_blocks(self, rec) if followed else decided_blocks(rec, line)
+        await client.chat_update(channel=channel, ts=ts, text=text, blocks=blocks)
 
 
 def _decision_of(rec: RecommendationDetail) -> DecisionInfo:
@@ -382,16 +388,6 @@ def _decision_of(rec: RecommendationDetail) -> DecisionInfo:
         recommendation_id=rec.id, status=rec.status, decided_by=rec.decided_by, decided_at=rec.decided_at,
         reason_code=event.reason_code if event else None, note=event.note if event else None,
     )
-
-
-def _message_of(body: dict[str, Any]) -> tuple[str, str]:
-    """(channel, ts) of the message a button sits on."""
-    container = body.get("container") or {}
-    channel = container.get("channel_id") or (body.get("channel") or {}).get("id")
-    ts = container.get("message_ts") or (body.get("message") or {}).get("ts")
-    if not channel or not ts:
-        raise ValueError("the action payload names no message (container.channel_id / message_ts)")
-    return str(channel), str(ts)
 
 
 def _not_an_approver(person: SlackPerson) -> str:

@@ -180,7 +180,7 @@ function signOut(message) {
 
 // ------------------------------------------------------------------ routing
 
-const PAGES = ["chat", "review", "value-chain", "accounts", "pipeline", "service", "account", "report", "runs"];
+const PAGES = ["chat", "review", "value-chain", "accounts", "pipeline", "service", "outcomes", "account", "report", "runs"];
 const loaded = new Set();
 
 function route() {
@@ -199,6 +199,7 @@ function route() {
   else if (name === "accounts" && !loaded.has(name)) loadRisk();
   else if (name === "pipeline" && !loaded.has(name)) loadPipeline();
   else if (name === "service" && !loaded.has(name)) loadServiceQueue();
+  else if (name === "outcomes" && !loaded.has(name)) loadOutcomes(); // outcomes.js
   else if (name === "account") loadAccount(decodeURIComponent(arg || ""));
   else if (name === "report" && !loaded.has(name)) loadReport();
   else if (name === "runs") loadRunLog(); // always fresh: new runs and verdicts arrive all the time
@@ -237,6 +238,7 @@ function wire() {
 
   wirePages(); // pages.js
   wireRevenue(); // revenue.js
+  wireOutcomes(); // outcomes.js
 }
 
 document.addEventListener("DOMContentLoaded", () => {

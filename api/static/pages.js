@@ -216,6 +216,7 @@ async function openRecommendation(id) {
   ]);
   if (rec.decidable && can("decide")) pane.append(decisionForm(rec));
   else if (rec.decidable) pane.append(el("p", { class: "muted" }, `Your role (${state.me.role}) can review but not decide; approvers and admins decide.`));
+  if (FOLLOWED.includes(rec.status)) pane.append(followUpForm(rec));
   pane.append(
     el("h3", {}, "Facts"),
     el("dl", { class: "facts" },
@@ -224,6 +225,9 @@ async function openRecommendation(id) {
       el("dt", {}, "Version"), el("dd", {}, `v${rec.version} · ${rec.content_hash.slice(0, 12)}…`),
       el("dt", {}, "Expires"), el("dd", {}, rec.expires_at ? when(rec.expires_at) : "—"),
       el("dt", {}, "Decided"), el("dd", {}, rec.decided_at ? `${when(rec.decided_at)} by ${rec.decided_by}` : "—"),
+      el("dt", {}, "Owner"), el("dd", { id: "fact-owner" }, rec.owner || "—"),
+      el("dt", {}, "Due"), el("dd", { id: "fact-due" }, rec.due_date || "—"),
+      el("dt", {}, "Executed"), el("dd", { id: "fact-executed" }, rec.executed_at ? when(rec.executed_at) : "—"),
       el("dt", {}, "Account"), el("dd", {}, rec.account_id ? el("a", { href: `#/account/${encodeURIComponent(rec.account_id)}` }, rec.account_id) : "—"),
       el("dt", {}, "Conversation"), el("dd", {}, rec.conversation_id
         ? el("a", { href: "#/chat", onclick: (e) => { e.preventDefault(); openConversation(rec.conversation_id); } }, rec.conversation_id)
@@ -303,6 +307,77 @@ function decisionForm(rec) {
   });
   choose("approve");
   return form;
+}
+
+// ------------------------------------------------------------------ follow-up (after approval)
+
+const FOLLOWED = ["approved", "in_progress"];
+
+/** Owner, due date and the steps approved → in progress → executed / abandoned (with a reason),
+ * each a POST bound to the version shown (docs/OUTCOMES.md §1). Assigning is for approvers and
+ * admins; the steps also for an analyst who owns it. The server decides; a refusal is shown on the
+ * refreshed item. */
+function followUpForm(rec) {
+  const deciding = can("decide");
+  const mayStep = deciding || (can("analyze") && rec.owner === state.me.user);
+  const message = el("p", { class: "error", role: "alert", id: "follow-up-message" });
+  const owner = el("input", { id: "follow-owner", size: 14, maxlength: 100, value: rec.owner || "", placeholder: "who does it" });
+  const due = el("input", { id: "follow-due", type: "date", value: rec.due_date || "" });
+  const reason = el("select", { id: "follow-reason" }, el("option", { value: "" }, "choose a reason…"),
+    Object.entries(state.me.abandon_reasons || {}).map(([k, v]) => el("option", { value: k, title: v }, words(k))));
+  const note = el("input", { id: "follow-note", size: 24, maxlength: 2000, placeholder: "note (required with other)" });
+  const step = async (transition, body, button) => {
+    message.textContent = "";
+    button.disabled = true;
+    try {
+      const r = await api(`/api/v1/recommendations/${rec.id}/${transition}`, { method: "POST", body: { expected_version: rec.version, ...body } });
+      toast(`#${rec.id} ${r.status === rec.status ? "updated" : words(r.status)}`);
+    } catch (err) {
+      if (err.status === 401) return;
+      if (err.status === 422) {
+        button.disabled = false;
+        message.textContent = err.message;
+        return;
+      }
+      reviewState.notice = { id: rec.id, text: `Not recorded. ${refusalText(rec.id, err).replace(/^#\d+: /, "")}` };
+    }
+    loadReviewList();
+    openRecommendation(rec.id);
+  };
+  const form = el("div", { class: "decision", id: "follow-up", role: "group", "aria-label": "Follow-up" },
+    el("h3", {}, "Follow-up"),
+    el("p", { class: "muted small" }, `Status ${words(rec.status)}; every step is bound to version ${rec.version} and recorded in the audit trail.`));
+  if (deciding) {
+    const save = el("button", { type: "button", id: "follow-assign" }, "Save owner and due date");
+    save.addEventListener("click", () => {
+      const body = {};
+      if (owner.value.trim()) body.owner = owner.value.trim();
+      if (due.value) body.due_date = due.value;
+      if (!Object.keys(body).length) { message.textContent = "Give an owner or a due date."; return; }
+      step("assign", body, save);
+    });
+    form.append(el("div", { class: "follow-up" }, el("label", {}, "Owner", owner), el("label", {}, "Due date", due), save));
+  }
+  if (!mayStep) {
+    form.append(el("p", { class: "muted" }, `Its owner, an approver or an admin records the steps (you are ${state.me.role}${rec.owner ? `; the owner is ${rec.owner}` : ""}).`));
+    return append(form, [message]);
+  }
+  const buttons = el("div", { class: "follow-up" });
+  if (rec.status === "approved") {
+    const start = el("button", { type: "button", id: "follow-start" }, "Start");
+    start.addEventListener("click", () => step("start", {}, start));
+    buttons.append(start);
+  }
+  const done = el("button", { type: "button", class: "approve", id: "follow-execute" }, "Mark executed");
+  done.addEventListener("click", () => step("execute", note.value.trim() ? { note: note.value.trim() } : {}, done));
+  const abandon = el("button", { type: "button", class: "reject", id: "follow-abandon" }, "Abandon");
+  abandon.addEventListener("click", () => {
+    if (!reason.value) { message.textContent = "Abandoning needs a reason."; return; }
+    if (reason.value === "other" && !note.value.trim()) { message.textContent = "Reason \"other\" needs a note."; return; }
+    step("abandon", { reason_code: reason.value, note: note.value.trim() || null }, abandon);
+  });
+  buttons.append(done, el("label", {}, "Reason to abandon", reason), el("label", {}, "Note", note), abandon);
+  return append(form, [buttons, message]);
 }
 
 function wireReview() {

@@ -173,12 +173,15 @@ def _path(created: NDArray[np.int64], days: NDArray[np.int64], last: NDArray[np.
 
 
 def simulate_deals(
-    a: Accounts, tl: Timeline, *, stage_from: int, ro: np.random.Generator, rs: np.random.Generator, seed: int
+    a: Accounts, tl: Timeline, *, stage_from: int, ro: np.random.Generator, rs: np.random.Generator, seed: int,
+    extra_won: dict[str, list[Any]] | None = None,
 ) -> tuple[dict[str, list[Any]], dict[str, list[Any]]]:
     """(opportunities columns, stage-history columns) for one chunk. Stage rows point at deals by
     their position in the returned opportunities (`opportunity_local`). `ro` is RNG stream 9 (the
     draws the account deals always had), `rs` stream 10. Stage history before `stage_from` is not
-    written (the trimmed demo)."""
+    written (the trimmed demo). `extra_won`: upsell deals won by the simulated growth offers
+    (crm/demo/interventions.py: row, created, close, fraction of ARR, product), appended after the
+    others without a draw from `ro` or `rs`, so every other deal is unchanged."""
     A, C = tl.as_of, len(a.valid)
     acc = np.arange(C)
     valid = a.valid
@@ -331,6 +334,28 @@ def simulate_deals(
     d.outcome.append(np.full(int(flying.sum()), S_WON))
     d.expected.append(f_created[flying] + int(NEW_BASE.sum()))
     d.lead.append(a.lead[fi_[flying]])
+
+    if extra_won and extra_won["row"]:
+        xi = np.array(extra_won["row"], dtype=np.int64)
+        x_created = np.array(extra_won["created"], dtype=np.int64)
+        x_close = np.array(extra_won["close"], dtype=np.int64)
+        n = len(xi)
+        term = np.clip((x_created - a.created[xi]) // 365, 0, K)
+        entered = np.full((n, 5), BIG, dtype=np.int64)
+        entered[:, 1] = x_created  # qualification on creation, proposal halfway, then the win
+        entered[:, 2] = np.minimum(x_created + (x_close - x_created) // 2, x_close - 1)
+        entered[:, 2] = np.where(entered[:, 2] > x_created, entered[:, 2], BIG)
+        entered[:, 4] = x_close
+        d.acc.append(xi)
+        d.type.append(np.ones(n, np.int64))
+        d.product.append(list(extra_won["product"]))
+        d.owner.append(owner_of_account[xi])
+        d.amount.append(np.round(12 * a.mrr[xi, term] * np.array(extra_won["fraction"]), 2))
+        d.created.append(x_created)
+        d.entered.append(entered)
+        d.outcome.append(np.full(n, S_WON))
+        d.expected.append(x_close)
+        d.lead.append(np.full(n, -1))
 
     return _columns(d, a, tl, stage_from=stage_from)
 

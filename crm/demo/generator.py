@@ -20,6 +20,7 @@ from rich.progress import (
 from sqlalchemy import Connection, Engine, Table, delete, func, select, text
 
 from crm.demo.deals import sales_agent_rows
+from crm.demo.interventions import TRUE_EFFECTS_KEY, true_effects_json
 from crm.demo.reference import activity_rows, initiative_rows
 from crm.demo.simulate import (
     CHUNK,
@@ -33,7 +34,7 @@ from crm.demo.simulate import (
 from crm.demo.timeline import Timeline
 from crm.models import DEMO_ORIGIN, Base
 
-GENERATOR_VERSION = "4"  # 2: opportunities with owners, products, stage history and prospects (#20); 3: tickets' time of day (#20); 4: simulated interventions with true effects (#21)
+GENERATOR_VERSION = "5"  # 2: opportunities with owners, products, stage history and prospects (#20); 3: tickets' time of day (#20); 4: simulated interventions with true effects (#21); 5: simulated growth offers and their won deals, true effects in app_meta (#21, with interventions only)
 BATCH = 10_000
 DEFAULT_AS_OF = dt.date(2026, 9, 30)
 META_KEYS = ("as_of", "demo_seed", "demo_accounts", "generator_version", "demo_history")
@@ -293,8 +294,10 @@ def generate_demo(
             "generator_version": GENERATOR_VERSION,
             "demo_history": history_note(trimmed),
         }
+        if interventions:  # the stated true effects, shown beside the estimates (docs/OUTCOMES.md)
+            meta[TRUE_EFFECTS_KEY] = true_effects_json()
         table = _t("app_meta")
-        conn.execute(delete(table).where(table.c.key.in_([*meta, DEMO_REMOVED_KEY])))
+        conn.execute(delete(table).where(table.c.key.in_([*meta, DEMO_REMOVED_KEY, TRUE_EFFECTS_KEY])))
         conn.execute(table.insert(), [{"key": k, "value": v} for k, v in meta.items()])
     summary.rows["app_meta"] = len(meta)
     summary.seconds = time.perf_counter() - began

@@ -619,8 +619,10 @@ def simulate_chunk(tl: Timeline, spec: ChunkSpec) -> ChunkData:
         lead=lead,
         lead_names=LEAD_SOURCES,
     )
+    growth_wins = tables.pop("growth_wins", None)  # won deals the simulated growth offers brought
     tables["opportunities"], tables["opportunity_stages"] = deals.simulate_deals(
-        deals_of, tl, stage_from=event_from, ro=_rng(spec, 9), rs=_rng(spec, 10), seed=spec.seed
+        deals_of, tl, stage_from=event_from, ro=_rng(spec, 9), rs=_rng(spec, 10), seed=spec.seed,
+        extra_won=growth_wins,
     )
 
     return ChunkData(tables, churned=int((churned & valid).sum()), active=int((~churned & valid).sum()))

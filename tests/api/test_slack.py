@@ -181,9 +181,11 @@ def test_an_approver_click_decides_once_and_updates_the_message(env: Env, filed:
 
     update = env.fake.wait("chat.update")[0]
     assert (update["channel"], update["ts"]) == (CHANNEL, filed.message_ts)
-    line = update["blocks"][-1]["elements"][0]["text"]
+    line = update["blocks"][1]["elements"][0]["text"]
     assert line.startswith(f"*Approved by <@{ALICE}> (alice)*")
-    assert all(b["type"] != "actions" for b in update["blocks"])  # the buttons are gone
+    # Approve / Reject are gone; the follow-up steps take their place (tests/api/test_slack_followup.py)
+    actions = [e["action_id"] for b in update["blocks"] if b["type"] == "actions" for e in b["elements"]]
+    assert actions == ["vcc_start", "vcc_execute", "vcc_abandon"]
     assert update["text"] == f"Recommendation #{filed.id} approved by alice"
     with env.sessions() as s:
         rec = s.get(Recommendation, filed.id)

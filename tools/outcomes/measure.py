@@ -11,7 +11,9 @@ days) a unit is, as of the data's date `as_of`:
 - `retained` otherwise.
 
 Growth actions count a *success* when an opportunity of the account was won (stage
-closed_won) with a close date in (day 0, day 0 + 90], with its amount. Only data dated on or
+closed_won) with a close date in (day 0, day 0 + 90], with its amount. A renewal is not an
+opportunity won in this sense (it keeps the business, it does not grow it): only new-business,
+upsell and untyped opportunities count, here and for `expanded`. Only data dated on or
 before `as_of` is read, so a report as of a past date says what was known then.
 """
 
@@ -22,7 +24,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Literal
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from crm.models import WON_STAGE, Account, Opportunity, Recommendation, RecommendationHoldout, Subscription
@@ -126,6 +128,7 @@ def _measure(session: Session, units: list[Unit], as_of: dt.date) -> None:
             select(Opportunity.account_id, Opportunity.close_date, Opportunity.amount).where(
                 Opportunity.account_id.in_(chunk),
                 Opportunity.stage == WON_STAGE,
+                or_(Opportunity.type.is_(None), Opportunity.type != "renewal"),  # keeping is not growing
                 Opportunity.close_date.is_not(None),
                 Opportunity.close_date <= as_of,
             )

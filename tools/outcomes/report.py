@@ -11,6 +11,7 @@ whose 90 days have not ended is `pending` and not counted.
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections import Counter
 from typing import Literal
 
@@ -18,7 +19,8 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from crm.models import Account, Recommendation, RecommendationEvent
+from crm.demo.interventions import TRUE_EFFECTS_KEY
+from crm.models import Account, AppMeta, Recommendation, RecommendationEvent
 from tools.common import data_as_of
 from tools.errors import ToolInputError
 from tools.nba import RetentionEffect, load_playbook
@@ -68,6 +70,11 @@ class ActionAttribution(BaseModel):
     difference: Interval | None = Field(description="Treated − holdout rate (churn or win), Newcombe")
     uplift: Interval | None = Field(description="Retention: 1 − risk ratio (Katz); growth: null")
     learned: LearnedEffect
+    true_effect: float | None = Field(
+        default=None,
+        description="Demo data only: the simulated true effect the estimate should recover (retention: uplift; "
+        "growth: p_success, compare with `difference`); null otherwise",
+    )
 
 
 class OutcomeFilters(BaseModel):
@@ -84,6 +91,9 @@ class OutcomeReport(BaseModel):
     filters: OutcomeFilters
     method: str
     actions: list[ActionAttribution]
+    demo_truth: bool = Field(
+        default=False, description="The data is a demo with simulated interventions of stated true effects"
+    )
 
 
 def _arm(c: ArmCounts | None, kind: str) -> ArmSummary:
@@ -94,6 +104,19 @@ def _arm(c: ArmCounts | None, kind: str) -> ArmSummary:
         low, high = wilson(events, c.n)
         rate = Interval(estimate=events / c.n, low=low, high=high)
     return ArmSummary(n=c.n, pending=c.pending, events=events, rate=rate, won_amount=c.won_amount)
+
+
+def _true_effects(session: Session) -> dict[str, float] | None:
+    """The demo's stated true effects ({action: uplift or p_success}) when the generator simulated
+    interventions: crm/demo/interventions.py, read from app_meta (no table of its own)."""
+    raw = session.get(AppMeta, TRUE_EFFECTS_KEY)
+    if raw is None:
+        return None
+    try:
+        parsed = json.loads(raw.value)
+        return {str(k): float(v["uplift"] if "uplift" in v else v["p_success"]) for k, v in parsed.items()}
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return None  # a hand-edited row: show no truth rather than fail the report
 
 
 def outcomes_report(
@@ -154,6 +177,7 @@ def outcomes_report(
         if rid in wanted:
             reasons[action][code or "unspecified"] += 1
 
+    truth = _true_effects(session)
     rows: list[ActionAttribution] = []
     for a in playbook.actions:
         kind: Literal["retention", "growth"] = "retention" if isinstance(a.effect, RetentionEffect) else "growth"
@@ -188,6 +212,7 @@ def outcomes_report(
                     action=a.id, kind=kind, prior=prior, treated=t, holdout=c,
                     prior_strength=playbook.prior_strength,
                 ),
+                true_effect=truth.get(a.id) if truth else None,
             )
         )
     return OutcomeReport(
@@ -195,4 +220,5 @@ def outcomes_report(
         filters=OutcomeFilters(segment=segment, approver=approver, period_from=period_from, period_to=period_to),
         method=METHOD,
         actions=rows,
+        demo_truth=truth is not None,
     )

@@ -55,18 +55,22 @@ def report_cmd(
     if as_json:
         print_json(report)
         return
-    table = Table(
-        "action", "proposed", "approved", "executed", "90-day churn or win: treated / holdout", "uplift [95%]", "learned"
-    )
+    columns = ["action", "proposed", "approved", "executed", "90-day churn or win: treated / holdout",
+               "uplift [95%] (growth: win-rate difference)"]
+    if report.demo_truth:  # a demo with simulated interventions: the truth beside the estimate
+        columns.append("true (demo)")
+    table = Table(*columns, "learned")
     for a in report.actions:
         e = a.learned
+        truth = ["—" if a.true_effect is None else f"{a.true_effect:g}"] if report.demo_truth else []
         table.add_row(
             a.action,
             str(a.proposals),
             "—" if a.approval_rate is None else f"{a.approval_rate:.0%}",
             str(a.executions),
             f"{_rate(a.treated.rate, a.treated.n)} / {_rate(a.holdout.rate, a.holdout.n)}",
-            _pct(a.uplift),
+            _pct(a.uplift) if a.kind == "retention" else _pct(a.difference),
+            *truth,
             f"{e.learned:.3f} (prior {e.prior:g}, n {e.n_treated}/{e.n_holdout})",
         )
     console.print(table)
