@@ -28,6 +28,7 @@ from crm.demo.generator import GENERATOR_VERSION, generate_demo
 from crm.migrate import upgrade
 
 if TYPE_CHECKING:
+    from core.settings import Settings
     from knowledge.store import KnowledgeStore
 
 FIXTURES_DIR = Path(__file__).resolve().parent / "fixtures"
@@ -148,12 +149,24 @@ def fixture_knowledge(work_dir: Path) -> KnowledgeStore:
     return store
 
 
-def corpus_knowledge(work_dir: Path) -> KnowledgeStore:
-    """A store holding exactly the product's corpus (no users' documents), so runs are reproducible."""
+# The eval's corpus on a Chroma server: a collection of its own, so users' documents in the
+# product's collection never move the numbers (and the eval never writes into that one).
+EVAL_CORPUS_COLLECTION = "valuechain_eval_corpus"
+
+
+def corpus_knowledge(work_dir: Path, *, server: Settings | None = None) -> KnowledgeStore:
+    """A store holding exactly the product's corpus (no users' documents), so runs are reproducible.
+
+    Embedded in `work_dir` by default; on the Chroma server of `server` (its `chroma_host`) when
+    given, which is how `valuechain eval run` measures a deployment's server (docs/DEPLOY.md).
+    """
     # [knowledge] extra: chromadb (~0.5 s); only the suites that search need a store
     from knowledge.ingest import ensure_corpus_index
     from knowledge.store import KnowledgeStore
 
-    store = KnowledgeStore.at_path(work_dir / "knowledge-corpus")
+    if server is not None and server.chroma_host:
+        store = KnowledgeStore.from_settings(server, collection_name=EVAL_CORPUS_COLLECTION)
+    else:
+        store = KnowledgeStore.at_path(work_dir / "knowledge-corpus")
     ensure_corpus_index(store)
     return store

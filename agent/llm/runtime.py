@@ -10,10 +10,11 @@ the agent sends, so the first question does not pay for them.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -62,15 +63,23 @@ class LLMRuntime:
         if not endpoint.embedded:
             assert endpoint.base_url is not None  # resolve_endpoint guarantees it when configured
             return cls(settings, endpoint.base_url, endpoint.model)
-        if share and (running := _running_server(settings)) is not None:
-            return cls(settings, running, endpoint.model, attached=True)
+        if not share:
+            return cls._start(settings, endpoint.model, progress)
+        # Several workers (`serve --workers N`) open at the same moment: one starts the ~2 GB
+        # server under the lock, the others wait for it and attach to its URL.
+        with _start_lock(settings):
+            if (running := _running_server(settings)) is not None:
+                return cls(settings, running, endpoint.model, attached=True)
+            runtime = cls._start(settings, endpoint.model, progress)
+            _register(settings, runtime)
+            return runtime
+
+    @classmethod
+    def _start(cls, settings: Settings, model: str, progress: ProgressFn | None) -> LLMRuntime:
         server = EmbeddedLLMServer.from_settings(settings, progress=progress)
         server.start()
-        runtime = cls(settings, server.base_url, endpoint.model, server=server,
-                      timings={"server_start_s": server.started_s or 0.0})
-        if share:
-            _register(settings, runtime)
-        return runtime
+        return cls(settings, server.base_url, model, server=server,
+                   timings={"server_start_s": server.started_s or 0.0})
 
     @property
     def embedded(self) -> bool:
@@ -130,6 +139,21 @@ class LLMRuntime:
 def registry_path(settings: Settings) -> Path:
     """Where a process that runs the embedded server says so, for other processes to share it."""
     return settings.data_dir / "run" / "llm-server.json"
+
+
+@contextlib.contextmanager
+def _start_lock(settings: Settings) -> Iterator[None]:
+    """An exclusive lock on `run/llm-server.lock` beside the registry, held while one process
+    looks for a running embedded server and, finding none, starts and registers its own.
+    The kernel drops it when the holder dies, so a crashed starter never blocks the rest."""
+    path = registry_path(settings).with_suffix(".lock")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _register(settings: Settings, runtime: LLMRuntime) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from functools import cache
 from pathlib import Path
 from typing import cast
 
@@ -105,6 +106,7 @@ def run(
     # [llm] extra: client and server import httpx, evals.runner loads langchain_core (~0.4 s)
     from agent.llm.client import LLMConfigError
     from agent.llm.server import LLMServerError
+    from evals.fixtures import corpus_knowledge
     from evals.runner import MODEL_SUITES, RunOptions, plan_scopes, run_suites
 
     chosen = list(dict.fromkeys(suites or SUITES))
@@ -133,6 +135,8 @@ def run(
         progress=None if as_json else lambda line: err_console.print(f"[dim]{line}[/]"),
         design=settings.agent_design, exemplars=settings.plan_exemplars,
     )
+    if settings.chroma_host:  # a deployment's Chroma server: search the eval corpus there (docs/DEPLOY.md)
+        options = replace(options, knowledge=cache(lambda: corpus_knowledge(options.work_dir, server=settings)))
     label = str(thresholds or "evals/thresholds.yaml")
     try:
         if not MODEL_SUITES & set(chosen):

@@ -25,13 +25,19 @@ def _key_hint(settings: Settings) -> str:
     return f"sign in with an API key (the first `valuechain init` printed an admin key; more: {make})"
 
 
-def _llm_hint(settings: Settings) -> str:
+def _llm_hint(settings: Settings, workers: int = 1) -> str:
     if settings.llm_base_url:
         return f"chat model at {settings.llm_base_url}"
     if settings.llm_autostart:
+        # the first worker to get the lock in LLMRuntime.open starts it; the rest attach to its URL
+        shared = (
+            f"; one model server for all {workers} workers (it stops with the worker that started it: "
+            "a team server runs `valuechain llm serve` and sets LLM_BASE_URL, docs/DEPLOY.md)"
+            if workers > 1 else ""
+        )
         return (
             "chat model: the embedded model starts in the background (about a minute on first use); "
-            "everything else answers at once"
+            f"everything else answers at once{shared}"
         )
     return "chat is off (LLM_AUTOSTART=false and no LLM_BASE_URL); everything else works"
 
@@ -57,7 +63,7 @@ def serve(
     console.print(f"[bold]Value Chain Copilot UI: {base}/[/bold]", highlight=False)
     console.print(f"API docs: {base}/docs  ·  readiness: {base}/readyz", highlight=False)
     console.print(_key_hint(settings), highlight=False)
-    console.print(_llm_hint(settings), highlight=False)
+    console.print(_llm_hint(settings, workers), highlight=False)
     uvicorn.run(
         "api.app:create_app",
         factory=True,
