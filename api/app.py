@@ -6,7 +6,9 @@ Long-lived resources live on `app.state`, created in `lifespan` and released at 
 - `knowledge` — a callable returning the knowledge store, created on first use;
 - `llm` — an `api.llm.LLMState` from `api.llm.start_llm(settings)` (the chat model endpoint);
 - `runs` — the `api.runs.RunRegistry` of chat turns (runs left `running` by a previous process
-  are marked `interrupted` first; turns still going at shutdown are marked `interrupted` too).
+  are marked `interrupted` first; turns still going at shutdown are marked `interrupted` too),
+  with a task that refreshes this worker's heartbeat, carries out Stops asked on other workers
+  and interrupts runs of workers gone quiet.
 
 Other interfaces mount on the same app: `app.include_router(...)` for the chat routes,
 `/slack/events` and the web UI (see docs/API.md, "Extending the app").
@@ -37,6 +39,7 @@ from api.routes import (
     conversations,
     feedback,
     health,
+    jobs,
     knowledge,
     outcomes,
     recommendations,
@@ -89,6 +92,7 @@ TAGS = [
     {"name": "chat", "description": "Ask the agent: streamed (server-sent events) or one JSON answer."},
     {"name": "conversations", "description": "Agent conversations with their runs and tool calls."},
     {"name": "analysis", "description": "The five-step value-chain analysis as JSON or a report."},
+    {"name": "jobs", "description": "Batch jobs (churn scoring, retraining, large ingests) with progress."},
     {"name": "operations", "description": "Liveness, readiness and Prometheus metrics."},
 ]
 
@@ -131,14 +135,16 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         log.warning("%d chat run(s) left running by a process that ended (the previous server, a terminal chat) "
                     "marked interrupted: %s",
                     len(interrupted), ", ".join(interrupted))
-    app.state.runs = RunRegistry(app.state.sessionmaker, turns_at_once=settings.chat_turns_at_once)
+    app.state.runs = RunRegistry(app.state.sessionmaker, turns_at_once=settings.chat_turns_at_once,
+                                 stale_s=settings.run_stale_s)
+    app.state.runs.start_keep_alive()  # heartbeat, other workers' stops and gone runs
     app.state.llm = start_llm(settings, sessions=app.state.sessionmaker, knowledge=app.state.knowledge)
     try:
         yield
     finally:
         await app.state.runs.shutdown()
-        if getattr(app.state, "ingest_jobs", None) is not None:  # cancel knowledge ingest jobs: nothing half-added
-            await run_in_threadpool(app.state.ingest_jobs.close)
+        if getattr(app.state, "jobs", None) is not None:  # stop this process's jobs: an ingest keeps nothing half-added
+            await run_in_threadpool(app.state.jobs.close)
         stop_llm(app.state.llm)
         engine.dispose()
 
@@ -189,6 +195,7 @@ def create_app(
     app.include_router(feedback.router)  # GET /api/v1/feedback: the run log with users' verdicts
     app.include_router(analysis.router)
     app.include_router(outcomes.router)  # GET /api/v1/outcomes: the attribution report (#21)
+    app.include_router(jobs.router)  # batch jobs: churn scoring and retraining (#22)
     ui.mount(app)  # the web UI at / (api/static/)
     app.include_router(slack_router)  # POST /slack/events (503 until Slack is configured)
     if configure is not None:

@@ -13,8 +13,15 @@ shape, so two turns at once would only evict each other's cache); the others wai
 their streams say their place in the queue (`queue` events, position 0 when the wait is over;
 a run that never waited sends none).
 
-Finished runs stay replayable for `KEEP_S` seconds (at most `KEEP_FINISHED` of them); after
-that, or after a restart, the conversation history (`GET /api/v1/conversations/{id}`) has them.
+Finished runs stay replayable from memory for `KEEP_S` seconds (at most `KEEP_FINISHED` of them).
+
+Several workers (`valuechain serve --workers N`, or several servers on one PostgreSQL database):
+each event is also stored as it comes (`agent.run_events`, table `run_events`, by a writer task
+per run, so the turn never waits on the database), and a reader that lands on a worker not
+holding the run follows it from the table (`RunRegistry.follow_stored`, polling every
+`POLL_S`) with the same ids. Each worker refreshes a heartbeat every `HEARTBEAT_S` and sweeps
+for runs whose owner's heartbeat is older than `stale_s` (or whose process ended), marking them
+`interrupted` (`RunRegistry.keep_alive`); a reader of such a run gets a last `stopped` event.
 """
 
 from __future__ import annotations
@@ -31,6 +38,18 @@ from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.orm import Session, sessionmaker
 
 from agent.copilot import AgentAnswer, AgentEvent
+from agent.run_events import (
+    TERMINAL_EVENTS,
+    forget_worker,
+    heartbeat,
+    interrupt_stale,
+    owner_gone,
+    prune,
+    read_events,
+    run_state,
+    stop_requests,
+    store_events,
+)
 from agent.runlog import close_unfinished
 
 log = logging.getLogger(__name__)
@@ -38,9 +57,18 @@ log = logging.getLogger(__name__)
 KEEP_S = 900.0
 """How long a finished run's events stay replayable from memory."""
 KEEP_FINISHED = 100
+POLL_S = 0.25
+"""How often a reader following a run held by another worker looks for new events."""
+ENDED_GRACE_S = 3.0
+"""How long a reader waits for the last event of a run the run log says has ended before saying so itself."""
+PRUNE_S = 3600.0
+"""How often a worker deletes stored events older than `agent.run_events.KEEP_DAYS`."""
+STOP_POLL_S = 0.5
+"""How often a worker holding runs looks for Stops asked on other workers."""
+HEARTBEAT_S = 5.0
+"""How often a worker says it is alive and looks for runs of workers that are not (at most stale_s / 3)."""
 
 RunState = Literal["queued", "running", "ok", "error", "stopped", "interrupted"]
-TERMINAL_EVENTS = ("answer", "stopped")
 
 
 @dataclass(frozen=True)
@@ -71,6 +99,9 @@ class ActiveRun:
     task: asyncio.Task[None] | None = None
     failure: BaseException | None = None
     """A bug that escaped the agent after the run started (`run_turn` turns those into answers)."""
+    stored: int = 0
+    """Frames written to `run_events` so far (the writer task's progress)."""
+    store_failed: bool = False
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
@@ -119,13 +150,16 @@ class ActiveRun:
 class RunRegistry:
     """The chat turns of this API process, running and recently finished."""
 
-    def __init__(self, sessions: sessionmaker[Session], *, turns_at_once: int = 1) -> None:
+    def __init__(self, sessions: sessionmaker[Session], *, turns_at_once: int = 1, stale_s: float = 15.0) -> None:
         self.sessions = sessions
         self.turns_at_once = turns_at_once
+        self.stale_s = stale_s
         self.runs: dict[str, ActiveRun] = {}
         self.waiting: list[str] = []
         self._slots: asyncio.Semaphore | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._keep_alive: asyncio.Task[None] | None = None
+        self._closing: asyncio.Event | None = None
 
     # ------------------------------------------------------------------ queries
     def get(self, run_id: str) -> ActiveRun | None:
@@ -160,6 +194,7 @@ class RunRegistry:
     async def _drive(self, events: AsyncIterator[AgentEvent], ready: asyncio.Future[ActiveRun], *,
                      question: str, user_id: int | None, channel: str) -> None:
         run: ActiveRun | None = None
+        writer: asyncio.Task[None] | None = None
         holding = False
         try:
             async for event in events:
@@ -170,6 +205,7 @@ class RunRegistry:
                                     task=asyncio.current_task())
                     self.runs[run.run_id] = run
                     run.append(event.type, _data(event))
+                    writer = asyncio.create_task(self._store(run))
                     ready.set_result(run)
                     await self._take_slot(run)
                     holding = True
@@ -204,10 +240,36 @@ class RunRegistry:
                 if run.state in ("queued", "running"):  # ended without an answer or a stop
                     run.state = "error"
                 run.finish()
+            if writer is not None:  # the last events reach the table before the task ends
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(writer)
             closer = getattr(events, "aclose", None)
             if closer is not None:
                 with contextlib.suppress(Exception):
                     await asyncio.shield(closer())
+
+    async def _store(self, run: ActiveRun) -> None:
+        """Write `run`'s frames to `run_events` as they come, in batches, until it has ended.
+
+        A failed write is logged and ends the storing of that run (its readers on this worker
+        are not affected); the turn itself never waits for the database here."""
+        while True:
+            changed = run._changed
+            pending = run.frames[run.stored:]
+            if pending:
+                try:
+                    await run_in_threadpool(store_events, self.sessions, run.run_id,
+                                            [(f.seq, f.event, f.data) for f in pending])
+                except Exception as exc:
+                    run.store_failed = True
+                    log.warning("run %s: events not stored for other workers (%s)", run.run_id,
+                                str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+                    return
+                run.stored += len(pending)
+                continue
+            if run.done:
+                return
+            await changed.wait()
 
     async def answer(self, events: AsyncIterator[AgentEvent], *, question: str, user_id: int | None,
                      channel: str) -> tuple[ActiveRun, AgentAnswer | None]:
@@ -268,6 +330,107 @@ class RunRegistry:
             task.cancel()
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
+        if self._keep_alive is not None and self._closing is not None:
+            self._closing.set()  # not cancelled: a query in flight finishes before the engine closes
+            await asyncio.gather(self._keep_alive, return_exceptions=True)
+            self._keep_alive = None
+
+    def start_keep_alive(self, *, interval_s: float | None = None) -> None:
+        """Run `keep_alive` in the background until `shutdown`."""
+        self._closing = asyncio.Event()
+        self._keep_alive = asyncio.create_task(self.keep_alive(interval_s=interval_s, until=self._closing))
+
+    # ------------------------------------------------------------------ other workers' runs
+    async def follow_stored(self, run_id: str, *, after: int = 0, keepalive_s: float | None = None,
+                            poll_s: float = POLL_S) -> AsyncIterator[Frame | None]:
+        """Like `ActiveRun.follow`, for a run another process holds: its stored events after `after`,
+        polled until its last event (`answer`/`stopped`); None every `keepalive_s` of silence.
+
+        A run the run log says has ended without a stored last event gets a `stopped` event saying
+        why, numbered next: at once when its process is gone (killed, no heartbeat), else after
+        `ENDED_GRACE_S` (a live owner is still storing its last events)."""
+        seen = max(0, after)
+        quiet = 0.0
+        checked = 0.0
+        ended_at: float | None = None
+        while True:
+            rows = await run_in_threadpool(read_events, self.sessions, run_id, after=seen)
+            for seq, event, data in rows:
+                seen = seq
+                yield Frame(seq, event, data)
+                if event in TERMINAL_EVENTS:
+                    return
+            if rows:
+                quiet = 0.0
+                continue
+            checked += poll_s
+            if checked >= 1.0:  # the run row, and its owner's liveness, once a second
+                checked = 0.0
+                marked = await run_in_threadpool(interrupt_stale, self.sessions, stale_s=self.stale_s, run_id=run_id)
+                state = await run_in_threadpool(run_state, self.sessions, run_id)
+                if state is not None and state[0] == "running":
+                    ended_at = None
+                else:
+                    ended_at = ended_at or time.monotonic()  # a live owner may still be storing its last events
+                    gone = bool(marked) or await run_in_threadpool(owner_gone, self.sessions, run_id,
+                                                                   stale_s=self.stale_s)
+                    late = await run_in_threadpool(read_events, self.sessions, run_id, after=seen)
+                    if not late and (gone or time.monotonic() - ended_at >= ENDED_GRACE_S):
+                        status, error, conversation_id = state or ("error", None, "")
+                        yield Frame(seen + 1, "stopped", {"type": "stopped", "run_id": run_id,
+                                                          "conversation_id": conversation_id, "status": status,
+                                                          "text": error or f"the run ended ({status})"})
+                        return
+                    if late:  # stored after all: served on the next turn of the loop
+                        continue
+            await asyncio.sleep(poll_s)
+            quiet += poll_s
+            if keepalive_s is not None and quiet >= keepalive_s:
+                quiet = 0.0
+                yield None
+
+    async def keep_alive(self, *, interval_s: float | None = None, until: asyncio.Event | None = None) -> None:
+        """Forever: this worker's heartbeat, then mark runs of gone workers `interrupted`; every
+        `STOP_POLL_S`, carry out the Stops asked on other workers for runs held here; until `until`
+        is set (or cancelled). The heartbeat row is then removed: a clean shutdown ends its own runs."""
+        interval = interval_s if interval_s is not None else min(HEARTBEAT_S, self.stale_s / 3)
+        pruned, next_beat = 0.0, 0.0
+        until = until or asyncio.Event()
+        try:
+            while not until.is_set():
+                try:
+                    if time.monotonic() >= next_beat:
+                        next_beat = time.monotonic() + interval
+                        prune_now = time.monotonic() - pruned >= PRUNE_S
+                        pruned = time.monotonic() if prune_now else pruned
+                        await self._beat(prune_now=prune_now)
+                    await self._carry_out_stops()
+                except Exception as exc:  # a database not initialised yet, or briefly away: try again
+                    log.warning("run heartbeat failed: %s", str(exc).splitlines()[0] if str(exc) else repr(exc))
+                    next_beat = time.monotonic() + interval
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(until.wait(), timeout=min(STOP_POLL_S, interval))
+        finally:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(run_in_threadpool(forget_worker, self.sessions))
+
+    async def _beat(self, *, prune_now: bool) -> None:
+        await run_in_threadpool(heartbeat, self.sessions)
+        if prune_now:
+            await run_in_threadpool(prune, self.sessions)
+        gone = await run_in_threadpool(interrupt_stale, self.sessions, stale_s=self.stale_s)
+        if gone:
+            log.warning("%d chat run(s) of a worker that stopped answering marked interrupted: %s",
+                        len(gone), ", ".join(gone))
+
+    async def _carry_out_stops(self) -> None:
+        active = [r.run_id for r in self.active() if r.stop_reason is None]
+        if not active:
+            return
+        for run_id, reason in (await run_in_threadpool(stop_requests, self.sessions, active)).items():
+            run = self.runs.get(run_id)
+            if run is not None and run.stop_reason is None and self.stop(run, state="stopped", reason=reason):
+                log.info("run %s stopped as asked on another worker", run_id)
 
     def _prune(self) -> None:
         now = time.monotonic()

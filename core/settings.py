@@ -47,6 +47,11 @@ class Settings(BaseSettings):
         description="Chat turns the API runs at once; the others wait in a queue (the embedded model "
         "server has one slot per prompt shape, so parallel turns only evict each other's cache)",
     )
+    run_stale_s: float = Field(
+        default=15.0, ge=1.0, le=3600.0,
+        description="A chat run whose API worker has sent no heartbeat for this long is marked interrupted "
+        "by another worker (several workers on one database; api.runs)",
+    )
 
     playbook_path: Path | None = Field(
         default=None, description="A user playbook YAML replacing the shipped tools/playbook.yaml"
@@ -78,6 +83,15 @@ class Settings(BaseSettings):
         default=200, ge=1,
         description="Most chunks one knowledge upload may embed (413 above it, nothing ingested): "
         "about 20-40 s of embedding on two cores",
+    )
+
+    jobs_heartbeat_s: float = Field(
+        default=5.0, gt=0, le=300, description="How often a running batch job (jobs/) touches its heartbeat"
+    )
+    jobs_stale_s: float = Field(
+        default=60.0, gt=0, le=86400,
+        description="A running job whose heartbeat is older than this is marked failed and retryable "
+        "(its worker died); several heartbeats, so a busy worker is never mistaken for a dead one",
     )
 
     slack_bot_token: str | None = None

@@ -573,3 +573,72 @@ class SlackDelivery(Base):
     key: Mapped[str] = mapped_column(String(80), primary_key=True)
     received_at: Mapped[dt.datetime] = mapped_column(DateTime, index=True)
     retry_num: Mapped[int] = mapped_column(Integer, default=0)  # X-Slack-Retry-Num of the delivery taken
+
+
+class RunEvent(Base):
+    """One event of a chat run as its stream sent it (`api.runs`, migration 0011): `seq` is the SSE
+    `id:`. Stored as the run goes, so a reader on any API worker can follow or replay the run."""
+
+    __tablename__ = "run_events"
+
+    run_id: Mapped[str] = mapped_column(ForeignKey("agent_runs.id", ondelete="CASCADE"), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    event: Mapped[str] = mapped_column(String(32))
+    data: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime)
+
+
+class RunWorker(Base):
+    """An API worker answering chat runs and its last heartbeat (`agent.run_events`, migration 0011).
+
+    `owner` is `agent.runlog.process_owner()`, as in `agent_runs.owner`: a run still `running`
+    whose owner's heartbeat is older than `RUN_STALE_S` is marked `interrupted` by any worker."""
+
+    __tablename__ = "run_workers"
+
+    owner: Mapped[str] = mapped_column(String(200), primary_key=True)
+    started_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    heartbeat_at: Mapped[dt.datetime] = mapped_column(DateTime, index=True)
+
+
+class RunStop(Base):
+    """A Stop asked on a worker that does not hold the run (migration 0011): the worker holding it
+    picks it up within a second and stops the run as if asked there (`api.runs`)."""
+
+    __tablename__ = "run_stops"
+
+    run_id: Mapped[str] = mapped_column(ForeignKey("agent_runs.id", ondelete="CASCADE"), primary_key=True)
+    requested_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    reason: Mapped[str] = mapped_column(Text)
+
+
+class Job(Base):
+    """A batch job (jobs/, migration 0012): churn scoring, churn retraining, a knowledge ingest.
+
+    Our own record of it, whichever queue runs it (procrastinate on PostgreSQL, a thread on
+    SQLite), so status, progress and the result survive a restart and any process can read them.
+    `heartbeat_at` is touched while it runs: a `running` job whose heartbeat stops is marked
+    `failed` with `retryable` set, never left running forever."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (Index("ix_jobs_state_heartbeat", "state", "heartbeat_at"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32), index=True)
+    params: Mapped[dict[str, Any]] = mapped_column(JSON)
+    state: Mapped[str] = mapped_column(String(16))  # queued / running / done / failed / cancelled
+    backend: Mapped[str] = mapped_column(String(16))  # inprocess / procrastinate
+    created_by: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, index=True)
+    started_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    heartbeat_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    done: Mapped[int] = mapped_column(Integer, default=0)
+    total: Mapped[int] = mapped_column(Integer, default=0)
+    message: Mapped[str] = mapped_column(Text, default="")
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    retryable: Mapped[bool] = mapped_column(Boolean, default=False)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    worker: Mapped[str | None] = mapped_column(String(100), nullable=True)

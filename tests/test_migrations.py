@@ -15,7 +15,7 @@ from core.db import make_engine
 from crm.migrate import alembic_config, current_revision, upgrade
 from crm.models import Base
 
-HEAD = "0010"
+HEAD = "0012"
 
 
 def test_migration_creates_every_model_table(any_engine: Engine) -> None:

@@ -235,11 +235,23 @@ async def stream_run(run: ActiveRun, *, after: int = 0) -> AsyncIterator[str]:
         yield sse_frame(frame, _dumps)
 
 
-def sse_response(run: ActiveRun, *, after: int = 0) -> StreamingResponse:
+async def stream_stored(runs: RunRegistry, run_id: str, *, after: int = 0) -> AsyncIterator[str]:
+    """The same frames for a run another worker holds, from the stored events (`RunRegistry.follow_stored`)."""
+    async for frame in runs.follow_stored(run_id, after=after, keepalive_s=KEEPALIVE_S):
+        yield sse_frame(frame, _dumps)
+
+
+def sse_response(run: ActiveRun | str, *, after: int = 0, runs: RunRegistry | None = None) -> StreamingResponse:
+    """`run`'s events from memory, or (a run id and the registry) from the stored events."""
+    if isinstance(run, ActiveRun):
+        body, run_id = stream_run(run, after=after), run.run_id
+    else:
+        assert runs is not None
+        body, run_id = stream_stored(runs, run, after=after), run
     return StreamingResponse(
-        stream_run(run, after=after),
+        body,
         media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no", "X-Run-Id": run.run_id},
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no", "X-Run-Id": run_id},
     )
 
 

@@ -1,13 +1,14 @@
 """Framework knowledge: cited search (any role) and document ingest (analyst role).
 
 An upload with more than `knowledge.jobs.JOB_THRESHOLD_CHUNKS` new chunks to embed answers 202 with
-a job (`knowledge/jobs.py`): GET its progress, DELETE it to cancel (nothing of it is kept)."""
+a `knowledge_ingest` batch job (jobs/, kept in the `jobs` table): GET its progress, DELETE it to
+cancel (nothing of it is kept)."""
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import tempfile
-import threading
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -15,9 +16,12 @@ from fastapi import APIRouter, Depends, File, HTTPException, Query, Request, Res
 from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse
 
-from api.auth import Principal
-from api.deps import AUTH_RESPONSES, AnalystDep, ReaderDep, SettingsDep, get_knowledge_store
+from api.deps import AUTH_RESPONSES, AnalystDep, ReaderDep, SessionDep, SettingsDep, get_knowledge_store
 from api.metrics import observe_tool
+from api.routes.jobs import get_job_queue, job_view, visible_job
+from jobs import records
+from jobs.kinds import document_params
+from jobs.queue import JobQueue, submit
 from knowledge import jobs as jobs_module
 from knowledge.ingest import (
     CorpusSourceTaken,
@@ -29,7 +33,7 @@ from knowledge.ingest import (
     ingest_documents,
     load_documents,
 )
-from knowledge.jobs import FINISHED, IngestJob, IngestJobs, IngestJobView
+from knowledge.jobs import FINISHED, IngestJobView
 from knowledge.loaders import SUPPORTED_SUFFIXES, UnsupportedDocument
 from knowledge.search import MAX_K, KnowledgeResults, search_knowledge
 from tools.errors import ToolInputError
@@ -44,19 +48,7 @@ _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 # Typed as Any so importing this module does not load Chroma; the store is created on first use.
 KnowledgeDep = Annotated[Any, Depends(get_knowledge_store)]
 
-_jobs_lock = threading.Lock()
-
-
-def get_ingest_jobs(request: Request) -> IngestJobs:
-    """The app's ingest jobs, created on first use."""
-    with _jobs_lock:
-        jobs: IngestJobs | None = getattr(request.app.state, "ingest_jobs", None)
-        if jobs is None:
-            jobs = request.app.state.ingest_jobs = IngestJobs()
-        return jobs
-
-
-JobsDep = Annotated[IngestJobs, Depends(get_ingest_jobs)]
+JobsDep = Annotated[JobQueue, Depends(get_job_queue)]
 JobId = Annotated[str, PathParam(min_length=32, max_length=32, pattern="^[0-9a-f]{32}$",
                                  description="The job id the upload answered with")]
 
@@ -126,6 +118,7 @@ def ingest_route(
     settings: SettingsDep,
     user: AnalystDep,
     jobs: JobsDep,
+    request: Request,
     files: Annotated[
         list[UploadFile],
         File(
@@ -186,9 +179,11 @@ def ingest_route(
                 if pending > cap:
                     raise IngestTooLarge(pending, cap)
                 if pending > jobs_module.JOB_THRESHOLD_CHUNKS:
-                    job = jobs.start(docs, store=store, total=pending, created_by=user.name, max_chunks=cap,
-                                     replace_corpus=replaced)
-                    return JSONResponse(status_code=202, content=job.view().model_dump(mode="json"),
+                    job = submit(request.app.state.sessionmaker, jobs, "knowledge_ingest",
+                                 {"documents": document_params(docs), "max_chunks": cap,
+                                  "replace_corpus": sorted(replaced)}, created_by=user.name, total=pending)
+                    view = _ingest_view(records.view(job))
+                    return JSONResponse(status_code=202, content=view.model_dump(mode="json"),
                                         headers={"Location": f"{router.prefix}/jobs/{job.id}"})
                 return ingest_documents(docs, store=store, max_chunks=cap, replace_corpus=replaced)
         except CorpusSourceTaken as exc:
@@ -199,21 +194,29 @@ def ingest_route(
             raise HTTPException(status_code=422, detail=str(exc)) from None
 
 
-def _job_for(jobs: IngestJobs, job_id: str, user: Principal) -> IngestJob:
-    job = jobs.get(job_id)
-    if job is None or (job.created_by != user.name and not user.can("admin")):
-        raise HTTPException(status_code=404, detail=f"no ingest job {job_id!r} (finished jobs are kept 15 minutes)")
-    return job
+def _ingest_view(job: records.JobView) -> IngestJobView:
+    """A `knowledge_ingest` job in the shape this route has always answered with."""
+
+    def utc(t: dt.datetime | None) -> dt.datetime | None:
+        return None if t is None else t.replace(tzinfo=dt.UTC)
+
+    return IngestJobView(id=job.id, state=job.state, done=job.done, total=job.total,
+                         sources=job.params.get("sources", []), created_by=job.created_by,
+                         created_at=utc(job.created_at) or job.created_at, finished_at=utc(job.finished_at),
+                         cancel_requested=job.cancel_requested,
+                         report=IngestReport.model_validate(job.result) if job.state == "done" and job.result
+                         else None, error=job.error, retryable=job.retryable)
 
 
 @router.get(
     "/jobs/{job_id}",
     response_model=IngestJobView,
     summary="Progress of an ingest job: state, chunks done of total, the report once done",
-    responses={**AUTH_RESPONSES, 404: {"description": "No such job (or another user's), or forgotten"}},
+    responses={**AUTH_RESPONSES, 404: {"description": "No such job (or another user's)"}},
 )
-def job_route(job_id: JobId, jobs: JobsDep, user: AnalystDep) -> IngestJobView:
-    return _job_for(jobs, job_id, user).view()
+def job_route(job_id: JobId, request: Request, session: SessionDep, user: AnalystDep) -> IngestJobView:
+    job = visible_job(request, session, job_id, user, kind="knowledge_ingest")
+    return _ingest_view(job_view(request, job))
 
 
 @router.delete(
@@ -221,13 +224,15 @@ def job_route(job_id: JobId, jobs: JobsDep, user: AnalystDep) -> IngestJobView:
     response_model=IngestJobView,
     status_code=202,
     summary="Cancel an ingest job: it stops before its next batch and removes what it added",
-    responses={**AUTH_RESPONSES, 404: {"description": "No such job (or another user's), or forgotten"},
+    responses={**AUTH_RESPONSES, 404: {"description": "No such job (or another user's)"},
                409: {"description": "The job has already finished"}},
 )
-def cancel_route(job_id: JobId, jobs: JobsDep, user: AnalystDep, response: Response) -> IngestJobView:
-    job = _job_for(jobs, job_id, user)
+def cancel_route(job_id: JobId, request: Request, session: SessionDep, user: AnalystDep,
+                 response: Response) -> IngestJobView:
+    job = visible_job(request, session, job_id, user, kind="knowledge_ingest")
     if job.state in FINISHED:
         raise HTTPException(status_code=409, detail=f"ingest job {job_id!r} has already finished ({job.state})")
-    jobs.cancel(job_id)
+    records.request_cancel(session, job_id)  # the job reads it from the row between batches, in any worker
+    session.refresh(job)
     response.headers["Location"] = f"{router.prefix}/jobs/{job_id}"
-    return job.view()
+    return _ingest_view(job_view(request, job))

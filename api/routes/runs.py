@@ -4,10 +4,18 @@ A run is read by its owner and by anyone who may see every conversation (analyst
 admins: the same rule as `GET /api/v1/conversations/{id}`); it is stopped only by its owner or
 an admin; an answer is rated by anyone who may read it (one verdict per user, replaced by the
 next). Unknown and invisible runs get the same 404, so ids cannot be probed.
+
+Several API workers: a run held by another worker is read from the database (`agent.run_events`):
+its stored events replay and follow the same way (same ids), and a run whose worker stopped
+answering is marked `interrupted` when asked about. Stopping a run held by another worker stores
+the request (`run_stops`); the worker holding it stops it within a second, and the route waits
+for that (up to `STOP_WAIT_S`).
 """
 
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Header, HTTPException, Path, Query, Request
@@ -16,6 +24,7 @@ from pydantic import BaseModel, Field, StringConstraints
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from agent.run_events import count_events, interrupt_stale, request_stop, run_state, worker_seen
 from agent.runlog import utcnow
 from api.auth import Principal
 from api.deps import AUTH_RESPONSES, ReaderDep, SessionDep
@@ -29,6 +38,8 @@ router = APIRouter(prefix="/api/v1/chat/runs", tags=["chat"])
 RunId = Annotated[str, Path(description="Run id (`run_started` event, `X-Run-Id` header)",
                             examples=["run-1a2b3c4d5e6f7a8b"], pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No such run (or not yours to see)"}}
+STOP_WAIT_S = 10.0
+"""How long a Stop of a run held by another worker waits for that worker to carry it out."""
 
 
 class RunInfo(BaseModel):
@@ -38,9 +49,9 @@ class RunInfo(BaseModel):
     conversation_id: str
     question: str
     status: str = Field(description="queued, running, ok, error, stopped, interrupted")
-    live: bool = Field(description="Held by this server process: its events can be replayed")
+    live: bool = Field(description="Held by this server process (else by another worker, or ended)")
     elapsed_s: float | None
-    events: int = Field(description="Events so far (the last `id:`); 0 when not live")
+    events: int = Field(description="Events so far (the last `id:`), stored ones when not live")
     queue_position: int = Field(description="Turns ahead of it while queued, else 0")
 
 
@@ -77,11 +88,21 @@ def _stored(session: Session, run_id: str, principal: Principal) -> tuple[AgentR
 
 
 def _lookup(request: Request, run_id: str, principal: Principal) -> AgentRun:
-    """The run log's row for a run the caller may see (404 otherwise)."""
+    """The run log's row for a run the caller may see (404 otherwise); a run left `running` by a
+    worker that stopped answering is first marked `interrupted`."""
+    runs = registry(request)
+    interrupt_stale(runs.sessions, stale_s=runs.stale_s, run_id=run_id)
     with request.app.state.sessionmaker() as s:
         row: AgentRun = _stored(s, run_id, principal)[0]
         s.expunge(row)
         return row
+
+
+def _lookup_owned(request: Request, run_id: str, principal: Principal) -> tuple[AgentRun, int | None]:
+    """`_lookup` with the id of the user whose conversation it is."""
+    row = _lookup(request, run_id, principal)
+    with request.app.state.sessionmaker() as s:
+        return row, s.scalar(select(Conversation.user_id).where(Conversation.id == row.conversation_id))
 
 
 def _live(request: Request, run_id: str, principal: Principal) -> ActiveRun | None:
@@ -109,10 +130,11 @@ async def info_route(run_id: RunId, request: Request, principal: ReaderDep) -> R
     if run is not None:
         return _info(run)
     stored = await run_in_threadpool(_lookup, request, run_id, principal)
+    events = await run_in_threadpool(count_events, registry(request).sessions, run_id)
     return RunInfo(run_id=stored.id, conversation_id=stored.conversation_id, question=stored.question,
                    status=stored.status, live=False,
                    elapsed_s=round(stored.latency_ms / 1000, 1) if stored.latency_ms is not None else None,
-                   events=0, queue_position=0)
+                   events=events, queue_position=0)
 
 
 @router.get(
@@ -122,8 +144,8 @@ async def info_route(run_id: RunId, request: Request, principal: ReaderDep) -> R
         **AUTH_RESPONSES, **NOT_FOUND,
         200: {"description": "The run's events (`id:` numbered from 1), live until its last `answer` or `stopped`",
               "content": {"text/event-stream": {"schema": {"type": "string"}}}},
-        409: {"description": "The run log says `running` but this process does not hold the run (another server)"},
-        410: {"description": "The run ended and is no longer held in memory: read it in its conversation"},
+        409: {"description": "The run log says `running` but no API worker streams it (a terminal chat)"},
+        410: {"description": "The run ended and its events were not kept: read it in its conversation"},
     },
 )
 async def events_route(
@@ -134,22 +156,35 @@ async def events_route(
     after: Annotated[Offset | None, Query(description="Same as Last-Event-ID, for clients that cannot set it")] = None,
 ) -> object:
     run = _live(request, run_id, principal)
+    stored: AgentRun | None = None
     if run is None:
         stored = await run_in_threadpool(_lookup, request, run_id, principal)
-        if stored.status == "running":
-            raise HTTPException(status_code=409, detail=f"run {run_id!r} is running in another server process")
-        raise HTTPException(
-            status_code=410,
-            detail=f"run {run_id!r} ended ({stored.status}) and its events are no longer kept; its question and "
-            f"answer are in GET /api/v1/conversations/{stored.conversation_id}",
-        )
+        if not await run_in_threadpool(_followable, request, stored):
+            if stored.status == "running":
+                raise HTTPException(status_code=409, detail=f"run {run_id!r} is running in another server process")
+            raise HTTPException(
+                status_code=410,
+                detail=f"run {run_id!r} ended ({stored.status}) and its events are no longer kept; its question "
+                f"and answer are in GET /api/v1/conversations/{stored.conversation_id}",
+            )
     start = after if after is not None else 0
     if last_event_id is not None:
         try:
             start = max(start, int(last_event_id.strip()))
         except ValueError:
             raise HTTPException(status_code=422, detail=f"Last-Event-ID must be an event number, got {last_event_id!r}") from None
+    if run is None:
+        return sse_response(run_id, after=start, runs=registry(request))
     return sse_response(run, after=start)
+
+
+def _followable(request: Request, stored: AgentRun) -> bool:
+    """Whether another worker's run can be streamed from the table: it has stored events, or it is
+    running in an API worker that is alive (its first events are on their way)."""
+    runs = registry(request)
+    if count_events(runs.sessions, stored.id) > 0:
+        return True
+    return stored.status == "running" and worker_seen(runs.sessions, stored.owner, stale_s=runs.stale_s)
 
 
 @router.post(
@@ -157,13 +192,14 @@ async def events_route(
     response_model=RunInfo,
     summary="Stop a run (its owner or an admin): it ends `stopped`, no partial answer is stored",
     responses={**AUTH_RESPONSES, **NOT_FOUND, 403: {"description": "Not your run (admins may stop any)"},
-               409: {"description": "The run has already ended"}},
+               409: {"description": "The run has already ended"},
+               200: {"description": "The run's state once stopped; held by another worker: `running` if that "
+                     "worker has not stopped it within 10 s (it will when it picks the request up)"}},
 )
 async def stop_route(run_id: RunId, request: Request, principal: ReaderDep) -> RunInfo:
     run = _live(request, run_id, principal)
     if run is None:
-        stored = await run_in_threadpool(_lookup, request, run_id, principal)
-        raise HTTPException(status_code=409, detail=f"run {run_id!r} is not running here (status {stored.status})")
+        return await _stop_elsewhere(request, run_id, principal)
     if run.user_id != principal.user_id and not principal.can("admin"):
         raise HTTPException(status_code=403, detail=f"run {run_id!r} is not yours; only its owner or an admin may stop it")
     reason = f"stopped by {principal.name} after {run.elapsed_s:.0f} s"
@@ -171,6 +207,32 @@ async def stop_route(run_id: RunId, request: Request, principal: ReaderDep) -> R
         raise HTTPException(status_code=409, detail=f"run {run_id!r} has already ended ({run.state})")
     await run.wait()
     return _info(run)
+
+
+async def _stop_elsewhere(request: Request, run_id: str, principal: Principal) -> RunInfo:
+    """Stop a run another worker holds: store the request, wait for that worker to end the run."""
+    stored, user_id = await run_in_threadpool(_lookup_owned, request, run_id, principal)
+    if stored.status != "running":
+        raise HTTPException(status_code=409, detail=f"run {run_id!r} has already ended ({stored.status})")
+    if user_id != principal.user_id and not principal.can("admin"):
+        raise HTTPException(status_code=403, detail=f"run {run_id!r} is not yours; only its owner or an admin may stop it")
+    elapsed = (utcnow() - stored.started_at).total_seconds()
+    sessions = registry(request).sessions
+    await run_in_threadpool(request_stop, sessions, run_id, f"stopped by {principal.name} after {elapsed:.0f} s")
+    deadline = time.monotonic() + STOP_WAIT_S
+    status = "running"
+    while time.monotonic() < deadline:
+        state = await run_in_threadpool(run_state, sessions, run_id)
+        status = state[0] if state else "error"
+        if status != "running":
+            break
+        await asyncio.sleep(0.2)
+    stored = await run_in_threadpool(_lookup, request, run_id, principal)  # also: owner gone meanwhile
+    events = await run_in_threadpool(count_events, sessions, run_id)
+    return RunInfo(run_id=run_id, conversation_id=stored.conversation_id, question=stored.question,
+                   status=stored.status, live=False,
+                   elapsed_s=round(stored.latency_ms / 1000, 1) if stored.latency_ms is not None else None,
+                   events=events, queue_position=0)
 
 
 @router.put(

@@ -16,8 +16,10 @@ import pytest
 from apihelp import bearer, settings_for
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
+from sqlalchemy.orm import Session
 
 from api.app import create_app
+from crm.models import Job
 from knowledge import ingest, jobs
 from knowledge.store import KnowledgeStore
 
@@ -164,6 +166,11 @@ def test_shutting_the_server_down_cancels_a_running_job(db_engine: Engine, tmp_p
         r = upload(c, keys["analyst"], "late.md", md("late", 5))
         assert r.status_code == 202 and held.wait(30)
         threading.Timer(0.3, release.set).start()  # the batch in flight ends while the server shuts down
-    job = app.state.ingest_jobs.get(r.json()["id"])
-    assert job is not None and job.state == "cancelled"
+    with Session(db_engine) as session:  # the job is a row in `jobs`: readable after the server is gone
+        job = session.get(Job, r.json()["id"])
+        assert job is not None and (job.kind, job.state) == ("knowledge_ingest", "cancelled")
     assert store.ids_for_source("late", "user") == set()
+    # a restarted server still answers for it (jobs used to live in the process and were forgotten)
+    with TestClient(create_app(settings_for(db_engine, tmp_path), knowledge_store=store)) as again:
+        seen = again.get(r.headers["location"], headers=bearer(keys["analyst"]))
+    assert seen.status_code == 200 and (seen.json()["state"], seen.json()["sources"]) == ("cancelled", ["late"])

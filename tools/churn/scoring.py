@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from json.encoder import encode_basestring_ascii
 from typing import Any, Literal
@@ -463,6 +463,7 @@ def write_score_snapshot(
     chunk: int = 50_000,
     keep_state: bool = True,
     rebuild: bool = False,
+    progress: Callable[[int, int], None] | None = None,
 ) -> ScoreSnapshotResult:
     """Score every account active on `as_of` in one batch and keep the scores in `churn_scores`.
 
@@ -475,6 +476,7 @@ def write_score_snapshot(
     With `keep_state` (default) the history features come from the kept feature state
     (tools/churn/state.py), advanced with the rows dated since it, or rebuilt when it cannot
     be used (`rebuild` forces that); the state is then kept at this date for the next run.
+    `progress(done, total)` is called after each chunk of rows is written (a batch job shows it).
     """
     bands = check_bands(band_thresholds)
     model = load_active_model(session)
@@ -501,6 +503,8 @@ def write_score_snapshot(
             labels[start:stop],
             drivers,
         )
+        if progress is not None:
+            progress(stop, n)
     session.flush()
     return ScoreSnapshotResult(
         as_of=day,

@@ -15,6 +15,7 @@ from valuechain.cli import deals as deals_cmd
 from valuechain.cli import demo as demo_cmd
 from valuechain.cli import eval as eval_cmd
 from valuechain.cli import importer as import_cmd
+from valuechain.cli import jobs as jobs_cmd
 from valuechain.cli import keys as keys_cmd
 from valuechain.cli import knowledge as knowledge_cmd
 from valuechain.cli import llm as llm_cmd
@@ -69,6 +70,10 @@ app.add_typer(tools_cmd.app, name="tools", help="Deterministic tools: scoring, r
 app.add_typer(review_cmd.app, name="review", help="Review queue: list, show, approve, reject recommendations.")
 app.add_typer(outcomes_cmd.app, name="outcomes", help="Outcomes of executed recommendations: attribution report.")
 app.add_typer(keys_cmd.app, name="keys", help="API keys: create (shown once), list, revoke.")
+app.add_typer(jobs_cmd.app, name="jobs", help="Batch jobs: submit churn scoring or retraining, show progress.")
+app.command("worker", help="Run queued batch jobs (PostgreSQL; on SQLite jobs run where they are submitted).")(
+    jobs_cmd.worker
+)
 app.add_typer(runs_cmd.app, name="runs", help="Chat runs on a running server: follow one by id (replay), stop one.")
 
 

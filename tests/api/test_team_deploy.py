@@ -1,0 +1,235 @@
+"""Issue #22, a team deployment: two `valuechain serve` workers on one PostgreSQL database with a
+fake OpenAI-compatible model endpoint and a fake Slack Web API.
+
+A chat started through worker 1 is streamed to its end through worker 2 with the same events; a
+Slack event and its retry delivered to different workers are answered once; a Stop sent to
+worker 2 stops the run worker 1 holds; worker 1 killed
+with SIGKILL in the middle of a turn leaves the run `interrupted` (seen through worker 2), with
+no answer stored. Runs in `.ci/run` (PostgreSQL up); fails there when PostgreSQL is down.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+from slack_harness import ALICE, BOB, CHANNEL, SECRET, TEAM, TOKEN, FakeSlack, mention_body, signed_headers
+from sqlalchemy import select
+from team_harness import FakeModel, TeamDatabase, Worker, postgres_url, sse_events, start_workers
+
+from core.db import make_engine, make_sessionmaker
+from crm.models import AgentRun, Conversation, RunEvent
+
+pytestmark = [pytest.mark.postgres, pytest.mark.slow]
+
+STALE_S = "3"
+WAIT_S = 60.0
+Event = tuple[int, str, dict[str, Any]]
+
+
+@dataclass
+class Team:
+    db: TeamDatabase
+    model: FakeModel
+    slack: FakeSlack
+    workers: list[Worker]
+
+    def headers(self, role: str = "analyst") -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.db.keys[role]}"}
+
+
+@pytest.fixture(scope="module")
+def team(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Team]:
+    db = TeamDatabase(postgres_url()).create()
+    model, slack = FakeModel(), FakeSlack()
+    slack.thread.start()
+    try:
+        workers = start_workers(
+            2, db.url, tmp_path_factory.mktemp("team"), model.url, RUN_STALE_S=STALE_S,
+            SLACK_BOT_TOKEN=TOKEN, SLACK_SIGNING_SECRET=SECRET, SLACK_API_URL=f"{slack.url}/api/",
+            SLACK_APPROVERS=f"{ALICE}:alice, {BOB}:bob")
+        try:
+            team = Team(db, model, slack, workers)
+            for w in workers:
+                _wait_model(w, team.headers())
+            yield team
+        finally:
+            for w in workers:
+                w.stop()
+    finally:
+        model.close()
+        slack.server.shutdown()
+        slack.server.server_close()
+        db.drop()
+
+
+def _wait_model(worker: Worker, headers: dict[str, str]) -> None:
+    deadline = time.monotonic() + WAIT_S
+    while time.monotonic() < deadline:
+        if httpx.get(f"{worker.url}/api/v1/chat/status", headers=headers, timeout=5).json()["available"]:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"{worker.name}: chat never became available:\n{worker.log()}")
+
+
+class Stream:
+    """A server-sent event stream read in a thread: its events so far, and whether it has ended."""
+
+    def __init__(self, method: str, url: str, **kwargs: Any) -> None:
+        self.events: list[Event] = []
+        self.status: int | None = None
+        self.error: BaseException | None = None
+        self.started = threading.Event()
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._read, args=(method, url), kwargs=kwargs, daemon=True)
+        self.thread.start()
+
+    def _read(self, method: str, url: str, **kwargs: Any) -> None:
+        try:
+            with httpx.stream(method, url, timeout=WAIT_S, **kwargs) as resp:
+                self.status = resp.status_code
+                self.started.set()
+                for event in sse_events(resp.iter_lines()):
+                    self.events.append(event)
+        except (httpx.HTTPError, OSError) as exc:  # a killed worker cuts its streams
+            self.error = exc
+        finally:
+            self.started.set()
+            self.done.set()
+
+    def wait_for(self, name: str) -> Event:
+        deadline = time.monotonic() + WAIT_S
+        while time.monotonic() < deadline:
+            for event in self.events:
+                if event[1] == name:
+                    return event
+            if self.done.is_set():
+                break
+            time.sleep(0.02)
+        raise AssertionError(f"no {name!r} event; got {self.events} (status {self.status}, error {self.error})")
+
+    def finish(self) -> list[Event]:
+        assert self.done.wait(WAIT_S), f"stream did not end; got {self.events}"
+        return self.events
+
+
+def _chat(team: Team, worker: Worker, message: str) -> Stream:
+    return Stream("POST", f"{worker.url}/api/v1/chat", json={"message": message},
+                  headers={**team.headers(), "Accept": "text/event-stream"})
+
+
+def _follow(team: Team, worker: Worker, run_id: str, after: int | None = None) -> Stream:
+    extra = {"Last-Event-ID": str(after)} if after is not None else {}
+    return Stream("GET", f"{worker.url}/api/v1/chat/runs/{run_id}/events", headers={**team.headers(), **extra})
+
+
+def test_a_chat_started_on_worker_1_streams_to_its_end_through_worker_2(team: Team) -> None:
+    one, two = team.workers
+    team.model.hold.clear()  # the turn waits in the middle of its answer until worker 2 follows it
+    started = _chat(team, one, "Which accounts are most at risk?")
+    run_id = started.wait_for("run_started")[2]["run_id"]
+    follower = _follow(team, two, run_id)
+    assert follower.started.wait(WAIT_S) and follower.status == 200
+    follower.wait_for("run_started")  # live: worker 2 sees the run before it has ended
+    assert not follower.done.is_set()
+    team.model.hold.set()
+    through_one, through_two = started.finish(), follower.finish()
+
+    assert through_two == through_one
+    assert [seq for seq, _, _ in through_two] == list(range(1, len(through_two) + 1))
+    assert through_two[-1][1] == "answer" and "most at risk" in through_two[-1][2]["result"]["answer"]
+    assert any(name == "token" for _, name, _ in through_two)
+    # after the end, from a point: exactly the events after Last-Event-ID, as from the worker that ran it
+    assert _follow(team, two, run_id, after=2).finish() == through_one[2:]
+    info = httpx.get(f"{two.url}/api/v1/chat/runs/{run_id}", headers=team.headers(), timeout=10).json()
+    assert (info["status"], info["live"], info["events"]) == ("ok", False, len(through_one))
+
+
+def test_a_slack_retry_delivered_to_the_other_worker_is_answered_once(team: Team) -> None:
+    one, two = team.workers
+    ts = "1700009000.000100"
+    body = mention_body("which accounts are most at risk?", ts=ts)
+    first = httpx.post(f"{one.url}/slack/events", content=body, timeout=10,
+                       headers=signed_headers(body, "application/json"))
+    retry = httpx.post(f"{two.url}/slack/events", content=body, timeout=10,
+                       headers={**signed_headers(body, "application/json"), "X-Slack-Retry-Num": "1",
+                                "X-Slack-Retry-Reason": "http_timeout"})
+    assert first.status_code == retry.status_code == 200
+
+    def answers() -> list[dict[str, Any]]:
+        return [m for m in team.slack.of("chat.postMessage") if "most at risk" in str(m.get("text"))]
+
+    deadline = time.monotonic() + WAIT_S
+    while not answers() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(2.0)  # long enough for a second answer, had the other worker taken the retry too
+    assert len(answers()) == 1, team.slack.calls
+    engine = make_engine(team.db.url)
+    try:
+        with make_sessionmaker(engine)() as s:
+            runs = s.scalars(select(AgentRun).where(AgentRun.conversation_id == f"slack-{TEAM}-{CHANNEL}-{ts}")).all()
+    finally:
+        engine.dispose()
+    assert [r.status for r in runs] == ["ok"]
+
+
+def test_a_stop_sent_to_worker_2_stops_the_run_worker_1_holds(team: Team) -> None:
+    one, two = team.workers
+    team.model.hold.clear()
+    try:
+        started = _chat(team, one, "Which accounts are most at risk?")
+        run_id = started.wait_for("run_started")[2]["run_id"]
+        started.wait_for("token")
+        stop = httpx.post(f"{two.url}/api/v1/chat/runs/{run_id}/stop", headers=team.headers(), timeout=30)
+        events = started.finish()
+    finally:
+        team.model.hold.set()
+    assert stop.status_code == 200 and (stop.json()["status"], stop.json()["live"]) == ("stopped", False)
+    assert events[-1][1] == "stopped" and events[-1][2]["status"] == "stopped"
+    assert events[-1][2]["text"].startswith("stopped by team-analyst")
+    again = httpx.post(f"{two.url}/api/v1/chat/runs/{run_id}/stop", headers=team.headers(), timeout=30)
+    assert again.status_code == 409 and "already ended (stopped)" in again.json()["detail"]
+
+
+def test_a_worker_killed_mid_run_leaves_the_run_interrupted_with_no_answer(team: Team) -> None:
+    one, two = team.workers
+    team.model.hold.clear()  # worker 1's turn is in the middle of its answer when it dies
+    try:
+        started = _chat(team, one, "Which accounts are most at risk?")
+        run_id = started.wait_for("run_started")[2]["run_id"]
+        follower = _follow(team, two, run_id)
+        follower.wait_for("token")  # the answer has begun streaming
+        one.kill()
+        killed = time.monotonic()
+        events = follower.finish()
+        took = time.monotonic() - killed
+    finally:
+        team.model.hold.set()
+
+    assert follower.error is None and [name for _, name, _ in events].count("answer") == 0
+    last = events[-1]
+    assert last[0] == len(events) and last[1] == "stopped" and last[2]["status"] == "interrupted"
+    assert f"pid {one.proc.pid}" in last[2]["text"]
+    assert took < float(STALE_S) + 5, took  # marked within seconds by the live worker, not at the next restart
+    info = httpx.get(f"{two.url}/api/v1/chat/runs/{run_id}", headers=team.headers(), timeout=10).json()
+    assert (info["status"], info["live"]) == ("interrupted", False)
+    engine = make_engine(team.db.url)
+    try:
+        with make_sessionmaker(engine)() as s:
+            run = s.get(AgentRun, run_id)
+            assert run is not None and run.conversation_id == events[0][2]["conversation_id"]
+            stored = s.scalars(select(RunEvent.event).where(RunEvent.run_id == run_id)).all()
+            conversation = s.get(Conversation, run.conversation_id)
+            assert (run.status, run.answer, conversation is not None) == ("interrupted", None, True)
+    finally:
+        engine.dispose()
+    assert "answer" not in stored and "token" in stored  # what was streamed stayed; nothing half-written
+    conv = httpx.get(f"{two.url}/api/v1/conversations/{run.conversation_id}", headers=team.headers(role="admin"),
+                     timeout=10).json()
+    assert [(r["status"], r["answer"]) for r in conv["runs"]] == [("interrupted", None)]
+
