@@ -1,6 +1,7 @@
-"""Issue #22, a team deployment: two `valuechain serve` workers on one PostgreSQL database with a
-fake OpenAI-compatible model endpoint and a fake Slack Web API.
+"""Issue #22, a team deployment: two `valuechain serve` workers on one PostgreSQL database and one
+`chroma run` server, with a fake OpenAI-compatible model endpoint and a fake Slack Web API.
 
+A document uploaded through worker 1 is found by a search through worker 2 (one knowledge index);
 A chat started through worker 1 is streamed to its end through worker 2 with the same events; a
 Slack event and its retry delivered to different workers are answered once; a Stop sent to
 worker 2 stops the run worker 1 holds; worker 1 killed
@@ -18,6 +19,7 @@ from typing import Any
 
 import httpx
 import pytest
+from chroma_server import running_chroma
 from slack_harness import ALICE, BOB, CHANNEL, SECRET, TEAM, TOKEN, FakeSlack, mention_body, signed_headers
 from sqlalchemy import select
 from team_harness import FakeModel, TeamDatabase, Worker, postgres_url, sse_events, start_workers
@@ -48,9 +50,12 @@ def team(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Team]:
     db = TeamDatabase(postgres_url()).create()
     model, slack = FakeModel(), FakeSlack()
     slack.thread.start()
+    chroma_cm = running_chroma(tmp_path_factory.mktemp("chroma"))
+    chroma = chroma_cm.__enter__()
     try:
         workers = start_workers(
             2, db.url, tmp_path_factory.mktemp("team"), model.url, RUN_STALE_S=STALE_S,
+            CHROMA_HOST=chroma.host, CHROMA_PORT=str(chroma.port),
             SLACK_BOT_TOKEN=TOKEN, SLACK_SIGNING_SECRET=SECRET, SLACK_API_URL=f"{slack.url}/api/",
             SLACK_APPROVERS=f"{ALICE}:alice, {BOB}:bob")
         try:
@@ -62,6 +67,7 @@ def team(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Team]:
             for w in workers:
                 w.stop()
     finally:
+        chroma_cm.__exit__(None, None, None)
         model.close()
         slack.server.shutdown()
         slack.server.server_close()
@@ -194,6 +200,26 @@ def test_a_stop_sent_to_worker_2_stops_the_run_worker_1_holds(team: Team) -> Non
     assert events[-1][2]["text"].startswith("stopped by team-analyst")
     again = httpx.post(f"{two.url}/api/v1/chat/runs/{run_id}/stop", headers=team.headers(), timeout=30)
     assert again.status_code == 409 and "already ended (stopped)" in again.json()["detail"]
+
+
+DOC = (b"# Widget returns\n\n## Return policy\n\nA zorblatt widget may be returned within 45 days of delivery "
+       b"when its seal is unbroken.\n")
+
+
+def test_a_document_uploaded_through_one_worker_is_found_through_the_other(team: Team) -> None:
+    """Both workers use the one Chroma server: what worker 1 indexes, worker 2 retrieves."""
+    w1, w2 = team.workers
+    up = httpx.post(f"{w1.url}/api/v1/knowledge/documents", headers=team.headers(),
+                    files={"files": ("Widget Returns.md", DOC, "text/markdown")}, timeout=120)
+    assert up.status_code == 200, up.text
+    assert up.json()["added"] >= 1
+    hits = httpx.get(f"{w2.url}/api/v1/knowledge/search", headers=team.headers(), timeout=120,
+                     params={"q": "how long can a zorblatt widget be returned", "k": 3})
+    assert hits.status_code == 200, hits.text
+    top = hits.json()["results"][0]
+    assert (top["source"], top["section"]) == ("Widget-Returns", "Return policy") and "45 days" in top["text"]
+    ready = httpx.get(f"{w2.url}/readyz", params={"skip": "llm"}, timeout=30).json()
+    assert ready["components"]["vector_store"]["status"] == "ok"
 
 
 def test_a_worker_killed_mid_run_leaves_the_run_interrupted_with_no_answer(team: Team) -> None:
