@@ -61,3 +61,31 @@ def test_sqlite_and_postgres_agree_byte_for_byte(sqlite_engine: Engine, pg_engin
     sqlite_out, pg_out = outputs
     for name in CALLS:
         assert sqlite_out[name] == pg_out[name], name
+
+
+@pytest.mark.postgres
+def test_the_revenue_and_service_tools_agree_on_sqlite_and_postgres(sqlite_engine: Engine, pg_engine: Engine) -> None:
+    """pipeline_health and service_queue read dates as text for speed (a CAST, since PostgreSQL's
+    driver returns dates where SQLite returns the stored text): the demo company gives the same
+    results on both engines."""
+    from crm.demo.generator import generate_demo
+    from tools.deals.score import deal_score
+    from tools.pipeline.deals import load_open_deals, pipeline_as_of
+    from tools.pipeline.health import pipeline_health
+    from tools.service_queue.queue import service_queue
+
+    outputs: list[dict[str, str]] = []
+    for engine in (sqlite_engine, pg_engine):
+        generate_demo(engine, accounts=120, seed=7)
+        with make_sessionmaker(engine)() as s:
+            deal = load_open_deals(s, [], pipeline_as_of(s))[0].ref
+            outputs.append({
+                "pipeline by team": pipeline_health(session=s, group_by="team").model_dump_json(),
+                "pipeline by quarter": pipeline_health(session=s, group_by="quarter").model_dump_json(),
+                "service_queue": service_queue(session=s, limit=10).model_dump_json(),
+                "deal_score": deal_score(session=s, opportunity_id=deal).model_dump_json(),
+            })
+    sqlite_out, pg_out = outputs
+    assert sqlite_out["service_queue"].count('"ticket_id"') == 10
+    for name in sqlite_out:
+        assert sqlite_out[name] == pg_out[name], name

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, Select, String, func, or_, select, type_coerce
+from sqlalchemy import ColumnElement, Select, String, cast, func, or_, select
 from sqlalchemy.orm import Session
 
 from crm.models import (
@@ -266,7 +266,7 @@ def typical_days_in_stage(session: Session, as_of: dt.date) -> dict[str, float]:
     from their stage history; stages with fewer than `MIN_STAGE_SAMPLES` deals are left out.
 
     A stage's span runs to the deal's next stage entry (by date, then row id). The rows are read
-    through the connection as plain tuples with the dates as stored text, each distinct date
+    through the connection as plain tuples with the dates as text (CAST: PostgreSQL would return dates), each distinct date
     parsed once: ORM rows with a Python date each were half the tool's time at 100k deals
     (docs/PIPELINE.md, Performance)."""
     won = select(Opportunity.external_id).where(
@@ -278,7 +278,7 @@ def typical_days_in_stage(session: Session, as_of: dt.date) -> dict[str, float]:
         select(
             OpportunityStage.opportunity_id,
             OpportunityStage.stage,
-            type_coerce(OpportunityStage.entered_at, String),
+            cast(OpportunityStage.entered_at, String),
         )
         .where(OpportunityStage.opportunity_id.in_(won), OpportunityStage.entered_at <= as_of)
         .order_by(OpportunityStage.opportunity_id, OpportunityStage.entered_at, OpportunityStage.id)

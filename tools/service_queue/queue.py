@@ -35,7 +35,7 @@ from typing import Any, Literal
 import numpy as np
 import yaml
 from pydantic import BaseModel, Field
-from sqlalchemy import String, func, or_, select, type_coerce
+from sqlalchemy import String, cast, func, or_, select
 from sqlalchemy.orm import Session
 
 from core.contract import CrmDateTime
@@ -219,12 +219,12 @@ def _moments(days: list[str], times: list[str | None]) -> np.ndarray:
 def _load_history(session: Session, as_of: dt.date, clock: dt.datetime, days: int) -> _History:
     """Hours each ticket of the window took (resolved by `as_of`) or has been open on `clock`.
 
-    The rows are read through the connection as the stored text and numpy parses and subtracts
+    The rows are read through the connection as text (CAST: PostgreSQL would return dates) and numpy parses and subtracts
     the times at once: a Python datetime per ticket was most of `service_queue`'s time at 100k
     tickets (docs/SERVICE_QUEUE.md, Performance). The hours are the same floats as
     `timedelta.total_seconds() / 3600` (whole microseconds ÷ 10⁶ ÷ 3600)."""
     t = SupportTicket
-    as_text = [type_coerce(c, String) for c in (t.opened_at, t.opened_time, t.closed_at, t.closed_time)]
+    as_text = [cast(c, String) for c in (t.opened_at, t.opened_time, t.closed_at, t.closed_time)]
     # The window holds most tickets: reading the table in id order beats an index search plus a
     # look-up and a sort per row (half the time at 100k tickets), so the bound is put on
     # coalesce(opened_at), which no index serves. opened_at is never blank: the same rows.
