@@ -255,8 +255,8 @@ def write_md(out: dict[str, Any], path: Path) -> None:
             + ("over kept-alive connections (which stick to the worker that accepted them)."
                if out.get("keepalive") else "each on a new connection (so the kernel spreads them over the workers)."),
             "",
-            "**Measured on a shared 2-core machine while other work ran** (load averages below): the "
-            "figures compare 1 and 2 workers under the same conditions, not the service's ceiling.", "",
+            "**The load clients, the workers and the database share these 2 cores** (load averages "
+            "below): the figures compare 1 and 2 workers under the same conditions, not a server's ceiling.", "",
         ]
     else:
         lines = ["# Deployment benchmark: `chroma run`", "", f"{ran}, on a shared 2-core machine.", ""]
