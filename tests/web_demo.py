@@ -135,7 +135,8 @@ def demo_ui(tmp: Path, *, template: Path | None = None) -> Iterator[DemoUI]:
 
 
 # the pages of the UI, in menu order (the sign-in form first); `show` opens each one with its details
-PAGES = ("signin", "chat", "review", "value-chain", "accounts", "pipeline", "service", "account", "report", "runs")
+PAGES = ("signin", "chat", "review", "value-chain", "accounts", "pipeline", "service", "outcomes", "account", "report",
+         "runs")
 
 
 def sign_in(page: Any, demo: DemoUI, who: str, hash_: str = "#/chat") -> None:
@@ -190,6 +191,9 @@ def show(page: Any, demo: DemoUI, name: str) -> None:
     elif name == "service":
         page.goto(f"{demo.url}/#/service")
         expect(page.locator("#svc-table tbody tr[data-ticket]").first).to_be_visible()
+    elif name == "outcomes":
+        page.goto(f"{demo.url}/#/outcomes")
+        expect(page.locator("#out-method")).not_to_be_empty()  # drawn once the report arrived
     elif name == "account":
         page.goto(f"{demo.url}/#/account/{demo.top}")
         expect(page.locator(".action-card").first).to_be_visible()
