@@ -371,32 +371,24 @@ def load_deal_data(
     interactions = _ordinal_lists((a, day) for a, day in conn.execute(interaction_rows) if a in accounts)
     tickets = _ordinal_lists((a, day) for a, day in conn.execute(ticket_rows) if a in accounts)
     created = {a: c for a, c in conn.execute(account_rows) if a in accounts}
-    if open_only:
-        return DealData(
-            deals=deals,
-            stages=dict(stages),
-            interactions=interactions,
-            tickets=tickets,
-            account_created=created,
-            use_amount=False,
-            use_stage=False,
+    notes: list[str] = []
+    use_amount = use_stage = False  # decided from open and closed deals together: not for open_only
+    if not open_only:
+        open_deals = [d for d in deals if d.outcome is None]
+        closed = [d for d in deals if d.outcome is not None]
+        use_amount = bool(open_deals) and sum(d.amount is not None for d in open_deals) >= KNOWN_SHARE * len(
+            open_deals
         )
-    open_deals = [d for d in deals if d.outcome is None]
-    closed = [d for d in deals if d.outcome is not None]
-    notes = []
-    use_amount = bool(open_deals) and sum(d.amount is not None for d in open_deals) >= KNOWN_SHARE * len(
-        open_deals
-    )
-    if not use_amount:
-        notes.append(
-            "amount not used: most open deals have none, so an amount is recorded at close and would give "
-            "the outcome away"
-        )
-    use_stage = bool(closed) and sum(d.ref in stages for d in closed) >= KNOWN_SHARE * len(closed)
-    if not use_stage:
-        notes.append(
-            "stage not used: most closed deals have no stage history, so their stage back then is unknown"
-        )
+        if not use_amount:
+            notes.append(
+                "amount not used: most open deals have none, so an amount is recorded at close and would give "
+                "the outcome away"
+            )
+        use_stage = bool(closed) and sum(d.ref in stages for d in closed) >= KNOWN_SHARE * len(closed)
+        if not use_stage:
+            notes.append(
+                "stage not used: most closed deals have no stage history, so their stage back then is unknown"
+            )
     return DealData(
         deals=deals,
         stages=dict(stages),
