@@ -38,9 +38,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--db", type=Path, default=None)
     ap.add_argument("--limit", type=int, default=None)
+    ap.add_argument("--only", nargs="*", help="case ids")
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args()
-    cases = yaml.safe_load(CASES.read_text(encoding="utf-8"))["cases"][: args.limit]
+    cases = [c for c in yaml.safe_load(CASES.read_text(encoding="utf-8"))["cases"][: args.limit]
+             if not args.only or c["id"] in args.only]
     settings, _tmp = scratch_settings("citations-bench-", args.db)
     rows: list[dict[str, Any]] = []
     load_before = os.getloadavg()[0]
@@ -55,7 +57,9 @@ def main() -> None:
             cited = cited_sources(r.answer)
             own = cited_sources(narrative(r.answer))
             rows.append({"id": case["id"], "question": case["question"], "expected": case["expected"],
-                         "tools": [c.name for c in r.tool_calls], "cited": cited, "any_citation": bool(cited),
+                         "tools": [c.name for c in r.tool_calls],
+                         "queries": [c.args.get("query") for c in r.tool_calls if c.name == "search_knowledge"],
+                         "cited": cited, "any_citation": bool(cited),
                          "relevant_citation": bool(set(cited) & set(case["expected"])),
                          "cited_in_text": own, "relevant_in_text": bool(set(own) & set(case["expected"])),
                          "llm_calls": r.llm_calls,

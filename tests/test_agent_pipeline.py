@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -870,3 +871,39 @@ def test_a_pipeline_scope_held_by_two_fields_stays_where_the_model_put_it(sessio
     result = copilot_for(sessions, script).ask("How is the APAC pipeline?")
     assert result.tool_calls[0].args["filters"] == {"region": "APAC"}
     assert not [n for n in result.notes if "moved" in n]
+
+
+class _RecordingStore:
+    """A knowledge store that records the queries it was asked and finds one passage for each."""
+
+    def __init__(self) -> None:
+        self.queries: list[str] = []
+
+    def search(self, query: str, k: int) -> list[Any]:
+        from knowledge.store import Hit
+
+        self.queries.append(query)
+        return [Hit(id="c1", source="opportunity-identification", title="Opportunities", section="Kinds",
+                    text="Initiatives fall into cost and differentiation kinds.", score=1.0)]
+
+    def vector_search(self, query: str, k: int) -> list[Any]:
+        return [replace(h, score=0.7) for h in self.search(query, k)][:k]
+
+
+def test_a_knowledge_search_runs_on_the_users_words_beside_the_planners_query(
+        sessions: sessionmaker[Session]) -> None:
+    """The planner's query lost every term of the question ("what is"): the user's words are searched too."""
+    store = _RecordingStore()
+    question = "What types of improvement initiatives can we choose from?"
+    script = Script([plan("answer", ("search_knowledge", {"query": "what is"})), say("Cost and differentiation.")])
+    result = copilot_for(sessions, script, knowledge=lambda: store).ask(question)
+    assert store.queries[0] == f"{question} what is"
+    assert result.tool_calls[0].args["query"] == f"{question} what is"
+    assert "knowledge searched with the user's words beside 'what is'" in result.notes
+
+
+def test_a_knowledge_query_the_question_already_holds_runs_as_planned(sessions: sessionmaker[Session]) -> None:
+    store = _RecordingStore()
+    script = Script([plan("answer", ("search_knowledge", {"query": "improvement initiatives"})), say("Two kinds.")])
+    copilot_for(sessions, script, knowledge=lambda: store).ask("Which improvement initiatives can we choose from?")
+    assert store.queries[0] == "improvement initiatives"
