@@ -8,10 +8,11 @@ reloaded page, a second tab, `curl` with `Last-Event-ID`. A client going away ne
 run; only `RunRegistry.stop` (the Stop button, `POST .../stop`) or the server shutting down
 cancels it, and then the run log says so (`stopped` / `interrupted`, no partial answer stored).
 
-Turns take the model `turns_at_once` at a time (the embedded server has one slot per prompt
-shape, so two turns at once would only evict each other's cache); the others wait in order and
-their streams say their place in the queue (`queue` events, position 0 when the wait is over;
-a run that never waited sends none).
+Turns take the model `turns_at_once` at a time across the whole deployment (the embedded server
+has one slot per prompt shape, so two turns at once would only evict each other's cache; a team
+shares one model endpoint): every worker's turns wait in one queue in the database
+(`agent.model_queue`), in order, and their streams say their place in it (`queue` events,
+position 0 when the wait is over; a run that never waited sends none).
 
 Finished runs stay replayable from memory for `KEEP_S` seconds (at most `KEEP_FINISHED` of them).
 
@@ -37,6 +38,7 @@ from typing import Any, Literal
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.orm import Session, sessionmaker
 
+from agent import model_queue
 from agent.copilot import AgentAnswer, AgentEvent
 from agent.run_events import (
     TERMINAL_EVENTS,
@@ -156,7 +158,10 @@ class RunRegistry:
         self.stale_s = stale_s
         self.runs: dict[str, ActiveRun] = {}
         self.waiting: list[str] = []
-        self._slots: asyncio.Semaphore | None = None
+        """This worker's runs waiting for the model (the deployment's queue is `agent.model_queue`)."""
+        self.load: tuple[int, int] = (0, 0)
+        """(holding, waiting) turns of the deployment, as last read (`refresh_load`)."""
+        self._released: asyncio.Event | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._keep_alive: asyncio.Task[None] | None = None
         self._closing: asyncio.Event | None = None
@@ -206,9 +211,11 @@ class RunRegistry:
                     self.runs[run.run_id] = run
                     run.append(event.type, _data(event))
                     writer = asyncio.create_task(self._store(run))
-                    ready.set_result(run)
-                    await self._take_slot(run)
                     holding = True
+                    position = await self._try_slot(run, join=True)  # a queued run says its place at once
+                    ready.set_result(run)
+                    if position:
+                        await self._take_slot(run)
                     continue
                 if event.type == "answer":
                     run.answer = event.result
@@ -232,11 +239,8 @@ class RunRegistry:
                 log.exception("chat run %s failed outside the agent", run.run_id)
         finally:
             if run is not None:
-                if run.run_id in self.waiting:
-                    self.waiting.remove(run.run_id)
-                    self._announce_queue()
-                if holding and self._slots is not None:
-                    self._slots.release()
+                if holding:
+                    await self._leave_queue(run)
                 if run.state in ("queued", "running"):  # ended without an answer or a stop
                     run.state = "error"
                 run.finish()
@@ -283,32 +287,74 @@ class RunRegistry:
         return run, run.answer
 
     async def _take_slot(self, run: ActiveRun) -> None:
-        if self._slots is None:
-            self._slots = asyncio.Semaphore(self.turns_at_once)
-        if not self._slots.locked():
-            await self._slots.acquire()
-            run.state = "running"
-            return
-        self.waiting.append(run.run_id)
-        self._announce_queue()
+        """Wait for the model in the deployment's queue (`agent.model_queue`): at once when fewer than
+        `turns_at_once` turns of any worker hold it and none waits ahead, else in ticket order,
+        re-checked when a turn of this worker ends and every `POLL_S` (a turn of another worker)."""
+        swept = time.monotonic()
+        while True:
+            released = self._released_event()
+            if await self._try_slot(run) == 0:
+                return
+            if time.monotonic() - swept >= 1.0:  # a place held by a worker that is gone would block the queue
+                swept = time.monotonic()
+                await run_in_threadpool(model_queue.sweep, self.sessions, stale_s=self.stale_s)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(released.wait(), timeout=POLL_S)
+
+    async def _try_slot(self, run: ActiveRun, *, join: bool = False) -> int:
+        """One attempt at the model (after taking a place, with `join`): 0 when `run` holds it (its
+        state `running`), else its place, announced when it changed."""
+        if join:
+            await run_in_threadpool(model_queue.join, self.sessions, run.run_id)
         try:
-            await self._slots.acquire()
-        finally:
+            position = await run_in_threadpool(model_queue.try_start, self.sessions, run.run_id,
+                                               limit=self.turns_at_once)
+        except KeyError:  # another worker judged this one gone and swept its place: take one again
+            log.warning("run %s lost its place for the model; queued again", run.run_id)
+            await run_in_threadpool(model_queue.join, self.sessions, run.run_id)
+            return max(run.queue_position, 1)
+        if position == 0:
+            run.state = "running"
             if run.run_id in self.waiting:
                 self.waiting.remove(run.run_id)
-                self._announce_queue()
-        run.state = "running"
-        run.queue_position = 0
-        run.append("queue", {"run_id": run.run_id, "position": 0, "text": "The model is working on your question"})
+                run.queue_position = 0
+                run.append("queue", {"run_id": run.run_id, "position": 0,
+                                     "text": "The model is working on your question"})
+            return 0
+        if run.run_id not in self.waiting:
+            self.waiting.append(run.run_id)
+        self._announce(run, position)
+        return position
 
-    def _announce_queue(self) -> None:
-        for position, run_id in enumerate(self.waiting, start=1):
-            run = self.runs.get(run_id)
-            if run is not None and run.queue_position != position:
-                run.queue_position = position
-                ahead = "1 turn" if position == 1 else f"{position} turns"
-                run.append("queue", {"run_id": run_id, "position": position,
-                                     "text": f"Waiting for the model: {ahead} ahead of yours"})
+    async def _leave_queue(self, run: ActiveRun) -> None:
+        """`run` ended: its place for the model is freed and this worker's waiting turns look again."""
+        if run.run_id in self.waiting:
+            self.waiting.remove(run.run_id)
+        try:
+            await asyncio.shield(run_in_threadpool(model_queue.leave, self.sessions, run.run_id))
+        except Exception as exc:  # the database is away: the place is swept once the run is no longer running
+            log.warning("run %s: place for the model not freed (%s)", run.run_id, type(exc).__name__)
+        released, self._released = self._released, None
+        if released is not None:
+            released.set()
+
+    def _released_event(self) -> asyncio.Event:
+        if self._released is None:
+            self._released = asyncio.Event()
+        return self._released
+
+    @staticmethod
+    def _announce(run: ActiveRun, position: int) -> None:
+        if run.queue_position != position:
+            run.queue_position = position
+            ahead = "1 turn" if position == 1 else f"{position} turns"
+            run.append("queue", {"run_id": run.run_id, "position": position,
+                                 "text": f"Waiting for the model: {ahead} ahead of yours"})
+
+    async def refresh_load(self) -> tuple[int, int]:
+        """(turns holding the model, turns waiting), over every worker of the deployment."""
+        self.load = await run_in_threadpool(model_queue.load, self.sessions)
+        return self.load
 
     # ------------------------------------------------------------------ stopping
     def stop(self, run: ActiveRun, *, state: RunState, reason: str) -> bool:
@@ -419,6 +465,7 @@ class RunRegistry:
         if prune_now:
             await run_in_threadpool(prune, self.sessions)
         gone = await run_in_threadpool(interrupt_stale, self.sessions, stale_s=self.stale_s)
+        await run_in_threadpool(model_queue.sweep, self.sessions, stale_s=self.stale_s)
         if gone:
             log.warning("%d chat run(s) of a worker that stopped answering marked interrupted: %s",
                         len(gone), ", ".join(gone))

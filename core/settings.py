@@ -44,7 +44,8 @@ class Settings(BaseSettings):
 
     chat_turns_at_once: int = Field(
         default=1, ge=1, le=16,
-        description="Chat turns the API runs at once; the others wait in a queue (the embedded model "
+        description="Chat turns at the model at once, over every API worker of the deployment; the others wait in "
+        "one queue (the embedded model "
         "server has one slot per prompt shape, so parallel turns only evict each other's cache)",
     )
     run_stale_s: float = Field(

@@ -642,3 +642,20 @@ class Job(Base):
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     worker: Mapped[str | None] = mapped_column(String(100), nullable=True)
+
+
+class ModelTurn(Base):
+    """A chat turn waiting for or holding the model, deployment-wide (`agent.model_queue`, migration 0013).
+
+    Every API worker takes its turns' places here, so `CHAT_TURNS_AT_ONCE` limits the turns on the
+    one model endpoint of the whole deployment and a waiting turn's position counts the turns of
+    every worker ahead of it. `ticket` orders the queue; `started_at` is set when the turn holds the
+    model; the row is deleted when the turn ends. A row of a worker that is gone is swept."""
+
+    __tablename__ = "model_turns"
+
+    ticket: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(String(64), unique=True)
+    owner: Mapped[str] = mapped_column(String(200), index=True)
+    queued_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    started_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)

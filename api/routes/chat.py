@@ -78,9 +78,9 @@ class ChatStatus(BaseModel):
     status: str = Field(description="ready, busy, starting, warming, failed, disabled (...), not started")
     detail: str
     model: str | None
-    running: int = Field(default=0, description="Turns holding the model now")
-    queued: int = Field(default=0, description="Turns waiting for the model")
-    turns_at_once: int = Field(default=1, description="Turns the server runs at once (CHAT_TURNS_AT_ONCE)")
+    running: int = Field(default=0, description="Turns holding the model now, on every worker")
+    queued: int = Field(default=0, description="Turns waiting for the model, on every worker")
+    turns_at_once: int = Field(default=1, description="Turns the deployment runs at once (CHAT_TURNS_AT_ONCE)")
     your_runs: list[str] = Field(default_factory=list, description="Your runs not yet ended (reattach to them)")
 
 
@@ -89,8 +89,7 @@ def chat_status(state: LLMState | None, runs: RunRegistry | None = None, user_id
     if state is None:
         return ChatStatus(available=False, status="not started", detail="the app has not started", model=None)
     if state.copilot is not None:
-        running = len(runs.running) if runs is not None else 0
-        queued = len(runs.queued) if runs is not None else 0
+        running, queued = runs.load if runs is not None else (0, 0)  # every worker's (refresh_load)
         at_once = runs.turns_at_once if runs is not None else 1
         mine = [r.run_id for r in runs.active() if r.user_id == user_id] if runs is not None else []
         if running >= at_once:
@@ -319,4 +318,7 @@ async def chat_route(
 )
 async def status_route(request: Request, user: ReaderDep) -> ChatStatus:
     # async: read the run registry on the event loop that changes it
-    return chat_status(_state(request), getattr(request.app.state, "runs", None), user.user_id)
+    runs: RunRegistry | None = getattr(request.app.state, "runs", None)
+    if runs is not None:
+        await runs.refresh_load()
+    return chat_status(_state(request), runs, user.user_id)

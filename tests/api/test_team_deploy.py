@@ -202,6 +202,26 @@ def test_a_stop_sent_to_worker_2_stops_the_run_worker_1_holds(team: Team) -> Non
     assert again.status_code == 409 and "already ended (stopped)" in again.json()["detail"]
 
 
+def test_a_turn_on_worker_2_waits_behind_the_one_worker_1_holds_the_model_for(team: Team) -> None:
+    """One model endpoint for the deployment: CHAT_TURNS_AT_ONCE (1) counts both workers' turns, and
+    the status either worker reports counts them too."""
+    one, two = team.workers
+    team.model.hold.clear()
+    try:
+        first = _chat(team, one, "Which accounts are most at risk?")
+        first.wait_for("token")  # holds the model
+        second = _chat(team, two, "Which accounts are most at risk now?")
+        waiting = second.wait_for("queue")[2]
+        status = httpx.get(f"{one.url}/api/v1/chat/status", headers=team.headers(), timeout=10).json()
+    finally:
+        team.model.hold.set()
+    assert waiting["position"] == 1 and "1 turn ahead" in waiting["text"]
+    assert (status["status"], status["running"], status["queued"]) == ("busy", 1, 1)
+    assert first.finish()[-1][1] == "answer"
+    events = second.finish()
+    assert [d["position"] for _, n, d in events if n == "queue"] == [1, 0] and events[-1][1] == "answer"
+
+
 DOC = (b"# Widget returns\n\n## Return policy\n\nA zorblatt widget may be returned within 45 days of delivery "
        b"when its seal is unbroken.\n")
 

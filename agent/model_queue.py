@@ -1,0 +1,99 @@
+"""The model's queue of chat turns, for the whole deployment, in the database (`model_turns`).
+
+Every API worker's turns take a place here (`join`), in ticket order; a turn holds the model once
+fewer than `limit` (`CHAT_TURNS_AT_ONCE`) turns hold it and none waits ahead of it (`try_start`,
+one conditional UPDATE: atomic on SQLite, under an advisory lock on PostgreSQL, where two
+concurrent updates would each count before the other's write); it leaves when it ends (`leave`).
+A place whose run is no longer running, or whose worker has ended or stopped its heartbeat, is
+removed by whichever worker looks first (`sweep`), so a killed worker never keeps the model.
+
+So two workers sharing one model endpoint let `limit` turns at it, not 2 x `limit`, and a waiting
+turn's position counts the turns of every worker ahead of it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import delete, func, insert, select, text
+from sqlalchemy.orm import Session, sessionmaker
+
+from agent.runlog import owner_state, process_owner, utcnow
+from core.db import session_scope
+from crm.models import AgentRun, ModelTurn, RunWorker
+
+LOCK_KEY = 220023
+"""PostgreSQL advisory lock taken by `try_start` (jobs use 220022)."""
+
+_START = text(
+    "UPDATE model_turns SET started_at = :now WHERE run_id = :run_id AND started_at IS NULL"
+    " AND (SELECT count(*) FROM model_turns h WHERE h.started_at IS NOT NULL)"
+    " + (SELECT count(*) FROM model_turns w WHERE w.started_at IS NULL AND w.ticket < :ticket) < :limit"
+)
+
+
+def join(sessions: sessionmaker[Session], run_id: str, owner: str | None = None) -> int:
+    """Take a place for `run_id` at the back of the queue; its ticket (a second join keeps the first)."""
+    with session_scope(sessions) as s:
+        ticket = s.scalar(select(ModelTurn.ticket).where(ModelTurn.run_id == run_id))
+        if ticket is not None:
+            return int(ticket)
+        s.execute(insert(ModelTurn).values(run_id=run_id, owner=owner or process_owner(), queued_at=utcnow()))
+        return int(s.scalar(select(ModelTurn.ticket).where(ModelTurn.run_id == run_id)) or 0)
+
+
+def try_start(sessions: sessionmaker[Session], run_id: str, *, limit: int) -> int:
+    """0 when `run_id` holds the model (now or already), else its place in the queue (1: next).
+
+    Raises KeyError when it has no place (never joined, or swept: its worker was judged gone)."""
+    with session_scope(sessions) as s:
+        if s.get_bind().dialect.name == "postgresql":
+            s.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": LOCK_KEY})
+        row = s.execute(select(ModelTurn.ticket, ModelTurn.started_at).where(ModelTurn.run_id == run_id)).first()
+        if row is None:
+            raise KeyError(run_id)
+        ticket, started = row
+        if started is not None:
+            return 0
+        done = s.execute(_START, {"now": utcnow(), "run_id": run_id, "ticket": ticket, "limit": limit})
+        if getattr(done, "rowcount", 0):
+            return 0
+        ahead = s.scalar(select(func.count()).select_from(ModelTurn)
+                         .where(ModelTurn.started_at.is_(None), ModelTurn.ticket < ticket))
+        return int(ahead or 0) + 1
+
+
+def leave(sessions: sessionmaker[Session], run_id: str) -> None:
+    """`run_id` ended (answered, stopped or failed): its place, waiting or holding, is freed."""
+    with session_scope(sessions) as s:
+        s.execute(delete(ModelTurn).where(ModelTurn.run_id == run_id))
+
+
+def load(sessions: sessionmaker[Session]) -> tuple[int, int]:
+    """(turns holding the model, turns waiting for it), over every worker."""
+    with sessions() as s:
+        rows = s.execute(select(ModelTurn.started_at.is_(None), func.count()).group_by(ModelTurn.started_at.is_(None)))
+        counts = {bool(waiting): int(n) for waiting, n in rows}
+    return counts.get(False, 0), counts.get(True, 0)
+
+
+def sweep(sessions: sessionmaker[Session], *, stale_s: float) -> list[str]:
+    """Remove the places of turns that can no longer end on their own: their run is no longer
+    `running` in the run log (marked interrupted, or ended without leaving), or their worker has
+    ended on this machine or sent no heartbeat for `stale_s`; the run ids removed. Places of this
+    process are left to it."""
+    me = process_owner()
+    limit = utcnow() - dt.timedelta(seconds=stale_s)
+    with sessions() as s:
+        rows = s.execute(
+            select(ModelTurn.run_id, ModelTurn.owner, AgentRun.status, RunWorker.heartbeat_at)
+            .outerjoin(AgentRun, AgentRun.id == ModelTurn.run_id)
+            .outerjoin(RunWorker, RunWorker.owner == ModelTurn.owner)
+        ).all()
+    gone = [run_id for run_id, owner, status, beat in rows
+            if owner != me and (status != "running" or owner_state(owner) == "dead"
+                                or (beat is not None and beat < limit))]
+    if gone:
+        with session_scope(sessions) as s:
+            s.execute(delete(ModelTurn).where(ModelTurn.run_id.in_(gone)))
+    return gone
