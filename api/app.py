@@ -20,6 +20,7 @@ import logging
 import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
@@ -49,11 +50,15 @@ from api.routes import (
     ui,
 )
 from api.routes.slack import router as slack_router
+from api.routes.slack import slack_bot
 from api.runs import RunRegistry
 from core.db import make_engine, make_sessionmaker
 from core.settings import Settings, get_settings
 from knowledge.store import KnowledgeStore
 from tools.errors import DataFault, ToolInputError
+
+if TYPE_CHECKING:
+    from api.slack.resume import ResumeLoop
 
 API_VERSION = "1.0.0"
 INTERRUPTED_BY_RESTART = "the server restarted before the answer; ask again"
@@ -139,14 +144,28 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
                                  stale_s=settings.run_stale_s)
     app.state.runs.start_keep_alive()  # heartbeat, other workers' stops and gone runs
     app.state.llm = start_llm(settings, sessions=app.state.sessionmaker, knowledge=app.state.knowledge)
+    resume = _slack_resume(app, settings)
     try:
         yield
     finally:
+        if resume is not None:
+            await resume.close()
         await app.state.runs.shutdown()
         if getattr(app.state, "jobs", None) is not None:  # stop this process's jobs: an ingest keeps nothing half-added
             await run_in_threadpool(app.state.jobs.close)
         stop_llm(app.state.llm)
         engine.dispose()
+
+
+def _slack_resume(app: FastAPI, settings: Settings) -> ResumeLoop | None:
+    """With Slack configured: answer again the Slack questions whose worker died (`api.slack.resume`)."""
+    if not settings.slack_bot_token or not settings.slack_signing_secret:
+        return None
+    from api.slack.resume import ResumeLoop  # slack-bolt loads only where Slack is used
+
+    loop = ResumeLoop(app.state.sessionmaker, slack_bot(app).resume)
+    loop.start()
+    return loop
 
 
 def create_app(

@@ -659,3 +659,23 @@ class ModelTurn(Base):
     owner: Mapped[str] = mapped_column(String(200), index=True)
     queued_at: Mapped[dt.datetime] = mapped_column(DateTime)
     started_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+
+
+class SlackQuestion(Base):
+    """Where a Slack question's run answers (`api.slack.resume`, migration 0014): the thread to post in
+    if the run is interrupted (its worker killed or restarted) and another worker answers it again.
+
+    `resumed_at` is set, once, by the worker that answers it again (an UPDATE only one worker wins);
+    `resumed_from` marks a run that is itself such a second answer (never answered a third time)."""
+
+    __tablename__ = "slack_questions"
+
+    run_id: Mapped[str] = mapped_column(String(64), ForeignKey("agent_runs.id", ondelete="CASCADE"),
+                                        primary_key=True)
+    team: Mapped[str] = mapped_column(String(64))
+    channel: Mapped[str] = mapped_column(String(64))
+    thread_ts: Mapped[str] = mapped_column(String(64))
+    user: Mapped[str] = mapped_column(String(64))
+    asked_at: Mapped[dt.datetime] = mapped_column(DateTime, index=True)
+    resumed_from: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    resumed_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)

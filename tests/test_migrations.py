@@ -15,7 +15,7 @@ from core.db import make_engine
 from crm.migrate import alembic_config, current_revision, upgrade
 from crm.models import Base
 
-HEAD = "0013"
+HEAD = "0014"
 
 
 def test_migration_creates_every_model_table(any_engine: Engine) -> None:

@@ -25,6 +25,7 @@ import time
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
+from fastapi.concurrency import run_in_threadpool
 from slack_bolt.adapter.fastapi.async_handler import AsyncSlackRequestHandler
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncBoltContext, AsyncRespond
 from slack_sdk.errors import SlackApiError
@@ -57,6 +58,7 @@ from api.slack.render import (
     reject_modal,
     to_mrkdwn,
 )
+from api.slack.resume import Asked, remember
 from core.settings import Settings
 from crm.models import Recommendation, ToolCall
 from tools.errors import ToolInputError, new_error_id
@@ -214,9 +216,21 @@ class SlackBot:
         self.spawn(self._answer(client, team=team, channel=channel, thread_ts=thread_ts, user=user,
                                 question=question), name="slack-mention")
 
+    async def resume(self, asked: Asked) -> None:
+        """Answer again, in its thread, a Slack question whose run was interrupted (`api.slack.resume`)."""
+        client = self.bolt.client
+        await client.chat_postMessage(channel=asked.channel, thread_ts=asked.thread_ts,
+                                      text="The server answering this stopped before the answer; answering again.")
+        self.spawn(self._answer(client, team=asked.team, channel=asked.channel, thread_ts=asked.thread_ts,
+                                user=asked.user, question=asked.question, resumed_from=asked.run_id),
+                   name="slack-resume")
+
     async def _answer(self, client: AsyncWebClient, *, team: str, channel: str, thread_ts: str, user: str,
-                      question: str) -> None:
-        """Run the agent for the thread's conversation; post the answer and what the run filed."""
+                      question: str, resumed_from: str | None = None) -> None:
+        """Run the agent for the thread's conversation; post the answer and what the run filed.
+
+        The run's thread is kept (`api.slack.resume.remember`) so that another worker answers again
+        if this one dies before the answer."""
         state: LLMState | None = getattr(self.app.state, "llm", None)
         copilot = state.copilot if state is not None else None
         if copilot is None:
@@ -231,7 +245,16 @@ class SlackBot:
             if runs is None:
                 answer = await final_answer(events)
             else:  # queued with the web's turns, so the model runs one turn at a time
-                run, answered = await runs.answer(events, question=question, user_id=None, channel="slack")
+                run = await runs.start(events, question=question, user_id=None, channel="slack")
+                try:
+                    await run_in_threadpool(remember, self.sessions, run.run_id, team=team, channel=channel,
+                                            thread_ts=thread_ts, user=user, resumed_from=resumed_from)
+                except Exception as exc:  # the answer still comes; only a second answer after a crash is lost
+                    log.warning("slack run %s: thread not kept (%s)", run.run_id, type(exc).__name__)
+                await run.wait()
+                if run.failure is not None:
+                    raise run.failure
+                answered = run.answer
                 if answered is None:
                     reason = run.stop_reason[1] if run.stop_reason else "the run ended without an answer"
                     await client.chat_postMessage(channel=channel, thread_ts=thread_ts, text=f"No answer: {escape(reason)}.")

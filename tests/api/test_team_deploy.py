@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -25,7 +26,7 @@ from sqlalchemy import select
 from team_harness import FakeModel, TeamDatabase, Worker, postgres_url, sse_events, start_workers
 
 from core.db import make_engine, make_sessionmaker
-from crm.models import AgentRun, Conversation, RunEvent
+from crm.models import AgentRun, Conversation, RunEvent, SlackQuestion
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
@@ -40,6 +41,14 @@ class Team:
     model: FakeModel
     slack: FakeSlack
     workers: list[Worker]
+    env: dict[str, str]
+    data_dir: Path
+
+    def another_worker(self, name: str) -> Worker:
+        """One more worker like the others, stopped with them."""
+        worker = Worker(name, self.db.url, self.data_dir / name, self.model.url, **self.env).wait_ready()
+        self.workers.append(worker)
+        return worker
 
     def headers(self, role: str = "analyst") -> dict[str, str]:
         return {"Authorization": f"Bearer {self.db.keys[role]}"}
@@ -53,13 +62,13 @@ def team(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Team]:
     chroma_cm = running_chroma(tmp_path_factory.mktemp("chroma"))
     chroma = chroma_cm.__enter__()
     try:
-        workers = start_workers(
-            2, db.url, tmp_path_factory.mktemp("team"), model.url, RUN_STALE_S=STALE_S,
-            CHROMA_HOST=chroma.host, CHROMA_PORT=str(chroma.port),
-            SLACK_BOT_TOKEN=TOKEN, SLACK_SIGNING_SECRET=SECRET, SLACK_API_URL=f"{slack.url}/api/",
-            SLACK_APPROVERS=f"{ALICE}:alice, {BOB}:bob")
+        env = {"RUN_STALE_S": STALE_S, "CHROMA_HOST": chroma.host, "CHROMA_PORT": str(chroma.port),
+               "SLACK_BOT_TOKEN": TOKEN, "SLACK_SIGNING_SECRET": SECRET, "SLACK_API_URL": f"{slack.url}/api/",
+               "SLACK_APPROVERS": f"{ALICE}:alice, {BOB}:bob"}
+        data_dir = tmp_path_factory.mktemp("team")
+        workers = start_workers(2, db.url, data_dir, model.url, **env)
         try:
-            team = Team(db, model, slack, workers)
+            team = Team(db, model, slack, workers, env, data_dir)
             for w in workers:
                 _wait_model(w, team.headers())
             yield team
@@ -279,3 +288,55 @@ def test_a_worker_killed_mid_run_leaves_the_run_interrupted_with_no_answer(team:
                      timeout=10).json()
     assert [(r["status"], r["answer"]) for r in conv["runs"]] == [("interrupted", None)]
 
+
+
+def test_a_slack_question_whose_worker_is_killed_is_answered_again_by_another_worker(team: Team) -> None:
+    """Killed mid-answer, the Slack thread still gets its answer: a live worker marks the run
+    interrupted, claims it once and asks again in the same thread, saying why."""
+    victim = team.workers[1]
+    rescuer = team.another_worker("worker3")
+    ts = "1700009100.000100"
+    conversation = f"slack-{TEAM}-{CHANNEL}-{ts}"
+    body = mention_body("which accounts are most at risk?", ts=ts)
+    engine = make_engine(team.db.url)
+    sessions = make_sessionmaker(engine)
+
+    def streamed() -> bool:
+        with sessions() as s:
+            return "token" in s.scalars(select(RunEvent.event).join(AgentRun, AgentRun.id == RunEvent.run_id)
+                                        .where(AgentRun.conversation_id == conversation)).all()
+
+    def in_thread() -> list[str]:
+        return [str(m.get("text")) for m in team.slack.of("chat.postMessage") if m.get("thread_ts") == ts]
+
+    team.model.hold.clear()  # the victim's answer has begun when it dies
+    try:
+        sent = httpx.post(f"{victim.url}/slack/events", content=body, timeout=10,
+                          headers=signed_headers(body, "application/json"))
+        assert sent.status_code == 200
+        deadline = time.monotonic() + WAIT_S
+        while not streamed() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert streamed(), victim.log()
+        victim.kill()
+    finally:
+        team.model.hold.set()
+    deadline = time.monotonic() + WAIT_S
+    while not any("most at risk" in t for t in in_thread()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(2.0)  # long enough for a third message, had two workers both answered again
+    try:
+        with sessions() as s:
+            runs = s.scalars(select(AgentRun).where(AgentRun.conversation_id == conversation)
+                             .order_by(AgentRun.started_at)).all()
+            kept = {q.run_id: q for q in s.scalars(select(SlackQuestion).where(
+                SlackQuestion.run_id.in_([r.id for r in runs])))}
+    finally:
+        engine.dispose()
+    posted = in_thread()
+    assert len(posted) == 2, (posted, rescuer.log())
+    assert posted[0].startswith("The server answering this stopped before the answer; answering again")
+    assert "most at risk" in posted[1]
+    assert [r.status for r in runs] == ["interrupted", "ok"]
+    assert f"pid {victim.proc.pid}" in (runs[0].error or "")
+    assert kept[runs[1].id].resumed_from == runs[0].id and kept[runs[0].id].resumed_at is not None
