@@ -77,6 +77,18 @@ def load(sessions: sessionmaker[Session]) -> tuple[int, int]:
     return counts.get(False, 0), counts.get(True, 0)
 
 
+def places(sessions: sessionmaker[Session], run_ids: list[str]) -> dict[str, int]:
+    """run id → 0 when it holds the model, else its place in the queue (1: next); runs with no place left out."""
+    if not run_ids:
+        return {}
+    with sessions() as s:
+        rows = s.execute(select(ModelTurn.run_id, ModelTurn.ticket, ModelTurn.started_at)).all()
+    waiting = sorted(ticket for _, ticket, started in rows if started is None)
+    wanted = set(run_ids)
+    return {run_id: 0 if started is not None else waiting.index(ticket) + 1
+            for run_id, ticket, started in rows if run_id in wanted}
+
+
 def sweep(sessions: sessionmaker[Session], *, stale_s: float) -> list[str]:
     """Remove the places of turns that can no longer end on their own: their run is no longer
     `running` in the run log (marked interrupted, or ended without leaving), or their worker has

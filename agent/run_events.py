@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from agent.runlog import close_unfinished, ended, owner_state, process_owner, utcnow
 from core.db import session_scope
-from crm.models import AgentRun, RunEvent, RunStop, RunWorker
+from crm.models import AgentRun, Conversation, RunEvent, RunStop, RunWorker
 
 TERMINAL_EVENTS = ("answer", "stopped")
 """The last event of every run's stream."""
@@ -76,6 +76,21 @@ def stop_requests(sessions: sessionmaker[Session], run_ids: Sequence[str]) -> di
     with sessions() as s:
         rows = s.execute(select(RunStop.run_id, RunStop.reason).where(RunStop.run_id.in_(list(run_ids)))).all()
     return {run_id: reason for run_id, reason in rows}
+
+
+def running_runs(sessions: sessionmaker[Session], *, user_id: int | None = None,
+                 channels: Sequence[str] = ("web", "api")) -> list[tuple[str, str, str, int | None, dt.datetime]]:
+    """(run id, conversation id, question, user id, started at) of the runs still `running` on any
+    worker in `channels`, oldest first; only `user_id`'s when given."""
+    query = (select(AgentRun.id, AgentRun.conversation_id, AgentRun.question, Conversation.user_id,
+                    AgentRun.started_at)
+             .join(Conversation, Conversation.id == AgentRun.conversation_id)
+             .where(AgentRun.status == "running", Conversation.channel.in_(list(channels)))
+             .order_by(AgentRun.started_at))
+    if user_id is not None:
+        query = query.where(Conversation.user_id == user_id)
+    with sessions() as s:
+        return [(r[0], r[1], r[2], r[3], r[4]) for r in s.execute(query).all()]
 
 
 # ---------------------------------------------------------------------------- liveness

@@ -37,6 +37,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from agent.copilot import AgentAnswer, AgentEvent
 from agent.middleware import internal_error_answer, internal_error_record
+from agent.run_events import running_runs
 from agent.runlog import RunLog, utcnow
 from api.auth import Principal
 from api.deps import AUTH_RESPONSES, AnalystDep, ReaderDep
@@ -319,6 +320,11 @@ async def chat_route(
 async def status_route(request: Request, user: ReaderDep) -> ChatStatus:
     # async: read the run registry on the event loop that changes it
     runs: RunRegistry | None = getattr(request.app.state, "runs", None)
-    if runs is not None:
+    if runs is not None:  # the queue over every worker
         await runs.refresh_load()
-    return chat_status(_state(request), runs, user.user_id)
+    status = chat_status(_state(request), runs, user.user_id)
+    if runs is not None and status.available:  # and your runs on every worker
+        held = set(status.your_runs)
+        rows = await run_in_threadpool(running_runs, runs.sessions, user_id=user.user_id)
+        status.your_runs += [row[0] for row in rows if row[0] not in held]
+    return status

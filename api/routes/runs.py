@@ -22,9 +22,10 @@ from fastapi import APIRouter, Body, Header, HTTPException, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field, StringConstraints
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
-from agent.run_events import count_events, interrupt_stale, request_stop, run_state, worker_seen
+from agent import model_queue
+from agent.run_events import count_events, interrupt_stale, request_stop, run_state, running_runs, worker_seen
 from agent.runlog import utcnow
 from api.auth import Principal
 from api.deps import AUTH_RESPONSES, ReaderDep, SessionDep
@@ -112,15 +113,35 @@ def _live(request: Request, run_id: str, principal: Principal) -> ActiveRun | No
     return run
 
 
-@router.get("", response_model=list[RunInfo], summary="Runs this server holds: your own (analysts: everyone's)",
+def _elsewhere(sessions: sessionmaker[Session], held: set[str], user_id: int | None) -> list[RunInfo]:
+    """The web and API runs still running on other workers (`user_id`'s only, unless None)."""
+    rows = [r for r in running_runs(sessions, user_id=user_id) if r[0] not in held]
+    places = model_queue.places(sessions, [r[0] for r in rows])
+    now = utcnow()
+    return [RunInfo(run_id=run_id, conversation_id=conv, question=question,
+                    status="queued" if places.get(run_id) else "running", live=False,
+                    elapsed_s=round((now - started).total_seconds(), 1), events=count_events(sessions, run_id),
+                    queue_position=places.get(run_id, 0))
+            for run_id, conv, question, _, started in rows]
+
+
+@router.get("", response_model=list[RunInfo],
+            summary="Runs of every worker not yet ended (or, with active=false, this worker's recent ones): "
+            "your own (analysts: everyone's)",
             responses=AUTH_RESPONSES)
 async def list_route(  # async: the registry is read on the event loop that changes it
     request: Request,
     principal: ReaderDep,
-    active: Annotated[bool, Query(description="Only runs not yet ended")] = True,
+    active: Annotated[bool, Query(description="Only runs not yet ended, on every worker")] = True,
 ) -> list[RunInfo]:
     runs = registry(request).active() if active else sorted(registry(request).runs.values(), key=lambda r: r.started)
-    return [_info(r) for r in runs if r.user_id == principal.user_id or principal.can("analyze")]
+    mine = [_info(r) for r in runs if r.user_id == principal.user_id or principal.can("analyze")]
+    if not active:
+        return mine
+    held = {r.run_id for r in registry(request).runs.values()}
+    others = await run_in_threadpool(_elsewhere, registry(request).sessions, held,
+                                     None if principal.can("analyze") else principal.user_id)
+    return mine + others
 
 
 @router.get("/{run_id}", response_model=RunInfo, summary="A run's state (live, or from the run log)",

@@ -222,10 +222,15 @@ def test_a_turn_on_worker_2_waits_behind_the_one_worker_1_holds_the_model_for(te
         second = _chat(team, two, "Which accounts are most at risk now?")
         waiting = second.wait_for("queue")[2]
         status = httpx.get(f"{one.url}/api/v1/chat/status", headers=team.headers(), timeout=10).json()
+        listed = httpx.get(f"{one.url}/api/v1/chat/runs", headers=team.headers(), timeout=10).json()
     finally:
         team.model.hold.set()
     assert waiting["position"] == 1 and "1 turn ahead" in waiting["text"]
     assert (status["status"], status["running"], status["queued"]) == ("busy", 1, 1)
+    first_id, second_id = first.events[0][2]["run_id"], second.events[0][2]["run_id"]
+    assert status["your_runs"] == [first_id, second_id]  # the one worker 2 holds too
+    assert [(r["run_id"], r["status"], r["live"], r["queue_position"]) for r in listed] == [
+        (first_id, "running", True, 0), (second_id, "queued", False, 1)]
     assert first.finish()[-1][1] == "answer"
     events = second.finish()
     assert [d["position"] for _, n, d in events if n == "queue"] == [1, 0] and events[-1][1] == "answer"
