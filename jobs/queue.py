@@ -212,6 +212,24 @@ def ensure_schema(engine: Engine) -> None:
             log.info("created procrastinate's schema")
 
 
+def fail_abandoned(engine: Engine, *, stale_s: float) -> list[int]:
+    """Finish as `failed` procrastinate's own record of our jobs whose worker died mid-job (its
+    heartbeat older than `stale_s`, or the worker pruned): procrastinate would show them `doing`
+    for ever. Uses procrastinate's own queries. Our row says the same (`records.reap_stalled`) and
+    is what `valuechain jobs retry` re-queues; the ids finished here are procrastinate's."""
+    from procrastinate import sql  # deferred: only the PostgreSQL path needs procrastinate
+
+    with engine.begin() as conn, conn.connection.dbapi_connection.cursor() as cursor:  # type: ignore[union-attr]
+        cursor.execute(sql.queries["select_stalled_jobs_by_heartbeat"],
+                       {"queue": QUEUE, "task_name": TASK, "seconds_since_heartbeat": stale_s})
+        ids = [int(row[0]) for row in cursor.fetchall()]
+        for job_id in ids:
+            cursor.execute(sql.queries["finish_job"], {"job_id": job_id, "status": "failed", "delete_job": False})
+    if ids:
+        log.warning("procrastinate jobs %s: their worker stopped; finished as failed", ", ".join(map(str, ids)))
+    return ids
+
+
 class PostgresQueue:
     """Jobs deferred to procrastinate; `valuechain worker` processes run them."""
 

@@ -2,7 +2,7 @@
 
 Each job runs in a thread of the worker (procrastinate runs synchronous tasks that way), one at
 a time by default. A side thread marks jobs whose worker died (no heartbeat for `jobs_stale_s`)
-failed and retryable, so several workers watch over each other.
+failed and retryable, in our row and in procrastinate's, so several workers watch over each other.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from core.runtime import get_engine, get_sessionmaker
 from core.settings import Settings
 from jobs import records
-from jobs.queue import QUEUE, conninfo, ensure_schema, procrastinate_app
+from jobs.queue import QUEUE, conninfo, ensure_schema, fail_abandoned, procrastinate_app
 from jobs.run import execute, worker_name
 
 if TYPE_CHECKING:
@@ -54,15 +54,20 @@ def run_worker(settings: Settings, *, concurrency: int = 1, burst: bool = False)
             try:
                 with sessions() as session:
                     records.reap_stalled(session, settings.jobs_stale_s)
+                fail_abandoned(engine, stale_s=settings.jobs_stale_s)
             except Exception:  # the database may be restarting; the next round tries again
                 log.warning("jobs: reaping stalled jobs failed", exc_info=True)
 
     with sessions() as session:
         records.reap_stalled(session, settings.jobs_stale_s)
+    fail_abandoned(engine, stale_s=settings.jobs_stale_s)
     reaper = threading.Thread(target=reap, name="jobs-reaper", daemon=True)
     reaper.start()
     app = procrastinate_app(conninfo(engine), run_job)
     try:
-        app.run_worker(queues=[QUEUE], concurrency=concurrency, wait=not burst, name=name)
+        # procrastinate's own heartbeat well inside the stale limit: a live worker's job is never judged abandoned
+        beat = max(0.5, min(10.0, settings.jobs_stale_s / 3))
+        app.run_worker(queues=[QUEUE], concurrency=concurrency, wait=not burst, name=name,
+                       update_heartbeat_interval=beat, stalled_worker_timeout=settings.jobs_stale_s)
     finally:
         stop.set()

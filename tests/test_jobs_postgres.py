@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 from pg_databases import PG_URL, drop_pg_database, fresh_pg_database
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -173,3 +173,7 @@ def test_a_worker_killed_mid_job_leaves_it_failed_and_retryable(
     with sessions() as s:
         assert s.get(Job, job.id).state == "failed"  # type: ignore[union-attr]
         assert s.scalar(select(func.count()).select_from(ChurnModel)) == models_before + 1
+        # procrastinate's record of the dead worker's job is finished too, not left `doing`
+        statuses = s.scalars(text("SELECT status FROM procrastinate_jobs WHERE args->>'job_id' = :id"),
+                             {"id": job.id}).all()
+        assert statuses == ["failed"]
