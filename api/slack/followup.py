@@ -20,7 +20,16 @@ from slack_bolt.async_app import AsyncAck, AsyncRespond
 from slack_sdk.web.async_client import AsyncWebClient
 
 from api.slack.people import SlackPerson, slack_person, slack_user_of
-from api.slack.render import TEXT_MAX, _cut, _summary, button_value, decided_line, escape, parse_button_value
+from api.slack.render import (
+    TEXT_MAX,
+    _cut,
+    _summary,
+    button_value,
+    decided_line,
+    escape,
+    parse_button_value,
+    reason_modal,
+)
 from tools.errors import ToolInputError
 from tools.review import (
     ABANDON_REASONS,
@@ -122,26 +131,8 @@ def follow_up_blocks(rec: RecommendationDetail, approved_line: str) -> list[dict
 
 def abandon_modal(rec: RecommendationView, private_metadata: str) -> dict[str, Any]:
     """The dialog an Abandon click opens: a reason code (required) and a note."""
-    options = [
-        {"text": {"type": "plain_text", "text": _cut(f"{code}: {why}", 75)}, "value": code}
-        for code, why in ABANDON_REASONS.items()
-    ]
-    return {
-        "type": "modal",
-        "callback_id": ABANDON_VIEW,
-        "private_metadata": private_metadata,
-        "title": {"type": "plain_text", "text": f"Abandon #{rec.id}"},
-        "submit": {"type": "plain_text", "text": "Abandon"},
-        "close": {"type": "plain_text", "text": "Cancel"},
-        "blocks": [
-            {"type": "section", "text": {"type": "mrkdwn", "text": _cut(_summary(rec)["text"]["text"], TEXT_MAX)}},
-            {"type": "input", "block_id": "reason", "label": {"type": "plain_text", "text": "Why is it abandoned?"},
-             "element": {"type": "static_select", "action_id": "code", "options": options}},
-            {"type": "input", "block_id": "note", "optional": True,
-             "label": {"type": "plain_text", "text": "Note (required for “other”)"},
-             "element": {"type": "plain_text_input", "action_id": "text", "multiline": True, "max_length": 2000}},
-        ],
-    }
+    return reason_modal(rec, private_metadata, callback_id=ABANDON_VIEW, verb="Abandon", reasons=ABANDON_REASONS,
+                        label="Why is it abandoned?")
 
 
 # ------------------------------------------------------------------------------ listeners

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from typing import Any
 
 from tools.review import REJECT_REASONS, DecisionInfo, DecisionResult, RecommendationView
@@ -131,25 +132,26 @@ def decided_blocks(rec: RecommendationView, line: str) -> list[dict[str, Any]]:
     return [_summary(rec), {"type": "context", "elements": [{"type": "mrkdwn", "text": _cut(line, TEXT_MAX)}]}]
 
 
-def reject_modal(rec: RecommendationView, private_metadata: str) -> dict[str, Any]:
-    """The dialog a Reject click opens: a reason code (required) and a note."""
+def reason_modal(rec: RecommendationView, private_metadata: str, *, callback_id: str, verb: str,
+                 reasons: Mapping[str, str], label: str = "Reason") -> dict[str, Any]:
+    """A dialog asking why (`verb` the recommendation): a reason code from `reasons` (required) and a note."""
     options = [
         {"text": {"type": "plain_text", "text": _cut(f"{code}: {why}", 75)}, "value": code}
-        for code, why in REJECT_REASONS.items()
+        for code, why in reasons.items()
     ]
     return {
         "type": "modal",
-        "callback_id": REJECT_VIEW,
+        "callback_id": callback_id,
         "private_metadata": private_metadata,
-        "title": {"type": "plain_text", "text": f"Reject #{rec.id}"},
-        "submit": {"type": "plain_text", "text": "Reject"},
+        "title": {"type": "plain_text", "text": f"{verb} #{rec.id}"},
+        "submit": {"type": "plain_text", "text": verb},
         "close": {"type": "plain_text", "text": "Cancel"},
         "blocks": [
             {"type": "section", "text": {"type": "mrkdwn", "text": _cut(_summary(rec)["text"]["text"], TEXT_MAX)}},
             {
                 "type": "input",
                 "block_id": "reason",
-                "label": {"type": "plain_text", "text": "Reason"},
+                "label": {"type": "plain_text", "text": label},
                 "element": {"type": "static_select", "action_id": "code", "options": options},
             },
             {
@@ -161,3 +163,8 @@ def reject_modal(rec: RecommendationView, private_metadata: str) -> dict[str, An
             },
         ],
     }
+
+
+def reject_modal(rec: RecommendationView, private_metadata: str) -> dict[str, Any]:
+    """The dialog a Reject click opens: a reason code (required) and a note."""
+    return reason_modal(rec, private_metadata, callback_id=REJECT_VIEW, verb="Reject", reasons=REJECT_REASONS)
