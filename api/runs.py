@@ -31,7 +31,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -157,8 +157,6 @@ class RunRegistry:
         self.turns_at_once = turns_at_once
         self.stale_s = stale_s
         self.runs: dict[str, ActiveRun] = {}
-        self.waiting: list[str] = []
-        """This worker's runs waiting for the model (the deployment's queue is `agent.model_queue`)."""
         self.load: tuple[int, int] = (0, 0)
         """(holding, waiting) turns of the deployment, as last read (`refresh_load`)."""
         self._released: asyncio.Event | None = None
@@ -169,14 +167,6 @@ class RunRegistry:
     # ------------------------------------------------------------------ queries
     def get(self, run_id: str) -> ActiveRun | None:
         return self.runs.get(run_id)
-
-    @property
-    def running(self) -> list[ActiveRun]:
-        return [r for r in self.runs.values() if r.state == "running"]
-
-    @property
-    def queued(self) -> list[ActiveRun]:
-        return [self.runs[i] for i in self.waiting if i in self.runs]
 
     def active(self) -> list[ActiveRun]:
         """Runs not yet ended, oldest first."""
@@ -276,11 +266,15 @@ class RunRegistry:
             await changed.wait()
 
     async def answer(self, events: AsyncIterator[AgentEvent], *, question: str, user_id: int | None,
-                     channel: str) -> tuple[ActiveRun, AgentAnswer | None]:
-        """Run a turn like `start` (queued with the others, stoppable, replayable) and wait for it to end.
+                     channel: str, started: Callable[[ActiveRun], Awaitable[None]] | None = None,
+                     ) -> tuple[ActiveRun, AgentAnswer | None]:
+        """Run a turn like `start` (queued with the others, stoppable, replayable) and wait for it to end;
+        `started(run)` is awaited once the run has its id.
 
         The answer is None when the run was stopped or interrupted; a bug that escaped the agent is raised."""
         run = await self.start(events, question=question, user_id=user_id, channel=channel)
+        if started is not None:
+            await started(run)
         await run.wait()
         if run.failure is not None:
             raise run.failure
@@ -289,15 +283,12 @@ class RunRegistry:
     async def _take_slot(self, run: ActiveRun) -> None:
         """Wait for the model in the deployment's queue (`agent.model_queue`): at once when fewer than
         `turns_at_once` turns of any worker hold it and none waits ahead, else in ticket order,
-        re-checked when a turn of this worker ends and every `POLL_S` (a turn of another worker)."""
-        swept = time.monotonic()
+        re-checked when a turn of this worker ends and every `POLL_S` (a turn of another worker). A
+        place a gone worker held is swept by the heartbeat (`keep_alive`), not by each waiting turn."""
         while True:
             released = self._released_event()
             if await self._try_slot(run) == 0:
                 return
-            if time.monotonic() - swept >= 1.0:  # a place held by a worker that is gone would block the queue
-                swept = time.monotonic()
-                await run_in_threadpool(model_queue.sweep, self.sessions, stale_s=self.stale_s)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(released.wait(), timeout=POLL_S)
 
@@ -315,21 +306,16 @@ class RunRegistry:
             return max(run.queue_position, 1)
         if position == 0:
             run.state = "running"
-            if run.run_id in self.waiting:
-                self.waiting.remove(run.run_id)
+            if run.queue_position:  # it waited: its stream hears the wait is over
                 run.queue_position = 0
                 run.append("queue", {"run_id": run.run_id, "position": 0,
                                      "text": "The model is working on your question"})
             return 0
-        if run.run_id not in self.waiting:
-            self.waiting.append(run.run_id)
         self._announce(run, position)
         return position
 
     async def _leave_queue(self, run: ActiveRun) -> None:
         """`run` ended: its place for the model is freed and this worker's waiting turns look again."""
-        if run.run_id in self.waiting:
-            self.waiting.remove(run.run_id)
         try:
             await asyncio.shield(run_in_threadpool(model_queue.leave, self.sessions, run.run_id))
         except Exception as exc:  # the database is away: the place is swept once the run is no longer running

@@ -39,7 +39,7 @@ from starlette.responses import JSONResponse, Response
 from agent.copilot import final_answer
 from agent.middleware import internal_error_answer
 from api.metrics import record_agent_run, record_decision
-from api.runs import RunRegistry
+from api.runs import ActiveRun, RunRegistry
 from api.slack.bodies import RejectMeta, malformed
 from api.slack.delivery import answer_once
 from api.slack.followup import OPEN, FollowUpListeners, approved_blocks
@@ -245,16 +245,15 @@ class SlackBot:
             if runs is None:
                 answer = await final_answer(events)
             else:  # queued with the web's turns, so the model runs one turn at a time
-                run = await runs.start(events, question=question, user_id=None, channel="slack")
-                try:
-                    await run_in_threadpool(remember, self.sessions, run.run_id, team=team, channel=channel,
-                                            thread_ts=thread_ts, user=user, resumed_from=resumed_from)
-                except Exception as exc:  # the answer still comes; only a second answer after a crash is lost
-                    log.warning("slack run %s: thread not kept (%s)", run.run_id, type(exc).__name__)
-                await run.wait()
-                if run.failure is not None:
-                    raise run.failure
-                answered = run.answer
+                async def keep_thread(run: ActiveRun) -> None:
+                    try:
+                        await run_in_threadpool(remember, self.sessions, run.run_id, team=team, channel=channel,
+                                                thread_ts=thread_ts, user=user, resumed_from=resumed_from)
+                    except Exception as exc:  # the answer still comes; only a second answer after a crash is lost
+                        log.warning("slack run %s: thread not kept (%s)", run.run_id, type(exc).__name__)
+
+                run, answered = await runs.answer(events, question=question, user_id=None, channel="slack",
+                                                  started=keep_thread)
                 if answered is None:
                     reason = run.stop_reason[1] if run.stop_reason else "the run ended without an answer"
                     await client.chat_postMessage(channel=channel, thread_ts=thread_ts, text=f"No answer: {escape(reason)}.")
