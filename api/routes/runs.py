@@ -122,7 +122,7 @@ def _elsewhere(sessions: sessionmaker[Session], held: set[str], user_id: int | N
                     status="queued" if places.get(run_id) else "running", live=False,
                     elapsed_s=round((now - started).total_seconds(), 1), events=count_events(sessions, run_id),
                     queue_position=places.get(run_id, 0))
-            for run_id, conv, question, _, started in rows]
+            for run_id, conv, question, started in rows]
 
 
 @router.get("", response_model=list[RunInfo],
