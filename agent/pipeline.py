@@ -55,7 +55,7 @@ from agent.plan import MAX_STEPS, Plan, Step, ignored_ids
 from agent.planner import Gate, Planner, Retrieve
 from agent.prompts import load_prompt
 from agent.provenance import known_text, tool_ids
-from agent.render import CURRENCY, render
+from agent.render import ASKED, CURRENCY, render
 from agent.runlog import RunLog, conversation_calls, history, last_steps
 from knowledge.search import KNOWLEDGE_CHARS, KnowledgeResults
 from tools.accounts import scope_values
@@ -272,10 +272,12 @@ class PlanCopilot:
         write = get_stream_writer()
         ex = state.get("execution")
         token = CURRENCY.set(self.currency)  # this node's task only: amounts rendered in the CRM's currency
+        asked = ASKED.set(turn.question)  # and the fields the question names shown beside a ranking
         try:
             turn.answer = await self._compose(turn, state.get("plan"), ex.steps if ex else [], write)
         finally:
             CURRENCY.reset(token)
+            ASKED.reset(asked)
         return {}
 
     async def _compose(self, turn: Turn, plan: Plan | None, steps: list[StepRun],

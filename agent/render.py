@@ -34,6 +34,29 @@ CURRENCY: ContextVar[str] = ContextVar("answer_currency", default="USD")
 """ISO 4217 code of the CRM's amounts (`settings.currency`); the agent sets it for its turn."""
 
 
+ASKED: ContextVar[str] = ContextVar("answer_question", default="")
+"""The question being answered (the agent sets it for its turn): a ranking shows the descriptive
+fields it names ("who owns it?" adds the owner column)."""
+
+ASKED_FIELDS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("owner", ("owner", "owns", "owned", "account manager", "rep ")),
+    ("owner_team", ("owner", "owns", "owned", "team")),
+    ("segment", ("segment",)),
+    ("region", ("region",)),
+    ("industry", ("industry", "industries", "sector")),
+    ("quadrant", ("quadrant",)),
+    ("porter_category", ("category", "categories", "porter")),
+)
+"""Context fields of a ranking's items → words that ask for them."""
+
+
+def asked_fields(question: str, context: dict[str, Any]) -> list[str]:
+    """The descriptive (text) fields of `context` that `question` asks about, in `ASKED_FIELDS` order."""
+    q = f" {question.lower()} "
+    return [key for key, words in ASKED_FIELDS
+            if isinstance(context.get(key), str) and any(w in q for w in words)]
+
+
 def money(x: float | None) -> str:
     """An amount in the CRM's currency, whole units: $19,255,500."""
     return "–" if x is None else amount(x, CURRENCY.get())
@@ -77,13 +100,15 @@ def render_rank(r: RankResult) -> str:
     scope = ", ".join(f"{k} {', '.join(v)}" for k, v in r.filters.items() if k != "status")
     title = f"**{r.entity.capitalize()} by {name}**" + (f" ({scope})" if scope else "")
     extra = "arr" if r.entity == "accounts" and r.metric != "arr" else None
-    header = ["#", "name (id)", name] + (["ARR"] if extra else [])
+    fields = asked_fields(ASKED.get(), r.items[0].context) if r.items else []
+    header = ["#", "name (id)", name] + (["ARR"] if extra else []) + [f.replace("_", " ") for f in fields]
     rows = []
     for i in r.items[:MAX_ROWS]:
         row: list[object] = [i.rank, f"{i.name} ({i.id})", _metric_value(r, i.value)]
         if extra:
             arr = i.context.get("arr")
             row.append(money(float(arr)) if isinstance(arr, int | float) else "–")
+        row += [i.context.get(f) or "–" for f in fields]
         rows.append(row)
     # the tool's own count, not a difference code computes: every figure shown traces to a result
     more = f"\n\nShowing {len(rows)} of {r.total_matching} that match." if r.total_matching > len(rows) else ""

@@ -907,3 +907,20 @@ def test_a_knowledge_query_the_question_already_holds_runs_as_planned(sessions: 
     script = Script([plan("answer", ("search_knowledge", {"query": "improvement initiatives"})), say("Two kinds.")])
     copilot_for(sessions, script, knowledge=lambda: store).ask("Which improvement initiatives can we choose from?")
     assert store.queries[0] == "improvement initiatives"
+
+
+def test_a_ranking_shows_the_fields_the_question_asks_for(sessions: sessionmaker[Session]) -> None:
+    """"Who owns it?" beside a ranking: the owner is in the table the answerer reads and the user sees."""
+    from tools.accounts import get_account
+
+    top = ranked(sessions, 1)[0]
+    with sessions() as s:
+        owner = get_account(session=s, account_id=top).owner
+    script = Script([plan("answer", ("rank", {"entity": "accounts", "metric": "churn_probability", "limit": 1})),
+                     say("Here it is.")])
+    result = copilot_for(sessions, script).ask("Which account is most likely to churn, and who owns it?")
+    assert "| owner |" in result.answer and f"| {owner} |" in result.answer
+    assert f"| {owner} |" in str(script.requests[1]["messages"][-1].content)  # the narrative can name them
+    plain = Script([plan("answer", ("rank", {"entity": "accounts", "metric": "churn_probability", "limit": 1})),
+                    say("Here it is.")])
+    assert "| owner |" not in copilot_for(sessions, plain).ask("Which account is most likely to churn?").answer
