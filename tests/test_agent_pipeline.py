@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from agent.copilot import AgentEvent
 from agent.executor import Executor, prepared_plan
+from agent.narrative import NARRATIVE_CHARS
 from agent.pipeline import PlanCopilot
 from agent.plan import Plan, asked_count, ignored_ids, plan_schema
 from agent.planner import parse_plan, tool_catalogue
@@ -924,3 +925,19 @@ def test_a_ranking_shows_the_fields_the_question_asks_for(sessions: sessionmaker
     plain = Script([plan("answer", ("rank", {"entity": "accounts", "metric": "churn_probability", "limit": 1})),
                     say("Here it is.")])
     assert "| owner |" not in copilot_for(sessions, plain).ask("Which account is most likely to churn?").answer
+
+
+def test_a_narrative_that_runs_on_is_cut_at_a_sentence_end_past_the_budget(sessions: sessionmaker[Session]) -> None:
+    top = ranked(sessions, 3)
+    pasted = " ".join(f"Sentence {i} repeats what the table below already shows in full." for i in range(40))
+    script = Script([plan("answer", ("rank", {"entity": "accounts", "metric": "churn_probability", "limit": 3})),
+                     say(pasted)])
+    events = events_of(copilot_for(sessions, script), "Which 3 accounts are most likely to churn?")
+    answer = events[-1].result
+    assert answer is not None and answer.error is None
+    narrative = answer.answer.split("\n\n")[0]
+    assert NARRATIVE_CHARS <= len(narrative) < NARRATIVE_CHARS + 80 and narrative.endswith("full.")
+    assert "Sentence 39" not in answer.answer
+    assert all(f"({i})" in answer.answer for i in top)  # the data under it is whole
+    streamed = "".join(e.text or "" for e in events if e.type == "token")
+    assert streamed == answer.answer  # what streamed is what was kept
