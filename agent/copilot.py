@@ -87,7 +87,8 @@ class Agent(Protocol):
     model_name: str
 
     def astream(self, question: str, *, conversation_id: str | None = None, actor: str = "agent",
-                channel: str = "cli", user_id: int | None = None) -> AsyncIterator[AgentEvent]: ...
+                channel: str = "cli", user_id: int | None = None,
+                run: RunLog | None = None) -> AsyncIterator[AgentEvent]: ...
 
     async def aask(self, question: str, **kwargs: Any) -> AgentAnswer: ...
 
@@ -140,6 +141,7 @@ class Copilot:
         actor: str = "agent",
         channel: str = "cli",
         user_id: int | None = None,
+        run: RunLog | None = None,
     ) -> AsyncIterator[AgentEvent]:
         """Run one turn, yielding events; the last event is always `answer` (with `error` set on failure).
 
@@ -148,9 +150,11 @@ class Copilot:
         if not question:
             raise ValueError("the question is empty")
         t0 = time.perf_counter()
+        if run is not None:  # a chat job's run, stored when it was asked (`RunLog.claim`)
+            conversation_id = run.conversation_id
         prior = history(self.sessions, conversation_id)
-        log = RunLog.start(self.sessions, question=question, conversation_id=conversation_id,
-                           model=self.model_name, channel=channel, user_id=user_id)
+        log = run or RunLog.start(self.sessions, question=question, conversation_id=conversation_id,
+                                  model=self.model_name, channel=channel, user_id=user_id)
         ctx = RunContext(sessions=self.sessions, knowledge=self.knowledge, run_id=log.run_id,
                          conversation_id=log.conversation_id, actor=actor,
                          recommendation_ttl_days=self.recommendation_ttl_days, system=self.tool_settings)

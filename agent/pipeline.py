@@ -418,15 +418,18 @@ class PlanCopilot:
         actor: str = "agent",
         channel: str = "cli",
         user_id: int | None = None,
+        run: RunLog | None = None,
     ) -> AsyncIterator[AgentEvent]:
         """Run one turn, yielding events; the last event is always `answer` (with `error` set on failure)."""
         question = question.strip()
         if not question:
             raise ValueError("the question is empty")
         t0 = time.perf_counter()
+        if run is not None:  # a chat job's run, stored when it was asked (`RunLog.claim`)
+            conversation_id = run.conversation_id
         prior = history(self.sessions, conversation_id)
-        runlog = RunLog.start(self.sessions, question=question, conversation_id=conversation_id,
-                              model=self.model_name, channel=channel, user_id=user_id)
+        runlog = run or RunLog.start(self.sessions, question=question, conversation_id=conversation_id,
+                                     model=self.model_name, channel=channel, user_id=user_id)
         ctx = RunContext(sessions=self.sessions, knowledge=self.knowledge, run_id=runlog.run_id,
                          conversation_id=runlog.conversation_id, actor=actor,
                          recommendation_ttl_days=self.recommendation_ttl_days, system=self.tool_settings)

@@ -79,17 +79,18 @@ def stop_requests(sessions: sessionmaker[Session], run_ids: Sequence[str]) -> di
 
 
 def running_runs(sessions: sessionmaker[Session], *, user_id: int | None = None,
-                 channels: Sequence[str] = ("web", "api")) -> list[tuple[str, str, str, dt.datetime]]:
-    """(run id, conversation id, question, started at) of the runs still `running` on any worker in
-    `channels`, oldest first; only `user_id`'s when given."""
-    query = (select(AgentRun.id, AgentRun.conversation_id, AgentRun.question, AgentRun.started_at)
+                 channels: Sequence[str] = ("web", "api")) -> list[tuple[str, str, str, dt.datetime, str]]:
+    """(run id, conversation id, question, started at, status) of the runs not yet ended on any
+    worker in `channels` (`running`, or `queued` for a worker to take: `api.chat_jobs`), oldest
+    first; only `user_id`'s when given."""
+    query = (select(AgentRun.id, AgentRun.conversation_id, AgentRun.question, AgentRun.started_at, AgentRun.status)
              .join(Conversation, Conversation.id == AgentRun.conversation_id)
-             .where(AgentRun.status == "running", Conversation.channel.in_(list(channels)))
+             .where(AgentRun.status.in_(("running", "queued")), Conversation.channel.in_(list(channels)))
              .order_by(AgentRun.started_at))
     if user_id is not None:
         query = query.where(Conversation.user_id == user_id)
     with sessions() as s:
-        return [(r[0], r[1], r[2], r[3]) for r in s.execute(query).all()]
+        return [(r[0], r[1], r[2], r[3], r[4]) for r in s.execute(query).all()]
 
 
 # ---------------------------------------------------------------------------- liveness

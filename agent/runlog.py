@@ -16,7 +16,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any, Literal
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.db import session_scope
@@ -56,9 +56,11 @@ class RunLog:
         model: str,
         channel: str = "cli",
         user_id: int | None = None,
+        queued: bool = False,
     ) -> RunLog:
         """Open (or continue) the conversation, store the question and a `running` run owned by
-        this process (`process_owner()`).
+        this process (`process_owner()`); `queued`: a run no process owns yet, for the worker that
+        takes its chat job to `claim`.
 
         `user_id` owns a new conversation (an existing one keeps its owner)."""
         now = utcnow()
@@ -72,7 +74,8 @@ class RunLog:
             s.add(
                 AgentRun(
                     id=run_id, conversation_id=conversation_id, started_at=now, model=model,
-                    status="running", question=question, owner=process_owner(),
+                    status="queued" if queued else "running", question=question,
+                    owner=None if queued else process_owner(),
                 )
             )
             s.flush()
@@ -80,6 +83,19 @@ class RunLog:
                 conversation_id=conversation_id, run_id=run_id, seq=_next_seq(s, conversation_id),
                 role="user", content=question, created_at=now,
             ))
+        return cls(sessions, run_id, conversation_id)
+
+    @classmethod
+    def claim(cls, sessions: sessionmaker[Session], run_id: str) -> RunLog | None:
+        """Take a `queued` run (`start(queued=True)`): `running`, owned by this process, its clock
+        started now. None when it is no longer queued (stopped while it waited, or taken)."""
+        with session_scope(sessions) as s:
+            taken = s.execute(update(AgentRun).where(AgentRun.id == run_id, AgentRun.status == "queued")
+                              .values(status="running", owner=process_owner(), started_at=utcnow()))
+            if taken.rowcount != 1:  # type: ignore[attr-defined]
+                return None
+            conversation_id = s.scalar(select(AgentRun.conversation_id).where(AgentRun.id == run_id))
+        assert conversation_id is not None
         return cls(sessions, run_id, conversation_id)
 
     def llm_call(
@@ -193,18 +209,28 @@ def last_steps(sessions: sessionmaker[Session], conversation_id: str | None
 
 
 def close_unfinished(sessions: sessionmaker[Session], run_id: str, *, status: str, reason: str) -> bool:
-    """End a run still marked `running` with `status` (`stopped`, `interrupted`, `error`) and `reason`.
+    """End a run still marked `running` (or `queued` for a worker) with `status` (`stopped`, `interrupted`, `error`) and `reason`.
 
     Nothing else is written: the question and the calls made so far stay, no partial answer is
     stored. False when the run is unknown or already finished."""
     with session_scope(sessions) as s:
         run = s.get(AgentRun, run_id)
-        if run is None or run.status != "running":
+        if run is None or run.status not in ("running", "queued"):
             return False
         now = utcnow()
         run.status, run.error, run.finished_at = status, reason, now
         run.latency_ms = max(0.0, (now - run.started_at).total_seconds() * 1000)
     return True
+
+
+def stop_queued(sessions: sessionmaker[Session], run_id: str, reason: str) -> bool:
+    """End a run still `queued` for a worker (a chat job not yet taken) as `stopped`; False when a
+    worker has taken it meanwhile (or it has ended)."""
+    now = utcnow()
+    with session_scope(sessions) as s:
+        done = s.execute(update(AgentRun).where(AgentRun.id == run_id, AgentRun.status == "queued")
+                         .values(status="stopped", error=reason, finished_at=now, latency_ms=0.0))
+        return bool(done.rowcount == 1)  # type: ignore[attr-defined]
 
 
 def interrupt_running(sessions: sessionmaker[Session], reason: str, *, channels: tuple[str, ...]) -> list[str]:

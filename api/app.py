@@ -20,11 +20,12 @@ import logging
 import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
+from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError, ProgrammingError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -58,6 +59,7 @@ from knowledge.store import KnowledgeStore
 from tools.errors import DataFault, ToolInputError
 
 if TYPE_CHECKING:
+    from api.chat_jobs import ChatJobs
     from api.slack.resume import ResumeLoop
 
 API_VERSION = "1.0.0"
@@ -145,16 +147,39 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.runs.start_keep_alive()  # heartbeat, other workers' stops and gone runs
     app.state.llm = start_llm(settings, sessions=app.state.sessionmaker, knowledge=app.state.knowledge)
     resume = _slack_resume(app, settings)
+    app.state.chat_jobs = await _chat_jobs(app, settings, engine)
     try:
         yield
     finally:
         if resume is not None:
             await resume.close()
         await app.state.runs.shutdown()
+        if app.state.chat_jobs is not None:
+            await app.state.chat_jobs.close()
         if getattr(app.state, "jobs", None) is not None:  # stop this process's jobs: an ingest keeps nothing half-added
             await run_in_threadpool(app.state.jobs.close)
         stop_llm(app.state.llm)
         engine.dispose()
+
+
+async def _chat_jobs(app: FastAPI, settings: Settings, engine: Engine) -> ChatJobs | None:
+    """With CHAT_JOBS on PostgreSQL: chat turns as jobs any worker takes (`api.chat_jobs`)."""
+    if not settings.chat_jobs:
+        return None
+    if engine.dialect.name != "postgresql":
+        log.warning("CHAT_JOBS needs PostgreSQL; on %s the worker that receives a chat turn runs it",
+                    engine.dialect.name)
+        return None
+    from api.chat_jobs import ChatJobs  # procrastinate loads only where chat jobs are on
+
+    def copilot() -> Any:
+        state = getattr(app.state, "llm", None)
+        return state.copilot if state is not None else None
+
+    jobs = ChatJobs(engine, app.state.runs, copilot, per_worker=settings.chat_jobs_per_worker,
+                    stale_s=settings.run_stale_s)
+    await jobs.open()
+    return jobs
 
 
 def _slack_resume(app: FastAPI, settings: Settings) -> ResumeLoop | None:

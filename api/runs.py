@@ -174,20 +174,22 @@ class RunRegistry:
 
     # ------------------------------------------------------------------ starting
     async def start(self, events: AsyncIterator[AgentEvent], *, question: str, user_id: int | None,
-                    channel: str) -> ActiveRun:
+                    channel: str, prepared: bool = False) -> ActiveRun:
         """Drive `events` (one turn's, from `run_turn`) in a background task; the run once it has an id.
+        `prepared`: a chat job's run, whose `run_started` was stored when it was asked (`api.chat_jobs`).
 
         An error before the run exists (no `run_started` yet) is raised here."""
         self._prune()
         loop = asyncio.get_running_loop()
         ready: asyncio.Future[ActiveRun] = loop.create_future()
-        task = asyncio.create_task(self._drive(events, ready, question=question, user_id=user_id, channel=channel))
+        task = asyncio.create_task(self._drive(events, ready, question=question, user_id=user_id, channel=channel,
+                                               prepared=prepared))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return await asyncio.shield(ready)  # a client leaving now does not cancel the run
 
     async def _drive(self, events: AsyncIterator[AgentEvent], ready: asyncio.Future[ActiveRun], *,
-                     question: str, user_id: int | None, channel: str) -> None:
+                     question: str, user_id: int | None, channel: str, prepared: bool = False) -> None:
         run: ActiveRun | None = None
         writer: asyncio.Task[None] | None = None
         holding = False
@@ -200,6 +202,7 @@ class RunRegistry:
                                     task=asyncio.current_task())
                     self.runs[run.run_id] = run
                     run.append(event.type, _data(event))
+                    run.stored = 1 if prepared else 0  # a prepared run's first event is stored already
                     writer = asyncio.create_task(self._store(run))
                     holding = True
                     position = await self._try_slot(run, join=True)  # a queued run says its place at once
@@ -400,7 +403,7 @@ class RunRegistry:
                 checked = 0.0
                 marked = await run_in_threadpool(interrupt_stale, self.sessions, stale_s=self.stale_s, run_id=run_id)
                 state = await run_in_threadpool(run_state, self.sessions, run_id)
-                if state is not None and state[0] == "running":
+                if state is not None and state[0] in ("running", "queued"):  # queued: a chat job not yet taken
                     ended_at = None
                 else:
                     ended_at = ended_at or time.monotonic()  # a live owner may still be storing its last events

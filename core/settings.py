@@ -48,6 +48,16 @@ class Settings(BaseSettings):
         "one queue (the embedded model "
         "server has one slot per prompt shape, so parallel turns only evict each other's cache)",
     )
+    chat_jobs: bool = Field(
+        default=False,
+        description="On PostgreSQL: each chat turn is a procrastinate job that any API worker takes (a turn "
+        "waiting for a worker survives the restart of the one that received it); false: the receiving worker "
+        "runs it (api.chat_jobs)",
+    )
+    chat_jobs_per_worker: int = Field(
+        default=4, ge=0, le=64,
+        description="With CHAT_JOBS: chat jobs one API worker holds at once (0: it takes none, only receives)",
+    )
     run_stale_s: float = Field(
         default=15.0, ge=1.0, le=3600.0,
         description="A chat run whose API worker has sent no heartbeat for this long is marked interrupted "

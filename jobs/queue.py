@@ -212,7 +212,7 @@ def ensure_schema(engine: Engine) -> None:
             log.info("created procrastinate's schema")
 
 
-def fail_abandoned(engine: Engine, *, stale_s: float) -> list[int]:
+def fail_abandoned(engine: Engine, *, stale_s: float, queue: str = QUEUE, task: str = TASK) -> list[int]:
     """Finish as `failed` procrastinate's own record of our jobs whose worker died mid-job (its
     heartbeat older than `stale_s`, or the worker pruned): procrastinate would show them `doing`
     for ever. Uses procrastinate's own queries. Our row says the same (`records.reap_stalled`) and
@@ -221,7 +221,7 @@ def fail_abandoned(engine: Engine, *, stale_s: float) -> list[int]:
 
     with engine.begin() as conn, conn.connection.dbapi_connection.cursor() as cursor:  # type: ignore[union-attr]
         cursor.execute(sql.queries["select_stalled_jobs_by_heartbeat"],
-                       {"queue": QUEUE, "task_name": TASK, "seconds_since_heartbeat": stale_s})
+                       {"queue": queue, "task_name": task, "seconds_since_heartbeat": stale_s})
         ids = [int(row[0]) for row in cursor.fetchall()]
         for job_id in ids:
             cursor.execute(sql.queries["finish_job"], {"job_id": job_id, "status": "failed", "delete_job": False})

@@ -265,3 +265,50 @@ def sse_events(lines: Iterator[str]) -> Iterator[tuple[int, str, dict[str, Any]]
         elif line == "" and name:
             yield seq, name, json.loads(data)
             name, data = "", ""
+
+
+# ------------------------------------------------------------------------------ reading a chat stream
+
+STREAM_WAIT_S = 60.0
+Event = tuple[int, str, dict[str, Any]]
+
+
+class Stream:
+    """A server-sent event stream read in a thread: its events so far, and whether it has ended."""
+
+    def __init__(self, method: str, url: str, **kwargs: Any) -> None:
+        self.events: list[Event] = []
+        self.status: int | None = None
+        self.error: BaseException | None = None
+        self.started = threading.Event()
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._read, args=(method, url), kwargs=kwargs, daemon=True)
+        self.thread.start()
+
+    def _read(self, method: str, url: str, **kwargs: Any) -> None:
+        try:
+            with httpx.stream(method, url, timeout=STREAM_WAIT_S, **kwargs) as resp:
+                self.status = resp.status_code
+                self.started.set()
+                for event in sse_events(resp.iter_lines()):
+                    self.events.append(event)
+        except (httpx.HTTPError, OSError) as exc:  # a killed worker cuts its streams
+            self.error = exc
+        finally:
+            self.started.set()
+            self.done.set()
+
+    def wait_for(self, name: str) -> Event:
+        deadline = time.monotonic() + STREAM_WAIT_S
+        while time.monotonic() < deadline:
+            for event in self.events:
+                if event[1] == name:
+                    return event
+            if self.done.is_set():
+                break
+            time.sleep(0.02)
+        raise AssertionError(f"no {name!r} event; got {self.events} (status {self.status}, error {self.error})")
+
+    def finish(self) -> list[Event]:
+        assert self.done.wait(STREAM_WAIT_S), f"stream did not end; got {self.events}"
+        return self.events

@@ -37,9 +37,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from agent.copilot import AgentAnswer, AgentEvent
 from agent.middleware import internal_error_answer, internal_error_record
-from agent.run_events import running_runs
+from agent.run_events import TERMINAL_EVENTS, running_runs
 from agent.runlog import RunLog, utcnow
 from api.auth import Principal
+from api.chat_jobs import ChatJobs, prepare
 from api.deps import AUTH_RESPONSES, AnalystDep, ReaderDep
 from api.llm import LLMState
 from api.metrics import record_agent_run, record_llm_call
@@ -173,10 +174,12 @@ async def run_turn(
     *,
     message: str,
     conversation_id: str | None,
-    principal: Principal,
+    principal: Principal | tuple[int | None, str],
     channel: Channel,
+    run: RunLog | None = None,
 ) -> AsyncIterator[AgentEvent]:
-    """The agent's events for one turn, always ending with an `answer` event.
+    """The agent's events for one turn, always ending with an `answer` event; `principal` may be
+    (user id, name) for a turn a chat job runs (`run`: its run, already claimed).
 
     A bug that escapes the agent becomes an `error` event and a failed answer naming an error id
     (the run is marked failed in the run log, the traceback logged under the id); metrics are
@@ -187,10 +190,13 @@ async def run_turn(
     run_id: str | None = None
     conv_id: str | None = conversation_id
     answered: AgentAnswer | None = None
+    user_id, actor = principal if isinstance(principal, tuple) else (principal.user_id, principal.name)
+    prepared = {"run": run} if run is not None else {}
     try:
         async for event in copilot.astream(
-            message, conversation_id=conversation_id, channel=channel, user_id=principal.user_id,
-            actor=principal.name,  # a proposal is filed as asked by this user, who may then not decide it
+            message, conversation_id=conversation_id, channel=channel, user_id=user_id,
+            actor=actor,  # a proposal is filed as asked by this user, who may then not decide it
+            **prepared,
         ):
             if event.type == "run_started":
                 run_id, conv_id = event.run_id, event.conversation_id
@@ -298,6 +304,9 @@ async def chat_route(
     if body.conversation_id is not None:
         await run_in_threadpool(_check_conversation, copilot.sessions, body.conversation_id, principal)
     channel: Channel = "web" if (x_client or "").strip().lower() == "web" else "api"
+    jobs: ChatJobs | None = getattr(request.app.state, "chat_jobs", None)
+    if jobs is not None:  # a job any worker takes; this one streams it from the stored events
+        return await _as_job(request, jobs, copilot, body, principal, channel, accept)
     events = run_turn(
         copilot, message=body.message, conversation_id=body.conversation_id, principal=principal, channel=channel
     )
@@ -309,6 +318,24 @@ async def chat_route(
         reason = run.stop_reason[1] if run.stop_reason else "the run ended without an answer"
         raise HTTPException(status_code=409, detail=f"run {run.run_id!r} {run.state}: {reason}")
     return JSONResponse(content=run.answer.model_dump(mode="json"), headers={"X-Run-Id": run.run_id})
+
+
+async def _as_job(request: Request, jobs: ChatJobs, copilot: Any, body: ChatRequest, principal: Principal,
+                  channel: Channel, accept: str | None) -> Any:
+    run = await run_in_threadpool(prepare, copilot.sessions, question=body.message.strip(),
+                                  conversation_id=body.conversation_id, user_id=principal.user_id, channel=channel,
+                                  model=str(copilot.model_name))
+    await jobs.defer(run.run_id, user_id=principal.user_id, actor=principal.name, channel=channel)
+    if "text/event-stream" in (accept or ""):
+        return sse_response(run.run_id, runs=registry(request))
+    async for frame in registry(request).follow_stored(run.run_id):
+        if frame is None or frame.event not in TERMINAL_EVENTS:
+            continue
+        if frame.event == "answer":
+            return JSONResponse(content=frame.data["result"], headers={"X-Run-Id": run.run_id})
+        raise HTTPException(status_code=409, detail=f"run {run.run_id!r} {frame.data.get('status')}: "
+                            f"{frame.data.get('text')}")
+    raise HTTPException(status_code=409, detail=f"run {run.run_id!r} ended without an answer")
 
 
 @router.get(

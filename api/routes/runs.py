@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from agent import model_queue
 from agent.run_events import count_events, interrupt_stale, request_stop, run_state, running_runs, worker_seen
-from agent.runlog import utcnow
+from agent.runlog import stop_queued, utcnow
 from api.auth import Principal
 from api.deps import AUTH_RESPONSES, ReaderDep, SessionDep
 from api.routes.chat import registry, sse_response
@@ -119,10 +119,10 @@ def _elsewhere(sessions: sessionmaker[Session], held: set[str], user_id: int | N
     places = model_queue.places(sessions, [r[0] for r in rows])
     now = utcnow()
     return [RunInfo(run_id=run_id, conversation_id=conv, question=question,
-                    status="queued" if places.get(run_id) else "running", live=False,
+                    status="queued" if places.get(run_id) or state == "queued" else "running", live=False,
                     elapsed_s=round((now - started).total_seconds(), 1), events=count_events(sessions, run_id),
                     queue_position=places.get(run_id, 0))
-            for run_id, conv, question, started in rows]
+            for run_id, conv, question, started, state in rows]
 
 
 @router.get("", response_model=list[RunInfo],
@@ -233,13 +233,17 @@ async def stop_route(run_id: RunId, request: Request, principal: ReaderDep) -> R
 async def _stop_elsewhere(request: Request, run_id: str, principal: Principal) -> RunInfo:
     """Stop a run another worker holds: store the request, wait for that worker to end the run."""
     stored, user_id = await run_in_threadpool(_lookup_owned, request, run_id, principal)
-    if stored.status != "running":
+    if stored.status not in ("running", "queued"):
         raise HTTPException(status_code=409, detail=f"run {run_id!r} has already ended ({stored.status})")
     if user_id != principal.user_id and not principal.can("admin"):
         raise HTTPException(status_code=403, detail=f"run {run_id!r} is not yours; only its owner or an admin may stop it")
     elapsed = (utcnow() - stored.started_at).total_seconds()
     sessions = registry(request).sessions
-    await run_in_threadpool(request_stop, sessions, run_id, f"stopped by {principal.name} after {elapsed:.0f} s")
+    reason = f"stopped by {principal.name} after {elapsed:.0f} s"
+    # a chat job no worker has taken yet ends here (`api.chat_jobs`); one taken meanwhile is asked to stop
+    if stored.status != "queued" or not await run_in_threadpool(
+            stop_queued, sessions, run_id, reason):
+        await run_in_threadpool(request_stop, sessions, run_id, reason)
     deadline = time.monotonic() + STOP_WAIT_S
     status = "running"
     while time.monotonic() < deadline:
@@ -265,7 +269,7 @@ async def _stop_elsewhere(request: Request, run_id: str, principal: Principal) -
 def feedback_route(run_id: RunId, body: Annotated[Feedback, Body()], session: SessionDep,
                    principal: ReaderDep) -> FeedbackView:
     stored, _ = _stored(session, run_id, principal)
-    if stored.status == "running":
+    if stored.status in ("running", "queued"):
         raise HTTPException(status_code=409, detail=f"run {run_id!r} is still running; rate it once it has answered")
     now = utcnow()
     row = session.scalars(

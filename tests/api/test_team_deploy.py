@@ -11,7 +11,6 @@ no answer stored. Runs in `.ci/run` (PostgreSQL up); fails there when PostgreSQL
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,7 +22,7 @@ import pytest
 from chroma_server import running_chroma
 from slack_harness import ALICE, BOB, CHANNEL, SECRET, TEAM, TOKEN, FakeSlack, mention_body, signed_headers
 from sqlalchemy import select
-from team_harness import FakeModel, TeamDatabase, Worker, postgres_url, sse_events, start_workers
+from team_harness import FakeModel, Stream, TeamDatabase, Worker, postgres_url, start_workers
 
 from core.db import make_engine, make_sessionmaker
 from crm.models import AgentRun, Conversation, RunEvent, SlackQuestion
@@ -32,7 +31,6 @@ pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
 STALE_S = "3"
 WAIT_S = 60.0
-Event = tuple[int, str, dict[str, Any]]
 
 
 @dataclass
@@ -90,47 +88,6 @@ def _wait_model(worker: Worker, headers: dict[str, str]) -> None:
             return
         time.sleep(0.2)
     raise AssertionError(f"{worker.name}: chat never became available:\n{worker.log()}")
-
-
-class Stream:
-    """A server-sent event stream read in a thread: its events so far, and whether it has ended."""
-
-    def __init__(self, method: str, url: str, **kwargs: Any) -> None:
-        self.events: list[Event] = []
-        self.status: int | None = None
-        self.error: BaseException | None = None
-        self.started = threading.Event()
-        self.done = threading.Event()
-        self.thread = threading.Thread(target=self._read, args=(method, url), kwargs=kwargs, daemon=True)
-        self.thread.start()
-
-    def _read(self, method: str, url: str, **kwargs: Any) -> None:
-        try:
-            with httpx.stream(method, url, timeout=WAIT_S, **kwargs) as resp:
-                self.status = resp.status_code
-                self.started.set()
-                for event in sse_events(resp.iter_lines()):
-                    self.events.append(event)
-        except (httpx.HTTPError, OSError) as exc:  # a killed worker cuts its streams
-            self.error = exc
-        finally:
-            self.started.set()
-            self.done.set()
-
-    def wait_for(self, name: str) -> Event:
-        deadline = time.monotonic() + WAIT_S
-        while time.monotonic() < deadline:
-            for event in self.events:
-                if event[1] == name:
-                    return event
-            if self.done.is_set():
-                break
-            time.sleep(0.02)
-        raise AssertionError(f"no {name!r} event; got {self.events} (status {self.status}, error {self.error})")
-
-    def finish(self) -> list[Event]:
-        assert self.done.wait(WAIT_S), f"stream did not end; got {self.events}"
-        return self.events
 
 
 def _chat(team: Team, worker: Worker, message: str) -> Stream:
