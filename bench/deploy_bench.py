@@ -16,6 +16,8 @@ once, and:
 `uptime` is recorded before and after each phase: the figures are only as quiet as the machine.
 
     nice -n 5 .venv/bin/python -m bench.deploy_bench [--accounts 2000] [--engines postgres,sqlite]
+    # chat turns in the worker that received them vs as jobs any worker takes, same run:
+    .venv/bin/python -m bench.deploy_bench --engines postgres --chat-only --chat-jobs --out bench/results/deploy_chat_jobs.json
 
 Results: bench/results/deploy.json and deploy.md.
 """
@@ -75,7 +77,7 @@ def descendants(pid: int) -> list[int]:
 class Deployment:
     """`valuechain serve --workers N` on a free loopback port, until `stop`."""
 
-    def __init__(self, workers: int, database_url: str, data_dir: Path, llm_url: str) -> None:
+    def __init__(self, workers: int, database_url: str, data_dir: Path, llm_url: str, **extra_env: str) -> None:
         self.workers = workers
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -83,8 +85,9 @@ class Deployment:
         env = {**os.environ, "DATABASE_URL": database_url, "DATA_DIR": str(data_dir),
                "CHROMA_PATH": str(data_dir / "chroma"), "LLM_BASE_URL": llm_url, "LLM_MODEL": "fake",
                "LLM_API_KEY": "x", "AGENT_DESIGN": "react", "LLM_AUTOSTART": "false"}
-        for name in ("CHROMA_HOST", "SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "PLAYBOOK_PATH"):
+        for name in ("CHROMA_HOST", "SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "PLAYBOOK_PATH", "CHAT_JOBS"):
             env.pop(name, None)
+        env.update(extra_env)
         self.log_path = data_dir / f"serve-{workers}.log"
         self.log = self.log_path.open("wb")
         self.proc = subprocess.Popen(
@@ -158,7 +161,7 @@ async def load(dep: Deployment, data: dict[str, Any], args: argparse.Namespace) 
     paths = endpoints(data)
     headers = {"Authorization": f"Bearer {data['key']}"}
     result: dict[str, Any] = {"uptime_before": uptime(), "endpoints": {}}
-    for concurrency in args.concurrency:
+    for concurrency in [] if args.chat_only else args.concurrency:
         # keep-alive connections of one client stick to the worker that accepted them (measured:
         # 14 of 16 on one of two workers), so by default every request opens its own connection
         limits = httpx.Limits(max_connections=concurrency,
@@ -193,7 +196,26 @@ def run_engine(engine: str, url: str, tmp: Path, llm_url: str, args: argparse.Na
             out["by_workers"][str(workers)] = asyncio.run(load(dep, data, args))
         finally:
             dep.stop()
+        if args.chat_jobs and engine == "postgres":  # the same chat load, each turn a job (api.chat_jobs)
+            dep = Deployment(workers, url, tmp / f"{engine}-{workers}-jobs", llm_url, CHAT_JOBS="true")
+            try:
+                jobs = asyncio.run(chat_load(dep, data, args))
+                out["by_workers"][str(workers)]["chat_jobs"] = jobs
+            finally:
+                dep.stop()
     return out
+
+
+async def chat_load(dep: Deployment, data: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+    """The chat phase of `load` alone."""
+    result: dict[str, Any] = {"uptime_before": uptime()}
+    chat = result["chat"] = await chats(dep.url, data["key"], args.chat_sessions, args.chat_turns)
+    chat["turns_per_s"] = round(chat["completed_turns"] / chat["elapsed_s"], 2) if chat["elapsed_s"] else None
+    print(f"  {dep.workers}w chat, CHAT_JOBS: {chat['completed_turns']} turns, {chat['turns_per_s']}/s, "
+          f"p95 {chat['p95_ms']} ms, errors {chat['errors']}", flush=True)
+    result["uptime_after"] = uptime()
+    result["memory_after"] = dep.memory()
+    return result
 
 
 def chroma_memory(tmp: Path) -> dict[str, Any]:
@@ -266,7 +288,7 @@ def write_md(out: dict[str, Any], path: Path) -> None:
         lines += [f"## {engine} (demo built in {res['setup_s']} s)", ""]
         head = "| endpoint | clients | " + " | ".join(f"{w} worker(s) req/s | p95 ms" for w in workers) + " |"
         lines += [head, "|---|---|" + "---|---|" * len(workers)]
-        for name in ENDPOINTS:
+        for name in [] if out.get("chat_only") else ENDPOINTS:
             for conc in map(str, out["concurrency"]):
                 cells = []
                 for w in workers:
@@ -277,15 +299,17 @@ def write_md(out: dict[str, Any], path: Path) -> None:
         lines += ["", "| workers | chat turns/s | chat p95 ms | turns ok / asked | errors | worker RSS MB | "
                   "worker CPU s | load after |", "|---|---|---|---|---|---|---|---|"]
         for w in workers:
-            r = res["by_workers"][w]
-            c = r["chat"]
-            mem = r["memory_after"]
-            sup = f" + supervisor {mem['supervisor_rss_mb']}" if mem["supervisor_rss_mb"] else ""
-            lines.append(f"| {w} | {c['turns_per_s']} | {c['p95_ms']} | {c['completed_turns']} / "
-                         f"{c['sessions'] * c['turns_per_session']} | {c['errors']} | "
-                         f"{', '.join(map(str, mem['worker_rss_mb']))}{sup} | "
-                         f"{', '.join(map(str, mem.get('worker_cpu_s', [])))} | "
-                         f"`{r['uptime_after'].split('load average: ')[-1]}` |")
+            for label, r in ((w, res["by_workers"][w]), (f"{w}, CHAT_JOBS", res["by_workers"][w].get("chat_jobs"))):
+                if r is None:
+                    continue
+                c = r["chat"]
+                mem = r["memory_after"]
+                sup = f" + supervisor {mem['supervisor_rss_mb']}" if mem["supervisor_rss_mb"] else ""
+                lines.append(f"| {label} | {c['turns_per_s']} | {c['p95_ms']} | {c['completed_turns']} / "
+                             f"{c['sessions'] * c['turns_per_session']} | {c['errors']} | "
+                             f"{', '.join(map(str, mem['worker_rss_mb']))}{sup} | "
+                             f"{', '.join(map(str, mem.get('worker_cpu_s', [])))} | "
+                             f"`{r['uptime_after'].split('load average: ')[-1]}` |")
         lines.append("")
     if (c := out.get("chroma")) is not None:
         lines += ["## `chroma run`", "",
@@ -312,6 +336,9 @@ def main() -> None:
                    help="reuse connections (they stick to one worker: 2 workers then measure mostly one)")
     p.add_argument("--chroma", action="store_true",
                    help="also: `chroma run` memory with the product corpus built into it (embeds 230 chunks)")
+    p.add_argument("--chat-jobs", action="store_true",
+                   help="on PostgreSQL, also run the chat load with CHAT_JOBS=true (each turn a job)")
+    p.add_argument("--chat-only", action="store_true", help="skip the endpoint load")
     p.add_argument("--out", type=Path, default=RESULTS / "deploy.json")
     args = p.parse_args()
     engines = [e.strip() for e in args.engines.split(",") if e.strip()]
@@ -324,7 +351,7 @@ def main() -> None:
         "started": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
         "accounts": args.accounts, "requests": args.requests, "concurrency": args.concurrency,
-        "workers": args.workers, "keepalive": args.keepalive, "chat_turns_at_once": int(os.environ.get("CHAT_TURNS_AT_ONCE", "1")),
+        "workers": args.workers, "keepalive": args.keepalive, "chat_only": args.chat_only, "chat_jobs": args.chat_jobs, "chat_turns_at_once": int(os.environ.get("CHAT_TURNS_AT_ONCE", "1")),
         "uptime_before": uptime(), "engines": {},
     }
     fake = ThreadingHTTPServer(("127.0.0.1", 0), FakeModel)

@@ -33,6 +33,7 @@ from jobs.queue import PostgresQueue, submit
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 VALUECHAIN = str(Path(sys.executable).with_name("valuechain"))
+FIXTURES = Path(__file__).parent / "fixtures" / "knowledge"
 STALE_S = 2.0
 
 
@@ -177,3 +178,35 @@ def test_a_worker_killed_mid_job_leaves_it_failed_and_retryable(
         statuses = s.scalars(text("SELECT status FROM procrastinate_jobs WHERE args->>'job_id' = :id"),
                              {"id": job.id}).all()
         assert statuses == ["failed"]
+
+
+def test_a_worker_process_embeds_an_ingest_into_the_chroma_server_every_worker_searches(
+        pg: tuple[sessionmaker[Session], PostgresQueue], pg_demo: str, tmp_path: Path) -> None:
+    """The team set-up: an upload queued by an API worker is embedded by a `valuechain worker`
+    into the `chroma run` server, and the passages are then found from this process."""
+    # deferred: the knowledge stack (Chroma, the embedding model) only this test needs
+    from chroma_server import running_chroma
+
+    from core.settings import Settings
+    from jobs.kinds import document_params
+    from knowledge.loaders import load_document
+    from knowledge.search import search_knowledge
+    from knowledge.store import KnowledgeStore
+
+    sessions, queue = pg
+    docs = [load_document(FIXTURES / name) for name in ("tidal-pools.md", "espresso-machines.md")]
+    with running_chroma(tmp_path / "chroma") as chroma:
+        env = {**env_for(pg_demo, tmp_path), "CHROMA_HOST": chroma.host, "CHROMA_PORT": str(chroma.port)}
+        job = submit(sessions, queue, "knowledge_ingest", {"documents": document_params(docs)}, created_by="test")
+        out = subprocess.run([VALUECHAIN, "worker", "--burst"], env=env, cwd=tmp_path, capture_output=True,
+                             text=True, timeout=300)
+        assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+        done, seen = watch(sessions, job.id, lambda j: j.state in records_finished, timeout_s=10)
+        assert done.state == "done", (done.error, seen)
+        assert done.result is not None and done.result["files"] == 2 and done.result["added"] == done.result["chunks"] > 0
+        assert (done.done, done.total) == (done.result["embedded"], done.result["embedded"])
+        store = KnowledgeStore.from_settings(Settings(chroma_host=chroma.host, chroma_port=chroma.port))
+        assert store.count() == done.result["chunks"]  # on the server, not in the worker's DATA_DIR
+        assert not (tmp_path / "data" / "chroma").exists()
+        hits = search_knowledge(store=store, query="which creatures live in rock pools at low tide?", k=2)
+        assert hits.results and hits.results[0].source == docs[0].source
