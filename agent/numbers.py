@@ -20,7 +20,7 @@ _SCALE = {"k": 1e3, "thousand": 1e3, "m": 1e6, "million": 1e6, "bn": 1e9}
 SMALL_INTEGERS = 10
 
 
-def _parse(token: str) -> tuple[float, float, str]:
+def parse_figure(token: str) -> tuple[float, float, str]:
     """(value, half the last written digit's place, suffix) of one written number."""
     text = token.replace("−", "-").replace(",", "").strip()
     match = re.match(r"(-?\d+(?:\.\d+)?)\s?(.*)$", text)
@@ -41,7 +41,7 @@ def source_values(texts: Iterable[str]) -> list[float]:
     values: list[float] = []
     for text in texts:
         for token in numbers_in(text):
-            value, _, suffix = _parse(token)
+            value, _, suffix = parse_figure(token)
             values.append(value)
             if suffix in ("%", "percent"):
                 values.append(value / 100)
@@ -50,7 +50,7 @@ def source_values(texts: Iterable[str]) -> list[float]:
 
 def traceable(token: str, sources: list[float]) -> bool:
     """True when the written figure `token` is one of `sources` up to its written precision."""
-    value, half_step, suffix = _parse(token)
+    value, half_step, suffix = parse_figure(token)
     if suffix == "" and value.is_integer() and abs(value) <= SMALL_INTEGERS:
         return True
     candidates: list[tuple[float, float]] = [(value, half_step)]
@@ -85,6 +85,11 @@ def unverified_note(figures: list[str]) -> str:
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z(\"“*])")
 
 
+def split_sentences(line: str) -> list[str]:
+    """One line's sentences: cut at ". " before a capital (a list item is a line of its own)."""
+    return _SENTENCE_END.split(line)
+
+
 def without_figures(text: str, figures: list[str]) -> tuple[str, int]:
     """`text` without the sentences that state any of `figures`, and how many were left out.
 
@@ -92,7 +97,7 @@ def without_figures(text: str, figures: list[str]) -> tuple[str, int]:
     drop = set(numbers_in(" ".join(figures)))  # as numbers_in writes them ("$100,000" → "100,000")
     kept_lines, left_out = [], 0
     for line in text.split("\n"):
-        sentences = _SENTENCE_END.split(line)
+        sentences = split_sentences(line)
         kept = [t for t in sentences if not drop & set(numbers_in(t))]
         left_out += len(sentences) - len(kept)
         if kept or not line.strip():

@@ -29,6 +29,7 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 from sqlalchemy.orm import Session, sessionmaker
 
+from agent.claims import inverted_note, without_inverted
 from agent.compare import comparisons
 from agent.copilot import (
     AgentAnswer,
@@ -375,6 +376,10 @@ class PlanCopilot:
                 text, n = without_figures(text, left)
                 turn.notes.append(f"left out {n} sentence(s) with figures in no tool result: {', '.join(left)}")
                 text += left_out_note(n)
+        text, n = without_inverted(text)
+        if n:  # both figures are the tools', the order the model gave them is not: the computed comparison stays
+            turn.notes.append(f"left out {n} sentence(s) comparing figures the wrong way round")
+            text += inverted_note(n)
         return text.strip()
 
     async def _stream(self, turn: Turn, messages: list[Any], write: Callable[[Any], None]) -> str:

@@ -941,3 +941,16 @@ def test_a_narrative_that_runs_on_is_cut_at_a_sentence_end_past_the_budget(sessi
     assert all(f"({i})" in answer.answer for i in top)  # the data under it is whole
     streamed = "".join(e.text or "" for e in events if e.type == "token")
     assert streamed == answer.answer  # what streamed is what was kept
+
+
+def test_a_comparison_the_model_inverts_leaves_the_narrative_and_the_computed_one_stays(
+        sessions: sessionmaker[Session]) -> None:
+    script = Script([plan("answer", ("churn_risk", {"account_id": "ACME-0042"}), ("churn_risk", {"account_id": "DYNE-0036"})),
+                     say("ACME-0042 is at 66.6%, which is higher than DYNE-0036's 90.0%. Both need attention.")])
+    result = copilot_for(sessions, script).ask("Compare the churn risk of ACME-0042 and DYNE-0036.")
+    assert result.error is None
+    assert "which is higher than DYNE-0036's 90.0%" not in result.answer
+    assert result.answer.startswith("Both need attention.")
+    assert "comparing figures the wrong way round" in result.answer
+    # the computed comparison under it says it the right way round
+    assert "Dynent Agency Corp. (DYNE-0036) 90.0% is higher than Acme Energy Oy (ACME-0042) 66.6%" in result.answer
