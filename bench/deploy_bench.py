@@ -87,7 +87,7 @@ class Deployment:
                "LLM_API_KEY": "x", "AGENT_DESIGN": "react", "LLM_AUTOSTART": "false"}
         for name in ("CHROMA_HOST", "SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "PLAYBOOK_PATH", "CHAT_JOBS"):
             env.pop(name, None)
-        env.update(extra_env)
+        env.update({"CHAT_JOBS": "false", **extra_env})  # the turns in the receiving worker unless asked
         self.log_path = data_dir / f"serve-{workers}.log"
         self.log = self.log_path.open("wb")
         self.proc = subprocess.Popen(
@@ -286,8 +286,9 @@ def write_md(out: dict[str, Any], path: Path) -> None:
     for engine, res in out["engines"].items():
         workers = list(res["by_workers"])
         lines += [f"## {engine} (demo built in {res['setup_s']} s)", ""]
-        head = "| endpoint | clients | " + " | ".join(f"{w} worker(s) req/s | p95 ms" for w in workers) + " |"
-        lines += [head, "|---|---|" + "---|---|" * len(workers)]
+        if not out.get("chat_only"):
+            head = "| endpoint | clients | " + " | ".join(f"{w} worker(s) req/s | p95 ms" for w in workers) + " |"
+            lines += [head, "|---|---|" + "---|---|" * len(workers)]
         for name in [] if out.get("chat_only") else ENDPOINTS:
             for conc in map(str, out["concurrency"]):
                 cells = []

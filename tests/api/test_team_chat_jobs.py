@@ -1,4 +1,4 @@
-"""Issue #22, chat turns as jobs (`CHAT_JOBS=true`): API workers on one PostgreSQL database with a
+"""Issue #22, chat turns as jobs (`CHAT_JOBS`, on by default with PostgreSQL): API workers on one PostgreSQL database with a
 fake OpenAI-compatible model endpoint, where the worker that receives a question need not be the
 one that answers it.
 

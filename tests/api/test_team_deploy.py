@@ -60,7 +60,8 @@ def team(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Team]:
     chroma_cm = running_chroma(tmp_path_factory.mktemp("chroma"))
     chroma = chroma_cm.__enter__()
     try:
-        env = {"RUN_STALE_S": STALE_S, "CHROMA_HOST": chroma.host, "CHROMA_PORT": str(chroma.port),
+        # CHAT_JOBS=false: the receiving worker runs the turn (turns as jobs: test_team_chat_jobs.py)
+        env = {"RUN_STALE_S": STALE_S, "CHAT_JOBS": "false", "CHROMA_HOST": chroma.host, "CHROMA_PORT": str(chroma.port),
                "SLACK_BOT_TOKEN": TOKEN, "SLACK_SIGNING_SECRET": SECRET, "SLACK_API_URL": f"{slack.url}/api/",
                "SLACK_APPROVERS": f"{ALICE}:alice, {BOB}:bob"}
         data_dir = tmp_path_factory.mktemp("team")
