@@ -175,13 +175,8 @@ async def load(dep: Deployment, data: dict[str, Any], args: argparse.Namespace) 
                       f"errors {r['errors']}", flush=True)
     result["uptime_after_endpoints"] = uptime()
     result["memory_after_endpoints"] = dep.memory()
-    result["chat"] = await chats(dep.url, data["key"], args.chat_sessions, args.chat_turns)
-    chat = result["chat"]
-    chat["turns_per_s"] = round(chat["completed_turns"] / chat["elapsed_s"], 2) if chat["elapsed_s"] else None
-    print(f"  {dep.workers}w chat: {chat['completed_turns']} turns, {chat['turns_per_s']}/s, "
-          f"p95 {chat['p95_ms']} ms, errors {chat['errors']}", flush=True)
-    result["uptime_after"] = uptime()
-    result["memory_after"] = dep.memory()
+    phase = await chat_load(dep, data, args)
+    result.update(chat=phase["chat"], uptime_after=phase["uptime_after"], memory_after=phase["memory_after"])
     return result
 
 
@@ -199,19 +194,19 @@ def run_engine(engine: str, url: str, tmp: Path, llm_url: str, args: argparse.Na
         if args.chat_jobs and engine == "postgres":  # the same chat load, each turn a job (api.chat_jobs)
             dep = Deployment(workers, url, tmp / f"{engine}-{workers}-jobs", llm_url, CHAT_JOBS="true")
             try:
-                jobs = asyncio.run(chat_load(dep, data, args))
+                jobs = asyncio.run(chat_load(dep, data, args, ", CHAT_JOBS"))
                 out["by_workers"][str(workers)]["chat_jobs"] = jobs
             finally:
                 dep.stop()
     return out
 
 
-async def chat_load(dep: Deployment, data: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
-    """The chat phase of `load` alone."""
+async def chat_load(dep: Deployment, data: dict[str, Any], args: argparse.Namespace, label: str = "") -> dict[str, Any]:
+    """The chat phase of `load` (alone, for the CHAT_JOBS run)."""
     result: dict[str, Any] = {"uptime_before": uptime()}
     chat = result["chat"] = await chats(dep.url, data["key"], args.chat_sessions, args.chat_turns)
     chat["turns_per_s"] = round(chat["completed_turns"] / chat["elapsed_s"], 2) if chat["elapsed_s"] else None
-    print(f"  {dep.workers}w chat, CHAT_JOBS: {chat['completed_turns']} turns, {chat['turns_per_s']}/s, "
+    print(f"  {dep.workers}w chat{label}: {chat['completed_turns']} turns, {chat['turns_per_s']}/s, "
           f"p95 {chat['p95_ms']} ms, errors {chat['errors']}", flush=True)
     result["uptime_after"] = uptime()
     result["memory_after"] = dep.memory()
