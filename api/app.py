@@ -179,6 +179,8 @@ async def _chat_jobs(app: FastAPI, settings: Settings, engine: Engine) -> ChatJo
 
     jobs = ChatJobs(engine, app.state.runs, copilot, per_worker=settings.chat_jobs_per_worker,
                     stale_s=settings.run_stale_s)
+    if settings.slack_bot_token and settings.slack_signing_secret:  # this worker posts the Slack answers it takes
+        jobs.delivered.append(slack_bot(app).deliver)
     await jobs.open()
     return jobs
 

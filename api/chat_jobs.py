@@ -16,7 +16,9 @@ a turn still waiting for the model when that worker dies is lost (marked `interr
 - a turn no worker has taken yet stays `queued` in the database, across restarts, until a worker
   takes it; a Stop ends it at once (`stopped`; the job then finds nothing to claim).
 
-Slack answers stay with the receiving worker: their thread is re-asked if it dies (`api.slack.resume`).
+A Slack question is a chat job too: the worker that takes it posts the answer in the thread
+(`SlackBot.deliver`); the thread is kept at once (`api.slack.resume.remember`), so a turn
+interrupted mid-answer is still asked again there.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from fastapi.concurrency import run_in_threadpool
@@ -34,7 +36,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from agent.copilot import AgentEvent
 from agent.run_events import store_events
 from agent.runlog import RunLog, close_unfinished
-from api.runs import RunRegistry, _data
+from api.runs import ActiveRun, RunRegistry, _data
 from crm.models import AgentRun
 from jobs.queue import conninfo, ensure_schema, fail_abandoned
 
@@ -81,6 +83,8 @@ class ChatJobs:
         self.app = self._app(conninfo(engine))
         self._worker: asyncio.Task[None] | None = None
         self._reaper: asyncio.Task[None] | None = None
+        self.delivered: list[Callable[[ActiveRun], Awaitable[None]]] = []
+        """Called with each turn this worker took once it has ended (the Slack bot posts its answer)."""
 
     def _app(self, dsn: str) -> App:
         from procrastinate import App, PsycopgConnector  # deferred: only PostgreSQL deployments use it
@@ -154,3 +158,8 @@ class ChatJobs:
                           principal=(user_id, actor), channel=channel, run=run)  # type: ignore[arg-type]
         active = await self.runs.start(events, question=question, user_id=user_id, channel=channel, prepared=True)
         await active.wait()
+        for deliver in self.delivered:
+            try:
+                await deliver(active)
+            except Exception:  # the answer is in the run log; only its delivery failed
+                log.exception("chat job %s: delivering the answer failed", run_id)

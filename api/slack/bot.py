@@ -36,8 +36,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from agent.copilot import final_answer
+from agent.copilot import AgentAnswer, final_answer
 from agent.middleware import internal_error_answer
+from api.chat_jobs import ChatJobs, prepare
 from api.metrics import record_agent_run, record_decision
 from api.runs import ActiveRun, RunRegistry
 from api.slack.bodies import RejectMeta, malformed
@@ -58,7 +59,7 @@ from api.slack.render import (
     reject_modal,
     to_mrkdwn,
 )
-from api.slack.resume import Asked, remember
+from api.slack.resume import Asked, remember, thread_of
 from core.settings import Settings
 from crm.models import Recommendation, ToolCall
 from tools.errors import ToolInputError, new_error_id
@@ -237,6 +238,15 @@ class SlackBot:
             await client.chat_postMessage(channel=channel, thread_ts=thread_ts, text=escape(unavailable_message(state)))
             return
         person = slack_person(self.settings, user)
+        jobs: ChatJobs | None = getattr(self.app.state, "chat_jobs", None)
+        if jobs is not None:  # a job any worker takes; that worker posts the answer (`deliver`)
+            queued = await run_in_threadpool(prepare, self.sessions, question=question,
+                                             conversation_id=conversation_id(team, channel, thread_ts),
+                                             user_id=None, channel="slack", model=str(copilot.model_name))
+            await run_in_threadpool(remember, self.sessions, queued.run_id, team=team, channel=channel,
+                                    thread_ts=thread_ts, user=user, resumed_from=resumed_from)
+            await jobs.defer(queued.run_id, user_id=None, actor=person.name, channel="slack")
+            return
         t0 = time.perf_counter()
         runs: RunRegistry | None = getattr(self.app.state, "runs", None)
         try:
@@ -268,10 +278,28 @@ class SlackBot:
             return
         record_agent_run(status="error" if answer.error else "ok", seconds=time.perf_counter() - t0,
                          channel="slack")
+        await self._post(client, channel=channel, thread_ts=thread_ts, answer=answer)
+
+    async def _post(self, client: AsyncWebClient, *, channel: str, thread_ts: str, answer: AgentAnswer) -> None:
+        """The answer in the thread, then each recommendation it filed with its buttons."""
         await client.chat_postMessage(channel=channel, thread_ts=thread_ts, text=to_mrkdwn(answer.answer))
         for rec in await asyncio.to_thread(self._filed_by, answer.run_id):
             await client.chat_postMessage(channel=channel, thread_ts=thread_ts, text=fallback_text(rec),
                                           blocks=recommendation_blocks(rec))
+
+    async def deliver(self, run: ActiveRun) -> None:
+        """Post, in its thread, the end of a Slack turn this worker took as a chat job (`api.chat_jobs`)."""
+        if run.channel != "slack":
+            return
+        asked = await run_in_threadpool(thread_of, self.sessions, run.run_id)
+        if asked is None:
+            return
+        if run.answer is None:
+            reason = run.stop_reason[1] if run.stop_reason else "the run ended without an answer"
+            await self.bolt.client.chat_postMessage(channel=asked.channel, thread_ts=asked.thread_ts,
+                                                    text=f"No answer: {escape(reason)}.")
+            return
+        await self._post(self.bolt.client, channel=asked.channel, thread_ts=asked.thread_ts, answer=run.answer)
 
     def _filed_by(self, run_id: str) -> list[RecommendationDetail]:
         """The recommendations a run filed, or found already waiting (a duplicate proposal)."""

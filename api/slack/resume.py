@@ -54,6 +54,15 @@ def remember(sessions: sessionmaker[Session], run_id: str, *, team: str, channel
                             asked_at=utcnow(), resumed_from=resumed_from))
 
 
+def thread_of(sessions: sessionmaker[Session], run_id: str) -> SlackQuestion | None:
+    """Where Slack run `run_id` answers, if it is a Slack run."""
+    with sessions() as s:
+        row = s.get(SlackQuestion, run_id)
+        if row is not None:
+            s.expunge(row)
+        return row
+
+
 def claim(sessions: sessionmaker[Session], *, within_s: float = RESUME_WITHIN_S) -> list[Asked]:
     """The interrupted Slack runs this worker now answers again (claimed: no other worker gets them)."""
     since = utcnow() - dt.timedelta(seconds=within_s)

@@ -3,7 +3,8 @@ fake OpenAI-compatible model endpoint, where the worker that receives a question
 one that answers it.
 
 `front` takes no chat jobs (`CHAT_JOBS_PER_WORKER=0`): it only receives and streams. A question
-posted to it is answered by `back` and streamed through `front` to its end; a question asked while
+posted to it is answered by `back` and streamed through `front` to its end (a Slack mention sent
+to it is answered in its thread by `back`); a question asked while
 no worker takes turns waits `queued` and is answered by a worker started after the receiving one
 was killed; a Stop ends a queued turn at once, and the job then runs nothing; killing the worker
 that holds a turn leaves the run `interrupted` and procrastinate's job finished `failed`.
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from slack_harness import ALICE, BOB, CHANNEL, SECRET, TOKEN, FakeSlack, mention_body, signed_headers
 from sqlalchemy import text
 from team_harness import FakeModel, Stream, TeamDatabase, Worker, postgres_url
 
@@ -35,12 +37,15 @@ WAIT_S = 60.0
 class Team:
     db: TeamDatabase
     model: FakeModel
+    slack: FakeSlack
     data_dir: Path
     workers: list[Worker]
 
     def start(self, name: str, *, takes: int) -> Worker:
         worker = Worker(name, self.db.url, self.data_dir / name, self.model.url, RUN_STALE_S=STALE_S,
-                        CHAT_JOBS="true", CHAT_JOBS_PER_WORKER=str(takes)).wait_ready()
+                        CHAT_JOBS_PER_WORKER=str(takes),  # CHAT_JOBS unset: on, with PostgreSQL
+                        SLACK_BOT_TOKEN=TOKEN, SLACK_SIGNING_SECRET=SECRET, SLACK_API_URL=f"{self.slack.url}/api/",
+                        SLACK_APPROVERS=f"{ALICE}:alice, {BOB}:bob").wait_ready()
         self.workers.append(worker)
 
         def available() -> bool:
@@ -81,14 +86,17 @@ class Team:
 @pytest.fixture
 def team(tmp_path: Path) -> Iterator[Team]:
     db = TeamDatabase(postgres_url()).create()
-    model = FakeModel()
-    team = Team(db, model, tmp_path, [])
+    model, slack = FakeModel(), FakeSlack()
+    slack.thread.start()
+    team = Team(db, model, slack, tmp_path, [])
     try:
         yield team
     finally:
         for w in team.workers:
             w.stop()
         model.close()
+        slack.server.shutdown()
+        slack.server.server_close()
         db.drop()
 
 
@@ -176,3 +184,29 @@ def test_killing_the_worker_that_holds_a_turn_leaves_it_interrupted_and_its_job_
     _wait(lambda: team.procrastinate_statuses(run_id) == ["failed"], "the dead worker's job to be failed",
           timeout_s=WAIT_S)
     assert rescuer.proc.poll() is None
+
+
+def test_a_slack_question_received_by_one_worker_is_answered_in_its_thread_by_the_one_that_takes_it(
+        team: Team) -> None:
+    front, back = team.start("front", takes=0), team.start("back", takes=2)
+    ts = "1700009200.000100"
+    body = mention_body("which accounts are most at risk?", ts=ts)
+    sent = httpx.post(f"{front.url}/slack/events", content=body, timeout=10,
+                      headers=signed_headers(body, "application/json"))
+    assert sent.status_code == 200
+
+    def in_thread() -> list[str]:
+        return [str(m.get("text")) for m in team.slack.of("chat.postMessage") if m.get("thread_ts") == ts]
+
+    _wait(lambda: any("most at risk" in t for t in in_thread()), "the answer in the thread")
+    time.sleep(1.0)  # long enough for a second answer, had the receiving worker answered too
+    assert len(in_thread()) == 1 and [m.get("channel") for m in team.slack.of("chat.postMessage")
+                                      if m.get("thread_ts") == ts] == [CHANNEL]
+    engine = make_engine(team.db.url)
+    try:
+        with engine.connect() as conn:
+            owner = conn.scalar(text("SELECT r.owner FROM agent_runs r JOIN slack_questions q ON q.run_id = r.id "
+                                     "WHERE q.thread_ts = :ts AND r.status = 'ok'"), {"ts": ts})
+    finally:
+        engine.dispose()
+    assert owner is not None and f"pid {back.proc.pid}" in owner  # answered by the worker that took it
