@@ -1,6 +1,6 @@
-"""Chat turns as jobs (PostgreSQL unless `CHAT_JOBS=false`): any API worker answers a question another received.
+"""Chat turns as jobs (`CHAT_JOBS=true`, PostgreSQL): any API worker answers a question another received.
 
-Without it (SQLite, or `CHAT_JOBS=false`), the worker that receives `POST /api/v1/chat` runs the turn (`api.runs.RunRegistry`);
+Without it (the default, and always on SQLite), the worker that receives `POST /api/v1/chat` runs the turn (`api.runs.RunRegistry`);
 a turn still waiting for the model when that worker dies is lost (marked `interrupted`). With it:
 
 - the receiving worker stores the turn as a `queued` run (question, conversation, owner: none;

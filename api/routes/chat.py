@@ -332,7 +332,8 @@ async def _as_job(request: Request, jobs: ChatJobs, copilot: Any, body: ChatRequ
         if frame is None or frame.event not in TERMINAL_EVENTS:
             continue
         if frame.event == "answer":
-            return JSONResponse(content=frame.data["result"], headers={"X-Run-Id": run.run_id})
+            answer = AgentAnswer.model_validate(frame.data["result"])  # stored without its empty fields
+            return JSONResponse(content=answer.model_dump(mode="json"), headers={"X-Run-Id": run.run_id})
         raise HTTPException(status_code=409, detail=f"run {run.run_id!r} {frame.data.get('status')}: "
                             f"{frame.data.get('text')}")
     raise HTTPException(status_code=409, detail=f"run {run.run_id!r} ended without an answer")

@@ -1,4 +1,4 @@
-"""Issue #22, chat turns as jobs (`CHAT_JOBS`, on by default with PostgreSQL): API workers on one PostgreSQL database with a
+"""Issue #22, chat turns as jobs (`CHAT_JOBS=true`, PostgreSQL): API workers on one PostgreSQL database with a
 fake OpenAI-compatible model endpoint, where the worker that receives a question need not be the
 one that answers it.
 
@@ -43,7 +43,7 @@ class Team:
 
     def start(self, name: str, *, takes: int) -> Worker:
         worker = Worker(name, self.db.url, self.data_dir / name, self.model.url, RUN_STALE_S=STALE_S,
-                        CHAT_JOBS_PER_WORKER=str(takes),  # CHAT_JOBS unset: on, with PostgreSQL
+                        CHAT_JOBS="true", CHAT_JOBS_PER_WORKER=str(takes),
                         SLACK_BOT_TOKEN=TOKEN, SLACK_SIGNING_SECRET=SECRET, SLACK_API_URL=f"{self.slack.url}/api/",
                         SLACK_APPROVERS=f"{ALICE}:alice, {BOB}:bob").wait_ready()
         self.workers.append(worker)
