@@ -49,6 +49,9 @@ CHAT_TASK = "valuechain.chat_turn"
 CHAT_QUEUE = "valuechain-chat"
 NOT_READY = "the model was no longer available on the API worker that took this turn"
 READY_POLL_S = 0.5
+CLOSE_WAIT_S = 5.0
+"""At shutdown, how long procrastinate waits for the turns this worker holds (already interrupted by
+`RunRegistry.shutdown`) before it aborts them."""
 
 
 def prepare(sessions: sessionmaker[Session], *, question: str, conversation_id: str | None, user_id: int | None,
@@ -106,7 +109,8 @@ class ChatJobs:
         await self.app.run_worker_async(
             queues=[CHAT_QUEUE], concurrency=self.per_worker, wait=True, install_signal_handlers=False,
             update_heartbeat_interval=max(0.5, min(10.0, self.stale_s / 3)),
-            stalled_worker_timeout=self.stale_s, delete_jobs="successful")
+            stalled_worker_timeout=self.stale_s, delete_jobs="successful",
+            shutdown_graceful_timeout=CLOSE_WAIT_S)  # by default procrastinate waits for its jobs for ever
 
     async def _reap(self) -> None:
         """Forever: procrastinate's record of a chat job whose worker died is finished `failed` (the run
@@ -124,8 +128,8 @@ class ChatJobs:
         for task in (self._worker, self._reaper):
             if task is not None:
                 task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+                with contextlib.suppress(asyncio.CancelledError, TimeoutError, Exception):
+                    await asyncio.wait_for(task, timeout=2 * CLOSE_WAIT_S)  # a shutdown never hangs here
         self._worker = self._reaper = None
         await self.app.close_async()
 
