@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 
-from agent.numbers import numbers_in, parse_figure, split_sentences
+from agent.numbers import numbers_in, parse_figure, without_sentences
 
 _COMPARE = re.compile(r"\b(higher|greater|larger|more|lower|smaller|less|fewer)\s+than\b", re.IGNORECASE)
 _UP = frozenset({"higher", "greater", "larger", "more"})
@@ -37,14 +37,7 @@ def inverted(sentence: str) -> bool:
 
 def without_inverted(text: str) -> tuple[str, int]:
     """`text` without its inverted comparisons (`inverted`), and how many sentences went."""
-    kept_lines, left_out = [], 0
-    for line in text.split("\n"):
-        sentences = split_sentences(line)
-        kept = [s for s in sentences if not inverted(s)]
-        left_out += len(sentences) - len(kept)
-        if kept or not line.strip():
-            kept_lines.append(" ".join(kept))
-    return re.sub(r"\n{3,}", "\n\n", "\n".join(kept_lines)).strip(), left_out
+    return without_sentences(text, inverted)
 
 
 def inverted_note(n: int) -> str:

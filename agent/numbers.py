@@ -11,7 +11,7 @@ so are digits inside ids and dates ("ACME-0042", "2026-09-30" counts as 2026).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 _NUMBER = re.compile(
     r"(?<![\w.\-−/])[-−]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:\s?(?:%|percent\b|[kKmM]\b|bn\b|million\b|thousand\b))?"
@@ -85,24 +85,24 @@ def unverified_note(figures: list[str]) -> str:
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z(\"“*])")
 
 
-def split_sentences(line: str) -> list[str]:
-    """One line's sentences: cut at ". " before a capital (a list item is a line of its own)."""
-    return _SENTENCE_END.split(line)
-
-
-def without_figures(text: str, figures: list[str]) -> tuple[str, int]:
-    """`text` without the sentences that state any of `figures`, and how many were left out.
+def without_sentences(text: str, drop: Callable[[str], bool]) -> tuple[str, int]:
+    """`text` without the sentences `drop` says go, and how many went.
 
     Line by line (a list item is a sentence of its own); a sentence is cut at ". " before a capital."""
-    drop = set(numbers_in(" ".join(figures)))  # as numbers_in writes them ("$100,000" → "100,000")
     kept_lines, left_out = [], 0
     for line in text.split("\n"):
-        sentences = split_sentences(line)
-        kept = [t for t in sentences if not drop & set(numbers_in(t))]
+        sentences = _SENTENCE_END.split(line)
+        kept = [t for t in sentences if not drop(t)]
         left_out += len(sentences) - len(kept)
         if kept or not line.strip():
             kept_lines.append(" ".join(kept))
     return re.sub(r"\n{3,}", "\n\n", "\n".join(kept_lines)).strip(), left_out
+
+
+def without_figures(text: str, figures: list[str]) -> tuple[str, int]:
+    """`text` without the sentences that state any of `figures`, and how many were left out."""
+    drop = set(numbers_in(" ".join(figures)))  # as numbers_in writes them ("$100,000" → "100,000")
+    return without_sentences(text, lambda sentence: bool(drop & set(numbers_in(sentence))))
 
 
 def left_out_note(n: int) -> str:
