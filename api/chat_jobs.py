@@ -128,7 +128,7 @@ class ChatJobs:
         for task in (self._worker, self._reaper):
             if task is not None:
                 task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, TimeoutError, Exception):
+                with contextlib.suppress(asyncio.CancelledError, Exception):  # a timeout too
                     await asyncio.wait_for(task, timeout=2 * CLOSE_WAIT_S)  # a shutdown never hangs here
         self._worker = self._reaper = None
         await self.app.close_async()

@@ -111,6 +111,11 @@ class ActiveRun:
         return self.finished is not None
 
     @property
+    def end_reason(self) -> str:
+        """Why it ended without an answer (a Stop, a shutdown), as told to the user."""
+        return self.stop_reason[1] if self.stop_reason else "the run ended without an answer"
+
+    @property
     def elapsed_s(self) -> float:
         return round((self.finished or time.monotonic()) - self.started, 1)
 

@@ -85,7 +85,7 @@ class Deployment:
         env = {**os.environ, "DATABASE_URL": database_url, "DATA_DIR": str(data_dir),
                "CHROMA_PATH": str(data_dir / "chroma"), "LLM_BASE_URL": llm_url, "LLM_MODEL": "fake",
                "LLM_API_KEY": "x", "AGENT_DESIGN": "react", "LLM_AUTOSTART": "false"}
-        for name in ("CHROMA_HOST", "SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "PLAYBOOK_PATH", "CHAT_JOBS"):
+        for name in ("CHROMA_HOST", "SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "PLAYBOOK_PATH"):
             env.pop(name, None)
         env.update({"CHAT_JOBS": "false", **extra_env})  # the turns in the receiving worker unless asked
         self.log_path = data_dir / f"serve-{workers}.log"

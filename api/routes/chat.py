@@ -315,8 +315,7 @@ async def chat_route(
         return sse_response(run)
     await run.wait()
     if run.answer is None:  # stopped (POST .../stop) or interrupted by a shutdown
-        reason = run.stop_reason[1] if run.stop_reason else "the run ended without an answer"
-        raise HTTPException(status_code=409, detail=f"run {run.run_id!r} {run.state}: {reason}")
+        raise HTTPException(status_code=409, detail=f"run {run.run_id!r} {run.state}: {run.end_reason}")
     return JSONResponse(content=run.answer.model_dump(mode="json"), headers={"X-Run-Id": run.run_id})
 
 

@@ -265,8 +265,8 @@ class SlackBot:
                 run, answered = await runs.answer(events, question=question, user_id=None, channel="slack",
                                                   started=keep_thread)
                 if answered is None:
-                    reason = run.stop_reason[1] if run.stop_reason else "the run ended without an answer"
-                    await client.chat_postMessage(channel=channel, thread_ts=thread_ts, text=f"No answer: {escape(reason)}.")
+                    await client.chat_postMessage(channel=channel, thread_ts=thread_ts,
+                                                  text=f"No answer: {escape(run.end_reason)}.")
                     return
                 answer = answered
         except Exception as exc:  # a bug in the run: the thread hears about it, the log keeps the traceback
@@ -295,9 +295,8 @@ class SlackBot:
         if asked is None:
             return
         if run.answer is None:
-            reason = run.stop_reason[1] if run.stop_reason else "the run ended without an answer"
             await self.bolt.client.chat_postMessage(channel=asked.channel, thread_ts=asked.thread_ts,
-                                                    text=f"No answer: {escape(reason)}.")
+                                                    text=f"No answer: {escape(run.end_reason)}.")
             return
         await self._post(self.bolt.client, channel=asked.channel, thread_ts=asked.thread_ts, answer=run.answer)
 
