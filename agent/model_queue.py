@@ -9,6 +9,11 @@ removed by whichever worker looks first (`sweep`), so a killed worker never keep
 
 So two workers sharing one model endpoint let `limit` turns at it, not 2 x `limit`, and a waiting
 turn's position counts the turns of every worker ahead of it.
+
+A chat job no API worker has taken yet (`queued` in the run log, `api.chat_jobs`) has no place
+here until one takes it; it then joins at the back. So `load` counts it as waiting and `places`
+gives it the place it would have: behind every turn waiting for the model and every job queued
+before it.
 """
 
 from __future__ import annotations
@@ -70,23 +75,36 @@ def leave(sessions: sessionmaker[Session], run_id: str) -> None:
 
 
 def load(sessions: sessionmaker[Session]) -> tuple[int, int]:
-    """(turns holding the model, turns waiting for it), over every worker."""
+    """(turns holding the model, turns waiting for it or for a worker to take them), over every worker."""
     with sessions() as s:
         rows = s.execute(select(ModelTurn.started_at.is_(None), func.count()).group_by(ModelTurn.started_at.is_(None)))
         counts = {bool(waiting): int(n) for waiting, n in rows}
-    return counts.get(False, 0), counts.get(True, 0)
+        jobs = s.scalar(select(func.count()).select_from(AgentRun).where(AgentRun.status == "queued"))
+    return counts.get(False, 0), counts.get(True, 0) + int(jobs or 0)
 
 
 def places(sessions: sessionmaker[Session], run_ids: list[str]) -> dict[str, int]:
-    """run id → 0 when it holds the model, else its place in the queue (1: next); runs with no place left out."""
+    """run id → 0 when it holds the model, else its place in the queue (1: next); a chat job not yet
+    taken comes after every waiting turn and the jobs queued before it; other runs left out."""
     if not run_ids:
         return {}
     with sessions() as s:
         rows = s.execute(select(ModelTurn.run_id, ModelTurn.ticket, ModelTurn.started_at)).all()
+        jobs = s.execute(select(AgentRun.id).where(AgentRun.status == "queued")
+                         .order_by(AgentRun.started_at, AgentRun.id)).scalars().all()
     waiting = sorted(ticket for _, ticket, started in rows if started is None)
     wanted = set(run_ids)
-    return {run_id: 0 if started is not None else waiting.index(ticket) + 1
-            for run_id, ticket, started in rows if run_id in wanted}
+    out = {run_id: 0 if started is not None else waiting.index(ticket) + 1
+           for run_id, ticket, started in rows if run_id in wanted}
+    held = {run_id for run_id, _, _ in rows}
+    ahead = len(waiting)
+    for run_id in jobs:
+        if run_id in held:  # taken meanwhile: its place in the model's queue stands
+            continue
+        ahead += 1
+        if run_id in wanted:
+            out[run_id] = ahead
+    return out
 
 
 def sweep(sessions: sessionmaker[Session], *, stale_s: float) -> list[str]:

@@ -163,12 +163,13 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 
 async def _chat_jobs(app: FastAPI, settings: Settings, engine: Engine) -> ChatJobs | None:
-    """With CHAT_JOBS=true on PostgreSQL: chat turns as jobs any worker takes (`api.chat_jobs`)."""
-    if not settings.chat_jobs:
+    """On PostgreSQL, unless CHAT_JOBS=false: chat turns as jobs any worker takes (`api.chat_jobs`)."""
+    if settings.chat_jobs is False:
         return None
     if engine.dialect.name != "postgresql":
-        log.warning("CHAT_JOBS needs PostgreSQL; on %s the worker that receives a chat turn runs it",
-                    engine.dialect.name)
+        if settings.chat_jobs:
+            log.warning("CHAT_JOBS needs PostgreSQL; on %s the worker that receives a chat turn runs it",
+                        engine.dialect.name)
         return None
     from api.chat_jobs import ChatJobs  # procrastinate loads only where chat jobs are on
 

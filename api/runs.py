@@ -75,9 +75,10 @@ RunState = Literal["queued", "running", "ok", "error", "stopped", "interrupted"]
 
 @dataclass(frozen=True)
 class Frame:
-    """One buffered server-sent event: `seq` is its SSE `id`."""
+    """One buffered server-sent event: `seq` is its SSE `id` (None: a frame computed for this reader, not
+    stored, so a reattach's `Last-Event-ID` never points at it: a queued chat job's place)."""
 
-    seq: int
+    seq: int | None
     event: str
     data: dict[str, Any]
 
@@ -261,7 +262,7 @@ class RunRegistry:
             if pending:
                 try:
                     await run_in_threadpool(store_events, self.sessions, run.run_id,
-                                            [(f.seq, f.event, f.data) for f in pending])
+                                            [(f.seq, f.event, f.data) for f in pending if f.seq is not None])
                 except Exception as exc:
                     run.store_failed = True
                     log.warning("run %s: events not stored for other workers (%s)", run.run_id,
@@ -316,8 +317,7 @@ class RunRegistry:
             run.state = "running"
             if run.queue_position:  # it waited: its stream hears the wait is over
                 run.queue_position = 0
-                run.append("queue", {"run_id": run.run_id, "position": 0,
-                                     "text": "The model is working on your question"})
+                run.append("queue", queue_data(run.run_id, 0))
             return 0
         self._announce(run, position)
         return position
@@ -341,9 +341,7 @@ class RunRegistry:
     def _announce(run: ActiveRun, position: int) -> None:
         if run.queue_position != position:
             run.queue_position = position
-            ahead = "1 turn" if position == 1 else f"{position} turns"
-            run.append("queue", {"run_id": run.run_id, "position": position,
-                                 "text": f"Waiting for the model: {ahead} ahead of yours"})
+            run.append("queue", queue_data(run.run_id, position))
 
     async def refresh_load(self) -> tuple[int, int]:
         """(turns holding the model, turns waiting), over every worker of the deployment."""
@@ -391,8 +389,9 @@ class RunRegistry:
         `ENDED_GRACE_S` (a live owner is still storing its last events)."""
         seen = max(0, after)
         quiet = 0.0
-        checked = 0.0
+        checked = 1.0  # the run row at the first silence
         ended_at: float | None = None
+        place = 0  # a chat job not yet taken: its place, sent when it changes
         while True:
             rows = await run_in_threadpool(read_events, self.sessions, run_id, after=seen)
             for seq, event, data in rows:
@@ -402,6 +401,7 @@ class RunRegistry:
                     return
             if rows:
                 quiet = 0.0
+                place = place if seen <= 1 else 0  # taken: the stored events say where it stands
                 continue
             checked += poll_s
             if checked >= 1.0:  # the run row, and its owner's liveness, once a second
@@ -410,6 +410,11 @@ class RunRegistry:
                 state = await run_in_threadpool(run_state, self.sessions, run_id)
                 if state is not None and state[0] in ("running", "queued"):  # queued: a chat job not yet taken
                     ended_at = None
+                    now = (await run_in_threadpool(model_queue.places, self.sessions, [run_id])).get(run_id, 0) \
+                        if state[0] == "queued" else 0
+                    if now != place:  # a new place; or 0: taken, and no stored event has said so yet
+                        place = now
+                        yield Frame(None, "queue", queue_data(run_id, place))
                 else:
                     ended_at = ended_at or time.monotonic()  # a live owner may still be storing its last events
                     gone = bool(marked) or await run_in_threadpool(owner_gone, self.sessions, run_id,
@@ -488,8 +493,17 @@ def _data(event: AgentEvent) -> dict[str, Any]:
     return data
 
 
+def queue_data(run_id: str, position: int) -> dict[str, Any]:
+    """A `queue` event's data: `position` turns ahead of the run (0: its wait is over)."""
+    if position == 0:
+        return {"run_id": run_id, "position": 0, "text": "The model is working on your question"}
+    ahead = "1 turn" if position == 1 else f"{position} turns"
+    return {"run_id": run_id, "position": position, "text": f"Waiting for the model: {ahead} ahead of yours"}
+
+
 def sse_frame(frame: Frame | None, dumps: Callable[[Any], str]) -> str:
-    """One server-sent event with its `id:` (None: a keep-alive comment)."""
+    """One server-sent event with its `id:` if stored (None: a keep-alive comment)."""
     if frame is None:
         return ": keep-alive\n\n"
-    return f"id: {frame.seq}\nevent: {frame.event}\ndata: {dumps(frame.data)}\n\n"
+    head = "" if frame.seq is None else f"id: {frame.seq}\n"
+    return f"{head}event: {frame.event}\ndata: {dumps(frame.data)}\n\n"

@@ -48,11 +48,11 @@ class Settings(BaseSettings):
         "one queue (the embedded model "
         "server has one slot per prompt shape, so parallel turns only evict each other's cache)",
     )
-    chat_jobs: bool = Field(
-        default=False,
-        description="On PostgreSQL: each chat turn (web, API, Slack) is a procrastinate job that any API worker "
-        "takes (a turn waiting for a worker survives the restart of the one that received it); false: the "
-        "receiving worker runs it (api.chat_jobs)",
+    chat_jobs: bool | None = Field(
+        default=None,
+        description="Each chat turn (web, API, Slack) is a procrastinate job that any API worker takes (a turn "
+        "waiting for a worker survives the restart of the one that received it); needs PostgreSQL; unset: on "
+        "with PostgreSQL; false: the receiving worker runs it (api.chat_jobs)",
     )
     chat_jobs_per_worker: int = Field(
         default=4, ge=0, le=64,

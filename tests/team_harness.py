@@ -252,9 +252,11 @@ def start_workers(count: int, database_url: str, data_dir: Path, model_url: str,
     return workers
 
 
-def sse_events(lines: Iterator[str]) -> Iterator[tuple[int, str, dict[str, Any]]]:
-    """(id, event, data) of each server-sent event read from `lines` (keep-alive comments skipped)."""
-    seq, name, data = 0, "", ""
+def sse_events(lines: Iterator[str]) -> Iterator[tuple[int | None, str, dict[str, Any]]]:
+    """(id, event, data) of each server-sent event read from `lines` (keep-alive comments skipped; id None:
+    an event sent without one, not stored: a queued chat job's place)."""
+    seq: int | None = None
+    name, data = "", ""
     for line in lines:
         if line.startswith("id: "):
             seq = int(line[4:])
@@ -264,13 +266,13 @@ def sse_events(lines: Iterator[str]) -> Iterator[tuple[int, str, dict[str, Any]]
             data = line[6:]
         elif line == "" and name:
             yield seq, name, json.loads(data)
-            name, data = "", ""
+            seq, name, data = None, "", ""
 
 
 # ------------------------------------------------------------------------------ reading a chat stream
 
 STREAM_WAIT_S = 60.0
-Event = tuple[int, str, dict[str, Any]]
+Event = tuple[int | None, str, dict[str, Any]]
 
 
 class Stream:

@@ -93,3 +93,23 @@ def test_turns_racing_for_one_place_start_once(sessions: sessionmaker[Session]) 
     for t in threads:
         t.join()
     assert errors == [] and started == [ids[0]]  # only the first ticket, whoever asked first
+
+
+def test_a_chat_job_not_yet_taken_waits_behind_the_waiting_turns_and_the_jobs_queued_before_it(
+        sessions: sessionmaker[Session]) -> None:
+    holding, waiting = runs(sessions, 2)
+    first, second = (RunLog.start(sessions, question=f"job{i}", conversation_id=None, model="m", channel="web",
+                                  queued=True).run_id for i in range(2))
+    for run_id in (holding, waiting):
+        model_queue.join(sessions, run_id)
+    assert model_queue.try_start(sessions, holding, limit=1) == 0
+    assert model_queue.places(sessions, [holding, waiting, first, second]) == {holding: 0, waiting: 1, first: 2,
+                                                                                second: 3}
+    assert model_queue.load(sessions) == (1, 3)  # the jobs no worker has taken wait too
+    assert RunLog.claim(sessions, first) is not None  # a worker takes the first job: it joins the model's queue
+    model_queue.join(sessions, first)
+    assert model_queue.places(sessions, [first, second]) == {first: 2, second: 3}
+    model_queue.leave(sessions, holding)
+    assert model_queue.places(sessions, [first, second]) == {first: 2, second: 3}  # nobody holds: still behind
+    assert model_queue.try_start(sessions, waiting, limit=1) == 0
+    assert model_queue.places(sessions, [first, second]) == {first: 1, second: 2}

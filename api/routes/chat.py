@@ -94,10 +94,12 @@ def chat_status(state: LLMState | None, runs: RunRegistry | None = None, user_id
         running, queued = runs.load if runs is not None else (0, 0)  # every worker's (refresh_load)
         at_once = runs.turns_at_once if runs is not None else 1
         mine = [r.run_id for r in runs.active() if r.user_id == user_id] if runs is not None else []
-        if running >= at_once:
+        if running >= at_once or queued:  # queued with the model free: chat jobs no worker has taken yet
             wait = f"; {queued} more waiting" if queued else ""
-            detail = (f"model {state.model} is answering {running} turn{'s' if running != 1 else ''}{wait}: "
-                      "a new question waits its turn")
+            answering = (f"model {state.model} is answering {running} turn{'s' if running != 1 else ''}{wait}"
+                         if running else f"{queued} turn{'s' if queued != 1 else ''} wait for an API worker to take "
+                         "them")
+            detail = f"{answering}: a new question waits its turn"
             return ChatStatus(available=True, status="busy", detail=detail, model=state.model, running=running,
                               queued=queued, turns_at_once=at_once, your_runs=mine)
         return ChatStatus(available=True, status="ready", detail=f"model {state.model} is ready", model=state.model,

@@ -152,10 +152,12 @@ async def info_route(run_id: RunId, request: Request, principal: ReaderDep) -> R
         return _info(run)
     stored = await run_in_threadpool(_lookup, request, run_id, principal)
     events = await run_in_threadpool(count_events, registry(request).sessions, run_id)
+    places = await run_in_threadpool(model_queue.places, registry(request).sessions, [run_id]) \
+        if stored.status in ("running", "queued") else {}  # held by another worker, or a job not yet taken
     return RunInfo(run_id=stored.id, conversation_id=stored.conversation_id, question=stored.question,
-                   status=stored.status, live=False,
+                   status="queued" if places.get(run_id) else stored.status, live=False,
                    elapsed_s=round(stored.latency_ms / 1000, 1) if stored.latency_ms is not None else None,
-                   events=events, queue_position=0)
+                   events=events, queue_position=places.get(run_id, 0))
 
 
 @router.get(

@@ -113,9 +113,10 @@ def test_a_question_posted_to_a_worker_that_takes_no_turns_is_answered_by_anothe
     front, back = team.start("front", takes=0), team.start("back", takes=2)
     events = team.chat(front, "Which accounts are most at risk?").finish()
 
-    names = [name for _, name, _ in events]
+    stored = [(seq, name) for seq, name, _ in events if seq is not None]  # not the place of a job not yet taken
+    names = [name for _, name in stored]
     assert names[0] == "run_started" and names[-1] == "answer" and "token" in names
-    assert [seq for seq, _, _ in events] == list(range(1, len(events) + 1))
+    assert [seq for seq, _ in stored] == list(range(1, len(stored) + 1))
     assert "most at risk" in events[-1][2]["result"]["answer"]
     run = team.run(events[0][2]["run_id"])
     assert run.status == "ok" and run.owner is not None and f"pid {back.proc.pid}" in run.owner
@@ -132,8 +133,16 @@ def test_a_turn_queued_when_its_worker_dies_is_answered_by_a_worker_started_late
     front = team.start("front", takes=0)
     waiting = team.chat(front, "Which accounts are most at risk?")
     run_id = waiting.wait_for("run_started")[2]["run_id"]
+    place = waiting.wait_for("queue")  # no worker takes turns: first in line, sent unnumbered (not stored)
+    assert place[0] is None and place[2]["position"] == 1 and "1 turn ahead" in place[2]["text"]
+    second = team.chat(front, "And which ones grew?")
+    assert second.wait_for("queue")[2]["position"] == 2
     listed = httpx.get(f"{front.url}/api/v1/chat/runs", headers=team.headers(), timeout=10).json()
-    assert [(r["run_id"], r["status"]) for r in listed] == [(run_id, "queued")]
+    assert [(r["status"], r["queue_position"]) for r in listed] == [("queued", 1), ("queued", 2)]
+    assert listed[0]["run_id"] == run_id
+    status = httpx.get(f"{front.url}/api/v1/chat/status", headers=team.headers(), timeout=10).json()
+    assert (status["status"], status["running"], status["queued"]) == ("busy", 0, 2)
+    assert status["detail"].startswith("2 turns wait for an API worker") and len(status["your_runs"]) == 2
     assert team.run(run_id).status == "queued" and team.procrastinate_statuses(run_id) == ["todo"]
     front.kill()  # nobody has the turn: it is a row in the queue, not a task in a process
     assert team.run(run_id).status == "queued"
@@ -142,6 +151,7 @@ def test_a_turn_queued_when_its_worker_dies_is_answered_by_a_worker_started_late
     follower = Stream("GET", f"{back.url}/api/v1/chat/runs/{run_id}/events", headers=team.headers())
     events = follower.finish()
     assert events[0][1] == "run_started" and events[-1][1] == "answer"
+    assert all(seq is not None for seq, name, _ in events if name != "queue")
     assert "most at risk" in events[-1][2]["result"]["answer"]
     run = team.run(run_id)
     assert run.status == "ok" and f"pid {back.proc.pid}" in (run.owner or "")
