@@ -206,12 +206,12 @@ class RunRegistry:
                         raise RuntimeError(f"a turn must begin with run_started, got {event.type!r}")
                     run = ActiveRun(event.run_id, event.conversation_id, user_id, question, channel,
                                     task=asyncio.current_task())
-                    self.runs[run.run_id] = run
                     run.append(event.type, _data(event))
                     run.stored = 1 if prepared else 0  # a prepared run's first event is stored already
                     writer = asyncio.create_task(self._store(run))
                     holding = True
                     position = await self._try_slot(run, join=True)  # a queued run says its place at once
+                    self.runs[run.run_id] = run  # listed once its place is known (a chat job's readers look here)
                     ready.set_result(run)
                     if position:
                         await self._take_slot(run)
@@ -382,17 +382,26 @@ class RunRegistry:
     async def follow_stored(self, run_id: str, *, after: int = 0, keepalive_s: float | None = None,
                             poll_s: float = POLL_S) -> AsyncIterator[Frame | None]:
         """Like `ActiveRun.follow`, for a run another process holds: its stored events after `after`,
-        polled until its last event (`answer`/`stopped`); None every `keepalive_s` of silence.
+        polled until its last event (`answer`/`stopped`); None every `keepalive_s` of silence. A chat
+        job (`api.chat_jobs`) this worker takes meanwhile is followed from memory from then on; while
+        no worker has taken it, its place is sent (unnumbered) whenever it changes.
 
         A run the run log says has ended without a stored last event gets a `stopped` event saying
         why, numbered next: at once when its process is gone (killed, no heartbeat), else after
         `ENDED_GRACE_S` (a live owner is still storing its last events)."""
         seen = max(0, after)
         quiet = 0.0
-        checked = 1.0  # the run row at the first silence
+        checked = 0.0  # the run row after a second of silence (a chat job is taken in less: no place sent)
         ended_at: float | None = None
         place = 0  # a chat job not yet taken: its place, sent when it changes
         while True:
+            local = self.runs.get(run_id)
+            if local is not None:  # a chat job this worker took: its frames from memory, as they come
+                if place and not local.queue_position:
+                    yield Frame(None, "queue", {"type": "queue", **queue_data(run_id, 0)})
+                async for frame in local.follow(after=seen, keepalive_s=keepalive_s):
+                    yield frame
+                return
             rows = await run_in_threadpool(read_events, self.sessions, run_id, after=seen)
             for seq, event, data in rows:
                 seen = seq
@@ -414,7 +423,7 @@ class RunRegistry:
                         if state[0] == "queued" else 0
                     if now != place:  # a new place; or 0: taken, and no stored event has said so yet
                         place = now
-                        yield Frame(None, "queue", queue_data(run_id, place))
+                        yield Frame(None, "queue", {"type": "queue", **queue_data(run_id, place)})
                 else:
                     ended_at = ended_at or time.monotonic()  # a live owner may still be storing its last events
                     gone = bool(marked) or await run_in_threadpool(owner_gone, self.sessions, run_id,

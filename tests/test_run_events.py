@@ -194,3 +194,48 @@ def test_a_stop_asked_on_another_worker_is_carried_out_by_the_one_holding_the_ru
     assert frames[-1].data["status"] == "stopped" and frames[-1].data["text"] == "stopped by alice after 1 s"
     assert _status(sessions, log.run_id) == ("stopped", "stopped by alice after 1 s", None)
     assert not worker_seen(sessions, process_owner(), stale_s=15)  # the heartbeat left with the watcher
+
+
+def test_a_queued_chat_job_streams_its_place_then_from_memory_once_this_worker_takes_it(
+        sessions: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch) -> None:
+    """`api.chat_jobs`: the receiving worker follows a job's stored events; while no worker has taken
+    it, its place comes unnumbered; once this worker takes it, its frames come from memory."""
+    queued = RunLog.start(sessions, question="Which?", conversation_id=None, model="fake", channel="web", queued=True)
+    store_events(sessions, queued.run_id, [(1, "run_started", {"type": "run_started"})])
+    reads: list[float] = []
+    real_read = api.runs.read_events
+
+    def counted(*args: object, **kwargs: object) -> object:
+        reads.append(time.monotonic())
+        return real_read(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(api.runs, "read_events", counted)
+
+    async def scenario() -> tuple[list[Frame], list[Frame], float]:
+        registry = RunRegistry(sessions)
+        follower = registry.follow_stored(queued.run_id, poll_s=0.05)
+        seen: list[Frame] = []
+
+        async def read() -> None:
+            async for frame in follower:
+                if frame is not None:
+                    seen.append(frame)
+
+        reader = asyncio.create_task(read())
+        await asyncio.sleep(1.5)  # no worker takes jobs: the reader hears the job's place
+        assert [(f.seq, f.event, f.data.get("position")) for f in seen] == [(1, "run_started", None),
+                                                                           (None, "queue", 1)]
+        claimed = RunLog.claim(sessions, queued.run_id)  # this worker takes it (`ChatJobs.take`)
+        assert claimed is not None
+        run = await registry.start(_turn(claimed.run_id, claimed.conversation_id), question="Which?", user_id=None,
+                                   channel="web", prepared=True)
+        taken = time.monotonic()
+        await asyncio.wait_for(reader, timeout=10)
+        return seen, run.frames, taken
+
+    seen, local, taken = asyncio.run(scenario())
+    numbered = [f for f in seen if f.seq is not None]
+    assert [f.event for f in local] == ["run_started", "token", "token", "token", "answer"]
+    assert [f.seq for f in numbered] == [1, 2, 3, 4, 5] and numbered[1:] == local[1:]  # 1: the stored run_started
+    assert (seen[2].seq, seen[2].event, seen[2].data["position"]) == (None, "queue", 0)  # taken: the wait is over
+    assert len([t for t in reads if t > taken]) <= 1  # from memory: at most the read in flight when it was taken
