@@ -16,8 +16,8 @@ once, and:
 `uptime` is recorded before and after each phase: the figures are only as quiet as the machine.
 
     nice -n 5 .venv/bin/python -m bench.deploy_bench [--accounts 2000] [--engines postgres,sqlite]
-    # chat turns in the worker that received them vs as jobs any worker takes, same run:
-    .venv/bin/python -m bench.deploy_bench --engines postgres --chat-only --chat-jobs --out bench/results/deploy_chat_jobs.json
+    # chat turns as jobs any worker takes (the PostgreSQL default) vs in the worker that received them, same run:
+    .venv/bin/python -m bench.deploy_bench --engines postgres --chat-only --chat-inline --out bench/results/deploy_chat_jobs.json
 
 Results: bench/results/deploy.json and deploy.md.
 """
@@ -87,7 +87,8 @@ class Deployment:
                "LLM_API_KEY": "x", "AGENT_DESIGN": "react", "LLM_AUTOSTART": "false"}
         for name in ("CHROMA_HOST", "SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "PLAYBOOK_PATH"):
             env.pop(name, None)
-        env.update({"CHAT_JOBS": "false", **extra_env})  # the turns in the receiving worker unless asked
+        env.pop("CHAT_JOBS", None)
+        env.update(extra_env)  # the product's default unless asked: turns as jobs on PostgreSQL (api.chat_jobs)
         self.log_path = data_dir / f"serve-{workers}.log"
         self.log = self.log_path.open("wb")
         self.proc = subprocess.Popen(
@@ -191,18 +192,18 @@ def run_engine(engine: str, url: str, tmp: Path, llm_url: str, args: argparse.Na
             out["by_workers"][str(workers)] = asyncio.run(load(dep, data, args))
         finally:
             dep.stop()
-        if args.chat_jobs and engine == "postgres":  # the same chat load, each turn a job (api.chat_jobs)
-            dep = Deployment(workers, url, tmp / f"{engine}-{workers}-jobs", llm_url, CHAT_JOBS="true")
+        if args.chat_inline and engine == "postgres":  # the same chat load, each turn in the receiving worker
+            dep = Deployment(workers, url, tmp / f"{engine}-{workers}-inline", llm_url, CHAT_JOBS="false")
             try:
-                jobs = asyncio.run(chat_load(dep, data, args, ", CHAT_JOBS"))
-                out["by_workers"][str(workers)]["chat_jobs"] = jobs
+                inline = asyncio.run(chat_load(dep, data, args, ", CHAT_JOBS=false"))
+                out["by_workers"][str(workers)]["chat_inline"] = inline
             finally:
                 dep.stop()
     return out
 
 
 async def chat_load(dep: Deployment, data: dict[str, Any], args: argparse.Namespace, label: str = "") -> dict[str, Any]:
-    """The chat phase of `load` (alone, for the CHAT_JOBS run)."""
+    """The chat phase of `load` (alone, for the CHAT_JOBS=false run)."""
     result: dict[str, Any] = {"uptime_before": uptime()}
     chat = result["chat"] = await chats(dep.url, data["key"], args.chat_sessions, args.chat_turns)
     chat["turns_per_s"] = round(chat["completed_turns"] / chat["elapsed_s"], 2) if chat["elapsed_s"] else None
@@ -295,7 +296,9 @@ def write_md(out: dict[str, Any], path: Path) -> None:
         lines += ["", "| workers | chat turns/s | chat p95 ms | turns ok / asked | errors | worker RSS MB | "
                   "worker CPU s | load after |", "|---|---|---|---|---|---|---|---|"]
         for w in workers:
-            for label, r in ((w, res["by_workers"][w]), (f"{w}, CHAT_JOBS", res["by_workers"][w].get("chat_jobs"))):
+            default = f"{w} (turns as jobs)" if engine == "postgres" else w
+            for label, r in ((default, res["by_workers"][w]),
+                             (f"{w}, CHAT_JOBS=false", res["by_workers"][w].get("chat_inline"))):
                 if r is None:
                     continue
                 c = r["chat"]
@@ -332,8 +335,9 @@ def main() -> None:
                    help="reuse connections (they stick to one worker: 2 workers then measure mostly one)")
     p.add_argument("--chroma", action="store_true",
                    help="also: `chroma run` memory with the product corpus built into it (embeds 230 chunks)")
-    p.add_argument("--chat-jobs", action="store_true",
-                   help="on PostgreSQL, also run the chat load with CHAT_JOBS=true (each turn a job)")
+    p.add_argument("--chat-inline", action="store_true",
+                   help="on PostgreSQL, also run the chat load with CHAT_JOBS=false (each turn in the worker that "
+                   "received it; the default there is a job any worker takes)")
     p.add_argument("--chat-only", action="store_true", help="skip the endpoint load")
     p.add_argument("--out", type=Path, default=RESULTS / "deploy.json")
     args = p.parse_args()
@@ -347,7 +351,7 @@ def main() -> None:
         "started": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
         "accounts": args.accounts, "requests": args.requests, "concurrency": args.concurrency,
-        "workers": args.workers, "keepalive": args.keepalive, "chat_only": args.chat_only, "chat_jobs": args.chat_jobs, "chat_turns_at_once": int(os.environ.get("CHAT_TURNS_AT_ONCE", "1")),
+        "workers": args.workers, "keepalive": args.keepalive, "chat_only": args.chat_only, "chat_inline": args.chat_inline, "chat_turns_at_once": int(os.environ.get("CHAT_TURNS_AT_ONCE", "1")),
         "uptime_before": uptime(), "engines": {},
     }
     fake = ThreadingHTTPServer(("127.0.0.1", 0), FakeModel)

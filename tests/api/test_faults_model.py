@@ -116,17 +116,18 @@ def fake_endpoint(kind: str) -> Generator[str, None, None]:
             conn.close()
 
 
-def agent_at(design: str, endpoint: str, sessions: sessionmaker[Session], tmp_path: Path) -> Agent:
+def agent_at(design: str, endpoint: str, sessions: sessionmaker[Session], tmp_path: Path,
+             timeout_s: float = TIMEOUT_S) -> Agent:
     """The agent of `design` built as `agent.service.build_copilot` builds it, at `endpoint`."""
     settings = Settings(data_dir=tmp_path, llm_base_url=endpoint, llm_model="m", llm_api_key="x",
-                        llm_timeout_s=TIMEOUT_S)
+                        llm_timeout_s=timeout_s)
     runtime = LLMRuntime.open(settings)
     no_knowledge = lambda: pytest.fail("no knowledge needed")  # noqa: E731
     if design == "plan":
         return PlanCopilot(sessions=sessions, knowledge=no_knowledge, planner=runtime.planner(plan_schema()),
-                           answerer=runtime.answerer(), model_name="m", llm_call_timeout_s=TIMEOUT_S)
+                           answerer=runtime.answerer(), model_name="m", llm_call_timeout_s=timeout_s)
     return Copilot(sessions=sessions, knowledge=no_knowledge, router=runtime.router(),
-                   answerer=runtime.answerer(), model_name="m", llm_call_timeout_s=TIMEOUT_S)
+                   answerer=runtime.answerer(), model_name="m", llm_call_timeout_s=timeout_s)
 
 
 EXPECTED = {
@@ -185,7 +186,9 @@ def test_chat_recovers_when_the_endpoint_comes_back(
     stream = f"data: {json.dumps(chunk)}\n\ndata: [DONE]\n\n".encode()
     monkeypatch.setitem(BODIES, "ok", (b"text/event-stream", stream))
     up = serve("ok")
-    client.app.state.llm.copilot = agent_at("react", next(up), factory, tmp_path)  # type: ignore[attr-defined]
+    # the 1 s limit is for the endpoint that hangs: a loaded CI machine may take longer to answer this one
+    client.app.state.llm.copilot = agent_at("react", next(up), factory, tmp_path,  # type: ignore[attr-defined]
+                                            timeout_s=30.0)
     try:
         second = client.post("/api/v1/chat", headers=bearer(keys["analyst"]),
                              json={"message": "Hello again?", "conversation_id": first["conversation_id"]})
