@@ -40,6 +40,7 @@ from agent.copilot import (
     run_sync,
     unavailable_answer,
 )
+from agent.coverage import add_asked_steps, data_asked, data_feedback, knowledge_only
 from agent.deps import RunContext
 from agent.executor import Execution, Executor, StepRun, step_key
 from agent.followup import retarget
@@ -186,7 +187,7 @@ class PlanCopilot:
             return {"plan": None, "replan": False}
         if reply.fanned_out:
             turn.notes.append(f"the plan's per-account steps repeated for {', '.join(reply.fanned_out)} (named, unused)")
-        plan = self._with_definitions(turn, self._settle_filing(turn, reply.plan))
+        plan = self._with_definitions(turn, self._with_asked(turn, self._settle_filing(turn, reply.plan)))
         turn.notes.append(f"plan: {plan.compact()}")
         write({"type": "plan", "plan": plan.model_dump()})
         return {"plan": plan, "replan": False}
@@ -202,6 +203,15 @@ class PlanCopilot:
             plan, note = retarget(plan, turn.question, turn.previous)
             if note:
                 turn.notes.append(note)
+        return plan
+
+    @staticmethod
+    def _with_asked(turn: Turn, plan: Plan) -> Plan:
+        """The plan with the account reads whose facts the user asks for and no step returns
+        (`agent.coverage.add_asked_steps`: "open tickets and days until renewal" needs the profile)."""
+        plan, added = add_asked_steps(turn.question, plan)
+        if added:
+            turn.notes.append(f"added {', '.join(added)}: the question asks for facts only that tool returns")
         return plan
 
     def _with_definitions(self, turn: Turn, plan: Plan) -> Plan:
@@ -231,6 +241,11 @@ class PlanCopilot:
         if ignored:  # replan before running anything: the steps would answer another question
             feedback = (f"the user named {', '.join(ignored)} but no step uses it; plan the steps for "
                         f"{'those ids' if len(ignored) > 1 else 'that id'}")
+            turn.notes.append(f"replanning: {feedback}")
+            return {"feedback": feedback, "replans": replans + 1, "replan": True}
+        asked = data_asked(turn.question) if replans < MAX_REPLANS and knowledge_only(plan) else None
+        if asked:  # passages hold none of this company's figures: the data half needs its tool steps
+            feedback = data_feedback(asked)
             turn.notes.append(f"replanning: {feedback}")
             return {"feedback": feedback, "replans": replans + 1, "replan": True}
 

@@ -954,3 +954,37 @@ def test_a_comparison_the_model_inverts_leaves_the_narrative_and_the_computed_on
     assert "comparing figures the wrong way round" in result.answer
     # the computed comparison under it says it the right way round
     assert "Dynent Agency Corp. (DYNE-0036) 90.0% is higher than Acme Energy Oy (ACME-0042) 66.6%" in result.answer
+
+
+def test_profile_facts_the_plan_left_out_are_read_without_another_model_call(sessions: sessionmaker[Session]) -> None:
+    """`agent.coverage.add_asked_steps`: "open tickets and days until renewal" planned as churn_risk alone."""
+    top = ranked(sessions, 1)[0]
+    script = Script([plan("answer", ("churn_risk", {"account_id": top})), say("A health check.")])
+    result = copilot_for(sessions, script).ask(
+        f"Give me a quick health check of {top}: churn probability, open tickets and days until renewal.")
+    assert [(c.name, c.args.get("account_id"), c.ok) for c in result.tool_calls] == [
+        ("churn_risk", top, True), ("get_account", top, True)]
+    assert result.llm_calls == 2 and any(n.startswith(f"added get_account({top})") for n in result.notes)
+    seen = str(script.requests[1]["messages"][-1].content)  # the answerer sees the profile's facts
+    assert "renews in " in seen and " open tickets" in seen
+
+
+def test_a_concept_question_that_also_asks_for_our_data_is_replanned_when_only_searched(
+        sessions: sessionmaker[Session], corpus: Any) -> None:
+    """`agent.coverage.data_asked`: passages hold no figures of this company."""
+    script = Script([
+        plan("answer", ("search_knowledge", {"query": "margin leak"})),
+        plan("answer", ("search_knowledge", {"query": "margin leak"}), ("score_activities", {})),
+        say("Margin leak is spend above an activity's value-justified budget."),
+    ])
+    result = copilot_for(sessions, script, knowledge=lambda: corpus).ask(
+        "What is margin leak, and which of our activities has the highest one?")
+    assert [c.name for c in result.tool_calls] == ["search_knowledge", "score_activities"]
+    assert result.llm_calls == 3 and all(c.ok for c in result.tool_calls)
+    replan = str(script.requests[1]["messages"][-1].content)
+    assert 'Your previous plan failed: it only searches the knowledge base' in replan
+    assert '"which of our activities"' in replan
+    # a concept question alone keeps its search, with no second plan
+    alone = Script([plan("answer", ("search_knowledge", {"query": "margin leak"})), say("Margin leak is ...")])
+    kept = copilot_for(sessions, alone, knowledge=lambda: corpus).ask("What is margin leak?")
+    assert [c.name for c in kept.tool_calls] == ["search_knowledge"] and kept.llm_calls == 2

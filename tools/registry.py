@@ -17,6 +17,7 @@ prompt prefix and of every recorded cassette: change them and both must be redon
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated, Any, Generic, Literal, TypeVar, cast
@@ -105,6 +106,9 @@ class ToolSpec(Generic[P, R]):
     """Surfaces this tool is deliberately not on, each with the reason."""
     filter_keys: tuple[str, ...] = ("segment", "region", "plan", "industry")
     """The keys its `filters` take in a plan (a scope the user names); the account scope by default."""
+    asked_by: re.Pattern[str] | None = None
+    """Words of a question asking for facts only this tool's result holds ("open tickets", "renewal" for
+    `get_account`): a plan that reads the account without it gets its step (`agent.coverage`)."""
 
     def core_kwargs(self, args: Mapping[str, Any], *, strict: bool = False) -> dict[str, Any]:
         """Validate the model's (or a caller's) arguments and map them to the core's keywords.
@@ -296,6 +300,11 @@ GET_ACCOUNT = ToolSpec(
     description="Profile of one account: owner, segment, plan, ARR, renewal date, open tickets, NPS, "
     "champions, usage.",
     project=project_account,
+    asked_by=re.compile(
+        r"\brenew(?:al|als|s|ing|ed)?\b|\bopen\s+(?:support\s+)?tickets?\b|\btickets?\s+(?:are\s+|still\s+)?open\b"
+        r"|\bnps\b|\bnet\s+promoter\b|\bwho\s+owns\b|\bowner\b|\btenure\b|\bcustomer\s+since\b"
+        r"|\binvoices?\b|\bsubscription\b|\blast\s+(?:contact|interaction|touch(?:point)?|call|meeting)\b",
+        re.IGNORECASE),
 )
 ACCOUNT_TIMELINE = ToolSpec(
     name="account_timeline",
