@@ -26,6 +26,8 @@ def test_profile_facts_asked_about_a_read_account_add_its_profile() -> None:
     "When does ACME-0042 renew, and how risky is it?",
     "What's the NPS and churn risk of ACME-0042?",
     "Who owns ACME-0042 and what should we do next?",
+    "When is ACME-0042's contract up, and what should we do?",
+    "How many seats does ACME-0042 pay for, and is it at risk?",
 ])
 def test_each_profile_fact_counts(question: str) -> None:
     plan = _plan(("next_best_action", {"account_id": "ACME-0042"}))

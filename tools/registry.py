@@ -303,7 +303,8 @@ GET_ACCOUNT = ToolSpec(
     asked_by=re.compile(
         r"\brenew(?:al|als|s|ing|ed)?\b|\bopen\s+(?:support\s+)?tickets?\b|\btickets?\s+(?:are\s+|still\s+)?open\b"
         r"|\bnps\b|\bnet\s+promoter\b|\bwho\s+owns\b|\bowner\b|\btenure\b|\bcustomer\s+since\b"
-        r"|\binvoices?\b|\bsubscription\b|\blast\s+(?:contact|interaction|touch(?:point)?|call|meeting)\b",
+        r"|\binvoices?\b|\bsubscription\b|\blast\s+(?:contact|interaction|touch(?:point)?|call|meeting)\b"
+        r"|\bseats?\b|\bmrr\b|\bdiscount\b|\bcontract\s+(?:end\w*|up|expir\w*|date|runs?\s+out)\b",
         re.IGNORECASE),
 )
 ACCOUNT_TIMELINE = ToolSpec(
