@@ -88,10 +88,10 @@ def places(sessions: sessionmaker[Session], run_ids: list[str]) -> dict[str, int
     taken comes after every waiting turn and the jobs queued before it; other runs left out."""
     if not run_ids:
         return {}
-    with sessions() as s:
-        rows = s.execute(select(ModelTurn.run_id, ModelTurn.ticket, ModelTurn.started_at)).all()
+    with sessions() as s:  # jobs first: one taken between the two reads is then in one of them
         jobs = s.execute(select(AgentRun.id).where(AgentRun.status == "queued")
                          .order_by(AgentRun.started_at, AgentRun.id)).scalars().all()
+        rows = s.execute(select(ModelTurn.run_id, ModelTurn.ticket, ModelTurn.started_at)).all()
     waiting = sorted(ticket for _, ticket, started in rows if started is None)
     wanted = set(run_ids)
     out = {run_id: 0 if started is not None else waiting.index(ticket) + 1

@@ -113,13 +113,21 @@ def _live(request: Request, run_id: str, principal: Principal) -> ActiveRun | No
     return run
 
 
+def _placed_status(stored: str, place: int) -> str:
+    """`queued` while a run has a place; a run the log said `queued` and that has none was taken by a
+    worker between the two reads (it is joining the model's queue): `running`, not `queued` at place 0."""
+    if place:
+        return "queued"
+    return "running" if stored == "queued" else stored
+
+
 def _elsewhere(sessions: sessionmaker[Session], held: set[str], user_id: int | None) -> list[RunInfo]:
     """The web and API runs still running on other workers (`user_id`'s only, unless None)."""
     rows = [r for r in running_runs(sessions, user_id=user_id) if r[0] not in held]
     places = model_queue.places(sessions, [r[0] for r in rows])
     now = utcnow()
     return [RunInfo(run_id=run_id, conversation_id=conv, question=question,
-                    status="queued" if places.get(run_id) or state == "queued" else "running", live=False,
+                    status=_placed_status(state, places.get(run_id, 0)), live=False,
                     elapsed_s=round((now - started).total_seconds(), 1), events=count_events(sessions, run_id),
                     queue_position=places.get(run_id, 0))
             for run_id, conv, question, started, state in rows]
@@ -155,7 +163,7 @@ async def info_route(run_id: RunId, request: Request, principal: ReaderDep) -> R
     places = await run_in_threadpool(model_queue.places, registry(request).sessions, [run_id]) \
         if stored.status in ("running", "queued") else {}  # held by another worker, or a job not yet taken
     return RunInfo(run_id=stored.id, conversation_id=stored.conversation_id, question=stored.question,
-                   status="queued" if places.get(run_id) else stored.status, live=False,
+                   status=_placed_status(stored.status, places.get(run_id, 0)), live=False,
                    elapsed_s=round(stored.latency_ms / 1000, 1) if stored.latency_ms is not None else None,
                    events=events, queue_position=places.get(run_id, 0))
 
