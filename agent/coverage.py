@@ -10,14 +10,14 @@ The 1.5B planner often plans one half of a question that asks two things:
 - "What is margin leak, and which of our activities has the highest one?" planned as a knowledge
   search alone. Passages hold no figures of this company, so a question that also asks about the
   user's own accounts, activities or deals (`data_asked`) is planned again with that said
-  (`agent.pipeline`: one more model call, the model choosing the tool).
+  (`replan_feedback`, used by `agent.pipeline`: one more model call, the model choosing the tool).
 """
 
 from __future__ import annotations
 
 import re
 
-from agent.plan import ACCOUNT_ID, MAX_STEPS, Plan, Step
+from agent.plan import ACCOUNT_ID, MAX_STEPS, Plan, Step, ignored_ids
 from tools.registry import MODEL_TOOLS, ToolSpec
 
 ACCOUNT_TOOLS = frozenset({"churn_risk", "next_best_action", "get_account", "account_timeline"})
@@ -41,11 +41,20 @@ def data_asked(question: str) -> str | None:
     return m.group(0) if m else None
 
 
-def data_feedback(asked: str) -> str:
-    """What the planner is told when its plan only searches the knowledge base for a question that
-    also asks about the user's data (`asked`: those words)."""
-    return (f'it only searches the knowledge base, but the user also asks about their own data ("{asked}"): '
-            "add the tool steps that answer that part, and keep the search")
+def replan_feedback(question: str, plan: Plan) -> str | None:
+    """What the planner is told when `plan` leaves part of `question` out and is planned again before
+    anything runs: an id the user named that no step uses (`agent.plan.ignored_ids`: the steps would
+    answer another question), or the user's own data asked beside a knowledge-only plan (`data_asked`:
+    passages hold none of this company's figures); None when neither."""
+    ignored = ignored_ids(question, plan)
+    if ignored:
+        return (f"the user named {', '.join(ignored)} but no step uses it; plan the steps for "
+                f"{'those ids' if len(ignored) > 1 else 'that id'}")
+    asked = data_asked(question) if knowledge_only(plan) else None
+    if asked:
+        return (f'it only searches the knowledge base, but the user also asks about their own data ("{asked}"): '
+                "add the tool steps that answer that part, and keep the search")
+    return None
 
 
 def knowledge_only(plan: Plan) -> bool:

@@ -31,7 +31,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from agent.coverage import add_asked_steps, data_asked, data_feedback, knowledge_only
+from agent.coverage import add_asked_steps, replan_feedback
 from agent.deps import RunContext, ToolFixableError
 from agent.intent import settle_filing
 from agent.middleware import named_by_user, squash
@@ -613,16 +613,10 @@ def prepared_plan(plan: Plan, question: str, sessions: Any) -> tuple[Plan, str |
     planner would get to replan (an id the user named that no step uses, or the steps' errors),
     None when the product would run this plan as it is."""
     plan = add_asked_steps(question, settle_filing(question, plan)[0])[0]
-    ignored = ignored_ids(question, plan)
-    asked = data_asked(question) if knowledge_only(plan) else None
+    replan = replan_feedback(question, plan)  # before anything runs, as the pipeline asks it
     ctx = RunContext(sessions=sessions, knowledge=lambda: None, run_id="prepare", conversation_id="prepare")
     executor = Executor(ctx, said=squash(question), known=question.upper(), asked=question)
     steps = executor.prepare(plan, Execution())
-    if ignored:
-        feedback: str | None = (f"the user named {', '.join(ignored)} but no step uses it; plan the steps for "
-                                f"{'those ids' if len(ignored) > 1 else 'that id'}")
-    elif asked:
-        feedback = data_feedback(asked)
-    else:
-        feedback = "; ".join(f"step {s.index} {s.tool}: {s.error}" for s in steps if s.error is not None) or None
+    feedback = replan or (
+        "; ".join(f"step {s.index} {s.tool}: {s.error}" for s in steps if s.error is not None) or None)
     return Plan(intent=plan.intent, steps=[Step(tool=s.tool, args=s.args) for s in steps if s.error is None]), feedback

@@ -40,7 +40,7 @@ from agent.copilot import (
     run_sync,
     unavailable_answer,
 )
-from agent.coverage import add_asked_steps, data_asked, data_feedback, knowledge_only
+from agent.coverage import add_asked_steps, replan_feedback
 from agent.deps import RunContext
 from agent.executor import Execution, Executor, StepRun, step_key
 from agent.followup import retarget
@@ -55,7 +55,7 @@ from agent.middleware import (
 )
 from agent.narrative import Budget
 from agent.numbers import left_out_note, untraceable, without_figures
-from agent.plan import MAX_STEPS, Plan, Step, ignored_ids
+from agent.plan import MAX_STEPS, Plan, Step
 from agent.planner import Gate, Planner, Retrieve
 from agent.prompts import load_prompt
 from agent.provenance import known_text, tool_ids
@@ -237,15 +237,8 @@ class PlanCopilot:
         assert plan is not None  # _after_plan routes here only with a plan
         write = get_stream_writer()
         replans = state.get("replans", 0)
-        ignored = ignored_ids(turn.question, plan) if replans < MAX_REPLANS else []
-        if ignored:  # replan before running anything: the steps would answer another question
-            feedback = (f"the user named {', '.join(ignored)} but no step uses it; plan the steps for "
-                        f"{'those ids' if len(ignored) > 1 else 'that id'}")
-            turn.notes.append(f"replanning: {feedback}")
-            return {"feedback": feedback, "replans": replans + 1, "replan": True}
-        asked = data_asked(turn.question) if replans < MAX_REPLANS and knowledge_only(plan) else None
-        if asked:  # passages hold none of this company's figures: the data half needs its tool steps
-            feedback = data_feedback(asked)
+        feedback = replan_feedback(turn.question, plan) if replans < MAX_REPLANS else None
+        if feedback:  # replan before running anything: the steps would leave part of the question out
             turn.notes.append(f"replanning: {feedback}")
             return {"feedback": feedback, "replans": replans + 1, "replan": True}
 

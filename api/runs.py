@@ -398,7 +398,7 @@ class RunRegistry:
             local = self.runs.get(run_id)
             if local is not None:  # a chat job this worker took: its frames from memory, as they come
                 if place and not local.queue_position:
-                    yield Frame(None, "queue", {"type": "queue", **queue_data(run_id, 0)})
+                    yield _place(run_id, 0)
                 async for frame in local.follow(after=seen, keepalive_s=keepalive_s):
                     yield frame
                 return
@@ -423,7 +423,7 @@ class RunRegistry:
                         if state[0] == "queued" else 0
                     if now != place:  # a new place; or 0: taken, and no stored event has said so yet
                         place = now
-                        yield Frame(None, "queue", {"type": "queue", **queue_data(run_id, place)})
+                        yield _place(run_id, place)
                 else:
                     ended_at = ended_at or time.monotonic()  # a live owner may still be storing its last events
                     gone = bool(marked) or await run_in_threadpool(owner_gone, self.sessions, run_id,
@@ -508,6 +508,11 @@ def queue_data(run_id: str, position: int) -> dict[str, Any]:
         return {"run_id": run_id, "position": 0, "text": "The model is working on your question"}
     ahead = "1 turn" if position == 1 else f"{position} turns"
     return {"run_id": run_id, "position": position, "text": f"Waiting for the model: {ahead} ahead of yours"}
+
+
+def _place(run_id: str, position: int) -> Frame:
+    """A queued chat job's place, as its reader computed it: unnumbered (`Frame.seq` None), not stored."""
+    return Frame(None, "queue", {"type": "queue", **queue_data(run_id, position)})
 
 
 def sse_frame(frame: Frame | None, dumps: Callable[[Any], str]) -> str:

@@ -85,9 +85,8 @@ class Deployment:
         env = {**os.environ, "DATABASE_URL": database_url, "DATA_DIR": str(data_dir),
                "CHROMA_PATH": str(data_dir / "chroma"), "LLM_BASE_URL": llm_url, "LLM_MODEL": "fake",
                "LLM_API_KEY": "x", "AGENT_DESIGN": "react", "LLM_AUTOSTART": "false"}
-        for name in ("CHROMA_HOST", "SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "PLAYBOOK_PATH"):
+        for name in ("CHROMA_HOST", "SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "PLAYBOOK_PATH", "CHAT_JOBS"):
             env.pop(name, None)
-        env.pop("CHAT_JOBS", None)
         env.update(extra_env)  # the product's default unless asked: turns as jobs on PostgreSQL (api.chat_jobs)
         self.log_path = data_dir / f"serve-{workers}.log"
         self.log = self.log_path.open("wb")
